@@ -1,0 +1,1 @@
+"""Accord: one package per service; every service depends on `services.core`, never on another."""

@@ -1,0 +1,5 @@
+"""`python -m services ...` is `accord ...`: lets child processes run without the console script."""
+
+from services.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The domain (events, rules, listing state, views, digests) and the plumbing every service shares."""

@@ -1,0 +1,174 @@
+"""Kafka plumbing shared by every service: topic creation, a confirmed-delivery producer, readers.
+
+Driver errors are translated here, once, into `BrokerUnavailable`/`ContractError`.
+Messages carry their event type and id in headers so operators can filter without
+decoding; the value alone is authoritative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from services.core.errors import BrokerUnavailable
+from services.core.events import Event
+from services.core.serde import Decoded, decode_full, encode
+from services.core.topics import TopicSpec
+
+TYPE_HEADER = "accord-type"
+ID_HEADER = "accord-event-id"
+
+
+def create_topics(bootstrap: str, specs: Iterable[TopicSpec], partitions: int, replication: int) -> None:
+    """Create every topic in `specs` that does not exist yet; existing ones are left as they are."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = [NewTopic(s.name, partitions, replication, config=dict(s.config)) for s in specs]
+    if not new:
+        return
+    for name, future in admin.create_topics(new, operation_timeout=30, request_timeout=30).items():
+        try:
+            future.result()
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BrokerUnavailable(f"could not create topic {name}: {e}") from e
+
+
+def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """Idempotent, acks=all: a retried send never duplicates or reorders within a partition."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        **extra,
+    }
+
+
+def headers_of(event: Event) -> list[tuple[str, str | bytes | None]]:
+    return [
+        (TYPE_HEADER, type(event).__name__.encode()),
+        (ID_HEADER, event.envelope.event_id.encode()),
+    ]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    topic: str
+    partition: int
+    offset: int
+
+
+class EventProducer:
+    """Produces events and, on `send_sync`/`flush`, waits until the broker confirmed each one."""
+
+    def __init__(self, bootstrap: str, **extra: Any) -> None:
+        self._producer = Producer(producer_config(bootstrap, **extra))
+
+    def send(self, topic: str, key: str, event: Event, on_delivery: Any = None) -> None:
+        """Queue one event; call `flush` to wait for it. Never blocks for long on a full queue."""
+        value = encode(event)
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key.encode(), headers=headers_of(event), on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
+    def send_sync(self, topic: str, key: str, event: Event, timeout: float = 30.0) -> Delivered:
+        """Send one event and return where it landed, once the broker confirmed it."""
+        result: list[Message] = []
+        failure: list[KafkaError] = []
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            (failure.append(err) if err is not None else result.append(msg))
+
+        self.send(topic, key, event, on_delivery=delivered)
+        self.flush(timeout)
+        if failure or not result:
+            reason = failure[0].str() if failure else f"no confirmation within {timeout} s"
+            raise BrokerUnavailable(f"delivery to {topic} failed: {reason}")
+        msg = result[0]
+        return Delivered(msg.topic() or topic, msg.partition() or 0, msg.offset() or 0)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise BrokerUnavailable(f"{remaining} messages not confirmed within {timeout} s")
+
+    def poll(self, timeout: float = 0.0) -> None:
+        self._producer.poll(timeout)
+
+
+def consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
+    """A consumer that commits only when told: services store positions where their effects are."""
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+        **extra,
+    }
+    return Consumer(config)
+
+
+def raise_on_error(msg: Message) -> None:
+    err = msg.error()
+    if err is not None and err.code() != KafkaError._PARTITION_EOF:
+        raise BrokerUnavailable(f"consume failed on {msg.topic()}: {err.str()}")
+
+
+def decode_message(msg: Message) -> Decoded:
+    """Decode a consumed message; `ContractError` names its topic, partition and offset."""
+    return decode_full(msg.value(), msg.topic() or "?", msg.partition() or 0, msg.offset() or 0)
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str], timeout: float = 10.0) -> dict[TopicPartition, int]:
+    """The high watermark of every partition of `topics`: where a reader that has 'caught up' stops."""
+    probe = consumer(bootstrap, "accord-watermarks")
+    try:
+        out: dict[TopicPartition, int] = {}
+        metadata = probe.list_topics(timeout=timeout)
+        for topic in topics:
+            for partition in metadata.topics[topic].partitions:
+                _, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+                out[TopicPartition(topic, partition)] = high
+        return out
+    finally:
+        probe.close()
+
+
+def read_all(
+    bootstrap: str, topics: Iterable[str], batch: int = 1000, timeout: float = 10.0
+) -> Iterator[Message]:
+    """Every message currently in `topics`, from the start, in batches; stops at the high watermarks."""
+    targets = {tp: high for tp, high in end_offsets(bootstrap, topics, timeout).items() if high > 0}
+    if not targets:
+        return
+    reader = consumer(bootstrap, "accord-reader")
+    try:
+        reader.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in targets])
+        remaining = {(tp.topic, tp.partition): high for tp, high in targets.items()}
+        while remaining:
+            for msg in reader.consume(num_messages=batch, timeout=timeout):
+                raise_on_error(msg)
+                if (msg.offset() or 0) < remaining.get((msg.topic() or "", msg.partition() or 0), 0):
+                    yield msg
+            _drop_finished(reader, remaining)
+    finally:
+        reader.close()
+
+
+def _drop_finished(reader: Consumer, remaining: dict[tuple[str, int], int]) -> None:
+    """Forget partitions whose position reached the watermark (compaction may hide the last offsets)."""
+    positions = reader.position([TopicPartition(t, p) for t, p in remaining])
+    for tp in positions:
+        if tp.offset >= remaining[(tp.topic, tp.partition)]:
+            del remaining[(tp.topic, tp.partition)]

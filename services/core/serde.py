@@ -1,0 +1,144 @@
+"""Avro single-object encoding of every event: marker, CRC-64-AVRO fingerprint, body.
+
+Each message names its writer schema, so a reader resolves any version kept in
+`schemas/avro/v*/` to the current one. Decoding failures are `ContractError`s that
+say which topic, partition and offset held the bad bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+from fastavro.types import Schema
+
+from services.core.errors import ContractError
+from services.core.events import ALL_EVENTS, Event
+
+MARKER = b"\xc3\x01"
+HEADER_LEN = len(MARKER) + 8
+SCHEMA_ROOT = Path(__file__).resolve().parents[2] / "schemas" / "avro"
+
+
+@dataclass(frozen=True)
+class WriterSchema:
+    """One version of one record schema, as parsed by fastavro."""
+
+    name: str
+    version: int
+    schema: Schema
+    fingerprint: bytes
+
+
+def _version_number(folder: Path) -> int:
+    return int(folder.name.removeprefix("v"))
+
+
+def _load_version(folder: Path) -> dict[str, WriterSchema]:
+    loaded = {}
+    for name in ALL_EVENTS:
+        path = folder / f"accord.{name}.avsc"
+        if not path.exists():
+            continue
+        schema = load_schema(str(path))
+        print_ = bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+        loaded[name] = WriterSchema(name, _version_number(folder), schema, print_)
+    return loaded
+
+
+class SchemaRegistry:
+    """Every schema version in `schemas/avro/`, by fingerprint, and the current one by name."""
+
+    def __init__(self, root: Path = SCHEMA_ROOT) -> None:
+        folders = sorted(root.glob("v*"), key=_version_number)
+        if not folders:
+            raise ContractError(f"no schema versions under {root}")
+        self.versions: dict[int, dict[str, WriterSchema]] = {
+            _version_number(folder): _load_version(folder) for folder in folders
+        }
+        self.current: dict[str, WriterSchema] = self.versions[max(self.versions)]
+        self.by_fingerprint: dict[bytes, WriterSchema] = {
+            ws.fingerprint: ws for version in self.versions.values() for ws in version.values()
+        }
+
+    def writer(self, name: str) -> WriterSchema:
+        try:
+            return self.current[name]
+        except KeyError as e:
+            raise ContractError(f"no schema named accord.{name}") from e
+
+
+@cache
+def registry() -> SchemaRegistry:
+    """The registry of the repository's schemas, loaded once per process."""
+    return SchemaRegistry()
+
+
+def to_record(event: Event) -> dict[str, Any]:
+    """The plain dict fastavro writes for `event`."""
+    return event.model_dump(mode="python")
+
+
+def body_bytes(schema: Schema, record: dict[str, Any]) -> bytes:
+    """Schemaless Avro body of `record`: also the canonical bytes that hashes and signatures cover."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema, record)
+    return out.getvalue()
+
+
+def encode(event: Event) -> bytes:
+    """Single-object encoding of `event` with the current schema of its type."""
+    writer = registry().writer(type(event).__name__)
+    return MARKER + writer.fingerprint + body_bytes(writer.schema, to_record(event))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded message: the event, plus its writer schema and raw record for verification."""
+
+    event: Event
+    writer: WriterSchema
+    record: dict[str, Any]
+
+
+def _where(topic: str, partition: int, offset: int) -> str:
+    return f"{topic}[{partition}]@{offset}"
+
+
+def decode_full(data: bytes | None, topic: str = "?", partition: int = -1, offset: int = -1) -> Decoded:
+    """Decode one message, resolving its writer schema to the current reader schema."""
+    where = _where(topic, partition, offset)
+    if data is None or len(data) < HEADER_LEN or not data.startswith(MARKER):
+        raise ContractError(f"{where}: not an Avro single-object message (missing C3 01 marker)")
+    writer = registry().by_fingerprint.get(data[2:HEADER_LEN])
+    if writer is None:
+        raise ContractError(f"{where}: unknown schema fingerprint {data[2:HEADER_LEN].hex()}")
+    reader = registry().writer(writer.name)
+    try:
+        body = io.BytesIO(data[HEADER_LEN:])
+        raw = fastavro.schemaless_reader(body, writer.schema, None)
+        assert isinstance(raw, dict)
+        if body.tell() != len(data) - HEADER_LEN:
+            raise ContractError(f"{where}: {len(data) - HEADER_LEN - body.tell()} trailing bytes")
+        record = raw if writer is reader else _read(data, writer, reader)
+        event = ALL_EVENTS[writer.name].model_validate(record)
+    except ContractError:
+        raise
+    except Exception as e:  # fastavro and pydantic raise many types for bad bytes
+        raise ContractError(f"{where}: undecodable accord.{writer.name}: {e}") from e
+    return Decoded(event, writer, raw)
+
+
+def _read(data: bytes, writer: WriterSchema, reader: WriterSchema) -> Any:
+    """Schema resolution from an older (or newer) writer schema to the current reader schema."""
+    return fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer.schema, reader.schema)
+
+
+def decode(data: bytes | None, topic: str = "?", partition: int = -1, offset: int = -1) -> Event:
+    """Decode one message to its event; see `decode_full`."""
+    return decode_full(data, topic, partition, offset).event

@@ -1,0 +1,170 @@
+"""What one agency is entitled to see of a listing: its view row, and the view changes to emit.
+
+The ledger emits `view_changes` to `views.<agency>`; copies store `ViewRow`s; the
+reconciler and audit recompute expected views with `project`. One function, so
+the three can never disagree about what a copy should hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime
+
+from services.core.events import Envelope, Exemption, ListingState, Model, ViewChanged
+from services.core.policy import Policy
+
+LIVE = ("active", "disputed")
+VIEW_NAMESPACE = uuid.UUID("6f1d8a52-3c55-4c6e-9a57-2f8c0b8f4e11")
+# Listing attributes an agency may be entitled to, by the name used in agencies.yaml.
+# Catalogue detail fields are entitled as "details.<field>".
+ATTRIBUTE_FIELDS = (
+    "display_name",
+    "display_id",
+    "subject_kind",
+    "category",
+    "legal_basis",
+    "severity",
+    "case_ref",
+    "issuer",
+)
+
+
+class ViewRow(Model):
+    """One listing as one agency's copy must hold it."""
+
+    listing_id: str
+    version: int
+    status: Literal["active", "disputed"]
+    subject_ref: str
+    measures: list[str]
+    fields: dict[str, str]
+    effective_from: AwareDatetime
+    expires_at: AwareDatetime
+    exemptions: list[Exemption]
+
+    def row_hash(self) -> str:
+        """Hash of everything the row says: any altered field changes it."""
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+    def canonical(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_change(cls, change: ViewChanged) -> ViewRow:
+        """The row an upsert asks a copy to hold."""
+        return cls(
+            listing_id=change.envelope.listing_id,
+            version=change.envelope.version,
+            status=change.status,  # type: ignore[arg-type]  # upserts carry live statuses only
+            subject_ref=change.subject_ref,
+            measures=change.measures,
+            fields=change.fields,
+            effective_from=change.effective_from,
+            expires_at=change.expires_at,
+            exemptions=change.exemptions,
+        )
+
+
+def entitled_fields(state: ListingState, allowed: list[str]) -> dict[str, str]:
+    """The listing's fields that an agency allowed `allowed` may see, as strings."""
+    values = {name: str(getattr(state, name)) for name in ATTRIBUTE_FIELDS}
+    values.update({f"details.{k}": v for k, v in state.details.items()})
+    return {name: values[name] for name in sorted(allowed) if name in values}
+
+
+def project(state: ListingState | None, agency: str, policy: Policy) -> ViewRow | None:
+    """The row `agency`'s copy must hold for this listing, or None if it may hold nothing."""
+    if state is None or state.status not in LIVE:
+        return None
+    measures = policy.enforced_by(agency, state.measures)
+    if not measures:
+        return None
+    allowed = policy.agency_by_id[agency].fields
+    return ViewRow(
+        listing_id=state.envelope.listing_id,
+        version=state.envelope.version,
+        status=state.status,  # type: ignore[arg-type]  # narrowed by LIVE above
+        subject_ref=state.subject_ref,
+        measures=measures,
+        fields=entitled_fields(state, allowed),
+        effective_from=state.effective_from,
+        expires_at=state.expires_at,
+        exemptions=[e for e in state.exemptions if e.measure in measures],
+    )
+
+
+def view_event_id(listing_id: str, version: int, agency: str) -> str:
+    """Deterministic: re-processing a listing event re-emits the very same view change."""
+    return str(uuid.uuid5(VIEW_NAMESPACE, f"{listing_id}:{version}:{agency}"))
+
+
+def _delete_reason(after: ListingState, agency: str) -> str:
+    if after.status not in LIVE:
+        return after.end_reason or after.status
+    return f"{agency} no longer enforces any measure of this listing"
+
+
+def view_change(
+    before: ListingState | None, after: ListingState, agency: str, policy: Policy, at: datetime
+) -> ViewChanged | None:
+    """The change `agency` must receive when a listing goes from `before` to `after`, if any."""
+    row = project(after, agency, policy)
+    if row is None and project(before, agency, policy) is None:
+        return None
+    env = Envelope(
+        event_id=view_event_id(after.envelope.listing_id, after.envelope.version, agency),
+        listing_id=after.envelope.listing_id,
+        version=after.envelope.version,
+        agency="ledger",
+        occurred_at=after.envelope.occurred_at,
+        recorded_at=at,
+    )
+    if row is None:
+        return ViewChanged(
+            envelope=env,
+            view_agency=agency,
+            op="delete",
+            status=after.status,
+            subject_ref=after.subject_ref,
+            measures=[],
+            fields={},
+            effective_from=after.effective_from,
+            expires_at=after.expires_at,
+            exemptions=[],
+            reason=_delete_reason(after, agency),
+        )
+    return upsert_change(row, env, agency, reason=f"{type_of_change(before, after)}")
+
+
+def upsert_change(row: ViewRow, env: Envelope, agency: str, reason: str) -> ViewChanged:
+    """The upsert that makes a copy hold `row` (used by the ledger and by reconciler repairs)."""
+    return ViewChanged(
+        envelope=env,
+        view_agency=agency,
+        op="upsert",
+        status=row.status,
+        subject_ref=row.subject_ref,
+        measures=row.measures,
+        fields=row.fields,
+        effective_from=row.effective_from,
+        expires_at=row.expires_at,
+        exemptions=row.exemptions,
+        reason=reason,
+    )
+
+
+def type_of_change(before: ListingState | None, after: ListingState) -> str:
+    if before is None:
+        return "issued"
+    return f"version {after.envelope.version}"
+
+
+def views_of(state: ListingState, policy: Policy) -> dict[str, ViewRow]:
+    """Every agency's row for this listing."""
+    rows = {agency: project(state, agency, policy) for agency in policy.enforcers}
+    return {agency: row for agency, row in rows.items() if row is not None}

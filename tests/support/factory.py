@@ -1,0 +1,157 @@
+"""Sealed (hashed and signed) listing events for tests, built like the publisher builds them.
+
+`Ledgerbook` keeps each listing's last version and hash so a test writes a valid
+chain with one call per event, and can still forge or break one on purpose.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from services.core.crypto import Keystore, seal
+from services.core.events import (
+    Envelope,
+    Event,
+    Exemption,
+    ExemptionGranted,
+    ListingCorrected,
+    ListingIssued,
+    ListingRevoked,
+    ObjectionFiled,
+    ObjectionResolved,
+    RevocationReason,
+)
+from services.core.policy import Policy, load_policy
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def policy_with_keys(folder: Path) -> tuple[Policy, Keystore]:
+    """The repository's policy with a fresh keystore's public keys registered."""
+    policy = load_policy()
+    keystore = Keystore(folder)
+    keys = keystore.create([a.id for a in policy.agencies])
+    return policy.with_public_keys(keys), keystore
+
+
+@dataclass
+class Ledgerbook:
+    """Builds valid event chains per listing; `now` is the decision time of the next event."""
+
+    keystore: Keystore
+    now: datetime = T0
+    heads: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def envelope(self, listing_id: str, agency: str) -> Envelope:
+        version, _ = self.heads.get(listing_id, (0, ""))
+        return Envelope(
+            event_id=str(uuid.uuid4()),
+            listing_id=listing_id,
+            version=version + 1,
+            agency=agency,
+            occurred_at=self.now,
+            recorded_at=self.now,
+        )
+
+    def sealed(self, event: Event) -> Event:
+        env = event.envelope
+        _, prev = self.heads.get(env.listing_id, (0, ""))
+        done = seal(event, prev, self.keystore.private(env.agency))
+        self.heads[env.listing_id] = (env.version, done.envelope.hash)
+        return done
+
+    def version(self, listing_id: str) -> int:
+        return self.heads.get(listing_id, (0, ""))[0]
+
+    def issue(
+        self,
+        listing_id: str,
+        agency: str = "court",
+        measures: tuple[str, ...] = ("flight_ban", "rail_ban"),
+        subject_ref: str = "s-subject",
+        days: int = 365,
+        category: str = "judgment_default",
+        severity: str = "serious",
+    ) -> Event:
+        return self.sealed(
+            ListingIssued(
+                envelope=self.envelope(listing_id, agency),
+                subject_ref=subject_ref,
+                subject_kind="person",
+                display_name="Y* H**",
+                display_id="420***********12",
+                category=category,
+                measures=list(measures),
+                legal_basis="SPC Provisions (2015) art. 3",
+                severity=severity,
+                case_ref=f"case-{listing_id}",
+                details={"court_case": f"({listing_id})", "amount_owed": "1000"},
+                notice_served_at=self.now - timedelta(days=10),
+                effective_from=self.now,
+                expires_at=self.now + timedelta(days=days),
+            )
+        )
+
+    def correct(self, listing_id: str, agency: str = "court", **changes: object) -> Event:
+        return self.sealed(
+            ListingCorrected(
+                envelope=self.envelope(listing_id, agency),
+                expected_version=self.version(listing_id),
+                reason="correction",
+                **changes,  # type: ignore[arg-type]
+            )
+        )
+
+    def revoke(self, listing_id: str, agency: str = "court", reason: str = "mislisting") -> Event:
+        return self.sealed(
+            ListingRevoked(
+                envelope=self.envelope(listing_id, agency),
+                expected_version=self.version(listing_id),
+                reason=RevocationReason(reason),
+                note="revoked in a test",
+            )
+        )
+
+    def exempt(self, listing_id: str, measure: str, days: int = 3, agency: str = "court") -> Event:
+        return self.sealed(
+            ExemptionGranted(
+                envelope=self.envelope(listing_id, agency),
+                expected_version=self.version(listing_id),
+                exemption=Exemption(
+                    exemption_id=str(uuid.uuid4()),
+                    measure=measure,
+                    starts_at=self.now,
+                    ends_at=self.now + timedelta(days=days),
+                    reason="medical travel",
+                ),
+            )
+        )
+
+    def object(self, listing_id: str, objection_id: str = "obj-1", agency: str = "court") -> Event:
+        return self.sealed(
+            ObjectionFiled(
+                envelope=self.envelope(listing_id, agency),
+                expected_version=self.version(listing_id),
+                objection_id=objection_id,
+                kind="objection",
+                grounds="not me",
+                due_at=self.now + timedelta(days=15),
+            )
+        )
+
+    def resolve(
+        self, listing_id: str, objection_id: str = "obj-1", agency: str = "court", outcome: str = "dismissed"
+    ) -> Event:
+        return self.sealed(
+            ObjectionResolved(
+                envelope=self.envelope(listing_id, agency),
+                expected_version=self.version(listing_id),
+                objection_id=objection_id,
+                outcome=outcome,  # type: ignore[arg-type]
+                required_action="none" if outcome == "dismissed" else "revoke",
+                note="resolved in a test",
+            )
+        )
