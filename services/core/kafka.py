@@ -38,9 +38,14 @@ def create_topics(bootstrap: str, specs: Iterable[TopicSpec], partitions: int, r
 
 
 def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
-    """Idempotent, acks=all: a retried send never duplicates or reorders within a partition."""
+    """Idempotent, acks=all: a retried send never duplicates or reorders within a partition.
+
+    murmur2 is the Java client's (and Faust's) partitioner: a listing's key lands in the
+    same partition whichever client wrote it, so co-partitioned topics stay aligned.
+    """
     return {
         "bootstrap.servers": bootstrap,
+        "partitioner": "murmur2_random",
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,

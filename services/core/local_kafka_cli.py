@@ -1,0 +1,106 @@
+"""`accord kafka up|down|status`: a local Kafka for development, no Docker needed.
+
+`up` prints only the bootstrap address on stdout, so that a script can write
+`export KAFKA_BOOTSTRAP_SERVERS=$(accord kafka up)`; everything else goes to
+stderr. A missing Java or Maven is reported in one line with exit status 2,
+the usual status for "cannot run as invoked".
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from services.core.local_kafka import DEFAULT_PORT, HOST, LocalKafka, LocalKafkaError
+
+EXIT_UNUSABLE = 2
+# As LSB `status` does: 3 means "not running".
+EXIT_NOT_RUNNING = 3
+
+
+def state_dir() -> Path:
+    """One cluster per user: `$ACCORD_STATE_DIR/kafka`, else under ~/.local/state."""
+    configured = os.environ.get("ACCORD_STATE_DIR")
+    base = Path(configured) if configured else Path.home() / ".local" / "state" / "accord"
+    return base / "kafka"
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    click.echo(f"accord kafka: {message}", err=True)
+    sys.exit(status)
+
+
+@click.group()
+def kafka() -> None:
+    """Run Apache Kafka (KRaft) from Maven Central jars on 127.0.0.1."""
+
+
+@kafka.command()
+@click.option(
+    "--nodes",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="Brokers in the cluster (3 gives replication factor 3).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 55535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Client port of the first node; the others follow it, and each "
+    "node's controller listens 10000 above.",
+)
+def up(nodes: str, port: int) -> None:
+    """Start the cluster (or find it running) and print its bootstrap servers."""
+    broker = LocalKafka(state_dir(), nodes=int(nodes), base_port=port)
+    running = broker.bootstrap() if broker.is_running() else None
+    wanted = ",".join(f"{HOST}:{port + i}" for i in range(broker.nodes))
+    if running is not None and running != wanted:
+        _fail(f"another cluster is running ({running}); run `accord kafka down` first", 1)
+    if running is None:
+        click.echo(f"starting {nodes} Kafka node(s) in {broker.state_dir} ...", err=True)
+    try:
+        bootstrap = broker.start()
+    except LocalKafkaError as error:
+        _fail(str(error), EXIT_UNUSABLE)
+    click.echo(bootstrap)
+
+
+@kafka.command()
+def down() -> None:
+    """Stop the JVMs that `up` started (only those: their pids are recorded)."""
+    broker = LocalKafka(state_dir())
+    if not broker.pids():
+        click.echo("accord kafka: not running", err=True)
+        return
+    broker.stop()
+    click.echo("accord kafka: stopped", err=True)
+
+
+@kafka.command()
+def status() -> None:
+    """Print the bootstrap servers if running (exit 0), else exit 3."""
+    broker = LocalKafka(state_dir())
+    bootstrap = broker.bootstrap()
+    if not broker.is_running() or bootstrap is None:
+        _fail("not running", EXIT_NOT_RUNNING)
+    for pid in broker.pids():
+        click.echo(f"pid {pid}: {_resident_memory(pid)}", err=True)
+    click.echo(bootstrap)
+
+
+def _resident_memory(pid: int) -> str:
+    """VmRSS from /proc, the figure that matters on a small machine."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "unknown memory"
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return "resident " + " ".join(line.split()[1:])
+    return "unknown memory"

@@ -1,0 +1,242 @@
+"""Session-wide services for the tests: a real Kafka broker and a real PostgreSQL.
+
+Never mocks (DESIGN.md §8). Each is taken from the environment when given
+(`KAFKA_BOOTSTRAP_SERVERS`, `ACCORD_TEST_POSTGRES_URL`), else started here and
+stopped when the session ends, pass or fail. Kafka comes from a Docker engine
+when one answers, else from Kafka's jars (services.core.local_kafka), so the
+suite runs the same on a laptop with Docker and on a CI machine without.
+"""
+
+from __future__ import annotations
+
+import gc
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from services.core.local_kafka import LocalKafka
+
+KAFKA_IMAGE = "apache/kafka:4.1.1"
+
+
+# --- Kafka -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`host:port,...` of a broker with auto topic creation off, for the whole session."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+    elif _docker_answers():
+        yield from _kafka_container()
+    else:
+        broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
+        try:
+            yield broker.start()
+        finally:
+            broker.stop()
+
+
+def _docker_answers() -> bool:
+    """A quick ping; any failure (no SDK, no socket, no daemon) means no Docker.
+
+    Without DOCKER_HOST and without the default socket there is nothing to ask.
+    A failed ping leaks the SDK's socket, whose ResourceWarning would otherwise
+    fail whichever test happens to collect it (warnings are errors here).
+    """
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            import docker
+
+            client = docker.from_env(timeout=3)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:
+            return False
+        finally:
+            gc.collect()
+
+
+def _kafka_container() -> Iterator[str]:
+    """The official image in KRaft combined mode.
+
+    testcontainers' KafkaContainer drives Confluent's image (its start script
+    and `with_kraft()` version check assume cp-kafka), so the official image is
+    configured here through its KAFKA_* variables. The client port is bound to
+    a host port chosen now, because the broker must advertise it.
+    """
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    port = _free_port()
+    container = (
+        DockerContainer(KAFKA_IMAGE)
+        .with_bind_ports(9092, port)
+        .with_envs(**_kafka_container_env(port))
+        .waiting_for(LogMessageWaitStrategy("Kafka Server started").with_startup_timeout(120))
+    )
+    container.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        container.stop()
+
+
+def _kafka_container_env(port: int) -> dict[str, str]:
+    """The same settings as services.core.local_kafka renders for one node."""
+    return {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_NUM_PARTITIONS": "1",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
+    }
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A topic-name prefix of this test's own, so that tests sharing the session
+    broker never read each other's topics (the topic registry prepends it)."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+# --- PostgreSQL --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a PostgreSQL database named `accord` for the whole session."""
+    configured = os.environ.get("ACCORD_TEST_POSTGRES_URL")
+    if configured:
+        yield configured
+        return
+    cluster = _PostgresCluster(_postgres_bin_dir())
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> Iterator[str]:
+    """URL of an empty database of this test's own, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield _with_database(postgres_url, name)
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def _postgres_bin_dir() -> Path:
+    """Debian's versioned directory (newest first), else wherever PATH has initdb."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version, reverse=True)
+    found = candidates[0] if candidates else shutil.which("initdb")
+    if found is None:
+        raise RuntimeError(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: run deploy/bootstrap, "
+            "or set ACCORD_TEST_POSTGRES_URL"
+        )
+    return Path(found).parent
+
+
+def _version(initdb: str) -> int:
+    """Sort key: the major version in /usr/lib/postgresql/<major>/bin/initdb."""
+    major = Path(initdb).parent.parent.name
+    return int(major) if major.isdigit() else 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _PostgresCluster:
+    """A throwaway cluster in a temporary directory: trust auth, TCP on 127.0.0.1,
+    its socket inside its own directory, durability off (tests need none of it).
+
+    PostgreSQL refuses to run as root, so as root every command runs as the
+    `postgres` OS user, which must own the directory.
+    """
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="accord-pg-", dir="/tmp"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.started = False
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        result = subprocess.run(
+            [*prefix, str(self.bin_dir / command[0]), *command[1:]],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{command[0]} failed:\n{result.stdout}{result.stderr}{self._log()}")
+
+    def _log(self) -> str:
+        log = self.root / "postgres.log"
+        return log.read_text(errors="replace")[-4000:] if log.is_file() else ""
+
+    def start(self) -> str:
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                  "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
+                  "-o", options, "-w", "-t", "60", "start")  # fmt: skip
+        self.started = True
+        url = f"postgresql://postgres@127.0.0.1:{self.port}"
+        with psycopg.connect(f"{url}/postgres", autocommit=True) as admin:
+            admin.execute("CREATE DATABASE accord")
+        return f"{url}/accord"
+
+    def stop(self) -> None:
+        try:
+            if self.started:
+                self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,101 @@
+"""The launcher's pure parts: broker configuration, ports, ids, pid ownership."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from services.core.local_kafka import (
+    LocalKafka,
+    LocalKafkaError,
+    Node,
+    free_ports,
+    new_cluster_id,
+    render_server_properties,
+)
+
+
+def _cluster(size: int, root: Path) -> list[Node]:
+    return [Node(i, 9091 + i, 19091 + i, root / f"node-{i}") for i in range(1, size + 1)]
+
+
+def _properties(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+def test_single_node_replicates_internal_topics_once(tmp_path: Path) -> None:
+    (node,) = _cluster(1, tmp_path)
+    props = _properties(render_server_properties(node, [node]))
+
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:19092"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19092"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9092"
+    assert props["log.dirs"] == str(tmp_path / "node-1" / "data")
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
+                "transaction.state.log.min.isr", "default.replication.factor",
+                "min.insync.replicas", "share.coordinator.state.topic.replication.factor"):  # fmt: skip
+        assert props[key] == "1", key
+
+
+def test_three_nodes_share_voters_and_tolerate_one_loss(tmp_path: Path) -> None:
+    cluster = _cluster(3, tmp_path)
+    rendered = [_properties(render_server_properties(node, cluster)) for node in cluster]
+
+    voters = "1@127.0.0.1:19092,2@127.0.0.1:19093,3@127.0.0.1:19094"
+    assert {props["controller.quorum.voters"] for props in rendered} == {voters}
+    assert [props["node.id"] for props in rendered] == ["1", "2", "3"]
+    for props in rendered:
+        assert props["default.replication.factor"] == "3"
+        assert props["offsets.topic.replication.factor"] == "3"
+        assert props["min.insync.replicas"] == "2"
+        assert props["transaction.state.log.min.isr"] == "2"
+
+
+def test_free_ports_are_distinct_and_bindable() -> None:
+    ports = free_ports(6)
+    assert len(set(ports)) == 6
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_cluster_ids_look_like_kafka_uuids() -> None:
+    for _ in range(200):
+        assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", new_cluster_id())
+
+
+def test_fixed_ports_follow_the_base_port(tmp_path: Path) -> None:
+    base = free_ports(1)[0]
+    if base + 2 + 10000 > 65535:
+        pytest.skip("kernel handed out a port too high to offset")
+    nodes = LocalKafka(tmp_path, nodes=3, base_port=base)._layout()
+    assert [n.client_port for n in nodes] == [base, base + 1, base + 2]
+    assert [n.controller_port for n in nodes] == [base + 10000, base + 10001, base + 10002]
+
+
+def test_a_busy_fixed_port_is_named(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(LocalKafkaError, match=f"port {port} "):
+            LocalKafka(tmp_path, base_port=port)._layout()
+
+
+def test_recorded_pids_of_other_programs_are_not_ours(tmp_path: Path) -> None:
+    """A pid file naming an unrelated live process (here: this one) must not make
+    the cluster look running, nor get that process signalled."""
+    broker = LocalKafka(tmp_path)
+    broker.pid_file.write_text(f"{os.getpid()}\n")
+
+    assert not broker.is_running()
+    broker.stop()  # would SIGTERM pytest itself if it trusted the pid file
+
+    assert not broker.pid_file.exists()
