@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# Avro's `int` and `long` are 32- and 64-bit; fastavro writes any Python int without
+# complaint, so the bounds live here: an out-of-range value fails when the event is made.
+Int = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+Long = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class Model(BaseModel):
@@ -25,7 +30,7 @@ class Envelope(Model):
 
     event_id: str
     listing_id: str
-    version: int
+    version: Int
     agency: str
     occurred_at: AwareDatetime
     recorded_at: AwareDatetime
@@ -85,7 +90,7 @@ class ListingIssued(Event):
 
 
 class ListingCorrected(Event):
-    expected_version: int
+    expected_version: Int
     reason: str
     measures: list[str] | None = None
     legal_basis: str | None = None
@@ -96,7 +101,7 @@ class ListingCorrected(Event):
 
 
 class ListingRevoked(Event):
-    expected_version: int
+    expected_version: Int
     reason: RevocationReason
     note: str
 
@@ -106,12 +111,12 @@ class ListingExpired(Event):
 
 
 class ExemptionGranted(Event):
-    expected_version: int
+    expected_version: Int
     exemption: Exemption
 
 
 class ObjectionFiled(Event):
-    expected_version: int
+    expected_version: Int
     objection_id: str
     kind: Literal["objection", "repair"]
     grounds: str
@@ -119,7 +124,7 @@ class ObjectionFiled(Event):
 
 
 class ObjectionResolved(Event):
-    expected_version: int
+    expected_version: Int
     objection_id: str
     outcome: Literal["upheld", "dismissed"]
     required_action: Literal["none", "correct", "revoke"]
@@ -129,18 +134,18 @@ class ObjectionResolved(Event):
 class CopyApplied(Event):
     copy_agency: str
     op: Literal["upsert", "delete"]
-    partition: int
-    offset: int
+    partition: Int
+    offset: Long
     row_hash: str
     applied_at: AwareDatetime
 
 
 class CopyDigest(Event):
     copy_agency: str
-    rows: int
+    rows: Long
     root: str
     buckets: list[str]
-    positions: dict[str, int]
+    positions: dict[str, Long]
     taken_at: AwareDatetime
 
 
@@ -148,8 +153,8 @@ class Finding(Event):
     finding_id: str
     kind: str
     copy_agency: str
-    expected_version: int
-    copy_version: int | None = None
+    expected_version: Int
+    copy_version: Int | None = None
     detail: str
     since: AwareDatetime | None = None
     detected_at: AwareDatetime
@@ -157,8 +162,8 @@ class Finding(Event):
 
 class Rejected(Event):
     source_topic: str
-    partition: int
-    offset: int
+    partition: Int
+    offset: Long
     reason_code: str
     reason: str
     payload: bytes

@@ -7,6 +7,7 @@ decoding; the value alone is authoritative.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from services.core.topics import TopicSpec
 
 TYPE_HEADER = "accord-type"
 ID_HEADER = "accord-event-id"
+READ_POLL_S = 0.2  # how long `read_all` waits for a batch to fill before it checks its progress
 
 
 def create_topics(bootstrap: str, specs: Iterable[TopicSpec], partitions: int, replication: int) -> None:
@@ -161,11 +163,19 @@ def read_all(
     try:
         reader.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in targets])
         remaining = {(tp.topic, tp.partition): high for tp, high in targets.items()}
+        last_progress = time.monotonic()
         while remaining:
-            for msg in reader.consume(num_messages=batch, timeout=timeout):
+            # A short wait per batch: `consume` blocks for its whole timeout unless the batch fills,
+            # so waiting `timeout` here would cost that much at the tail of every read.
+            messages = reader.consume(num_messages=batch, timeout=READ_POLL_S)
+            for msg in messages:
                 raise_on_error(msg)
                 if (msg.offset() or 0) < remaining.get((msg.topic() or "", msg.partition() or 0), 0):
                     yield msg
+            if messages:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > timeout:
+                raise BrokerUnavailable(f"no progress reading {sorted(remaining)} for {timeout} s")
             _drop_finished(reader, remaining)
     finally:
         reader.close()

@@ -8,12 +8,14 @@ it back until the gap before it fills, or refuse it), then `evolve` to apply it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from services.core.events import (
+    LISTING_EVENTS,
     Event,
     ExemptionGranted,
     ListingCorrected,
+    ListingEvent,
     ListingExpired,
     ListingIssued,
     ListingRevoked,
@@ -25,15 +27,6 @@ from services.core.events import (
 from services.core.policy import Policy
 from services.core.topics import BACKBONE
 
-ListingEvent = (
-    ListingIssued
-    | ListingCorrected
-    | ListingRevoked
-    | ListingExpired
-    | ExemptionGranted
-    | ObjectionFiled
-    | ObjectionResolved
-)
 ENDED = ("revoked", "expired")
 
 
@@ -121,7 +114,9 @@ def admit(state: ListingState | None, event: ListingEvent, policy: Policy) -> De
     env = event.envelope
     if state is None:
         if isinstance(event, ListingIssued):
-            return APPLY if env.version == 1 else refuse("bad_version", "a listing starts at version 1")
+            if env.version != 1:
+                return refuse("bad_version", "a listing starts at version 1")
+            return _admit_issuer(event, policy)
         return Decision("hold", "unknown_listing", f"{env.listing_id} has not been issued (yet)")
     if env.event_id in state.event_ids:
         return Decision("duplicate", "duplicate", f"event {env.event_id} was already applied")
@@ -147,6 +142,14 @@ def _admit_change(state: ListingState, event: ListingEvent, policy: Policy) -> D
     return _admit_actor(state, event, policy)
 
 
+def _admit_issuer(event: ListingIssued, policy: Policy) -> Decision:
+    """Only an agency the policy lets issue may start a listing (enforcers and the backbone may not)."""
+    agency = policy.agency_by_id.get(event.envelope.agency)
+    if agency is not None and agency.issues:
+        return APPLY
+    return refuse("not_an_issuer", f"{event.envelope.agency} may not issue listings")
+
+
 def _admit_actor(state: ListingState, event: ListingEvent, policy: Policy) -> Decision:
     actor = event.envelope.agency
     if isinstance(event, ListingExpired):
@@ -162,14 +165,6 @@ def _admit_actor(state: ListingState, event: ListingEvent, policy: Policy) -> De
     )
 
 
-def is_listing_event(event: Event) -> bool:
-    return isinstance(
-        event,
-        ListingIssued
-        | ListingCorrected
-        | ListingRevoked
-        | ListingExpired
-        | ExemptionGranted
-        | ObjectionFiled
-        | ObjectionResolved,
-    )
+def is_listing_event(event: Event) -> TypeGuard[ListingEvent]:
+    """True for the events that change a listing (the ones on `listings.*` topics)."""
+    return isinstance(event, LISTING_EVENTS)

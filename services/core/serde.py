@@ -113,8 +113,10 @@ def _where(topic: str, partition: int, offset: int) -> str:
 def decode_full(data: bytes | None, topic: str = "?", partition: int = -1, offset: int = -1) -> Decoded:
     """Decode one message, resolving its writer schema to the current reader schema."""
     where = _where(topic, partition, offset)
-    if data is None or len(data) < HEADER_LEN or not data.startswith(MARKER):
+    if data is None or not data.startswith(MARKER):
         raise ContractError(f"{where}: not an Avro single-object message (missing C3 01 marker)")
+    if len(data) < HEADER_LEN:
+        raise ContractError(f"{where}: truncated single-object header ({len(data)} of {HEADER_LEN} bytes)")
     writer = registry().by_fingerprint.get(data[2:HEADER_LEN])
     if writer is None:
         raise ContractError(f"{where}: unknown schema fingerprint {data[2:HEADER_LEN].hex()}")

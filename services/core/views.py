@@ -19,6 +19,7 @@ from services.core.events import Envelope, Exemption, ListingState, Model, ViewC
 from services.core.policy import Policy
 
 LIVE = ("active", "disputed")
+WITHDRAWN = "withdrawn"  # a delete's status when the listing lives on but the agency lost entitlement
 VIEW_NAMESPACE = uuid.UUID("6f1d8a52-3c55-4c6e-9a57-2f8c0b8f4e11")
 # Listing attributes an agency may be entitled to, by the name used in agencies.yaml.
 # Catalogue detail fields are entitled as "details.<field>".
@@ -129,7 +130,7 @@ def view_change(
             envelope=env,
             view_agency=agency,
             op="delete",
-            status=after.status,
+            status=after.status if after.status not in LIVE else WITHDRAWN,
             subject_ref=after.subject_ref,
             measures=[],
             fields={},

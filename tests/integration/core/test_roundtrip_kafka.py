@@ -1,0 +1,148 @@
+"""The contract through a real broker: every event type round-trips, bad bytes are named, not fatal.
+
+Events go out with the project's idempotent producer and come back through a plain
+confluent-kafka consumer; garbage written by a foreign producer between good
+events gives a `ContractError` naming topic, partition and offset, and the good
+events after it are still read. Topics created from the registry carry the
+retention Kafka must apply to each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Message, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+
+from services.core.errors import ContractError
+from services.core.events import ALL_EVENTS, Event
+from services.core.kafka import ID_HEADER, TYPE_HEADER, EventProducer, create_topics, decode_message, read_all
+from services.core.policy import load_policy
+from services.core.serde import MARKER, encode
+from services.core.topics import BACKBONE, Topics, TopicSpec
+from tests.support.golden.samples import SAMPLES
+
+PARTITIONS = 3
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, namespace: str) -> Iterator[Topics]:
+    """This test's topics; deleted afterwards so the shared broker does not fill up."""
+    yield Topics(namespace)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    mine = [name for name in admin.list_topics(timeout=10).topics if name.startswith(namespace)]
+    if mine:
+        for future in admin.delete_topics(mine, operation_timeout=30).values():
+            future.result()
+
+
+def make_topic(bootstrap: str, name: str, partitions: int = PARTITIONS) -> str:
+    create_topics(bootstrap, [TopicSpec(name, "listing_id", tuple(ALL_EVENTS))], partitions, 1)
+    return name
+
+
+def read(bootstrap: str, topic: str) -> list[Message]:
+    return list(read_all(bootstrap, [topic]))
+
+
+def header(message: Message, name: str) -> str:
+    value = dict(message.headers() or [])[name]
+    assert isinstance(value, bytes), f"header {name} missing or not bytes: {value!r}"
+    return value.decode()
+
+
+def test_every_event_type_round_trips_through_a_topic(kafka_bootstrap: str, topics: Topics) -> None:
+    topic = make_topic(kafka_bootstrap, topics.listings("court"))
+    producer = EventProducer(kafka_bootstrap)
+    for name, event in SAMPLES.items():
+        producer.send(topic, key=name, event=event)
+    producer.flush()
+
+    messages = read(kafka_bootstrap, topic)
+
+    assert sorted(header(m, TYPE_HEADER) for m in messages) == sorted(ALL_EVENTS)
+    for message in messages:
+        name = header(message, TYPE_HEADER)
+        decoded = decode_message(message)
+        assert decoded.event == SAMPLES[name]
+        assert type(decoded.event).__name__ == name
+        assert header(message, ID_HEADER) == SAMPLES[name].envelope.event_id
+        assert message.key() == name.encode()
+        assert message.value() == encode(SAMPLES[name])
+
+
+def test_send_sync_reports_where_the_event_landed(kafka_bootstrap: str, topics: Topics) -> None:
+    topic = make_topic(kafka_bootstrap, topics.ledger)
+    producer = EventProducer(kafka_bootstrap)
+    first = producer.send_sync(topic, "L-1", SAMPLES["ListingState"])
+    second = producer.send_sync(topic, "L-1", SAMPLES["ListingState"])
+    assert (first.topic, second.partition, second.offset) == (topic, first.partition, first.offset + 1)
+    landed = [m for m in read(kafka_bootstrap, topic) if m.offset() == second.offset]
+    assert decode_message(landed[0]).event == SAMPLES["ListingState"]
+
+
+BAD_VALUES: list[bytes | None] = [
+    b"not avro at all",
+    MARKER + bytes(8) + b"\x02",  # a fingerprint no schema has
+    encode(SAMPLES["ListingIssued"])[:-4],  # truncated body
+    None,  # a bare tombstone
+]
+
+
+def test_bad_bytes_are_named_and_the_good_events_around_them_are_all_read(
+    kafka_bootstrap: str, topics: Topics
+) -> None:
+    topic = make_topic(kafka_bootstrap, topics.listings("luoshan-police"), partitions=1)
+    good: list[Event] = [SAMPLES["ListingIssued"], SAMPLES["ListingCorrected"], SAMPLES["ListingRevoked"]]
+    events, foreign = EventProducer(kafka_bootstrap), Producer({"bootstrap.servers": kafka_bootstrap})
+    events.send_sync(topic, "L-1", good[0])
+    for bad in BAD_VALUES:
+        foreign.produce(topic, key=b"L-1", value=bad)
+    assert foreign.flush(30) == 0
+    for event in good[1:]:
+        events.send_sync(topic, "L-1", event)
+
+    decoded, errors = [], []
+    for message in read(kafka_bootstrap, topic):  # what every consumer loop does: name it, go on
+        try:
+            decoded.append(decode_message(message).event)
+        except ContractError as error:
+            errors.append((message.offset(), str(error)))
+
+    assert decoded == good
+    assert [offset for offset, _ in errors] == [1, 2, 3, 4]
+    for offset, text in errors:
+        assert f"{topic}[0]@{offset}" in text
+
+
+def test_topics_from_the_registry_are_kept_or_compacted_as_designed(
+    kafka_bootstrap: str, topics: Topics
+) -> None:
+    policy = load_policy()
+    specs = topics.specs(policy.issuers, policy.enforcers)
+    create_topics(kafka_bootstrap, specs, PARTITIONS, 1)
+    create_topics(kafka_bootstrap, specs, PARTITIONS, 1)  # a second run leaves them as they are
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    configs = describe(admin, [s.name for s in specs])
+    listing_topics = [topics.listings(a) for a in [*policy.issuers, BACKBONE]]
+    for name in listing_topics:
+        kept = (
+            configs[name]["cleanup.policy"],
+            configs[name]["retention.ms"],
+            configs[name]["retention.bytes"],
+        )
+        assert kept == ("delete", "-1", "-1"), name
+    for name in [topics.ledger, *[topics.views(a) for a in policy.enforcers]]:
+        assert configs[name]["cleanup.policy"] == "compact", name
+    metadata = admin.list_topics(timeout=10).topics
+    assert all(len(metadata[s.name].partitions) == PARTITIONS for s in specs)
+
+
+def describe(admin: AdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    out = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=30).items():
+        out[resource.name] = {key: entry.value for key, entry in future.result().items()}
+    return out
