@@ -1,0 +1,162 @@
+"""Sustained publish rate and per-call latency of the publisher, for valid commands.
+
+Each call is the whole code path a clerk's command takes: catch up with the log,
+check every rule, pseudonymise, seal, produce (idempotent, acks=all) and wait for
+the broker's confirmation. Commands alternate between issuing a listing and
+correcting the listing issued just before it, so the version check is exercised.
+
+    KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:39092 python benchmarks/bench_publish.py [--count 2000] [--threads 1]
+
+Without KAFKA_BOOTSTRAP_SERVERS a local Kafka is started (and stopped) for the run.
+Prints events/s, p50/p99/max latency per confirmed call, and how long a restarted
+publisher takes to read the log back before its first command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.core.commands import AnyCommand, Changes, CorrectCommand, IssueCommand
+from services.core.crypto import Keystore
+from services.core.kafka import create_topics, end_offsets
+from services.core.policy import Policy, load_policy
+from services.core.topics import BACKBONE, Topics
+from services.publisher.client import Publisher
+
+
+@contextmanager
+def broker() -> Iterator[str]:
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    from services.core.local_kafka import LocalKafka
+
+    with tempfile.TemporaryDirectory() as folder:
+        local = LocalKafka(Path(folder))
+        try:
+            yield local.start()
+        finally:
+            local.stop()
+
+
+def issue(n: int, now: datetime, run_id: str) -> IssueCommand:
+    return IssueCommand.model_validate(
+        {
+            "agency": "court",
+            "request_id": f"{run_id}-issue-{n}",
+            "national_id": f"4201021990{n:08d}",
+            "full_name": f"Subject Number{n}",
+            "birth_date": date(1990, 5, 17),
+            "category": "judgment_default",
+            "measures": ["flight_ban", "rail_ban", "high_consumption"],
+            "legal_basis": "SPC Provisions on Restricting High Consumption (2015), art. 3",
+            "severity": "serious",
+            "case_ref": f"(2026) Hu 0101 Zhi {n}",
+            "details": {"amount_owed": str(1000 + n)},
+            "notice_served_at": now - timedelta(days=10),
+            "effective_from": now,
+        }
+    )
+
+
+def correction(n: int, listing_id: str, run_id: str) -> CorrectCommand:
+    return CorrectCommand(
+        agency="court",
+        request_id=f"{run_id}-correct-{n}",
+        listing_id=listing_id,
+        expected_version=1,
+        changes=Changes(measures=["flight_ban", "high_consumption"]),
+        reason="rail ban listed by mistake",
+    )
+
+
+def commands(count: int, now: datetime, run_id: str) -> list[AnyCommand]:
+    """Issue, correct, issue, correct, ...; each correction follows its listing's issue."""
+    made: list[AnyCommand] = []
+    for n in range(count):
+        if n % 2 == 0:
+            made.append(issue(n, now, run_id))
+        else:
+            made.append(correction(n, issue(n - 1, now, run_id).listing_id, run_id))
+    return made
+
+
+def run(publisher: Publisher, plan: list[AnyCommand], threads: int) -> tuple[float, list[float]]:
+    """Wall time and per-call latencies; each thread takes issue/correction pairs in order."""
+    pairs = [plan[i : i + 2] for i in range(0, len(plan), 2)]
+
+    def timed(pair: list[AnyCommand]) -> list[float]:
+        latencies = []
+        for command in pair:
+            start = time.perf_counter()
+            publisher.submit(command)
+            latencies.append(time.perf_counter() - start)
+        return latencies
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        latencies = [lat for chunk in pool.map(timed, pairs) for lat in chunk]
+    return time.perf_counter() - start, latencies
+
+
+def make_publisher(
+    bootstrap: str, topics: Topics, policy: Policy, keystore: Keystore, key: bytes
+) -> Publisher:
+    return Publisher(bootstrap, topics, policy, keystore, key, timeout=30.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000, help="commands to publish (half issues)")
+    parser.add_argument("--threads", type=int, default=1, help="concurrent callers (as the HTTP API has)")
+    parser.add_argument("--partitions", type=int, default=3)
+    args = parser.parse_args()
+    policy = load_policy()
+    with tempfile.TemporaryDirectory() as folder, broker() as bootstrap:
+        keystore = Keystore(Path(folder))
+        policy = policy.with_public_keys(keystore.create([a.id for a in policy.agencies]))
+        topics = Topics(f"bench{uuid.uuid4().hex[:8]}.")
+        names = {topics.listings(a) for a in [*policy.issuers, BACKBONE]}
+        specs = [s for s in topics.specs(policy.issuers, policy.enforcers) if s.name in names]
+        create_topics(bootstrap, specs, args.partitions, 1)
+        key, now = secrets.token_bytes(32), datetime.now(UTC)
+        with make_publisher(bootstrap, topics, policy, keystore, key) as publisher:
+            run(publisher, commands(20, now, "warm-up"), 1)  # warm-up: connections, metadata
+            wall, latencies = run(publisher, commands(args.count, now, "bench"), args.threads)
+        restart = time.perf_counter()
+        with make_publisher(bootstrap, topics, policy, keystore, key) as fresh:
+            fresh.current("none")
+        cold = time.perf_counter() - restart
+        in_log = sum(end_offsets(bootstrap, sorted(names)).values())
+    report(args, wall, latencies, cold)
+    print(f"  events in the log   {in_log:8d}      (expected {args.count + 20}: each command exactly once)")
+
+
+def report(args: argparse.Namespace, wall: float, latencies: list[float], cold: float) -> None:
+    ms = sorted(lat * 1000 for lat in latencies)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    print(f"publisher benchmark: {args.count} valid commands (issue/correct), {args.threads} thread(s)")
+    print(f"  sustained rate      {args.count / wall:8.0f} events/s  ({wall:.2f} s)")
+    print(f"  latency p50         {statistics.median(ms):8.1f} ms   (confirmed delivery, per call)")
+    print(f"  latency p99         {p99:8.1f} ms")
+    print(f"  latency max         {ms[-1]:8.1f} ms")
+    print(f"  restart catch-up    {cold:8.2f} s    (a new publisher reads {args.count + 20} events back)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The HTTP API over `Publisher` (FastAPI; OpenAPI at /docs).
+
+201 with the receipt when the event is confirmed (a recognised retry answers the
+same receipt with `duplicate: true`); 409 on a version conflict; 422 with
+`{"code", "reason"}` on a rule violation or a malformed body; 404 for an unknown
+listing; 503 when Kafka cannot be reached. Handlers are plain functions, so
+FastAPI runs them in its thread pool; `Publisher` is thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from services.core.commands import (
+    CorrectCommand,
+    CorrectRequest,
+    ExemptCommand,
+    ExemptRequest,
+    IssueCommand,
+    ObjectCommand,
+    ObjectRequest,
+    ResolveCommand,
+    ResolveRequest,
+    RevokeCommand,
+    RevokeRequest,
+)
+from services.core.errors import AccordError, UnknownListing
+from services.core.events import ListingState
+from services.publisher.client import Publisher
+from services.publisher.refusals import Refusal, invalid, refusal_of
+from services.publisher.settings import PublisherSettings
+from services.publisher.state import Receipt
+
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown listing"},
+    409: {"description": "the listing is no longer at expected_version: reload and decide again"},
+    422: {"description": "refused by a rule, or malformed: {code, reason}"},
+    503: {"description": "Kafka cannot be reached; nothing was published, retry with the same request_id"},
+}
+
+
+def _answer(refusal: Refusal) -> JSONResponse:
+    return JSONResponse(refusal.body(), status_code=refusal.http_status)
+
+
+def create_app(settings: PublisherSettings) -> FastAPI:
+    """An app with its own `Publisher`, closed when the server stops."""
+    publisher = Publisher.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        publisher.close()
+
+    app = FastAPI(title="Accord publisher", lifespan=lifespan, responses=REFUSALS)
+
+    @app.exception_handler(AccordError)
+    async def refused(_: Request, error: AccordError) -> JSONResponse:
+        return _answer(refusal_of(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_: Request, error: RequestValidationError) -> JSONResponse:
+        return _answer(invalid(list(error.errors())))
+
+    _routes(app, publisher)
+    return app
+
+
+def _routes(app: FastAPI, publisher: Publisher) -> None:
+    created: dict[str, Any] = {"status_code": 201, "response_model": Receipt}
+
+    @app.post("/listings", **created)
+    def issue(command: IssueCommand) -> Receipt:
+        return publisher.submit(command)
+
+    @app.post("/listings/{listing_id}/corrections", **created)
+    def correct(listing_id: str, body: CorrectRequest) -> Receipt:
+        return publisher.submit(CorrectCommand(listing_id=listing_id, **dict(body)))
+
+    @app.post("/listings/{listing_id}/revocations", **created)
+    def revoke(listing_id: str, body: RevokeRequest) -> Receipt:
+        return publisher.submit(RevokeCommand(listing_id=listing_id, **dict(body)))
+
+    @app.post("/listings/{listing_id}/exemptions", **created)
+    def exempt(listing_id: str, body: ExemptRequest) -> Receipt:
+        return publisher.submit(ExemptCommand(listing_id=listing_id, **dict(body)))
+
+    @app.post("/listings/{listing_id}/objections", **created)
+    def object_(listing_id: str, body: ObjectRequest) -> Receipt:
+        return publisher.submit(ObjectCommand(listing_id=listing_id, **dict(body)))
+
+    @app.post("/listings/{listing_id}/objections/{objection_id}/resolution", **created)
+    def resolve(listing_id: str, objection_id: str, body: ResolveRequest) -> Receipt:
+        return publisher.submit(
+            ResolveCommand(listing_id=listing_id, objection_id=objection_id, **dict(body))
+        )
+
+    @app.get("/listings/{listing_id}", response_model=ListingState)
+    def show(listing_id: str) -> ListingState:
+        state = publisher.current(listing_id)
+        if state is None:
+            raise UnknownListing("unknown_listing", f"no listing {listing_id} has been published")
+        return state
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory services.publisher.http:app_from_env`."""
+    return create_app(PublisherSettings.from_env())

@@ -1,0 +1,41 @@
+"""The publisher's settings: one frozen object, built from the environment in an entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.settings import KafkaSettings, SecretSettings
+
+
+def default_keystore() -> Path:
+    return Path.home() / ".local" / "state" / "accord" / "keys"
+
+
+class PublisherOptions(BaseSettings):
+    """Where the agencies' signing keys are, and how long a command may wait for the broker."""
+
+    model_config = SettingsConfigDict(env_prefix="ACCORD_", frozen=True, extra="ignore")
+
+    keystore: Path = Field(default_factory=default_keystore, description="env ACCORD_KEYSTORE")
+    publish_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="env ACCORD_PUBLISH_TIMEOUT_S: delivery confirmation (and log catch-up) deadline",
+    )
+
+
+@dataclass(frozen=True)
+class PublisherSettings:
+    """Everything a `Publisher` needs from configuration."""
+
+    kafka: KafkaSettings
+    secrets: SecretSettings
+    options: PublisherOptions
+
+    @classmethod
+    def from_env(cls) -> PublisherSettings:
+        return cls(kafka=KafkaSettings(), secrets=SecretSettings(), options=PublisherOptions())

@@ -1,0 +1,78 @@
+"""A backbone's listing topics on the real broker, a fresh keystore, and publishers over them."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from services.core.crypto import Keystore
+from services.core.kafka import create_topics, decode_message, read_all
+from services.core.policy import Policy
+from services.core.serde import Decoded
+from services.core.topics import BACKBONE, Topics
+from services.publisher.client import Publisher
+from tests.support.factory import policy_with_keys
+from tests.unit.publisher.samples import NOW, PSEUDONYM_KEY
+
+
+@dataclass
+class Backbone:
+    bootstrap: str
+    topics: Topics
+    policy: Policy
+    keystore: Keystore
+    opened: list[Publisher] = field(default_factory=list)
+
+    @property
+    def listing_topics(self) -> list[str]:
+        return [self.topics.listings(a) for a in sorted({*self.policy.issuers, BACKBONE})]
+
+    def publisher(self, clock: Callable[[], datetime] = lambda: NOW) -> Publisher:
+        """A publisher as a separate process would have it: its own reader, producer and locks."""
+        made = Publisher(
+            self.bootstrap, self.topics, self.policy, self.keystore, PSEUDONYM_KEY, timeout=20.0, clock=clock
+        )
+        self.opened.append(made)
+        return made
+
+    def published(self) -> list[Decoded]:
+        """Every event now in the listing topics, read back from the broker."""
+        return [decode_message(m) for m in read_all(self.bootstrap, self.listing_topics)]
+
+
+@pytest.fixture
+def backbone(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[Backbone]:
+    policy, keystore = policy_with_keys(tmp_path / "keys")
+    topics = Topics(namespace)
+    made = Backbone(kafka_bootstrap, topics, policy, keystore)
+    specs = [s for s in topics.specs(policy.issuers, policy.enforcers) if s.name in made.listing_topics]
+    create_topics(kafka_bootstrap, specs, partitions=3, replication=1)
+    try:
+        yield made
+    finally:
+        for publisher in made.opened:
+            publisher.close()
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: a broker that cannot be reached."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def publisher_env(backbone: Backbone, tmp_path: Path) -> dict[str, str]:
+    """The environment of a publisher process (CLI or HTTP server) over `backbone`'s topics."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": backbone.bootstrap,
+        "ACCORD_NAMESPACE": backbone.topics.namespace,
+        "ACCORD_KEYSTORE": str(backbone.keystore.folder),
+        "ACCORD_PSEUDONYM_KEY": "process-test-key",
+        "ACCORD_PUBLISH_TIMEOUT_S": "20",
+    }

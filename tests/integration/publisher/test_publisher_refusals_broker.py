@@ -1,0 +1,52 @@
+"""Against the real broker, every refused command publishes nothing at all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from services.core.errors import RuleViolation
+from tests.integration.publisher.conftest import Backbone
+from tests.unit.publisher import samples
+from tests.unit.publisher.cases import CHANGE_REFUSALS, ISSUE_REFUSALS, Step
+
+
+@pytest.mark.parametrize(("code", "changes"), ISSUE_REFUSALS, ids=[c for c, _ in ISSUE_REFUSALS])
+def test_a_refused_issue_reaches_no_topic(backbone: Backbone, code: str, changes: dict[str, Any]) -> None:
+    publisher = backbone.publisher()
+    publisher.issue(samples.issue())  # the topics are live and take valid commands
+    with pytest.raises(RuleViolation) as refused:
+        publisher.issue(samples.issue(**changes))
+    assert refused.value.code == code
+    assert len(backbone.published()) == 1
+
+
+@pytest.mark.parametrize(("code", "steps"), CHANGE_REFUSALS, ids=[c for c, _ in CHANGE_REFUSALS])
+def test_a_refused_change_reaches_no_topic(
+    backbone: Backbone, code: str, steps: Callable[[str], list[Step]]
+) -> None:
+    publisher = backbone.publisher()
+    listing = publisher.issue(samples.issue()).listing_id
+    *preparation, last = steps(listing)
+    done: list[Any] = []
+    for step in preparation:
+        done.append(publisher.submit(step(done)))
+    before = backbone.published()
+    assert len(before) == 1 + len(preparation)
+    with pytest.raises(RuleViolation) as refused:
+        publisher.submit(last(done))
+    assert refused.value.code == code
+    assert len(backbone.published()) == len(before)
+
+
+def test_a_request_id_reused_for_another_command_is_refused(backbone: Backbone) -> None:
+    publisher = backbone.publisher()
+    issue = samples.issue()
+    publisher.issue(issue)
+    reuse = samples.revoke(issue.listing_id, 1).model_copy(update={"request_id": issue.request_id})
+    with pytest.raises(RuleViolation) as refused:
+        publisher.revoke(reuse)
+    assert refused.value.code == "request_id_reused"
+    assert len(backbone.published()) == 1

@@ -1,0 +1,54 @@
+"""The CLI's answers that need no broker: a keystore, and malformed commands refused as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from services.cli import main
+from services.core.crypto import Keystore
+from services.core.errors import BrokerUnavailable, ConfigurationError, ConflictError, RuleViolation
+from services.core.policy import load_policy
+from services.publisher.refusals import refusal_of
+
+
+def test_keys_init_makes_a_key_for_every_agency_of_the_policy(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["keys", "init", "--dir", str(tmp_path / "keys")])
+    assert result.exit_code == 0, result.output
+    agencies = {a.id for a in load_policy().agencies}
+    assert set(json.loads(result.output)["public_keys"]) == agencies
+    assert set(Keystore(tmp_path / "keys").public_keys()) == agencies
+    assert all((tmp_path / "keys" / f"{a}.key").stat().st_mode & 0o077 == 0 for a in agencies)
+
+
+def test_a_malformed_command_is_refused_before_any_broker_is_asked(tmp_path: Path) -> None:
+    command = tmp_path / "issue.yaml"
+    command.write_text(yaml.safe_dump({"national_id": "420102199001011234", "measures": ["flight_ban"]}))
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "ACCORD_KEYSTORE": str(tmp_path / "none")}
+    result = CliRunner(env=env).invoke(
+        main, ["publish", "issue", "--agency", "court", "--file", str(command)]
+    )
+    assert result.exit_code == 3
+    answer = json.loads(result.output)
+    assert answer["refused"] == "invalid_command" and "category" in answer["reason"]
+    assert "420102199001011234" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "exit_code"),
+    [
+        (RuleViolation("minor_subject", "x"), 422, 3),
+        (ConflictError("stale_version", "x"), 409, 4),
+        (BrokerUnavailable("down"), 503, 5),
+        (ConfigurationError("no key"), 500, 6),
+    ],
+)
+def test_each_error_family_has_one_http_status_and_one_exit_status(
+    error: Exception, status: int, exit_code: int
+) -> None:
+    refusal = refusal_of(error)  # type: ignore[arg-type]
+    assert (refusal.http_status, refusal.exit_code) == (status, exit_code)
