@@ -24,12 +24,11 @@ from services.core.kafka import create_topics
 from services.core.local_kafka import LocalKafka
 from services.core.local_kafka_cli import state_dir as kafka_state_dir
 from services.core.policy import load_policy
-from services.core.settings import KafkaSettings
+from services.core.settings import KafkaSettings, KeystoreSettings, state_root
 
 
 def state_dir() -> Path:
-    root = os.environ.get("ACCORD_STATE_DIR") or str(Path.home() / ".local" / "state" / "accord")
-    return Path(root) / "backbone"
+    return state_root() / "backbone"
 
 
 def _bootstrap(nodes: int, folder: Path) -> str:
@@ -49,7 +48,7 @@ def _environment(bootstrap: str, folder: Path) -> dict[str, str]:
         key_file.chmod(0o600)
     env = dict(os.environ)
     env.setdefault("ACCORD_PSEUDONYM_KEY", key_file.read_text().strip() if key_file.exists() else "")
-    env.setdefault("ACCORD_KEYSTORE", str(folder / "keys"))
+    env.setdefault("ACCORD_KEYSTORE", str(KeystoreSettings().keystore))
     env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
     return env
 

@@ -138,18 +138,34 @@ def decode_message(msg: Message) -> Decoded:
 
 
 def end_offsets(bootstrap: str, topics: Iterable[str], timeout: float = 10.0) -> dict[TopicPartition, int]:
-    """The high watermark of every partition of `topics`: where a reader that has 'caught up' stops."""
+    """The high watermark of every partition of `topics`: where a reader that has 'caught up' stops.
+
+    A topic created a moment ago may not be in the metadata yet, or have no leader:
+    that is retried until `timeout`, then reported as `BrokerUnavailable`.
+    """
+    names = list(topics)
     probe = consumer(bootstrap, "accord-watermarks")
+    deadline = time.monotonic() + timeout
     try:
-        out: dict[TopicPartition, int] = {}
-        metadata = probe.list_topics(timeout=timeout)
-        for topic in topics:
-            for partition in metadata.topics[topic].partitions:
-                _, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-                out[TopicPartition(topic, partition)] = high
-        return out
+        while True:
+            try:
+                return _watermarks(probe, names, timeout)
+            except (KeyError, KafkaException) as e:
+                if time.monotonic() >= deadline:
+                    raise BrokerUnavailable(f"no watermarks for {names} within {timeout} s: {e!r}") from e
+                time.sleep(0.2)
     finally:
         probe.close()
+
+
+def _watermarks(probe: Consumer, topics: list[str], timeout: float) -> dict[TopicPartition, int]:
+    out: dict[TopicPartition, int] = {}
+    metadata = probe.list_topics(timeout=timeout)
+    for topic in topics:
+        for partition in metadata.topics[topic].partitions:
+            _, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            out[TopicPartition(topic, partition)] = high
+    return out
 
 
 def read_all(

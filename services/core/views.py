@@ -78,6 +78,11 @@ def entitled_fields(state: ListingState, allowed: list[str]) -> dict[str, str]:
     return {name: values[name] for name in sorted(allowed) if name in values}
 
 
+def holds(state: ListingState | None, agency: str, policy: Policy) -> bool:
+    """`project(state, agency, policy) is not None`, without building the row (replays ask it per event)."""
+    return state is not None and state.status in LIVE and bool(policy.enforced_by(agency, state.measures))
+
+
 def project(state: ListingState | None, agency: str, policy: Policy) -> ViewRow | None:
     """The row `agency`'s copy must hold for this listing, or None if it may hold nothing."""
     if state is None or state.status not in LIVE:

@@ -8,11 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import KafkaSettings, SecretSettings
-
-
-def default_keystore() -> Path:
-    return Path.home() / ".local" / "state" / "accord" / "keys"
+from services.core.settings import KafkaSettings, SecretSettings, state_root
 
 
 class PublisherOptions(BaseSettings):
@@ -20,7 +16,7 @@ class PublisherOptions(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ACCORD_", frozen=True, extra="ignore")
 
-    keystore: Path = Field(default_factory=default_keystore, description="env ACCORD_KEYSTORE")
+    keystore: Path = Field(default_factory=lambda: state_root() / "keys", description="env ACCORD_KEYSTORE")
     publish_timeout_s: float = Field(
         default=10.0,
         gt=0,

@@ -1,0 +1,178 @@
+"""`accord audit …`: operators replay the log to answer who decided what, when copies learnt it,
+what stood on any past date, and whether anyone tampered with history.
+
+Each command builds its settings here, replays through `replay`, and renders a
+`Report`; Accord's errors (and the driver's, should one escape core) become one
+clear line and exit 1, as does a report that found something broken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+import click
+from confluent_kafka import KafkaException
+
+from services.audit import state_at as past_state
+from services.audit import timeline as story
+from services.audit.output import Format, Progress, Report, render
+from services.audit.rebuild import check_against_log, rebuild_report, write_copy
+from services.audit.replay import listing_owners, listing_topics, refused_positions, size_of
+from services.audit.state_at import Clock
+from services.audit.tables import (
+    ledger_table,
+    stale_table,
+    state_notes,
+    summary_table,
+    verify_report,
+    view_table,
+)
+from services.audit.verify import verify as verify_log
+from services.core.crypto import pseudonymise
+from services.core.errors import AccordError
+from services.core.policy import load_policy
+from services.core.settings import KafkaSettings, KeystoreSettings, SecretSettings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def formatted(command: F) -> F:
+    """Add --json/--csv, and turn Accord's errors into a one-line failure."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+    @click.option("--csv", "as_csv", is_flag=True, help="The primary table as CSV on stdout.")
+    @wraps(command)
+    def run(*args: Any, as_json: bool, as_csv: bool, **kwargs: Any) -> None:
+        if as_json and as_csv:
+            raise click.UsageError("choose one of --json and --csv")
+        fmt: Format = "json" if as_json else "csv" if as_csv else "text"
+        try:
+            report = command(*args, **kwargs)
+        except (AccordError, KafkaException) as e:
+            raise click.ClickException(str(e)) from e
+        click.echo(render(report, fmt))
+        if report.failed:
+            raise SystemExit(1)
+
+    return run  # type: ignore[return-value]
+
+
+def moment(value: str) -> datetime:
+    """An ISO 8601 time; without a zone it is UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2026-03-01T12:00:00Z)") from e
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@click.group()
+def audit() -> None:
+    """Replay the log: timelines, past states, tamper checks, rebuilt copies."""
+
+
+@audit.command()
+@click.option("--listing", help="A listing id.")
+@click.option("--subject", help="A national id; pseudonymised here with ACCORD_PSEUDONYM_KEY.")
+@click.option("--subject-ref", help="A subject_ref (pseudonym), for who has no key.")
+@formatted
+def timeline(listing: str | None, subject: str | None, subject_ref: str | None) -> Report:
+    """Every event of a listing or subject, and when each agency's copy applied it."""
+    if sum(x is not None for x in (listing, subject, subject_ref)) != 1:
+        raise click.UsageError("give exactly one of --listing, --subject, --subject-ref")
+    kafka, policy = KafkaSettings(), load_policy()
+    bootstrap, topics = kafka.bootstrap_servers, kafka.topics
+    names = listing_topics(topics, policy)
+    if listing is not None:
+        listings, title = {listing}, f"Timeline of listing {listing}"
+    else:
+        ref = subject_ref or pseudonymise(
+            subject or "", SecretSettings().pseudonym_key.get_secret_value().encode()
+        )
+        with Progress("finding the subject's listings", size_of(bootstrap, names)) as meter:
+            listings = story.subject_listings(bootstrap, names, ref, meter)
+        title = f"Timeline of subject {ref} ({len(listings)} listings)"
+    everything = [*names, topics.copies_applied, topics.findings, topics.rejected]
+    with Progress("replaying", size_of(bootstrap, everything)) as meter:
+        found = story.gather(bootstrap, topics, policy, listings, meter)
+    return story.report(found, title)
+
+
+@audit.command("state-at")
+@click.argument("at", metavar="T")
+@click.option("--agency", help="Show this agency's expected view.")
+@click.option("--compare", is_flag=True, help="List copies behind their view at T, by acknowledgements.")
+@click.option("--ledger", "show_ledger", is_flag=True, help="List every listing's state at T.")
+@click.option(
+    "--clock",
+    type=click.Choice(["recorded", "decided"]),
+    default="recorded",
+    show_default=True,
+    help="Fold events recorded by T, or decided (occurred) by T.",
+)
+@click.option(
+    "--sla",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="With --compare: only copies behind for longer than this many seconds.",
+)
+@formatted
+def state_at(at: str, agency: str | None, compare: bool, show_ledger: bool, clock: str, sla: float) -> Report:
+    """The ledger and every agency's expected view as they stood at time T (ISO 8601, UTC if no zone)."""
+    when = moment(at)
+    kafka, policy = KafkaSettings(), load_policy()
+    if agency is not None and agency not in policy.enforcers:
+        raise click.BadParameter(f"{agency} enforces no measure; enforcers: {', '.join(policy.enforcers)}")
+    bootstrap, topics = kafka.bootstrap_servers, kafka.topics
+    names = listing_topics(topics, policy)
+    refused = refused_positions(bootstrap, topics.rejected)
+    with Progress("replaying", size_of(bootstrap, names)) as meter:
+        past = past_state.replay_to(bootstrap, names, policy, when, cast(Clock, clock), refused, meter)
+    tables = [summary_table(past)]
+    if show_ledger:
+        tables.insert(0, ledger_table(past))
+    if agency is not None:
+        tables.insert(0, view_table(past, agency))
+    if compare:
+        acks = past_state.acknowledged(bootstrap, topics.copies_applied, when)
+        behind = [s for s in past_state.stale(past, acks, sla) if agency in (None, s.agency)]
+        tables.insert(0, stale_table(past, behind))
+    return Report(tables, state_notes(past))
+
+
+@audit.command()
+@formatted
+def verify() -> Report:
+    """Check every signature and every per-listing hash chain; exit 1 if anything is broken."""
+    kafka, policy = KafkaSettings(), KeystoreSettings().policy_with_keys()
+    bootstrap, topics = kafka.bootstrap_servers, kafka.topics
+    names = listing_topics(topics, policy)
+    owners = listing_owners(topics, policy)
+    with Progress("verifying", size_of(bootstrap, names)) as meter:
+        result = verify_log(bootstrap, owners, policy, meter)
+    report = verify_report(result, names)
+    report.failed = not result.sound
+    return report
+
+
+@audit.command()
+@click.option("--agency", required=True, help="The enforcing agency whose copy to rebuild.")
+@click.option("--store", "url", required=True, help="An EMPTY store: sqlite:///path.db or postgresql://...")
+@formatted
+def rebuild(agency: str, url: str) -> Report:
+    """Build a fresh copy of an agency's view from the log, checked against the listing topics."""
+    kafka, policy = KafkaSettings(), load_policy()
+    if agency not in policy.enforcers:
+        raise click.BadParameter(f"{agency} enforces no measure; enforcers: {', '.join(policy.enforcers)}")
+    bootstrap, topics = kafka.bootstrap_servers, kafka.topics
+    views, names = topics.views(agency), listing_topics(topics, policy)
+    with Progress(f"rebuilding from {views}", size_of(bootstrap, [views])) as meter:
+        result, built = write_copy(bootstrap, views, agency, url, meter)
+    refused = refused_positions(bootstrap, topics.rejected)
+    with Progress("checking against the listing log", size_of(bootstrap, names)) as meter:
+        check_against_log(result, built, bootstrap, names, policy, refused, meter)
+    return rebuild_report(result, url)

@@ -1,0 +1,125 @@
+"""Reading the log back: every message of some topics, in batches, decoded, with where it came from.
+
+Replays go through `services.core.kafka.read_all`, which consumes in batches up to
+the high watermarks it saw when it started, so a replay is a consistent cut of the
+log and ends even while producers keep writing. Undecodable bytes are reported to
+the caller with their position and skipped: one bad message never hides the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+
+from services.core.errors import ConfigurationError, ContractError
+from services.core.events import Event, Rejected
+from services.core.kafka import consumer, decode_message, end_offsets, read_all
+from services.core.policy import Policy
+from services.core.serde import Decoded
+from services.core.topics import BACKBONE, Topics
+
+BATCH = 5000
+METER_EVERY = 1000
+Meter = Callable[[int], None]
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where a message sits in the log."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One decoded message and its position."""
+
+    decoded: Decoded
+    position: Position
+
+    @property
+    def event(self) -> Event:
+        return self.decoded.event
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A message whose bytes do not fit the contract."""
+
+    position: Position
+    reason: str
+
+
+def listing_owners(topics: Topics, policy: Policy) -> dict[str, str]:
+    """The system of record: one topic per issuing agency, plus the backbone's (expiries), by owner."""
+    return {topics.listings(agency): agency for agency in sorted({*policy.issuers, BACKBONE})}
+
+
+def listing_topics(topics: Topics, policy: Policy) -> list[str]:
+    return list(listing_owners(topics, policy))
+
+
+def require_topics(bootstrap: str, names: Iterable[str], timeout: float = 10.0) -> None:
+    """Fail with the names of missing topics rather than a bare KeyError halfway through."""
+    probe = consumer(bootstrap, "accord-audit")
+    try:
+        present = probe.list_topics(timeout=timeout).topics
+    finally:
+        probe.close()
+    missing = sorted(set(names) - set(present))
+    if missing:
+        raise ConfigurationError(f"missing topics {missing}: run `accord backbone up --topics-only`")
+
+
+def size_of(bootstrap: str, names: Iterable[str]) -> int:
+    """How many offsets the topics span: the length of a replay's progress bar."""
+    require_topics(bootstrap, names)
+    return sum(end_offsets(bootstrap, names).values())
+
+
+def messages(bootstrap: str, names: list[str], meter: Meter | None = None) -> Iterator[Message]:
+    """Every current message of `names`, from the start, consumed in batches of `BATCH`."""
+    require_topics(bootstrap, names)
+    count = 0
+    for msg in read_all(bootstrap, names, batch=BATCH):
+        yield msg
+        count += 1
+        if meter is not None and count % METER_EVERY == 0:
+            meter(METER_EVERY)
+    if meter is not None:
+        meter(count % METER_EVERY)
+
+
+def position_of(msg: Message) -> Position:
+    return Position(msg.topic() or "?", msg.partition() or 0, msg.offset() or 0)
+
+
+def decoded(
+    source: Iterable[Message], on_bad: Callable[[Undecodable], None] | None = None
+) -> Iterator[Replayed]:
+    """Decode each message with fastavro; hand undecodable ones to `on_bad` and go on."""
+    for msg in source:
+        try:
+            item = decode_message(msg)
+        except ContractError as e:
+            if on_bad is not None:
+                where = position_of(msg)
+                on_bad(Undecodable(where, str(e).removeprefix(f"{where}: ")))
+            continue
+        yield Replayed(item, position_of(msg))
+
+
+def refused_positions(bootstrap: str, rejected_topic: str) -> set[Position]:
+    """Where the ledger refused events (bad seal, broken rule): the replica must not apply them either."""
+    return {
+        Position(r.event.source_topic, r.event.partition, r.event.offset)
+        for r in decoded(messages(bootstrap, [rejected_topic]))
+        if isinstance(r.event, Rejected)
+    }

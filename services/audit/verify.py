@@ -1,0 +1,154 @@
+"""`verify`: every signature and every per-listing hash chain, across all listing topics.
+
+An event is sound when its bytes decode, it sits on its own agency's topic, its
+hash matches its content and its signature is its agency's. A chain is sound when
+its versions run 1, 2, 3... without gaps or forks and each event's `prev_hash` is
+the hash of the version before. Altering any byte of an event breaks its hash (or,
+if the hash was recomputed, its signature and the next link); removing one leaves a
+gap. Each break is reported where it sits: topic, partition, offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.audit.replay import Meter, Position, Replayed, Undecodable, decoded, messages
+from services.core.crypto import check_seal
+from services.core.listing import is_listing_event
+from services.core.policy import Policy
+
+
+@dataclass(frozen=True)
+class Broken:
+    """One broken event or link."""
+
+    position: Position
+    code: str
+    reason: str
+    listing: str = ""
+    version: int | None = None
+    agency: str = ""
+
+
+@dataclass(frozen=True)
+class Link:
+    """What the chain check needs of one event."""
+
+    version: int
+    hash: str
+    prev_hash: str
+    event_id: str
+    position: Position
+
+
+@dataclass
+class Verification:
+    events: int = 0
+    chains: dict[str, list[Link]] = field(default_factory=dict)
+    broken: list[Broken] = field(default_factory=list)
+    duplicates: int = 0
+
+    @property
+    def sound(self) -> bool:
+        return not self.broken
+
+
+def _fault(item: Replayed, code: str, reason: str) -> Broken:
+    env = item.event.envelope
+    return Broken(item.position, code, reason, env.listing_id, env.version, env.agency)
+
+
+def check_event(item: Replayed, owner: str, policy: Policy) -> Broken | None:
+    """Whether one event may stand where it is: right topic, intact hash, its agency's signature."""
+    event = item.event
+    actor = event.envelope.agency
+    if not is_listing_event(event):
+        return _fault(item, "not_listing_event", f"a {type(event).__name__} on a listing topic")
+    if actor != owner:
+        return _fault(item, "wrong_topic", f"{actor} wrote on {owner}'s listing topic")
+    agency = policy.agency_by_id.get(actor)
+    fault = check_seal(item.decoded, agency.public_key if agency is not None else "")
+    return None if fault is None else _fault(item, *fault)
+
+
+def chain_breaks(listing: str, links: list[Link]) -> tuple[list[Broken], int]:
+    """Gaps, forks and broken links of one listing's chain, and how many exact duplicates it holds."""
+    by_version: dict[int, dict[tuple[str, str], Link]] = {}
+    duplicates = 0
+    for link in sorted(links, key=lambda k: k.position):
+        same = by_version.setdefault(link.version, {})
+        duplicates += (link.event_id, link.hash) in same
+        same.setdefault((link.event_id, link.hash), link)
+    broken: list[Broken] = []
+    prev_hash, expected = "", 1
+    for version in sorted(by_version):
+        candidates = list(by_version[version].values())
+        chosen = _step(listing, version, expected, prev_hash, candidates, broken)
+        prev_hash, expected = chosen.hash, version + 1
+    return broken, duplicates
+
+
+def _step(
+    listing: str, version: int, expected: int, prev_hash: str, candidates: list[Link], broken: list[Broken]
+) -> Link:
+    """Check one version of a chain; return the event the chain continues from."""
+    first = candidates[0]
+    if version < 1:
+        broken.append(Broken(first.position, "bad_version", "versions start at 1", listing, version))
+        return first
+    if version != expected:
+        missing = (
+            f"version {expected}" if version == expected + 1 else f"versions {expected} to {version - 1}"
+        )
+        broken.append(
+            Broken(first.position, "version_gap", f"{missing} missing before this event", listing, version)
+        )
+        return first
+    linked = [c for c in candidates if c.prev_hash == prev_hash]
+    for c in candidates:
+        if c not in linked:
+            broken.append(Broken(c.position, "broken_link", _link_reason(version), listing, version))
+    for c in linked[1:]:
+        broken.append(
+            Broken(
+                c.position,
+                "fork",
+                f"a second version {version}, beside {linked[0].position}",
+                listing,
+                version,
+            )
+        )
+    return linked[0] if linked else first
+
+
+def _link_reason(version: int) -> str:
+    if version == 1:
+        return "version 1 must not link to a previous event"
+    return f"prev_hash does not match the hash of version {version - 1}"
+
+
+def verify(
+    bootstrap: str, owners: dict[str, str], policy: Policy, meter: Meter | None = None
+) -> Verification:
+    """Check every event of the listing topics in `owners` (topic -> owning agency), then every chain."""
+    result = Verification()
+
+    def undecodable(bad: Undecodable) -> None:
+        result.events += 1
+        result.broken.append(Broken(bad.position, "undecodable", bad.reason))
+
+    for item in decoded(messages(bootstrap, list(owners), meter), on_bad=undecodable):
+        result.events += 1
+        fault = check_event(item, owners[item.position.topic], policy)
+        if fault is not None:
+            result.broken.append(fault)
+        if is_listing_event(item.event):
+            env = item.event.envelope
+            link = Link(env.version, env.hash, env.prev_hash, env.event_id, item.position)
+            result.chains.setdefault(env.listing_id, []).append(link)
+    for listing, links in result.chains.items():
+        breaks, duplicates = chain_breaks(listing, links)
+        result.broken += breaks
+        result.duplicates += duplicates
+    result.broken.sort(key=lambda b: b.position)
+    return result

@@ -1,0 +1,31 @@
+"""A fresh, namespaced backbone (every topic the policy implies) per test, dropped afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.core.kafka import EventProducer
+from services.core.topics import Topics
+from tests.integration.audit.world import World, drop_topics, make_topics
+from tests.support.factory import Ledgerbook, policy_with_keys
+
+
+@pytest.fixture
+def world(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[World]:
+    policy, keystore = policy_with_keys(tmp_path / "keys")
+    topics = Topics(namespace)
+    names = make_topics(kafka_bootstrap, topics, policy)
+    try:
+        yield World(
+            kafka_bootstrap,
+            topics,
+            policy,
+            Ledgerbook(keystore),
+            tmp_path / "keys",
+            EventProducer(kafka_bootstrap),
+        )
+    finally:
+        drop_topics(kafka_bootstrap, names)
