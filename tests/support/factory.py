@@ -75,6 +75,7 @@ class Ledgerbook:
         days: int = 365,
         category: str = "judgment_default",
         severity: str = "serious",
+        expires_at: datetime | None = None,
     ) -> Event:
         return self.sealed(
             ListingIssued(
@@ -91,7 +92,7 @@ class Ledgerbook:
                 details={"court_case": f"({listing_id})", "amount_owed": "1000"},
                 notice_served_at=self.now - timedelta(days=10),
                 effective_from=self.now,
-                expires_at=self.now + timedelta(days=days),
+                expires_at=expires_at or self.now + timedelta(days=days),
             )
         )
 

@@ -1,0 +1,186 @@
+"""End-to-end propagation: listing topics -> ledger worker -> views -> every copy.
+
+    KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:39092 python benchmarks/bench_propagation.py \
+        [--listings 2000] [--rate 100] [--revocations 40] [--pg postgresql://.../db]
+
+Starts a ledger worker (RocksDB tables) and one copy sink per agency (SQLite files,
+plus railway on PostgreSQL when --pg is given) as real processes, then measures:
+
+1. sustained throughput: a burst of `--listings` issues (each cites flight, rail and
+   high-consumption bans, so it reaches all three copies) from the first publish until
+   every copy holds every row: listing events/s and view changes applied/s;
+2. revocation latency under load: while `--rate` corrections/s stream in, revokes one
+   listing every 0.5 s and times each from its publish to its CopyApplied in every copy
+   (applied_at, same clock): p50/p99 per copy and for "applied everywhere".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from confluent_kafka import OFFSET_END, TopicPartition
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.core.copystore import open_store
+from services.core.events import CopyApplied
+from services.core.kafka import consumer, decode_message
+from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
+from tests.support.factory import Ledgerbook
+
+AGENCIES = ("civil-aviation", "railway", "court")
+MEASURES = ("flight_ban", "rail_ban", "high_consumption")
+
+
+def rows_in(url: str, agency: str) -> int:
+    store = open_store(url, agency)
+    try:
+        return store.digest().rows
+    finally:
+        store.close()
+
+
+def holding(url: str, agency: str, count: int) -> Callable[[], bool]:
+    return lambda: rows_in(url, agency) >= count
+
+
+def states_at_least(backbone: Backbone, count: int) -> Callable[[], float | None]:
+    """When the ledger topic holds `count` states: the time it first did."""
+    return lambda: time.perf_counter() if backbone.count(backbone.topics.ledger) >= count else None
+
+
+def warm_up(backbone: Backbone, book: Ledgerbook, stores: dict[str, str]) -> None:
+    """One listing through the whole path, so start-up time is not counted as throughput."""
+    backbone.publish([book.issue("WARM-UP", measures=MEASURES)])
+    for agency, url in stores.items():
+        wait_for(f"{agency} to start", holding(url, agency, 1), 120, every=0.2)
+
+
+def throughput(backbone: Backbone, book: Ledgerbook, stores: dict[str, str], count: int) -> list[str]:
+    listings = [f"P-{i:06d}" for i in range(count)]
+    events = [book.issue(lid, measures=MEASURES, subject_ref=f"s-{lid}") for lid in listings]
+    started = time.perf_counter()
+    backbone.publish(events)
+    published = time.perf_counter() - started
+    ledger_done = wait_for("the ledger", states_at_least(backbone, count + 1), 900, every=0.25) - started
+    for agency, url in stores.items():
+        wait_for(f"{agency} to hold {count} rows", holding(url, agency, count + 1), 900, every=0.2)
+    elapsed = time.perf_counter() - started
+    print(f"published {count} listing events in {published:.2f} s ({count / published:,.0f}/s)")
+    print(f"ledger alone: {count} events verified, applied and fanned out in {ledger_done:.2f} s "
+          f"({count / ledger_done:,.0f}/s)")  # fmt: skip
+    print(f"throughput: {count} listing events applied in all {len(stores)} copies in {elapsed:.2f} s")
+    print(f"  = {count / elapsed:,.0f} listing events/s end to end, "
+          f"{count * len(stores) / elapsed:,.0f} view changes applied/s across the copies")  # fmt: skip
+    return listings
+
+
+class Acks(threading.Thread):
+    """Reads copies.applied from its current end: when each copy applied each delete."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__(daemon=True)
+        self.reader = consumer(backbone.bootstrap, f"bench-{uuid.uuid4().hex[:6]}")
+        topic = backbone.topics.copies_applied
+        self.reader.assign([TopicPartition(topic, p, OFFSET_END) for p in range(PARTITIONS)])
+        self.deletes: dict[tuple[str, str], datetime] = {}
+        self.stopping = False
+
+    def run(self) -> None:
+        while not self.stopping:
+            for msg in self.reader.consume(500, 0.2):
+                if msg.error() is None:
+                    ack = decode_message(msg).event
+                    if isinstance(ack, CopyApplied) and ack.op == "delete":
+                        self.deletes.setdefault((ack.copy_agency, ack.envelope.listing_id), ack.applied_at)
+        self.reader.close()
+
+
+def background(
+    backbone: Backbone, book: Ledgerbook, listings: list[str], rate: float, stop: threading.Event
+) -> None:
+    """Steady corrections to listings nobody revokes, `rate` per second."""
+    batch, i = max(1, int(rate / 10)), 0
+    while not stop.is_set():
+        chunk = [listings[(i + k) % len(listings)] for k in range(batch)]
+        backbone.publish([book.correct(lid, legal_basis=f"basis {i + k}") for k, lid in enumerate(chunk)])
+        i += batch
+        time.sleep(0.1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def latency(
+    backbone: Backbone, book: Ledgerbook, listings: list[str], stores: dict[str, str], rate: float, count: int
+) -> None:
+    targets, steady = listings[:count], listings[count:]
+    acks = Acks(backbone)
+    acks.start()
+    stop = threading.Event()
+    load = threading.Thread(target=background, args=(backbone, book, steady, rate, stop), daemon=True)
+    load.start()
+    time.sleep(2)
+    sent: dict[str, datetime] = {}
+    for lid in targets:
+        event = book.revoke(lid)
+        sent[lid] = datetime.now(UTC)
+        backbone.publish([event])
+        time.sleep(0.5)
+    wanted = {(agency, lid) for agency in stores for lid in targets}
+    wait_for("every revocation applied in every copy", lambda: wanted <= acks.deletes.keys(), 300)
+    stop.set()
+    acks.stopping = True
+    load.join()
+    print(f"revocation latency under {rate:.0f} corrections/s, {count} revocations (publish -> CopyApplied):")
+    per_copy = {a: [(acks.deletes[(a, lid)] - sent[lid]).total_seconds() for lid in targets] for a in stores}
+    per_copy["all copies"] = [max(per_copy[a][i] for a in stores) for i in range(len(targets))]
+    for name, seconds in per_copy.items():
+        p50, p99, mean = (
+            1000 * x for x in (percentile(seconds, 0.5), percentile(seconds, 0.99), statistics.mean(seconds))
+        )
+        print(f"  {name:15} p50 {p50:6.0f} ms   p99 {p99:6.0f} ms   mean {mean:6.0f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", default=None, help="default: KAFKA_BOOTSTRAP_SERVERS")
+    parser.add_argument("--listings", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=100.0, help="background corrections per second")
+    parser.add_argument("--revocations", type=int, default=40)
+    parser.add_argument("--pg", default=None, help="an empty PostgreSQL database for the railway copy")
+    args = parser.parse_args()
+    bootstrap = args.bootstrap or os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    with tempfile.TemporaryDirectory(prefix="accord-bench-") as tmp:
+        folder = Path(tmp)
+        backbone = Backbone(bootstrap, f"bench{uuid.uuid4().hex[:8]}.", folder)
+        stores = {a: f"sqlite:///{folder / f'{a}.db'}" for a in AGENCIES}
+        if args.pg:
+            stores["railway"] = args.pg
+        try:
+            backbone.start_ledger(store="rocksdb://")
+            for agency, url in stores.items():
+                backbone.start_copy(agency, url)
+            print("copies: " + ", ".join(f"{a} ({u.split(':')[0]})" for a, u in stores.items()))
+            book = backbone.book()
+            warm_up(backbone, book, stores)
+            listings = throughput(backbone, book, stores, args.listings)
+            latency(backbone, book, listings, stores, args.rate, args.revocations)
+        finally:
+            backbone.stop_all()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""`accord copy run | check | serve`: one agency's copy of its view, and the front-line check."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from functools import partial
+from types import FrameType
+
+import click
+
+from services.copies.check import CheckAnswer, answer
+from services.copies.lag import view_lag
+from services.copies.settings import CopySettings
+from services.copies.sink import Sink, utc_now
+from services.core.copystore import CopyStore, open_store
+from services.core.crypto import pseudonymise
+from services.core.errors import AccordError
+from services.core.policy import load_policy
+
+EXIT_STALE = 2  # `check` answered, but from a copy that may be out of date
+AGENCY = click.option("--agency", required=True, help="the enforcing agency whose copy this is")
+STORE = click.option(
+    "--store", required=True, envvar="ACCORD_COPY_STORE", help="sqlite:///path.db or postgresql://..."
+)
+
+
+@click.group()
+def copy() -> None:
+    """An agency's copy of its view: keep it applied, and answer checks from it."""
+
+
+def _open(url: str, agency: str) -> CopyStore:
+    try:
+        return open_store(url, agency)
+    except AccordError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@copy.command()
+@AGENCY
+@STORE
+def run(agency: str, store: str) -> None:
+    """Apply views.<agency> to the store until stopped (SIGTERM or Ctrl-C)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = CopySettings.from_env()
+    stopping: list[int] = []
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    copy_store = _open(store, agency)
+    try:
+        Sink(agency, copy_store, settings, load_policy()).run(lambda: bool(stopping))
+    except AccordError as e:  # the store or the broker failed: stop loudly, a supervisor restarts us
+        raise click.ClickException(str(e)) from e
+    finally:
+        copy_store.close()
+
+
+@copy.command()
+@AGENCY
+@STORE
+@click.option("--subject", "national_id", help="the subject's national id (pseudonymised here)")
+@click.option("--subject-ref", help="the subject's pseudonym, if you hold it instead")
+@click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
+def check(agency: str, store: str, national_id: str | None, subject_ref: str | None, as_json: bool) -> None:
+    """Is the subject under a measure this agency enforces? Exit 2 when the copy may be stale."""
+    settings = CopySettings.from_env()
+    if bool(national_id) == bool(subject_ref):
+        raise click.UsageError("give exactly one of --subject and --subject-ref")
+    key = settings.secrets.pseudonym_key.get_secret_value().encode()
+    try:
+        ref = subject_ref or pseudonymise(str(national_id), key)
+    except AccordError as e:
+        raise click.ClickException(str(e)) from e
+    copy_store = _open(store, agency)
+    try:
+        lag = view_lag(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.topics.views(agency),
+            copy_store.positions(),
+            settings.options.lag_timeout_s,
+        )
+        result = answer(copy_store, ref, lag, utc_now(), settings.options.sla_s)
+    except AccordError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        copy_store.close()
+    click.echo(result.model_dump_json(indent=1) if as_json else render(result))
+    if result.freshness.stale:
+        sys.exit(EXIT_STALE)
+
+
+def render(result: CheckAnswer) -> str:
+    """The answer as an officer reads it at a desk."""
+    lines = [result.advice, ""]
+    for listing in result.listings:
+        lines.append(f"listing {listing.listing_id} v{listing.version} ({listing.status}), issued by "
+                     f"{listing.issuer or 'n/a'}, case {listing.case_ref or 'n/a'}")  # fmt: skip
+        if listing.legal_basis:
+            lines.append(f"  legal basis: {listing.legal_basis}")
+        lines += [f"  {m.measure}: {m.why}" for m in listing.measures]
+    if not result.listings:
+        lines.append(f"no listing of {result.subject_ref} in the copy of {result.agency}")
+    fresh = result.freshness
+    lines += [
+        "",
+        f"copy freshness: {fresh.note}",
+        f"  positions {fresh.positions}, lag {fresh.lag if fresh.lag is not None else 'unknown'}, "
+        f"last applied {fresh.last_applied_at.isoformat() if fresh.last_applied_at else 'never'}",
+    ]
+    return "\n".join(lines)
+
+
+@copy.command()
+@AGENCY
+@STORE
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+def serve(agency: str, store: str, host: str, port: int) -> None:
+    """Serve GET/POST /check and GET /health over HTTP."""
+    import uvicorn
+
+    from services.copies.http import build_http
+
+    settings = CopySettings.from_env()
+    copy_store = _open(store, agency)
+    lag = partial(
+        view_lag,
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topics.views(agency),
+        timeout=settings.options.lag_timeout_s,
+    )
+    key = settings.secrets.pseudonym_key.get_secret_value().encode()
+    try:
+        uvicorn.run(build_http(copy_store, lag, settings.options.sla_s, key, utc_now), host=host, port=port)
+    finally:
+        copy_store.close()

@@ -1,0 +1,103 @@
+"""What a copy sink publishes, and what it refuses to apply: pure functions over the contract.
+
+Acknowledgement and refusal ids depend only on the copy and the input position, so a
+message re-sent after a crash is recognisably the same message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from services.core.digest import Digest
+from services.core.events import CopyApplied, CopyDigest, Envelope, Event, Rejected, ViewChanged
+from services.core.policy import Policy
+from services.core.views import ViewRow
+
+COPY_NAMESPACE = uuid.UUID("a5d3b0c2-41e8-4c0a-9a1f-5e7b3c2d9f10")
+
+
+def _id(*parts: object) -> str:
+    return str(uuid.uuid5(COPY_NAMESPACE, ":".join(str(p) for p in parts)))
+
+
+def applied(change: ViewChanged, partition: int, offset: int, agency: str, at: datetime) -> CopyApplied:
+    """The acknowledgement that `agency`'s copy applied `change` (read at partition/offset)."""
+    env = change.envelope
+    return CopyApplied(
+        envelope=Envelope(
+            event_id=_id("applied", agency, partition, offset),
+            listing_id=env.listing_id,
+            version=env.version,
+            agency=agency,
+            occurred_at=at,
+            recorded_at=at,
+        ),
+        copy_agency=agency,
+        op=change.op,
+        partition=partition,
+        offset=offset,
+        row_hash=ViewRow.from_change(change).row_hash() if change.op == "upsert" else "",
+        applied_at=at,
+    )
+
+
+def digest_of(agency: str, digest: Digest, positions: dict[int, int], at: datetime) -> CopyDigest:
+    """The copy's digest, with the positions it reflects: the reconciler compares like with like."""
+    root = digest.root()
+    return CopyDigest(
+        envelope=Envelope(
+            event_id=_id("digest", agency, root, sorted(positions.items())),
+            listing_id="",
+            version=0,
+            agency=agency,
+            occurred_at=at,
+            recorded_at=at,
+        ),
+        copy_agency=agency,
+        rows=digest.rows,
+        root=root,
+        buckets=digest.hex_buckets(),
+        positions={str(p): o for p, o in sorted(positions.items())},
+        taken_at=at,
+    )
+
+
+def refused(
+    agency: str, topic: str, partition: int, offset: int, code: str, reason: str, payload: bytes, at: datetime
+) -> Rejected:
+    """The record of a view message this copy would not apply; the copy moves on past it."""
+    return Rejected(
+        envelope=Envelope(
+            event_id=_id("refused", agency, partition, offset),
+            listing_id="",
+            version=0,
+            agency=agency,
+            occurred_at=at,
+            recorded_at=at,
+        ),
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        reason_code=code,
+        reason=reason,
+        payload=payload,
+    )
+
+
+def fault(event: Event, agency: str, policy: Policy) -> tuple[str, str] | None:
+    """Why `event` may not enter `agency`'s copy, if it may not: (code, sentence).
+
+    The ledger sends only entitled fields; checking again here means no bug upstream and
+    no hand-written message can put a field the agency may not see into its database.
+    """
+    if not isinstance(event, ViewChanged):
+        return "not_a_view_change", f"{type(event).__name__} on a view topic"
+    if event.view_agency != agency:
+        return "wrong_agency", f"a change for {event.view_agency} on the view topic of {agency}"
+    allowed = set(policy.agency_by_id[agency].fields) if agency in policy.agency_by_id else set()
+    extra = sorted(set(event.fields) - allowed)
+    foreign = [m for m in event.measures if m not in policy.enforced_by(agency, event.measures)]
+    if extra or foreign:
+        return "not_entitled", f"{agency} is not entitled to fields {extra} or measures {foreign}"
+    return None

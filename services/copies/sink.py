@@ -1,0 +1,150 @@
+"""A copy sink: `views.<agency>` into the agency's database, each change once.
+
+The database holds the position, not Kafka: the sink assigns itself every partition
+and seeks to the offsets the store recorded with the last change it applied, so a
+restart neither loses nor repeats a change, and nothing is ever committed to Kafka.
+Each change is applied in one transaction with its position and its acknowledgement;
+acknowledgements are sent after the write and cleared once the broker confirms them,
+so a crash in between re-sends them (same id) instead of losing them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
+
+from services.copies import messages
+from services.copies.settings import CopySettings
+from services.core import serde
+from services.core.copystore import CopyStore
+from services.core.errors import ConfigurationError, ContractError
+from services.core.events import CopyApplied, Event, ViewChanged
+from services.core.kafka import EventProducer, consumer, decode_message, raise_on_error
+from services.core.policy import Policy
+from services.core.topics import copy_key
+
+log = logging.getLogger("accord.copy")
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Sink:
+    """Applies one agency's view changes to its store and reports what it did."""
+
+    def __init__(
+        self, agency: str, store: CopyStore, settings: CopySettings, policy: Policy, clock: Clock = utc_now
+    ) -> None:
+        self.agency, self.store, self.policy, self.clock = agency, store, policy, clock
+        self.options = settings.options
+        self.topics = settings.kafka.topics
+        self.topic = self.topics.views(agency)
+        self.producer = EventProducer(settings.kafka.bootstrap_servers)
+        self.consumer = consumer(settings.kafka.bootstrap_servers, f"{settings.kafka.namespace}copy-{agency}")
+        self.digests_sent = 0
+        self.last_digest = 0.0
+        self.applied = 0
+        self.applied_at_digest = 0
+
+    def start(self) -> None:
+        """Re-send what a crash left unconfirmed, then read on from the store's own positions."""
+        self._send_outbox()
+        metadata = self.consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise ConfigurationError(f"topic {self.topic} does not exist: create the backbone's topics first")
+        positions = self.store.positions()
+        self.consumer.assign(
+            [TopicPartition(self.topic, p, positions.get(p, OFFSET_BEGINNING)) for p in metadata.partitions]
+        )
+        self.publish_digest(rescan=True)
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        self.start()
+        try:
+            while not should_stop():
+                self.poll()
+        finally:
+            self.close()
+
+    def poll(self) -> int:
+        """One batch: apply it, confirm its acknowledgements, and publish a digest when due."""
+        batch = self._next_batch()
+        for msg in batch:
+            raise_on_error(msg)
+            self._take(msg)
+        if batch:
+            self._send_outbox()
+        caught_up = not batch and self.applied > self.applied_at_digest
+        if caught_up or time.monotonic() - self.last_digest >= self.options.digest_interval_s:
+            self.publish_digest(rescan=self.digests_sent % self.options.rescan_every == 0)
+        return len(batch)
+
+    def _next_batch(self) -> list[Message]:
+        """Wait for one change, then take what else is already there: `consume` alone would
+        hold a partial batch for its whole timeout, adding that to every change's latency."""
+        first = self.consumer.poll(self.options.poll_s)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.options.batch - 1, 0)]
+
+    def _take(self, msg: Message) -> None:
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        try:
+            event: Event = decode_message(msg).event
+        except ContractError as e:
+            self._refuse(msg, "undecodable", str(e))
+            return
+        fault = messages.fault(event, self.agency, self.policy)
+        if fault is not None:
+            self._refuse(msg, *fault)
+            return
+        assert isinstance(event, ViewChanged)
+        ack = messages.applied(event, partition, offset, self.agency, self.clock())
+        if self.store.apply(event, partition, offset, ack=serde.encode(ack)):
+            self.applied += 1
+
+    def _refuse(self, msg: Message, code: str, reason: str) -> None:
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        record = messages.refused(
+            self.agency, self.topic, partition, offset, code, reason, msg.value() or b"", self.clock()
+        )
+        if self.store.skip(partition, offset, ack=serde.encode(record)):
+            log.warning(
+                "copy of %s refused %s[%d]@%d: %s", self.agency, msg.topic(), partition, offset, reason
+            )
+
+    def _send_outbox(self) -> None:
+        """Send every kept acknowledgement or refusal, wait for the broker, then forget them."""
+        unsent = self.store.unsent_acks()
+        for _, _, data in unsent:
+            event = serde.decode(data, "copy outbox")
+            listing_id = event.envelope.listing_id
+            if isinstance(event, CopyApplied):
+                self.producer.send(self.topics.copies_applied, copy_key(self.agency, listing_id), event)
+            else:
+                self.producer.send(self.topics.rejected, listing_id, event)
+        if unsent:
+            self.producer.flush()
+            self.store.acks_sent([(p, o) for p, o, _ in unsent])
+
+    def publish_digest(self, rescan: bool) -> None:
+        """The digest `apply` keeps (no row read) or, when `rescan`, one recomputed from the rows."""
+        digest = self.store.rescan_digest() if rescan else self.store.digest()
+        event = messages.digest_of(self.agency, digest, self.store.positions(), self.clock())
+        self.producer.send(self.topics.copies_digests, self.agency, event)
+        self.producer.poll(0)
+        self.digests_sent += 1
+        self.last_digest = time.monotonic()
+        self.applied_at_digest = self.applied
+
+    def close(self) -> None:
+        try:
+            self.producer.flush()
+        finally:
+            self.consumer.close()

@@ -1,0 +1,69 @@
+"""How a `ViewRow` is laid out in a copy's table, and how its leaf is recomputed from the columns.
+
+Values are stored as `ViewRow.model_dump(mode="json")` renders them (lists and maps as
+JSON text), so the canonical JSON rebuilt from the columns is byte-for-byte the one
+`ViewRow.row_hash` hashes. The hash is recomputed from whatever the columns hold, even
+text that no longer parses: a row edited by hand gets a different leaf, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from services.core.copystore.port import StoreError
+from services.core.views import ViewRow
+
+# Column order of copy_rows as `encode`/`raw_row` see it; `bucket` and `leaf` follow it in the table.
+COLUMNS = (
+    "listing_id",
+    "version",
+    "status",
+    "subject_ref",
+    "measures",
+    "fields",
+    "effective_from",
+    "expires_at",
+    "exemptions",
+)
+JSON_COLUMNS = frozenset({"measures", "fields", "exemptions"})
+
+
+def encode(row: ViewRow) -> tuple[Any, ...]:
+    """The column values of `row`, in `COLUMNS` order."""
+    dumped = row.model_dump(mode="json")
+    return tuple(_dumps(dumped[c]) if c in JSON_COLUMNS else dumped[c] for c in COLUMNS)
+
+
+def raw_row(values: tuple[Any, ...]) -> dict[str, Any]:
+    """The row as JSON-mode data, from column values in `COLUMNS` order; unparseable text stays text."""
+    return {c: _loads(v) if c in JSON_COLUMNS else v for c, v in zip(COLUMNS, values, strict=True)}
+
+
+def row_hash(raw: dict[str, Any]) -> str:
+    """`ViewRow.row_hash` of an intact row, computed without validating it."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def decode(values: tuple[Any, ...]) -> ViewRow:
+    """The `ViewRow` stored in these columns; a row that is no longer valid is a `StoreError`."""
+    raw = raw_row(values)
+    try:
+        return ViewRow.model_validate(raw)
+    except ValidationError as e:
+        raise StoreError(f"row {raw['listing_id']!r} of the copy is not a valid view row: {e}") from e
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _loads(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text

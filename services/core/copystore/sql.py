@@ -1,0 +1,248 @@
+"""The copy's tables and statements, shared by the SQLite and PostgreSQL adapters.
+
+Both databases speak this SQL (`?` placeholders are rewritten by the PostgreSQL
+adapter). An adapter supplies only a connection, a write transaction, a read and its
+own error translation; everything a copy means lives here once.
+
+Tables: `copy_rows` (one row per listing, exactly the `ViewRow` fields, plus the bucket
+it falls in and the leaf `apply` added for it), `copy_buckets` (the digest's
+accumulators, hex), `copy_positions` (next offset per view-topic partition),
+`copy_outbox` (acknowledgements not yet confirmed by the broker) and `copy_meta`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from services.core.copystore import columns
+from services.core.digest import DEFAULT_BUCKETS, MODULUS, Digest, bucket_of, leaf
+from services.core.errors import ConfigurationError, ContractError
+from services.core.events import ViewChanged
+from services.core.views import ViewRow
+
+SCHEMA_VERSION = "1"
+ROW_COLUMNS = ", ".join(columns.COLUMNS)
+
+
+def schema(bytes_type: str) -> list[str]:
+    """DDL of a copy; only the type of raw bytes differs between the databases."""
+    return [
+        "CREATE TABLE IF NOT EXISTS copy_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS copy_rows (
+            listing_id TEXT PRIMARY KEY, version BIGINT NOT NULL, status TEXT NOT NULL,
+            subject_ref TEXT NOT NULL, measures TEXT NOT NULL, fields TEXT NOT NULL,
+            effective_from TEXT NOT NULL, expires_at TEXT NOT NULL, exemptions TEXT NOT NULL,
+            bucket INTEGER NOT NULL, leaf TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS copy_rows_bucket ON copy_rows (bucket)",
+        "CREATE INDEX IF NOT EXISTS copy_rows_subject ON copy_rows (subject_ref)",
+        """CREATE TABLE IF NOT EXISTS copy_buckets (
+            bucket INTEGER PRIMARY KEY, accumulator TEXT NOT NULL, rows BIGINT NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS copy_positions (
+            view_partition INTEGER PRIMARY KEY, next_offset BIGINT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS copy_outbox (
+            view_partition INTEGER NOT NULL, view_offset BIGINT NOT NULL, ack {bytes_type} NOT NULL,
+            PRIMARY KEY (view_partition, view_offset))""",
+    ]
+
+
+class Cursor(Protocol):
+    """What both drivers' cursors offer and this module uses."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class SqlCopyStore:
+    """A copy in a SQL database. Adapters implement `_write`, `_read` and `_close`."""
+
+    def __init__(self, agency: str) -> None:
+        self.agency = agency
+        self.size = DEFAULT_BUCKETS
+        self._lock = threading.Lock()  # one connection, possibly shared by an HTTP server's threads
+
+    # --- adapter hooks ---------------------------------------------------------------
+
+    def _write(self) -> AbstractContextManager[Cursor]:
+        """A cursor inside one write transaction, committed on exit, rolled back on error."""
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    # --- set-up ----------------------------------------------------------------------
+
+    def _init(self, ddl: list[str]) -> None:
+        """Create the tables if missing and bind the store to its agency (refusing another's)."""
+        try:
+            self._bind(ddl)
+        except BaseException:
+            self._close()
+            raise
+
+    def _bind(self, ddl: list[str]) -> None:
+        with self._lock, self._write() as cur:
+            for statement in ddl:
+                cur.execute(statement)
+            cur.execute("SELECT value FROM copy_meta WHERE name = 'agency'")
+            found = cur.fetchone()
+            if found is None:
+                cur.execute("INSERT INTO copy_meta (name, value) VALUES ('agency', ?)", (self.agency,))
+                cur.execute("INSERT INTO copy_meta (name, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            elif found[0] != self.agency:
+                raise ConfigurationError(
+                    f"this database holds the copy of {found[0]}, not of {self.agency}: check --store"
+                )
+
+    # --- writes ----------------------------------------------------------------------
+
+    def apply(self, change: ViewChanged, partition: int, offset: int, ack: bytes | None = None) -> bool:
+        if change.view_agency != self.agency:
+            raise ContractError(
+                f"a view change for {change.view_agency} reached the copy of {self.agency} "
+                f"(partition {partition}, offset {offset})"
+            )
+        with self._lock, self._write() as cur:
+            if self._consumed(cur, partition, offset):
+                return False
+            self._remove(cur, change.envelope.listing_id)
+            if change.op == "upsert":
+                self._insert(cur, ViewRow.from_change(change))
+            self._advance(cur, partition, offset, ack)
+            self._touch(cur)
+        return True
+
+    def skip(self, partition: int, offset: int, ack: bytes | None = None) -> bool:
+        with self._lock, self._write() as cur:
+            if self._consumed(cur, partition, offset):
+                return False
+            self._advance(cur, partition, offset, ack)
+        return True
+
+    def _consumed(self, cur: Cursor, partition: int, offset: int) -> bool:
+        cur.execute("SELECT next_offset FROM copy_positions WHERE view_partition = ?", (partition,))
+        position = cur.fetchone()
+        return position is not None and offset < position[0]
+
+    def _remove(self, cur: Cursor, listing_id: str) -> None:
+        """Take the listing's row out, subtracting the very leaf `apply` added for it."""
+        cur.execute("SELECT bucket, leaf FROM copy_rows WHERE listing_id = ?", (listing_id,))
+        found = cur.fetchone()
+        if found is None:
+            return
+        self._add_to_bucket(cur, found[0], -int(found[1], 16), -1)
+        cur.execute("DELETE FROM copy_rows WHERE listing_id = ?", (listing_id,))
+
+    def _insert(self, cur: Cursor, row: ViewRow) -> None:
+        bucket = bucket_of(row.listing_id, self.size)
+        value = leaf(row.listing_id, row.version, row.status, row.row_hash())
+        cur.execute(
+            f"INSERT INTO copy_rows ({ROW_COLUMNS}, bucket, leaf) VALUES ({', '.join('?' * 11)})",
+            (*columns.encode(row), bucket, f"{value:064x}"),
+        )
+        self._add_to_bucket(cur, bucket, value, 1)
+
+    def _add_to_bucket(self, cur: Cursor, bucket: int, value: int, rows: int) -> None:
+        cur.execute("SELECT accumulator, rows FROM copy_buckets WHERE bucket = ?", (bucket,))
+        found = cur.fetchone()
+        accumulator, count = (int(found[0], 16), found[1]) if found else (0, 0)
+        cur.execute(
+            "INSERT INTO copy_buckets (bucket, accumulator, rows) VALUES (?, ?, ?) ON CONFLICT (bucket) "
+            "DO UPDATE SET accumulator = excluded.accumulator, rows = excluded.rows",
+            (bucket, f"{(accumulator + value) % MODULUS:064x}", count + rows),
+        )
+
+    def _advance(self, cur: Cursor, partition: int, offset: int, ack: bytes | None) -> None:
+        cur.execute(
+            "INSERT INTO copy_positions (view_partition, next_offset) VALUES (?, ?) ON CONFLICT "
+            "(view_partition) DO UPDATE SET next_offset = excluded.next_offset",
+            (partition, offset + 1),
+        )
+        if ack is not None:
+            cur.execute(
+                "INSERT INTO copy_outbox (view_partition, view_offset, ack) VALUES (?, ?, ?)",
+                (partition, offset, ack),
+            )
+
+    def _touch(self, cur: Cursor) -> None:
+        cur.execute(
+            "INSERT INTO copy_meta (name, value) VALUES ('last_applied_at', ?) ON CONFLICT (name) "
+            "DO UPDATE SET value = excluded.value",
+            (datetime.now(UTC).isoformat(),),
+        )
+
+    def acks_sent(self, sent: list[tuple[int, int]]) -> None:
+        with self._lock, self._write() as cur:
+            for partition, offset in sent:
+                cur.execute(
+                    "DELETE FROM copy_outbox WHERE view_partition = ? AND view_offset = ?",
+                    (partition, offset),
+                )
+
+    # --- reads -----------------------------------------------------------------------
+
+    def unsent_acks(self) -> list[tuple[int, int, bytes]]:
+        found = self._locked_read(
+            "SELECT view_partition, view_offset, ack FROM copy_outbox ORDER BY view_partition, view_offset"
+        )
+        return [(p, o, bytes(ack)) for p, o, ack in found]
+
+    def positions(self) -> dict[int, int]:
+        found = self._locked_read("SELECT view_partition, next_offset FROM copy_positions")
+        return {int(partition): int(offset) for partition, offset in found}
+
+    def row(self, listing_id: str) -> ViewRow | None:
+        found = self._locked_read(f"SELECT {ROW_COLUMNS} FROM copy_rows WHERE listing_id = ?", (listing_id,))
+        return columns.decode(tuple(found[0])) if found else None
+
+    def rows(self) -> Iterator[ViewRow]:
+        found = self._locked_read(f"SELECT {ROW_COLUMNS} FROM copy_rows ORDER BY listing_id")
+        return iter([columns.decode(tuple(values)) for values in found])
+
+    def rows_for_subject(self, subject_ref: str) -> list[ViewRow]:
+        sql = f"SELECT {ROW_COLUMNS} FROM copy_rows WHERE subject_ref = ? ORDER BY listing_id"
+        return [columns.decode(tuple(values)) for values in self._locked_read(sql, (subject_ref,))]
+
+    def digest(self) -> Digest:
+        digest = Digest(self.size)
+        found = self._locked_read("SELECT bucket, accumulator, rows FROM copy_buckets")
+        for bucket, accumulator, rows in found:
+            digest.buckets[bucket] = int(accumulator, 16)
+            digest.rows += rows
+        return digest
+
+    def rescan_digest(self) -> Digest:
+        leaves = self._leaves(f"SELECT {ROW_COLUMNS} FROM copy_rows", ())
+        return Digest.of(((lid, leaf(lid, *found)) for lid, found in leaves.items()), self.size)
+
+    def bucket_leaves(self, bucket: int, buckets: int = DEFAULT_BUCKETS) -> dict[str, tuple[int, str, str]]:
+        if buckets == self.size:
+            return self._leaves(f"SELECT {ROW_COLUMNS} FROM copy_rows WHERE bucket = ?", (bucket,))
+        everything = self._leaves(f"SELECT {ROW_COLUMNS} FROM copy_rows", ())
+        return {lid: found for lid, found in everything.items() if bucket_of(lid, buckets) == bucket}
+
+    def _leaves(self, sql: str, params: tuple[Any, ...]) -> dict[str, tuple[int, str, str]]:
+        leaves = {}
+        for values in self._locked_read(sql, params):
+            raw = columns.raw_row(tuple(values))
+            leaves[raw["listing_id"]] = (int(raw["version"]), str(raw["status"]), columns.row_hash(raw))
+        return leaves
+
+    def last_applied_at(self) -> datetime | None:
+        found = self._locked_read("SELECT value FROM copy_meta WHERE name = 'last_applied_at'")
+        return datetime.fromisoformat(found[0][0]) if found else None
+
+    def _locked_read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            return self._read(sql, params)
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()

@@ -1,0 +1,64 @@
+"""The SQLite adapter: the default copy, one file per agency.
+
+WAL mode lets `accord copy check` and the reconciler read while the sink writes;
+`synchronous=NORMAL` may lose the last transactions on a power cut, never on a crash,
+and a lost transaction loses its position with it, so the sink simply re-applies it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from services.core.copystore.port import StoreError
+from services.core.copystore.sql import Cursor, SqlCopyStore, schema
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class SqliteCopyStore(SqlCopyStore):
+    def __init__(self, path: str, agency: str) -> None:
+        super().__init__(agency)
+        self.path = path
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(f"cannot open the SQLite copy {path}: {e}") from e
+        self._init(schema("BLOB"))
+
+    @contextmanager
+    def _write(self) -> Iterator[Cursor]:
+        cur = self._db.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            yield cur
+            cur.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._rollback(cur)
+            raise StoreError(f"write to the SQLite copy {self.path} failed: {e}") from e
+        except BaseException:
+            self._rollback(cur)
+            raise
+        finally:
+            cur.close()
+
+    def _rollback(self, cur: sqlite3.Cursor) -> None:
+        if self._db.in_transaction:
+            cur.execute("ROLLBACK")
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"read from the SQLite copy {self.path} failed: {e}") from e
+
+    def _close(self) -> None:
+        self._db.close()

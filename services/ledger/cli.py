@@ -1,0 +1,54 @@
+"""`accord ledger run | status`: the ledger worker, and whether it is making progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from services.core.errors import AccordError
+
+
+@click.group()
+def ledger() -> None:
+    """The authoritative ledger: verifies every listing event and feeds each agency its view."""
+
+
+@ledger.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), help="table storage (ACCORD_LEDGER_DATA_DIR)")
+@click.option("--store", help="rocksdb:// (default) or memory:// (env ACCORD_LEDGER_STORE)")
+def run(data_dir: Path | None, store: str | None) -> None:
+    """Run the worker until stopped; it exits non-zero if a handler ever fails."""
+    import faust
+
+    from services.ledger.app import build_app
+    from services.ledger.settings import LedgerSettings
+
+    overrides = {k: v for k, v in {"data_dir": data_dir, "store": store}.items() if v is not None}
+    try:
+        settings = LedgerSettings.from_env(**overrides)
+        app = build_app(settings)
+    except AccordError as e:
+        raise click.ClickException(str(e)) from e
+    worker = faust.Worker(app, loglevel=settings.options.log_level, quiet=True)
+    worker.execute_from_commandline()
+
+
+@ledger.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("ledger-data"), show_default=True)
+@click.option("--stale-after", type=float, default=30.0, show_default=True, help="seconds without a report")
+def status(data_dir: Path, stale_after: float) -> None:
+    """Print the worker's progress report; exit 1 if it is missing or older than --stale-after."""
+    path = data_dir / "health.json"
+    if not path.exists():
+        click.echo(f"no progress report at {path}: the ledger has not run here", err=True)
+        sys.exit(1)
+    report = json.loads(path.read_text())
+    age = (datetime.now(UTC) - datetime.fromisoformat(report["written_at"])).total_seconds()
+    click.echo(json.dumps({**report, "report_age_s": round(age, 1)}, indent=1))
+    if age > stale_after:
+        click.echo(f"the last report is {age:.0f} s old: the worker is stopped or stuck", err=True)
+        sys.exit(1)

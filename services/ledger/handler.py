@@ -1,0 +1,220 @@
+"""What the ledger does with one consumed message: pure functions, no Kafka, no clock.
+
+`handle` takes the message, the listing's entry and its held messages as the tables
+hold them, and returns the new entry, the new held list and every message to publish.
+The Faust agent (`app.py`) only reads the tables, calls `handle`, writes the tables
+and sends what it returns, so everything the ledger decides is tested here directly.
+
+Order of checks: the bytes must decode and be a listing event, on its author's topic,
+keyed by its listing; its seal must hold; `listing.admit` then rules on versions and
+authority, and the content rules (`rules.check_event`) on what it says. A refusal at
+any step goes to `rejected` with the reason and the raw payload, and processing goes on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from services.core import rules
+from services.core.crypto import check_seal
+from services.core.errors import ContractError, RuleViolation
+from services.core.events import Envelope, Event, ListingEvent, ListingState, Rejected
+from services.core.listing import Decision, admit, evolve, is_listing_event, refuse
+from services.core.policy import Policy
+from services.core.serde import Decoded, decode_full
+from services.core.topics import BACKBONE, Topics
+from services.core.views import LIVE, view_change
+from services.ledger.record import Entry, Inbound
+
+REJECTION_NAMESPACE = uuid.UUID("0b6c0f7e-5a43-4f4f-8d0e-7f2d7f3c9a61")
+Action = Literal["apply", "duplicate", "hold", "refuse"]
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message to publish: topic, key and event."""
+
+    topic: str
+    key: str
+    event: Event
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the handler needs to know about the deployment."""
+
+    policy: Policy
+    topics: Topics
+
+    @property
+    def authors(self) -> dict[str, str]:
+        """Listing topic -> the only agency that may write to it."""
+        return {self.topics.listings(a): a for a in [*self.policy.issuers, BACKBONE]}
+
+
+@dataclass
+class Outcome:
+    """The listing's entry and held messages after one message, and what to publish."""
+
+    entry: Entry | None
+    held: list[Inbound]
+    out: list[Outbound] = field(default_factory=list)
+    applied: int = 0
+
+
+def handle(msg: Inbound, entry: Entry | None, held: list[Inbound], ctx: Context) -> Outcome:
+    """Process `msg` against its listing; apply any held message whose turn has come."""
+    outcome = Outcome(entry, list(held))
+    if _consider(msg, outcome, ctx) == "apply":
+        _drain(outcome, ctx)
+    return outcome
+
+
+def _drain(outcome: Outcome, ctx: Context) -> None:
+    """Retry held messages until none of them applies: each applied one may unblock the next."""
+    progress = True
+    while progress and outcome.held:
+        progress = False
+        for msg in list(outcome.held):
+            outcome.held.remove(msg)
+            progress |= _consider(msg, outcome, ctx) == "apply"
+
+
+def _consider(msg: Inbound, outcome: Outcome, ctx: Context) -> Action:
+    parsed = parse(msg, ctx)
+    if isinstance(parsed, Outbound):
+        outcome.out.append(parsed)
+        return "refuse"
+    state = outcome.entry.state if outcome.entry else None
+    decision = admit(state, parsed, ctx.policy)
+    if decision.action == "apply":
+        violation = content_violation(state, parsed, ctx.policy)
+        if violation is None:
+            _apply(parsed, outcome, ctx)
+            return "apply"
+        decision = violation
+    if decision.action == "duplicate" and outcome.entry is not None:
+        outcome.out.extend(restate(outcome.entry, ctx))
+    elif decision.action == "hold" and msg.position not in {m.position for m in outcome.held}:
+        outcome.held.append(msg)
+    elif decision.action == "refuse":
+        outcome.out.append(rejected(msg, ctx, decision.code, decision.reason, parsed.envelope))
+    return decision.action
+
+
+def content_violation(state: ListingState | None, event: ListingEvent, policy: Policy) -> Decision | None:
+    """The publisher's content rules, re-checked: a listing the law does not allow never applies."""
+    try:
+        rules.check_event(state, event, policy)
+    except RuleViolation as e:
+        return refuse(e.code, e.message)
+    return None
+
+
+def parse(msg: Inbound, ctx: Context) -> ListingEvent | Outbound:
+    """The message's listing event, or the `Rejected` that says why it is not one we may apply."""
+    try:
+        decoded = decode_full(msg.payload, msg.topic, msg.partition, msg.offset)
+    except ContractError as e:
+        return rejected(msg, ctx, "undecodable", str(e))
+    event, env = decoded.event, decoded.event.envelope
+    if not is_listing_event(event):
+        return rejected(msg, ctx, "not_a_listing_event", f"{type(event).__name__} on a listing topic", env)
+    if not env.listing_id.isprintable() or not env.listing_id:
+        return rejected(
+            msg, ctx, "bad_listing_id", f"listing id {env.listing_id!r} is empty or not printable"
+        )
+    author = ctx.authors.get(msg.topic)
+    if env.agency != author:
+        reason = f"an event by {env.agency} on {msg.topic}, which only {author} may write"
+        return rejected(msg, ctx, "wrong_topic", reason, env)
+    if msg.key != env.listing_id.encode():
+        reason = f"keyed {msg.key!r}, not by its listing id {env.listing_id}, so maybe in the wrong partition"
+        return rejected(msg, ctx, "wrong_key", reason, env)
+    return _sealed(decoded, event, msg, ctx)
+
+
+def _sealed(decoded: Decoded, event: ListingEvent, msg: Inbound, ctx: Context) -> ListingEvent | Outbound:
+    env = event.envelope
+    agency = ctx.policy.agency_by_id.get(env.agency)
+    fault = check_seal(decoded, agency.public_key if agency else "")
+    if fault is not None:
+        return rejected(msg, ctx, fault[0], fault[1], env)
+    return event
+
+
+def _apply(event: ListingEvent, outcome: Outcome, ctx: Context) -> None:
+    before = outcome.entry.state if outcome.entry else None
+    after = evolve(before, event)
+    ever = outcome.entry.ever if outcome.entry else frozenset()
+    outcome.entry = Entry(after, ever | entitled(after, ctx.policy))
+    outcome.applied += 1
+    outcome.out.append(Outbound(ctx.topics.ledger, after.envelope.listing_id, after))
+    for agency in ctx.policy.enforcers:
+        change = view_change(before, after, agency, ctx.policy, after.envelope.recorded_at)
+        if change is not None:
+            outcome.out.append(Outbound(ctx.topics.views(agency), after.envelope.listing_id, change))
+
+
+def entitled(state: ListingState, policy: Policy) -> frozenset[str]:
+    """Agencies whose copy holds a row of `state`."""
+    if state.status not in LIVE:
+        return frozenset()
+    return frozenset(policy.entitled_agencies(state.measures))
+
+
+def restate(entry: Entry, ctx: Context) -> list[Outbound]:
+    """Everything the listing's latest version published, again, with the same ids and bytes.
+
+    A duplicate is what the ledger sees when it re-reads messages after a crash: its table
+    may already hold their effect while what they were to publish never left. Re-stating
+    is harmless to copies (they apply idempotently) and makes that loss impossible. Every
+    agency that ever held a row gets the latest word on it: its row, or its deletion.
+    """
+    state, listing_id = entry.state, entry.state.envelope.listing_id
+    out = [Outbound(ctx.topics.ledger, listing_id, state)]
+    for agency in sorted(entry.ever | entitled(state, ctx.policy)):
+        before = _as_held_by(state, agency, ctx.policy)
+        change = view_change(before, state, agency, ctx.policy, state.envelope.recorded_at)
+        if change is not None:
+            out.append(Outbound(ctx.topics.views(agency), listing_id, change))
+    return out
+
+
+def _as_held_by(state: ListingState, agency: str, policy: Policy) -> ListingState | None:
+    """A `before` that makes `view_change` emit what it emitted for this version.
+
+    An upsert's reason depends only on whether there was a before (issue or later
+    version); a delete is emitted only to an agency whose row `view_change` knows of,
+    so for an agency that lost its row the before is the listing as that agency held it.
+    """
+    if state.envelope.version == 1 and agency in entitled(state, policy):
+        return None
+    if agency in entitled(state, policy):
+        return state
+    enforced = [m for m in policy.measure_by_code if agency in policy.measure_by_code[m].enforced_by]
+    return state.model_copy(update={"status": "active", "measures": enforced[:1]})
+
+
+def rejected(msg: Inbound, ctx: Context, code: str, reason: str, env: Envelope | None = None) -> Outbound:
+    """The `Rejected` record of `msg`: same id however often the message is re-read."""
+    key = env.listing_id if env else (msg.key or b"").decode(errors="replace")
+    event = Rejected(
+        envelope=Envelope(
+            event_id=str(uuid.uuid5(REJECTION_NAMESPACE, f"{msg.topic}:{msg.partition}:{msg.offset}")),
+            listing_id=key,
+            version=env.version if env else 0,
+            agency="ledger",
+            occurred_at=msg.timestamp,
+            recorded_at=msg.timestamp,
+        ),
+        source_topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        reason_code=code,
+        reason=reason,
+        payload=msg.payload or b"",
+    )
+    return Outbound(ctx.topics.rejected, key, event)

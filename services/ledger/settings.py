@@ -1,0 +1,48 @@
+"""The ledger's settings: one frozen object, built from the environment in its entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.settings import KafkaSettings, state_root
+
+
+class LedgerOptions(BaseSettings):
+    """How the worker keeps its tables, how often it looks for expiries, whose keys it trusts."""
+
+    model_config = SettingsConfigDict(env_prefix="ACCORD_LEDGER_", frozen=True, extra="ignore")
+
+    store: str = Field(
+        default="rocksdb://", description="Faust table store: rocksdb:// (rocksdict) or memory://"
+    )
+    data_dir: Path = Field(default=Path("ledger-data"), description="where RocksDB keeps the tables")
+    expiry_interval_s: float = Field(default=1.0, gt=0, description="how often due listings are expired")
+    clock_offset_s: float = Field(default=0.0, description="added to the wall clock (drills and tests)")
+    commit_interval_s: float = Field(default=1.0, gt=0, description="how often consumed offsets commit")
+    session_timeout_s: float = Field(
+        default=30.0, gt=0, description="how soon the group gives a dead worker's partitions to another"
+    )
+    log_level: str = "warn"
+    keystore: Path = Field(
+        default_factory=lambda: state_root() / "keys",
+        validation_alias=AliasChoices("ACCORD_KEYSTORE", "ACCORD_LEDGER_KEYSTORE"),
+        description="agencies' public keys and the backbone's signing key (env ACCORD_KEYSTORE)",
+    )
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset_s)
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    kafka: KafkaSettings
+    options: LedgerOptions
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> LedgerSettings:
+        return cls(kafka=KafkaSettings(), options=LedgerOptions(**overrides))  # type: ignore[arg-type]

@@ -1,0 +1,116 @@
+"""Findings: what reconciliation tells an operator — which copy, which listing, what differs,
+since when, and what was done.
+
+Ids are derived from what was found, so the same finding emitted twice (a retry, a
+restart that re-detects an unrepaired difference) carries the same id and a reader
+can tell it is one finding, not two.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from services.core.events import Envelope, Finding, Objection
+from services.reconciler.acks import Overdue
+from services.reconciler.model import RECONCILER, Difference
+
+FINDING_NAMESPACE = uuid.UUID("9a3c1d77-52e4-4b0f-8d26-7e1f4c5b9a08")
+
+MISSING_ACK = "missing_ack"
+STALE_COPY = "stale_copy"
+EXPIRED_STILL_ACTIVE = "expired_still_active"
+REPAIRED = "repaired"
+ESCALATED = "escalated"
+OVERDUE_OBJECTION = "overdue_objection"
+
+
+def finding_id(*parts: object) -> str:
+    return str(uuid.uuid5(FINDING_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def make(
+    kind: str,
+    fid: str,
+    agency: str,
+    listing_id: str,
+    expected_version: int,
+    detail: str,
+    detected_at: datetime,
+    copy_version: int | None = None,
+    since: datetime | None = None,
+) -> Finding:
+    envelope = Envelope(
+        event_id=fid,
+        listing_id=listing_id,
+        version=expected_version,
+        agency=RECONCILER,
+        occurred_at=detected_at,
+        recorded_at=detected_at,
+    )
+    return Finding(
+        envelope=envelope,
+        finding_id=fid,
+        kind=kind,
+        copy_agency=agency,
+        expected_version=expected_version,
+        copy_version=copy_version,
+        detail=detail,
+        since=since,
+        detected_at=detected_at,
+    )
+
+
+def missing_ack(overdue: Overdue, now: datetime) -> Finding:
+    wanted, last = overdue.expectation, overdue.last_applied
+    applied = f"v{last.version} ({last.op}) at {last.applied_at.isoformat()}" if last else "nothing"
+    detail = (
+        f"{wanted.op} v{wanted.version} emitted {wanted.emitted_at.isoformat()} not acknowledged; "
+        f"overdue by {overdue.overdue_by.total_seconds():.1f} s; copy last applied {applied}"
+    )
+    fid = finding_id(MISSING_ACK, wanted.agency, wanted.listing_id, wanted.version)
+    return make(
+        MISSING_ACK, fid, wanted.agency, wanted.listing_id, wanted.version, detail, now,
+        copy_version=last.version if last else None, since=wanted.emitted_at,
+    )  # fmt: skip
+
+
+def stale(diff: Difference, now: datetime) -> Finding:
+    """A content difference; a copy still holding a revoked or expired listing is the graver kind."""
+    kind = EXPIRED_STILL_ACTIVE if diff.ended and diff.actual is not None else STALE_COPY
+    fid = finding_id(kind, diff.agency, diff.listing_id, diff.expected_version, diff.actual, diff.since)
+    return make(
+        kind, fid, diff.agency, diff.listing_id, diff.expected_version, diff.describe(), now,
+        copy_version=diff.actual.version if diff.actual else None, since=diff.since,
+    )  # fmt: skip
+
+
+def repaired(detection: Finding, applied_at: datetime) -> Finding:
+    took = (applied_at - (detection.since or detection.detected_at)).total_seconds()
+    detail = f"repair applied by the copy: consistent {took:.1f} s after the view asked ({detection.kind})"
+    return _follow_up(REPAIRED, detection, detail, applied_at)
+
+
+def escalated(detection: Finding, now: datetime) -> Finding:
+    waited = (now - detection.detected_at).total_seconds()
+    detail = f"repair unacknowledged {waited:.1f} s after detection, needs a person ({detection.detail})"
+    return _follow_up(ESCALATED, detection, detail, now)
+
+
+def _follow_up(kind: str, detection: Finding, detail: str, at: datetime) -> Finding:
+    env = detection.envelope
+    return make(
+        kind, finding_id(kind, detection.finding_id), detection.copy_agency, env.listing_id,
+        detection.expected_version, detail, at, copy_version=detection.copy_version, since=detection.since,
+    )  # fmt: skip
+
+
+def overdue_objection(
+    listing_id: str, version: int, issuer: str, objection: Objection, now: datetime
+) -> Finding:
+    """An objection past its due date without an outcome; filed against the issuer that must answer."""
+    late = (now - objection.due_at).total_seconds() / 86400
+    due = objection.due_at.isoformat()
+    detail = f"{objection.kind} {objection.objection_id} due {due}, unanswered {late:.1f} days later"
+    fid = finding_id(OVERDUE_OBJECTION, listing_id, objection.objection_id)
+    return make(OVERDUE_OBJECTION, fid, issuer, listing_id, version, detail, now, since=objection.due_at)

@@ -1,0 +1,108 @@
+"""Repair: re-deliver the right state of a differing listing into the agency's view topic.
+
+A repair is an ordinary `ViewChanged` (an upsert of the expected row, or a delete of
+a row that must not be there) from agency `reconciler`, so a copy applies it the
+way it applies everything. It is settled when the copy acknowledges any offset at
+or after the repair's own in that listing's partition, and escalated once when
+that does not happen within the repair SLA.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from services.core.events import CopyApplied, Envelope, Finding, ListingState, ViewChanged
+from services.core.views import LIVE, WITHDRAWN, ViewRow, upsert_change
+from services.reconciler.model import RECONCILER, Difference
+
+REPAIR_NAMESPACE = uuid.UUID("c4e0b7a1-3f6d-4e92-b8a5-1d7c2e9f6a30")
+
+
+def repair_change(
+    diff: Difference, detection: Finding, row: ViewRow | None, state: ListingState | None, now: datetime
+) -> ViewChanged:
+    """The view change that makes the copy hold `row` (or nothing, when `row` is None)."""
+    version = row.version if row else max(diff.expected_version, diff.actual.version if diff.actual else 0, 1)
+    env = Envelope(
+        event_id=str(uuid.uuid5(REPAIR_NAMESPACE, detection.finding_id)),
+        listing_id=diff.listing_id,
+        version=version,
+        agency=RECONCILER,
+        occurred_at=now,
+        recorded_at=now,
+    )
+    if row is not None:
+        return upsert_change(row, env, diff.agency, reason=f"repair: {diff.describe()}")
+    return ViewChanged(
+        envelope=env,
+        view_agency=diff.agency,
+        op="delete",
+        status=state.status if state and state.status not in LIVE else WITHDRAWN,
+        subject_ref=state.subject_ref if state else "",
+        measures=[],
+        fields={},
+        effective_from=state.effective_from if state else now,
+        expires_at=state.expires_at if state else now,
+        exemptions=[],
+        reason=f"repair: {diff.describe()}",
+    )
+
+
+@dataclass
+class Repair:
+    """One repair in flight: what was found, what was sent, and where it landed in the view topic."""
+
+    detection: Finding
+    change: ViewChanged
+    deadline: datetime
+    position: tuple[int, int] | None = None
+    escalated: bool = False
+
+
+class RepairBook:
+    """Repairs sent and not yet acknowledged, one per agency and listing at most."""
+
+    def __init__(self, sla: timedelta) -> None:
+        self.sla = sla
+        self._open: dict[tuple[str, str], Repair] = {}
+        self._by_event: dict[str, Repair] = {}
+
+    def open(self, detection: Finding, change: ViewChanged, now: datetime) -> Repair:
+        repair = Repair(detection, change, now + self.sla)
+        self._open[(change.view_agency, change.envelope.listing_id)] = repair
+        self._by_event[change.envelope.event_id] = repair
+        return repair
+
+    def pending(self, agency: str, listing_id: str) -> bool:
+        return (agency, listing_id) in self._open
+
+    def delivered(self, change: ViewChanged, partition: int, offset: int) -> None:
+        """The repair was read back from the view topic: now its acknowledgement can be recognised."""
+        repair = self._by_event.get(change.envelope.event_id)
+        if repair is not None:
+            repair.position = (partition, offset)
+
+    def acknowledged(self, applied: CopyApplied) -> Repair | None:
+        """The repair this acknowledgement settles, if any (the copy applied it or something later)."""
+        key = (applied.copy_agency, applied.envelope.listing_id)
+        repair = self._open.get(key)
+        if repair is None or repair.position is None:
+            return None
+        partition, offset = repair.position
+        if applied.partition != partition or applied.offset < offset:
+            return None
+        del self._open[key]
+        del self._by_event[repair.change.envelope.event_id]
+        return repair
+
+    def overdue(self, now: datetime) -> list[Repair]:
+        """Repairs past their deadline, each returned once (to be escalated)."""
+        late = [r for r in self._open.values() if not r.escalated and now > r.deadline]
+        for repair in late:
+            repair.escalated = True
+        return late
+
+    def __len__(self) -> int:
+        return len(self._open)

@@ -1,0 +1,30 @@
+"""The reconciler's settings, built once in its entry point from the environment (never at import)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.reconciler.acks import Sla
+from services.reconciler.engine import Timing
+
+
+class ReconcilerSettings(BaseSettings):
+    """SLAs and cadences; every duration in seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="ACCORD_RECONCILE_", frozen=True, extra="ignore")
+
+    listing_sla_s: float = Field(default=60.0, gt=0, description="time a copy has to apply a listing change")
+    revocation_sla_s: float = Field(default=30.0, gt=0, description="time a copy has to apply a revocation")
+    repair_sla_s: float = Field(default=60.0, gt=0, description="time a copy has to apply a repair")
+    check_interval_s: float = Field(default=1.0, gt=0, description="how often deadlines are checked")
+    antientropy_interval_s: float = Field(default=10.0, gt=0, description="digest comparison per copy")
+    deep_interval_s: float = Field(default=300.0, gt=0, description="digest recomputed from the copy's rows")
+    report_interval_s: float = Field(default=60.0, gt=0, description="time-to-consistency report on stderr")
+    copies: dict[str, str] = Field(default_factory=dict, description="agency -> copy store URL (JSON)")
+
+    def timing(self) -> Timing:
+        sla = Sla(timedelta(seconds=self.listing_sla_s), timedelta(seconds=self.revocation_sla_s))
+        return Timing(sla, timedelta(seconds=self.repair_sla_s))

@@ -1,0 +1,69 @@
+"""The demo's eyes on the backbone: acknowledgements and findings as they arrive, with a deadline."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from services.core.errors import ContractError
+from services.core.events import CopyApplied, Event, Finding
+from services.core.kafka import consumer
+from services.core.serde import decode
+from services.reconciler.drill import Children, DrillError
+from services.reconciler.runner import from_the_start
+
+WAIT_S = 90.0  # generous: the ledger's first start on a busy machine is the slow step
+
+
+class Watch:
+    """Reads `copies.applied` and `findings` from the start, keeping every event it has seen."""
+
+    def __init__(self, bootstrap: str, topics: list[str], children: Children) -> None:
+        self.children = children
+        self.reader = consumer(bootstrap, f"demo-watch-{uuid.uuid4()}")
+        self.reader.assign(from_the_start(self.reader, topics))
+        self.seen: list[Event] = []
+
+    def until(self, wanted: Callable[[Event], bool], what: str) -> Event:
+        checked, deadline = 0, time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            found = next((e for e in self.seen[checked:] if wanted(e)), None)
+            if found is not None:
+                return found
+            checked = len(self.seen)
+            self.children.check()
+            for msg in self.reader.consume(num_messages=100, timeout=0.2):
+                if msg.error() is None:
+                    with_event = _decoded(msg.value())
+                    self.seen += [with_event] if with_event else []
+        raise DrillError(f"waited {WAIT_S:.0f} s for {what}; see the logs")
+
+    def applied(self, agency: str, listing_id: str, version: int) -> CopyApplied:
+        def match(e: Event) -> bool:
+            return isinstance(e, CopyApplied) and e.copy_agency == agency and (
+                e.envelope.listing_id, e.envelope.version) == (listing_id, version)  # fmt: skip
+
+        found = self.until(match, f"{agency}'s copy to apply v{version}")
+        assert isinstance(found, CopyApplied)
+        return found
+
+    def finding(self, agency: str, listing_id: str, kinds: tuple[str, ...]) -> Finding:
+        def match(e: Event) -> bool:
+            if not isinstance(e, Finding):
+                return False
+            return e.copy_agency == agency and e.envelope.listing_id == listing_id and e.kind in kinds
+
+        found = self.until(match, f"a {'/'.join(kinds)} finding")
+        assert isinstance(found, Finding)
+        return found
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def _decoded(value: bytes | None) -> Event | None:
+    try:
+        return decode(value, "demo")
+    except ContractError:
+        return None

@@ -1,0 +1,146 @@
+"""The copy sink against the real broker and real databases (a SQLite file, a PostgreSQL database).
+
+It must apply its view exactly as sent, keep its position in the database (so a new
+sink on the same store resumes where the last one stopped), acknowledge every change
+once, refuse and record what it may not apply without stopping, and publish a digest
+equal to the one its expected view implies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from services.copies import messages
+from services.core.copystore import CopyStore, open_store
+from services.core.digest import Digest, leaf
+from services.core.events import CopyApplied, CopyDigest, Event, Rejected
+from services.core.kafka import decode_message, producer_config, read_all
+from services.core.serde import encode
+from services.core.topics import Topics, copy_key
+from tests.integration.copies.support import caught_up, make_topics, open_sink, send
+from tests.unit.copies.changes import AGENCY, delete, row, upsert
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/copy.db"
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[CopyStore]:
+    opened = open_store(url, AGENCY)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, namespace: str) -> Topics:
+    return make_topics(kafka_bootstrap, namespace)
+
+
+def read(bootstrap: str, topic: str) -> list[Event]:
+    return [decode_message(m).event for m in read_all(bootstrap, [topic])]
+
+
+def test_the_sink_applies_acknowledges_and_digests_its_view(
+    store: CopyStore, topics: Topics, kafka_bootstrap: str, namespace: str
+) -> None:
+    rows = {
+        f"L-{i}": row(f"L-{i}", version=1, subject_ref=f"s-{i % 3}", exempt=i % 4 == 0) for i in range(12)
+    }
+    changes = [upsert(r) for r in rows.values()]
+    changes += [upsert(row("L-1", 2, case_ref="corrected")), delete("L-2", 2), delete("L-3", 2)]
+    rows["L-1"] = row("L-1", 2, case_ref="corrected")
+    del rows["L-2"], rows["L-3"]
+    send(kafka_bootstrap, topics.views(AGENCY), changes)
+
+    sink = open_sink(store, kafka_bootstrap, namespace, digest_interval_s=600)
+    caught_up(sink, kafka_bootstrap)
+    sink.poll()  # idle and changed since the last digest: a digest goes out
+    sink.close()
+
+    assert {r.listing_id: r for r in store.rows()} == rows
+    acks = [e for e in read(kafka_bootstrap, topics.copies_applied) if isinstance(e, CopyApplied)]
+    assert len(acks) == len(changes)
+    assert {(a.envelope.listing_id, a.envelope.version, a.op) for a in acks} == {
+        (c.envelope.listing_id, c.envelope.version, c.op) for c in changes
+    }
+    keys = {m.key() for m in read_all(kafka_bootstrap, [topics.copies_applied])}
+    assert copy_key(AGENCY, "L-1").encode() in keys
+    assert store.unsent_acks() == []
+    expected = Digest.of(
+        (r.listing_id, leaf(r.listing_id, r.version, r.status, r.row_hash())) for r in rows.values()
+    )
+    digests = [e for e in read(kafka_bootstrap, topics.copies_digests) if isinstance(e, CopyDigest)]
+    last = digests[-1]
+    assert (last.root, last.rows, last.buckets) == (expected.root(), len(rows), expected.hex_buckets())
+    assert {int(p): o for p, o in last.positions.items()} == store.positions()
+
+
+def test_bad_messages_are_recorded_and_skipped_and_the_good_ones_around_them_apply(
+    store: CopyStore, topics: Topics, kafka_bootstrap: str, namespace: str
+) -> None:
+    topic = topics.views(AGENCY)
+    leaky = upsert(row("L-leak")).model_copy(update={"fields": {"details.amount_owed": "1000"}})
+    raw = Producer(producer_config(kafka_bootstrap))
+    send(kafka_bootstrap, topic, [upsert(row("L-ok-1"))])
+    raw.produce(topic, key=b"L-ok-1", value=b"garbage")
+    raw.produce(topic, key=b"L-leak", value=encode(leaky))
+    raw.produce(topic, key=b"L-other", value=encode(upsert(row("L-other"), agency="railway")))
+    assert raw.flush(30) == 0
+    send(kafka_bootstrap, topic, [upsert(row("L-ok-2"))])
+
+    sink = open_sink(store, kafka_bootstrap, namespace)
+    caught_up(sink, kafka_bootstrap)
+    sink.close()
+
+    assert [r.listing_id for r in store.rows()] == ["L-ok-1", "L-ok-2"]
+    refusals = [e for e in read(kafka_bootstrap, topics.rejected) if isinstance(e, Rejected)]
+    assert sorted(r.reason_code for r in refusals) == ["not_entitled", "undecodable", "wrong_agency"]
+    assert {r.source_topic for r in refusals} == {topic}
+    assert next(r for r in refusals if r.reason_code == "undecodable").payload == b"garbage"
+
+
+def test_a_new_sink_on_the_same_store_resumes_where_the_last_stopped(
+    url: str, topics: Topics, kafka_bootstrap: str, namespace: str
+) -> None:
+    topic = topics.views(AGENCY)
+    send(kafka_bootstrap, topic, [upsert(row(f"L-{i}")) for i in range(6)])
+    first = open_store(url, AGENCY)
+    sink = open_sink(first, kafka_bootstrap, namespace)
+    caught_up(sink, kafka_bootstrap)
+    sink.close()
+    first.close()
+
+    send(kafka_bootstrap, topic, [upsert(row(f"L-{i}", 2)) for i in range(3)] + [delete("L-5", 2)])
+    second = open_store(url, AGENCY)
+    try:
+        sink = open_sink(second, kafka_bootstrap, namespace)
+        caught_up(sink, kafka_bootstrap)
+        sink.close()
+        assert [(r.listing_id, r.version) for r in second.rows()] == [
+            ("L-0", 2), ("L-1", 2), ("L-2", 2), ("L-3", 1), ("L-4", 1)]  # fmt: skip
+    finally:
+        second.close()
+    acks = [e for e in read(kafka_bootstrap, topics.copies_applied) if isinstance(e, CopyApplied)]
+    positions = [(a.partition, a.offset) for a in acks]
+    assert len(positions) == len(set(positions)) == 10
+
+
+def test_acknowledgements_a_crash_left_unsent_go_out_when_the_sink_starts(
+    store: CopyStore, topics: Topics, kafka_bootstrap: str, namespace: str
+) -> None:
+    change = upsert(row("L-1"))
+    ack = messages.applied(change, 0, 0, AGENCY, datetime.now(UTC))
+    store.apply(change, 0, 0, ack=encode(ack))  # written, then the process died before sending
+    sink = open_sink(store, kafka_bootstrap, namespace)
+    sink.close()
+    assert store.unsent_acks() == []
+    assert [e for e in read(kafka_bootstrap, topics.copies_applied)] == [ack]

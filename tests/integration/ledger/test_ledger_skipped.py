@@ -1,0 +1,62 @@
+"""Messages the consumer group has committed past but the ledger never processed are not lost.
+
+faust-streaming can drop a fetched message during recovery and commit past it. The
+test creates that state on purpose: listing events are published and the ledger's
+group offsets committed beyond them before the worker ever runs. The worker must
+notice the jump from its own recorded positions and re-read the skipped range.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from services.core.events import ListingState
+from services.core.kafka import consumer, end_offsets
+from tests.integration.ledger.harness import Backbone, wait_for
+
+
+@pytest.fixture
+def backbone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
+    running = Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("skipped"))
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def commit_to_end(backbone: Backbone, topic: str) -> None:
+    group = consumer(backbone.bootstrap, f"{backbone.namespace}ledger")
+    try:
+        ends = [
+            TopicPartition(tp.topic, tp.partition, high)
+            for tp, high in end_offsets(backbone.bootstrap, [topic]).items()
+        ]
+        group.commit(offsets=ends, asynchronous=False)
+    finally:
+        group.close()
+
+
+def test_events_committed_past_but_never_processed_are_read_again(backbone: Backbone) -> None:
+    book = backbone.book()
+    issues = [book.issue(f"K-{i}") for i in range(6)]
+    backbone.publish(issues)
+    commit_to_end(backbone, backbone.topics.listings("court"))
+    backbone.start_ledger()
+    backbone.publish([book.correct(f"K-{i}", legal_basis="amended") for i in range(6)])
+
+    def states() -> dict[str, ListingState] | None:
+        backbone.assert_alive()
+        found = {
+            e.envelope.listing_id: e
+            for e in backbone.read(backbone.topics.ledger)
+            if isinstance(e, ListingState)
+        }
+        return found if len(found) == 6 and all(s.envelope.version == 2 for s in found.values()) else None
+
+    found = wait_for("every listing at version 2", states, 90, every=0.5)
+    assert {s.legal_basis for s in found.values()} == {"amended"}
+    assert "skipped by Faust" in (backbone.folder / "ledger.log").read_text()

@@ -1,0 +1,230 @@
+"""One behaviour suite for every `CopyStore` adapter: a SQLite file and a PostgreSQL database.
+
+What a copy must do whatever holds it: apply each change once, with its position, in
+one transaction; keep an incremental digest equal to a rescan of its rows; show rows
+edited behind its back in a rescan and in the bucket's leaves, but not in the digest
+`apply` keeps; refuse another agency's changes; keep acknowledgements until sent.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from services.core.copystore import CopyStore, StoreError, open_store
+from services.core.digest import Digest, bucket_of, leaf
+from services.core.errors import ConfigurationError, ContractError
+from services.core.views import ViewRow
+from tests.unit.copies.changes import AGENCY, delete, row, upsert
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/copy.db"
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[CopyStore]:
+    opened = open_store(url, AGENCY)
+    yield opened
+    opened.close()
+
+
+def execute(url: str, sql: str) -> None:
+    """Change the copy's database by hand, as an operator (or an intruder) could."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            db.execute(sql)
+    else:
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(sql.encode())
+
+
+def expected_digest(rows: list[ViewRow]) -> Digest:
+    return Digest.of((r.listing_id, leaf(r.listing_id, r.version, r.status, r.row_hash())) for r in rows)
+
+
+def test_an_upsert_is_stored_exactly_as_the_view_row(store: CopyStore) -> None:
+    wanted = row("L-1", exempt=True)
+    assert store.apply(upsert(wanted), partition=0, offset=0)
+    assert store.row("L-1") == wanted
+    assert list(store.rows()) == [wanted]
+    assert store.rows_for_subject("s-1") == [wanted]
+    assert store.rows_for_subject("s-other") == []
+    assert store.row("L-missing") is None
+
+
+def test_each_offset_is_applied_once_and_positions_advance_per_partition(store: CopyStore) -> None:
+    assert store.apply(upsert(row("L-1", 1)), 0, 5)
+    assert store.apply(upsert(row("L-2", 1)), 2, 0)
+    assert store.positions() == {0: 6, 2: 1}
+    assert not store.apply(upsert(row("L-1", 2, case_ref="changed")), 0, 5)
+    assert not store.apply(upsert(row("L-1", 2, case_ref="changed")), 0, 4)
+    assert store.row("L-1") == row("L-1", 1)
+    assert store.positions() == {0: 6, 2: 1}
+
+
+def test_a_later_offset_applies_unconditionally_even_the_same_version(store: CopyStore) -> None:
+    store.apply(upsert(row("L-1", 3)), 0, 0)
+    assert store.apply(upsert(row("L-1", 3, case_ref="repaired")), 0, 1)
+    assert store.row("L-1") == row("L-1", 3, case_ref="repaired")
+
+
+def test_a_delete_removes_the_row_and_a_delete_of_nothing_only_advances(store: CopyStore) -> None:
+    store.apply(upsert(row("L-1")), 0, 0)
+    assert store.apply(delete("L-1", 2), 0, 1)
+    assert store.row("L-1") is None
+    assert store.apply(delete("L-unknown", 2), 1, 0)
+    assert store.positions() == {0: 2, 1: 1}
+    assert store.digest().rows == 0
+    assert store.digest().root() == Digest().root()
+
+
+def test_the_incremental_digest_equals_a_rescan_and_the_expected_view(store: CopyStore) -> None:
+    chooser = random.Random(7)
+    expected: dict[str, ViewRow] = {}
+    for offset in range(120):
+        listing = f"L-{chooser.randrange(25)}"
+        version = expected[listing].version + 1 if listing in expected else 1
+        if listing in expected and chooser.random() < 0.3:
+            store.apply(delete(listing, version), offset % 3, offset)
+            del expected[listing]
+        else:
+            expected[listing] = row(listing, version, case_ref=f"c{offset}", exempt=chooser.random() < 0.2)
+            store.apply(upsert(expected[listing]), offset % 3, offset)
+    want = expected_digest(list(expected.values()))
+    assert store.digest().hex_buckets() == want.hex_buckets()
+    assert store.digest().rows == len(expected)
+    assert store.rescan_digest().hex_buckets() == want.hex_buckets()
+    assert list(store.rows()) == [expected[k] for k in sorted(expected)]
+
+
+def test_a_row_edited_by_hand_shows_in_the_rescan_and_leaves_and_a_repair_fixes_it(
+    store: CopyStore, url: str
+) -> None:
+    store.apply(upsert(row("L-1", 2)), 0, 0)
+    store.apply(upsert(row("L-2", 1)), 0, 1)
+    honest = store.digest()
+    execute(url, "UPDATE copy_rows SET fields = '{\"case_ref\":\"forged\"}' WHERE listing_id = 'L-1'")
+
+    assert store.digest().hex_buckets() == honest.hex_buckets()
+    bucket = bucket_of("L-1")
+    assert store.rescan_digest().differing_buckets(honest.hex_buckets()) == [bucket]
+    version, status, row_hash = store.bucket_leaves(bucket)["L-1"]
+    assert (version, status) == (2, "active") and row_hash != row("L-1", 2).row_hash()
+
+    assert store.apply(upsert(row("L-1", 2)), 0, 2)  # the reconciler re-sends the version
+    assert store.rescan_digest().hex_buckets() == honest.hex_buckets()
+    assert store.digest().hex_buckets() == honest.hex_buckets()
+
+
+def test_rows_deleted_or_added_by_hand_show_in_the_rescan(store: CopyStore, url: str) -> None:
+    store.apply(upsert(row("L-1")), 0, 0)
+    store.apply(upsert(row("L-2")), 0, 1)
+    execute(url, "DELETE FROM copy_rows WHERE listing_id = 'L-2'")
+    assert store.rescan_digest().rows == 1
+    assert store.bucket_leaves(bucket_of("L-2")) == {}
+    assert store.digest().rows == 2
+
+
+def test_bucket_leaves_read_one_bucket_in_any_split(store: CopyStore) -> None:
+    rows = [row(f"L-{i}", i % 4 + 1) for i in range(40)]
+    for offset, each in enumerate(rows):
+        store.apply(upsert(each), 0, offset)
+    for size in (256, 16, 1):
+        for bucket in {bucket_of(r.listing_id, size) for r in rows}:
+            want = {
+                r.listing_id: (r.version, r.status, r.row_hash())
+                for r in rows
+                if bucket_of(r.listing_id, size) == bucket
+            }
+            assert store.bucket_leaves(bucket, size) == want
+
+
+def test_a_change_for_another_agency_is_refused_and_changes_nothing(store: CopyStore) -> None:
+    with pytest.raises(ContractError, match="railway"):
+        store.apply(upsert(row("L-1"), agency="railway"), 0, 0)
+    assert store.positions() == {}
+    assert list(store.rows()) == []
+
+
+def test_a_store_belongs_to_one_agency(url: str) -> None:
+    open_store(url, AGENCY).close()
+    with pytest.raises(ConfigurationError, match=f"holds the copy of {AGENCY}"):
+        open_store(url, "railway")
+
+
+def test_everything_survives_closing_and_reopening(url: str) -> None:
+    first = open_store(url, AGENCY)
+    first.apply(upsert(row("L-1")), 1, 9, ack=b"ack-9")
+    digest, applied_at = first.digest(), first.last_applied_at()
+    first.close()
+    again = open_store(url, AGENCY)
+    try:
+        assert again.positions() == {1: 10}
+        assert again.row("L-1") == row("L-1")
+        assert again.digest().hex_buckets() == digest.hex_buckets()
+        assert again.last_applied_at() == applied_at
+        assert again.unsent_acks() == [(1, 9, b"ack-9")]
+    finally:
+        again.close()
+
+
+def test_acknowledgements_wait_in_the_store_until_sent(store: CopyStore) -> None:
+    store.apply(upsert(row("L-1")), 0, 0, ack=b"a0")
+    store.apply(upsert(row("L-2")), 1, 0, ack=b"a1")
+    store.apply(upsert(row("L-3")), 0, 1)
+    assert store.unsent_acks() == [(0, 0, b"a0"), (1, 0, b"a1")]
+    store.acks_sent([(0, 0)])
+    assert store.unsent_acks() == [(1, 0, b"a1")]
+
+
+def test_a_failed_apply_writes_nothing(store: CopyStore, url: str) -> None:
+    store.apply(upsert(row("L-1")), 0, 0)
+    digest = store.digest()
+    execute(url, "DROP TABLE copy_outbox")
+    with pytest.raises(StoreError, match="copy_outbox"):
+        store.apply(upsert(row("L-2")), 0, 1, ack=b"lost")
+    assert store.positions() == {0: 1}
+    assert store.row("L-2") is None
+    assert store.digest().hex_buckets() == digest.hex_buckets()
+
+
+def test_last_applied_at_is_the_time_of_the_latest_apply(store: CopyStore) -> None:
+    assert store.last_applied_at() is None
+    before = datetime.now(UTC)
+    store.apply(upsert(row("L-1")), 0, 0)
+    applied = store.last_applied_at()
+    assert applied is not None and before <= applied <= datetime.now(UTC)
+
+
+def test_a_row_no_longer_valid_is_reported_not_returned(store: CopyStore, url: str) -> None:
+    store.apply(upsert(row("L-1")), 0, 0)
+    execute(url, "UPDATE copy_rows SET status = 'revoked' WHERE listing_id = 'L-1'")
+    with pytest.raises(StoreError, match="L-1"):
+        store.row("L-1")
+    assert store.bucket_leaves(bucket_of("L-1"))["L-1"][1] == "revoked"
+
+
+def test_an_unknown_url_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="sqlite:///"):
+        open_store("mysql://db", AGENCY)
+
+
+def test_a_skipped_message_is_consumed_without_touching_rows(store: CopyStore) -> None:
+    store.apply(upsert(row("L-1")), 0, 0)
+    applied_at = store.last_applied_at()
+    assert store.skip(0, 1, ack=b"refused-1")
+    assert not store.skip(0, 1)
+    assert store.unsent_acks() == [(0, 1, b"refused-1")]
+    assert not store.apply(upsert(row("L-1", 2)), 0, 1)
+    assert store.positions() == {0: 2}
+    assert store.row("L-1") == row("L-1")
+    assert store.last_applied_at() == applied_at

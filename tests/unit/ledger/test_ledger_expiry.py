@@ -1,0 +1,99 @@
+"""Expiry bookkeeping and the worker's guard, without a broker.
+
+The index must name each live listing once when due, follow corrections that move the
+date, forget ended listings, and bring back a listing whose expiry lost a race. A failing
+step must crash the worker, never be swallowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from services.core.crypto import check_seal
+from services.core.listing import admit, evolve
+from services.core.serde import decode_full, encode
+from services.core.topics import BACKBONE
+from services.ledger.app import guarded
+from services.ledger.expiry import ExpiryIndex, expiry_of
+from services.ledger.record import Inbound, decode_held, encode_held
+from tests.support.factory import T0, Ledgerbook, policy_with_keys
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory: pytest.TempPathFactory) -> Ledgerbook:
+    return Ledgerbook(policy_with_keys(tmp_path_factory.mktemp("keys"))[1])
+
+
+def test_the_index_names_each_due_listing_once(book: Ledgerbook) -> None:
+    index = ExpiryIndex()
+    soon = evolve(None, book.issue("L-soon", days=10))  # type: ignore[arg-type]
+    late = evolve(None, book.issue("L-late", days=100))  # type: ignore[arg-type]
+    index.track(soon)
+    index.track(late)
+    index.track(soon)
+    assert index.due(T0 + timedelta(days=9)) == []
+    assert index.due(T0 + timedelta(days=10)) == ["L-soon"]
+    assert index.due(T0 + timedelta(days=50)) == []
+    assert len(index) == 1
+
+
+def test_the_index_follows_corrections_and_forgets_ended_listings(book: Ledgerbook) -> None:
+    index = ExpiryIndex()
+    state = evolve(None, book.issue("L-1", days=10))  # type: ignore[arg-type]
+    index.track(state)
+    moved = evolve(state, book.correct("L-1", expires_at=T0 + timedelta(days=20)))  # type: ignore[arg-type]
+    index.track(moved)
+    assert index.due(T0 + timedelta(days=15)) == []
+    index.track(evolve(moved, book.revoke("L-1")))  # type: ignore[arg-type]
+    assert index.due(T0 + timedelta(days=30)) == []
+
+
+def test_a_listing_whose_expiry_lost_a_race_is_due_again(book: Ledgerbook) -> None:
+    index = ExpiryIndex()
+    state = evolve(None, book.issue("L-1", days=10))  # type: ignore[arg-type]
+    index.track(state)
+    assert index.due(T0 + timedelta(days=11)) == ["L-1"]
+    index.track(evolve(state, book.correct("L-1", legal_basis="amended")))  # type: ignore[arg-type]
+    assert index.due(T0 + timedelta(days=11)) == ["L-1"]
+
+
+def test_an_expiry_is_sealed_by_the_backbone_linked_and_admitted(tmp_path: Path) -> None:
+    policy, keystore = policy_with_keys(tmp_path)
+    own = Ledgerbook(keystore)
+    state = evolve(None, own.issue("L-1", days=10))  # type: ignore[arg-type]
+    expired = expiry_of(state, T0 + timedelta(days=10), keystore.private(BACKBONE))
+    assert check_seal(decode_full(encode(expired)), policy.agency_by_id[BACKBONE].public_key) is None
+    assert (expired.envelope.version, expired.envelope.prev_hash) == (2, state.envelope.hash)
+    assert expired.expired_at == state.expires_at
+    assert admit(state, expired, policy).action == "apply"
+
+
+def test_held_messages_survive_their_table_encoding() -> None:
+    held = [Inbound("t.listings.court", 2, 41, b"L-1", b"\xc3\x01x", T0), Inbound("t", 0, 0, None, None, T0)]
+    assert decode_held(encode_held(held)) == held
+    assert decode_held(None) == []
+
+
+def test_a_failing_step_crashes_the_worker() -> None:
+    crashes: list[BaseException] = []
+
+    def crash(exc: BaseException) -> NoReturn:
+        crashes.append(exc)
+        raise SystemExit(70)
+
+    async def fails() -> None:
+        raise ValueError("handler bug")
+
+    async def works() -> None:
+        return None
+
+    asyncio.run(guarded(works(), crash))
+    assert crashes == []
+    with pytest.raises(SystemExit):
+        asyncio.run(guarded(fails(), crash))
+    assert [str(e) for e in crashes] == ["handler bug"]

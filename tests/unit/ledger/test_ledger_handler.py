@@ -1,0 +1,333 @@
+"""The ledger's decisions, message by message, without a broker: `handler.handle` directly.
+
+Each test feeds sealed messages (as the publisher writes them) and checks the new entry,
+the held messages and everything the ledger would publish: state, view changes, refusals.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.core.crypto import seal
+from services.core.events import Event, ListingState, Rejected, ViewChanged
+from services.core.listing import evolve
+from services.core.policy import Policy
+from services.core.serde import encode
+from services.core.topics import BACKBONE, Topics
+from services.core.views import project
+from services.ledger.expiry import expiry_of
+from services.ledger.handler import Context, Outbound, handle
+from services.ledger.record import Entry, Inbound
+from tests.support.factory import T0, Ledgerbook, policy_with_keys
+
+TOPICS = Topics("t.")
+_offsets = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def trusted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Policy, Ledgerbook]:
+    policy, keystore = policy_with_keys(tmp_path_factory.mktemp("keys"))
+    return policy, Ledgerbook(keystore)
+
+
+@pytest.fixture
+def ctx(trusted: tuple[Policy, Ledgerbook]) -> Context:
+    return Context(trusted[0], TOPICS)
+
+
+@pytest.fixture
+def book(trusted: tuple[Policy, Ledgerbook]) -> Ledgerbook:
+    return Ledgerbook(trusted[1].keystore)
+
+
+def inbound(
+    event: Event, topic: str | None = None, key: str | None = None, payload: bytes | None = None
+) -> Inbound:
+    env = event.envelope
+    return Inbound(
+        topic=topic or TOPICS.listings(env.agency),
+        partition=0,
+        offset=next(_offsets),
+        key=(key or env.listing_id).encode(),
+        payload=encode(event),
+        timestamp=T0,
+    )
+
+
+class Ledger:
+    """The tables of one worker, fed message by message through `handle`."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.entries: dict[str, Entry] = {}
+        self.held: dict[str, list[Inbound]] = {}
+        self.out: list[Outbound] = []
+
+    def feed(self, *messages: Inbound | Event) -> list[Outbound]:
+        sent: list[Outbound] = []
+        for item in messages:
+            msg = item if isinstance(item, Inbound) else inbound(item)
+            key = (msg.key or b"").decode()
+            outcome = handle(msg, self.entries.get(key), self.held.get(key, []), self.ctx)
+            if outcome.entry is not None:
+                self.entries[key] = outcome.entry
+            self.held[key] = outcome.held
+            sent += outcome.out
+        self.out += sent
+        return sent
+
+    def state(self, listing_id: str) -> ListingState:
+        return self.entries[listing_id].state
+
+
+def views(out: Iterable[Outbound]) -> dict[tuple[str, int], ViewChanged]:
+    """(agency, version) -> the view change sent."""
+    return {
+        (o.event.view_agency, o.event.envelope.version): o.event
+        for o in out
+        if isinstance(o.event, ViewChanged)
+    }
+
+
+def rejections(out: Iterable[Outbound]) -> list[Rejected]:
+    return [o.event for o in out if isinstance(o.event, Rejected)]
+
+
+def test_an_issue_publishes_the_state_and_an_entitled_upsert_per_enforcing_agency(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    ledger = Ledger(ctx)
+    out = ledger.feed(book.issue("L-1", measures=("flight_ban", "high_consumption")))
+    state = ledger.state("L-1")
+    assert out[0] == Outbound(TOPICS.ledger, "L-1", state)
+    sent = views(out)
+    assert set(sent) == {("civil-aviation", 1), ("railway", 1), ("court", 1)}
+    for (agency, _), change in sent.items():
+        assert change.op == "upsert"
+        assert set(change.fields) <= set(ctx.policy.agency_by_id[agency].fields)
+        assert change.measures == ctx.policy.enforced_by(agency, state.measures)
+    assert {o.topic for o in out[1:]} == {TOPICS.views(a) for a in ("civil-aviation", "railway", "court")}
+    assert ledger.entries["L-1"].ever == {"civil-aviation", "railway", "court"}
+
+
+def test_a_correction_that_drops_a_measure_deletes_the_listing_from_that_agency(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1"))
+    sent = views(ledger.feed(book.correct("L-1", measures=["rail_ban"])))
+    assert sent[("civil-aviation", 2)].op == "delete"
+    assert sent[("railway", 2)].op == "upsert"
+    assert set(sent) == {("civil-aviation", 2), ("railway", 2)}
+
+
+def test_a_revocation_deletes_the_listing_everywhere_it_was(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1"))
+    sent = views(ledger.feed(book.revoke("L-1")))
+    assert {k: v.op for k, v in sent.items()} == {("civil-aviation", 2): "delete", ("railway", 2): "delete"}
+    assert ledger.state("L-1").status == "revoked"
+
+
+def test_an_exemption_reaches_the_agency_that_enforces_its_measure(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1"))
+    sent = views(ledger.feed(book.exempt("L-1", "flight_ban")))
+    assert [e.measure for e in sent[("civil-aviation", 2)].exemptions] == ["flight_ban"]
+    assert sent[("railway", 2)].exemptions == []
+
+
+def test_a_duplicate_changes_nothing_and_restates_the_latest_version_byte_for_byte(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    ledger = Ledger(ctx)
+    issued, corrected = book.issue("L-1"), book.correct("L-1", measures=["rail_ban"])
+    ledger.feed(issued)
+    first = ledger.feed(corrected)
+    entry = ledger.entries["L-1"]
+    again = ledger.feed(issued)  # re-read after a crash: its effect is already in the table
+    assert ledger.entries["L-1"] == entry
+    assert sorted(encode(o.event) for o in again) == sorted(encode(o.event) for o in first)
+    assert views(again)[("civil-aviation", 2)].op == "delete"
+
+
+def test_a_version_gap_is_held_and_applied_in_order_when_it_fills(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    issued, corrected, revoked = book.issue("L-1"), book.correct("L-1", legal_basis="new"), book.revoke("L-1")
+    assert ledger.feed(revoked) == []
+    ledger.feed(issued)
+    assert ledger.state("L-1").envelope.version == 1 and len(ledger.held["L-1"]) == 1
+    out = ledger.feed(corrected)
+    assert ledger.held["L-1"] == []
+    assert ledger.state("L-1").status == "revoked"
+    assert [o.event.envelope.version for o in out if o.topic == TOPICS.ledger] == [2, 3]
+
+
+def test_a_change_before_its_listing_is_issued_waits_for_it(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    issued, revoked = book.issue("L-1"), book.revoke("L-1")
+    assert ledger.feed(revoked) == []
+    assert "L-1" not in ledger.entries and len(ledger.held["L-1"]) == 1
+    ledger.feed(issued)
+    assert ledger.state("L-1").status == "revoked"
+
+
+def test_a_held_message_read_twice_is_held_once(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    book.issue("L-1")
+    msg = inbound(book.revoke("L-1"))
+    ledger.feed(msg, msg)
+    assert len(ledger.held["L-1"]) == 1
+
+
+def test_undecodable_bytes_are_rejected_with_their_payload_and_change_nothing(ctx: Context) -> None:
+    ledger = Ledger(ctx)
+    bad = Inbound(TOPICS.listings("court"), 1, 7, b"L-1", b"\xc3\x01garbage", T0)
+    (refusal,) = rejections(ledger.feed(bad))
+    assert (refusal.reason_code, refusal.payload, refusal.offset, refusal.partition) == (
+        "undecodable", b"\xc3\x01garbage", 7, 1)  # fmt: skip
+    assert "L-1" not in ledger.entries
+
+
+@pytest.mark.parametrize(
+    ("code", "tamper"),
+    [
+        ("bad_signature", lambda e, book: seal(e, "", book.keystore.private("tax-bureau"))),
+        ("bad_hash", lambda e, book: e.model_copy(update={"case_ref": "changed after sealing"})),
+    ],
+)
+def test_a_forged_or_altered_event_is_rejected(
+    ctx: Context, book: Ledgerbook, code: str, tamper: object
+) -> None:
+    ledger = Ledger(ctx)
+    forged = tamper(book.issue("L-1"), book)  # type: ignore[operator]
+    assert [r.reason_code for r in rejections(ledger.feed(forged))] == [code]
+    assert "L-1" not in ledger.entries
+
+
+def test_an_event_on_another_agencys_topic_or_under_another_key_is_rejected(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    ledger = Ledger(ctx)
+    issued = book.issue("L-1")
+    out = ledger.feed(inbound(issued, topic=TOPICS.listings("tax-bureau")), inbound(issued, key="L-2"))
+    assert [r.reason_code for r in rejections(out)] == ["wrong_topic", "wrong_key"]
+    assert ledger.entries == {}
+
+
+def test_order_and_authority_refusals_go_to_rejected_and_processing_goes_on(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1", agency="tax-bureau", measures=("financing_restriction",)))
+    stranger = book.correct("L-1", agency="market-regulator", legal_basis="not mine")
+    book.heads["L-1"] = (1, ledger.state("L-1").envelope.hash)
+    out = ledger.feed(stranger, book.revoke("L-1", agency="tax-bureau"))
+    assert [r.reason_code for r in rejections(out)] == ["not_issuer"]
+    assert ledger.state("L-1").status == "revoked"
+
+
+def test_content_the_rules_forbid_is_refused_even_when_signed(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    out = ledger.feed(book.issue("L-1", severity="minor"))  # flight_ban needs a serious offence
+    assert [r.reason_code for r in rejections(out)] == ["severity_too_low"]
+    assert "L-1" not in ledger.entries
+
+
+def test_a_held_message_refused_when_its_turn_comes_goes_to_rejected(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    issued, corrected = book.issue("L-1"), book.correct("L-1", legal_basis="new")
+    unlinked = seal(book.revoke("L-1"), "not-the-hash-of-version-2", book.keystore.private("court"))
+    ledger.feed(unlinked, issued)
+    out = ledger.feed(corrected)
+    assert [r.reason_code for r in rejections(out)] == ["broken_chain"]
+    assert ledger.state("L-1").envelope.version == 2
+    assert ledger.held["L-1"] == []
+
+
+def test_a_restatement_deletes_from_every_agency_that_ever_held_a_row(ctx: Context, book: Ledgerbook) -> None:
+    """A crash may have swallowed a delete sent versions ago; the restatement repeats it."""
+    ledger = Ledger(ctx)
+    issued = book.issue("L-1")
+    ledger.feed(issued, book.correct("L-1", measures=["rail_ban"]), book.exempt("L-1", "rail_ban"))
+    sent = views(ledger.feed(issued))
+    assert {k: v.op for k, v in sent.items()} == {("civil-aviation", 3): "delete", ("railway", 3): "upsert"}
+
+
+def test_the_backbone_expiry_ends_the_listing_for_every_copy(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1"))
+    state = ledger.state("L-1")
+    expired = expiry_of(state, T0 + timedelta(days=400), book.keystore.private(BACKBONE))
+    sent = views(ledger.feed(expired))
+    assert ledger.state("L-1").status == "expired"
+    assert {k: v.op for k, v in sent.items()} == {("civil-aviation", 2): "delete", ("railway", 2): "delete"}
+    assert (
+        expired.envelope.event_id == expiry_of(state, T0, book.keystore.private(BACKBONE)).envelope.event_id
+    )
+
+
+def test_only_the_backbone_may_expire_a_listing(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1"))
+    forged = expiry_of(ledger.state("L-1"), T0, book.keystore.private("court"))
+    assert [r.reason_code for r in rejections(ledger.feed(forged))] == ["bad_signature"]
+
+
+def test_entries_survive_their_table_encoding(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1"))
+    entry = ledger.entries["L-1"]
+    assert Entry.decode(entry.encode()) == entry
+    assert Entry.decode(None) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_any_order_and_any_duplicates_give_the_state_and_views_of_the_log(
+    trusted: tuple[Policy, Ledgerbook], data: st.DataObject
+) -> None:
+    policy, base = trusted
+    book = Ledgerbook(base.keystore)
+    chain = [
+        book.issue("L-1"),
+        book.correct("L-1", measures=["rail_ban", "high_consumption"]),
+        book.exempt("L-1", "rail_ban"),
+        book.correct("L-1", measures=["flight_ban"]),
+    ]
+    if data.draw(st.booleans()):
+        chain.append(book.revoke("L-1"))
+    messages = [inbound(e) for e in chain]
+    delivered = data.draw(
+        st.permutations(messages + data.draw(st.lists(st.sampled_from(messages), max_size=4)))
+    )
+    ledger = Ledger(Context(policy, TOPICS))
+    ledger.feed(*delivered)
+
+    final = None
+    for event in chain:
+        final = evolve(final, event)  # type: ignore[arg-type]
+    assert ledger.state("L-1") == final
+    copies: dict[str, ViewChanged] = {}
+    for o in ledger.out:
+        if isinstance(o.event, ViewChanged):
+            copies[o.event.view_agency] = o.event
+    for agency in policy.enforcers:
+        want = project(final, agency, policy)
+        got = copies.get(agency)
+        assert (got is not None and got.op == "upsert") == (want is not None)
+        if want is not None and got is not None:
+            assert got.envelope.version == want.version and got.fields == want.fields
+
+
+def test_a_listing_id_that_is_not_printable_is_rejected(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    odd = book.issue("\x00position\x00listings.court:0")
+    assert [r.reason_code for r in rejections(ledger.feed(odd))] == ["bad_listing_id"]
+    assert ledger.entries == {}
