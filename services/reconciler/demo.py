@@ -26,7 +26,7 @@ from services.core.policy import load_policy
 from services.core.topics import Topics
 from services.reconciler import luoshan
 from services.reconciler.drill import Children, backup, restore_rows
-from services.reconciler.findings import EXPIRED_STILL_ACTIVE, REPAIRED, STALE_COPY
+from services.reconciler.findings import REPAIRED, REVOKED_STILL_ACTIVE, STALE_COPY
 from services.reconciler.report import replay
 from services.reconciler.timeline import Timeline
 from services.reconciler.watch import Watch
@@ -153,7 +153,7 @@ class Story:
         )
 
     def reconciled(self, listing_id: str, subject_ref: str) -> None:
-        detection = self.watch.finding(CA, listing_id, (EXPIRED_STILL_ACTIVE, STALE_COPY))
+        detection = self.watch.finding(CA, listing_id, (REVOKED_STILL_ACTIVE, STALE_COPY))
         self.timeline.detection = detection
         found = f"{detection.kind} ({detection.detail})"
         self.step(detection.detected_at, f"the reconciler finds civil-aviation's copy stale: {found}")

@@ -145,10 +145,10 @@ class Reconciler:
         window = self.timing.sla.of("upsert" if row else "delete")
         if known and now - known.since < window and self.acks.acked(agency, lid) < version:
             return None  # emitted recently and not acknowledged yet: the copy is merely behind
-        ended = known is not None and known.status in ENDED
+        ended_as = known.status if known is not None and known.status in ENDED else None
         since = known.since if known else now
         return Difference(agency, lid, problem_of(expected, suspect.actual), expected, suspect.actual,
-                          version, ended, since)  # fmt: skip
+                          version, ended_as, since)  # fmt: skip
 
     def _plan(self, diff: Difference, now: datetime, out: Outcome) -> None:
         detection = findings.stale(diff, now)

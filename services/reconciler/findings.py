@@ -19,6 +19,7 @@ FINDING_NAMESPACE = uuid.UUID("9a3c1d77-52e4-4b0f-8d26-7e1f4c5b9a08")
 
 MISSING_ACK = "missing_ack"
 STALE_COPY = "stale_copy"
+REVOKED_STILL_ACTIVE = "revoked_still_active"
 EXPIRED_STILL_ACTIVE = "expired_still_active"
 REPAIRED = "repaired"
 ESCALATED = "escalated"
@@ -77,7 +78,9 @@ def missing_ack(overdue: Overdue, now: datetime) -> Finding:
 
 def stale(diff: Difference, now: datetime) -> Finding:
     """A content difference; a copy still holding a revoked or expired listing is the graver kind."""
-    kind = EXPIRED_STILL_ACTIVE if diff.ended and diff.actual is not None else STALE_COPY
+    kind = STALE_COPY
+    if diff.ended_as is not None and diff.actual is not None:
+        kind = REVOKED_STILL_ACTIVE if diff.ended_as == "revoked" else EXPIRED_STILL_ACTIVE
     fid = finding_id(kind, diff.agency, diff.listing_id, diff.expected_version, diff.actual, diff.since)
     return make(
         kind, fid, diff.agency, diff.listing_id, diff.expected_version, diff.describe(), now,

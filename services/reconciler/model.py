@@ -58,7 +58,7 @@ class Difference:
     expected: Leaf | None
     actual: Leaf | None
     expected_version: int
-    ended: bool  # the listing is revoked or expired: the copy still enforces a dead listing
+    ended_as: str | None  # "revoked" or "expired" when the listing has ended, else None
     since: datetime  # when the view first asked for what the copy lacks
 
     def describe(self) -> str:

@@ -140,6 +140,10 @@ def _which(tool: str) -> str:
 
 
 def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port the CLI accepts (its controller listens 10000 above, so the OS's pick may be too high)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port <= 55535:
+            return port

@@ -44,7 +44,7 @@ def luoshan(kafka_bootstrap: str, workdir: Path) -> Iterator[tuple[Timeline, lis
 def test_the_stale_copy_is_detected_repaired_and_timed(luoshan: tuple[Timeline, list[str]]) -> None:
     timeline, narrated = luoshan
     assert timeline.detection is not None and timeline.revoked_at and timeline.restored_at
-    assert timeline.detection.kind == "expired_still_active"
+    assert timeline.detection.kind == "revoked_still_active"
     assert timeline.detection.copy_agency == "civil-aviation"
     since = timeline.detection.since  # when the ledger recorded the revocation the copy lacks
     assert since is not None and timeline.revoked_at <= since <= timeline.restored_at
@@ -76,6 +76,6 @@ def test_civil_aviation_ends_without_the_listing_and_nothing_else_was_raised(
     assert len(findings) == len(events)
     kinds = sorted((f.kind, f.copy_agency, f.envelope.listing_id) for f in findings)
     assert kinds == [
-        ("expired_still_active", "civil-aviation", timeline.listing_id),
+        ("revoked_still_active", "civil-aviation", timeline.listing_id),
         ("repaired", "civil-aviation", timeline.listing_id),
     ]

@@ -18,6 +18,7 @@ from services.core.events import (
     Exemption,
     ExemptionGranted,
     ListingCorrected,
+    ListingExpired,
     ListingIssued,
     ListingRevoked,
     ObjectionFiled,
@@ -115,6 +116,11 @@ class Ledgerbook:
                 note="revoked in a test",
             )
         )
+
+    def expire(self, listing_id: str) -> Event:
+        """The backbone's expiry, as the ledger seals it when a listing's time is up."""
+        expired = ListingExpired(envelope=self.envelope(listing_id, "backbone"), expired_at=self.now)
+        return self.sealed(expired)
 
     def exempt(self, listing_id: str, measure: str, days: int = 3, agency: str = "court") -> Event:
         return self.sealed(

@@ -63,7 +63,7 @@ def test_luoshan_a_revoked_listing_restored_from_backup_is_found_repaired_and_ti
     assert world.engine.healthy("railway", world.copies["railway"].digest())
     outcome, _ = reconcile(world, CA, 100 * S)
     [finding] = outcome.findings
-    assert (finding.kind, finding.expected_version, finding.copy_version) == ("expired_still_active", 2, 1)
+    assert (finding.kind, finding.expected_version, finding.copy_version) == ("revoked_still_active", 2, 1)
     [repair] = outcome.repairs
     assert (repair.op, repair.status, repair.envelope.version) == ("delete", "revoked", 2)
     assert reconcile(world, CA, 101 * S)[0].findings == []  # a repair on its way is not re-reported
@@ -73,6 +73,15 @@ def test_luoshan_a_revoked_listing_restored_from_backup_is_found_repaired_and_ti
     summary = world.engine.times.summary()
     assert summary[(CA, "repair")].max == 92.0  # wrong from the revocation (10 s) until the ack (102 s)
     assert summary[("railway", "change")].count == 2
+
+
+def test_an_expired_listing_still_active_in_a_copy_is_named_as_expired(world: World) -> None:
+    world.record(world.book.issue("L-1"), T0)
+    backup = dict(world.copies[CA].rows)
+    world.record(world.book.expire("L-1"), T0 + 10 * S)
+    world.copies[CA].rows = backup
+    [finding] = reconcile(world, CA, 100 * S)[0].findings
+    assert (finding.kind, finding.expected_version, finding.copy_version) == ("expired_still_active", 2, 1)
 
 
 def test_a_repair_not_acknowledged_in_time_is_escalated_once(world: World) -> None:

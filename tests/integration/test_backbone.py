@@ -1,0 +1,111 @@
+"""`accord backbone up | status | down`, the README's first command, run for real.
+
+The backbone is started against the session broker in its own namespace and state
+directory; a listing published through the CLI must reach an enforcing agency's copy
+(ledger and sink as the processes `up` started), a revocation must take it away, and
+`down` must stop every process `up` recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+NATIONAL_ID = "420102199005171234"
+
+
+def accord(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def recorded_pids(state: Path) -> list[int]:
+    lines = (state / "backbone" / "pids").read_text().split("\n")
+    return [int(line.split()[1]) for line in lines if line.strip()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def backbone_env(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "ACCORD_NAMESPACE": namespace,
+           "ACCORD_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    env.pop("ACCORD_PSEUDONYM_KEY", None)
+    env.pop("ACCORD_KEYSTORE", None)
+    started = accord(env, "backbone", "up")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == kafka_bootstrap
+    try:
+        yield env
+    finally:
+        if (tmp_path / "state" / "backbone" / "pids").exists():
+            accord(env, "backbone", "down")
+
+
+def issue_file(folder: Path) -> Path:
+    now = datetime.now(UTC)
+    command = {
+        "national_id": NATIONAL_ID, "full_name": "Yu Zhenhua", "birth_date": "1990-05-17",
+        "category": "judgment_default", "measures": ["flight_ban"],
+        "legal_basis": "SPC Provisions on Restricting High Consumption (2015), art. 3(1)",
+        "severity": "serious", "case_ref": "(2026) Hu 0101 Zhi 12",
+        "notice_served_at": (now - timedelta(days=10)).isoformat(), "effective_from": now.isoformat(),
+    }  # fmt: skip
+    path = folder / "issue.yaml"
+    path.write_text(yaml.safe_dump(command))
+    return path
+
+
+def check_until(env: dict[str, str], store: str, restricted: bool) -> dict[str, Any]:
+    deadline = time.monotonic() + 90
+    while True:
+        done = accord(env, "copy", "check", "--agency", "civil-aviation", "--store", store,
+                      "--subject", NATIONAL_ID, "--json")  # fmt: skip
+        assert done.returncode in (0, 2), done.stderr
+        answer: dict[str, Any] = json.loads(done.stdout)
+        if answer["restricted"] == restricted:
+            return answer
+        assert time.monotonic() < deadline, f"civil aviation's copy never became restricted={restricted}"
+        time.sleep(1)
+
+
+def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
+    backbone_env: dict[str, str], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    pids = recorded_pids(state)
+    status = accord(backbone_env, "backbone", "status")
+    assert status.stdout.count("running") == len(pids) >= 3 and "STOPPED" not in status.stdout
+    env = {**backbone_env, "ACCORD_PSEUDONYM_KEY": (state / "backbone" / "pseudonym.key").read_text().strip()}
+    issued = accord(env, "publish", "issue", "--agency", "court", "--file", str(issue_file(tmp_path)))
+    assert issued.returncode == 0, issued.stdout + issued.stderr
+    listing_id = json.loads(issued.stdout)["listing_id"]
+    store = f"sqlite:///{state / 'backbone' / 'copies' / 'civil-aviation.db'}"
+
+    listed = check_until(env, store, restricted=True)
+    assert [hit["listing_id"] for hit in listed["listings"]] == [listing_id]
+    revoked = accord(env, "publish", "revoke", "--agency", "court", "--listing-id", listing_id,
+                     "--expected-version", "1", "--reason", "mislisting", "--note", "test")  # fmt: skip
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    assert check_until(env, store, restricted=False)["listings"] == []
+
+    stopped = accord(backbone_env, "backbone", "down")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not any(alive(pid) for pid in pids)
