@@ -3,8 +3,10 @@
 Events of one listing may sit in several topics (a court revokes a police listing
 on `listings.court`; the backbone expires it on `listings.backbone`), so a replay
 sees them in no guaranteed order across topics. The replica does what the ledger
-does: `admit` decides (apply, duplicate, hold until the gap fills, refuse) and
-`evolve` applies, so the audit and the ledger agree by construction.
+does: `admission.judge` decides (apply, duplicate, hold until the gap fills, refuse)
+and `evolve` applies, so the audit and the ledger agree by construction. Seals are
+not re-checked per event here (that is `verify`, four times slower); callers skip the
+positions the ledger refused, which its `rejected` records name.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from services.audit.replay import Replayed
+from services.core.admission import judge
 from services.core.events import ListingEvent, ListingState
-from services.core.listing import Decision, admit, evolve, is_listing_event
+from services.core.listing import Decision, evolve, is_listing_event
 from services.core.policy import Policy
 from services.core.views import holds
 
@@ -67,7 +70,7 @@ class LedgerReplica:
         """Apply, hold, refuse or drop (a duplicate) one event; True if it was applied."""
         env = event.envelope
         before = self.states.get(env.listing_id)
-        decision = admit(before, event, self.policy)
+        decision = judge(before, event, self.policy)
         if decision.action == "hold":
             self.held.setdefault(env.listing_id, {})[env.version] = item
         elif decision.action == "refuse":

@@ -5,10 +5,10 @@ hold them, and returns the new entry, the new held list and every message to pub
 The Faust agent (`app.py`) only reads the tables, calls `handle`, writes the tables
 and sends what it returns, so everything the ledger decides is tested here directly.
 
-Order of checks: the bytes must decode and be a listing event, on its author's topic,
-keyed by its listing; its seal must hold; `listing.admit` then rules on versions and
-authority, and the content rules (`rules.check_event`) on what it says. A refusal at
-any step goes to `rejected` with the reason and the raw payload, and processing goes on.
+Order of checks: the bytes must decode; `admission.gate` then asks for a listing event
+on its author's topic, keyed by its listing, with a seal that holds; `admission.judge`
+rules on versions, authority and content. A refusal at any step goes to `rejected`
+with the reason and the raw payload, and processing goes on.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
-from services.core import rules
-from services.core.crypto import check_seal
-from services.core.errors import ContractError, RuleViolation
+from services.core.admission import gate, judge
+from services.core.errors import ContractError
 from services.core.events import Envelope, Event, ListingEvent, ListingState, Rejected
-from services.core.listing import Decision, admit, evolve, is_listing_event, refuse
+from services.core.listing import evolve, is_listing_event
 from services.core.policy import Policy
-from services.core.serde import Decoded, decode_full
+from services.core.serde import decode_full
 from services.core.topics import BACKBONE, Topics
 from services.core.views import LIVE, view_change
 from services.ledger.record import Entry, Inbound
@@ -87,15 +86,10 @@ def _consider(msg: Inbound, outcome: Outcome, ctx: Context) -> Action:
     if isinstance(parsed, Outbound):
         outcome.out.append(parsed)
         return "refuse"
-    state = outcome.entry.state if outcome.entry else None
-    decision = admit(state, parsed, ctx.policy)
+    decision = judge(outcome.entry.state if outcome.entry else None, parsed, ctx.policy)
     if decision.action == "apply":
-        violation = content_violation(state, parsed, ctx.policy)
-        if violation is None:
-            _apply(parsed, outcome, ctx)
-            return "apply"
-        decision = violation
-    if decision.action == "duplicate" and outcome.entry is not None:
+        _apply(parsed, outcome, ctx)
+    elif decision.action == "duplicate" and outcome.entry is not None:
         outcome.out.extend(restate(outcome.entry, ctx))
     elif decision.action == "hold" and msg.position not in {m.position for m in outcome.held}:
         outcome.held.append(msg)
@@ -104,44 +98,19 @@ def _consider(msg: Inbound, outcome: Outcome, ctx: Context) -> Action:
     return decision.action
 
 
-def content_violation(state: ListingState | None, event: ListingEvent, policy: Policy) -> Decision | None:
-    """The publisher's content rules, re-checked: a listing the law does not allow never applies."""
-    try:
-        rules.check_event(state, event, policy)
-    except RuleViolation as e:
-        return refuse(e.code, e.message)
-    return None
-
-
 def parse(msg: Inbound, ctx: Context) -> ListingEvent | Outbound:
-    """The message's listing event, or the `Rejected` that says why it is not one we may apply."""
+    """The message's listing event, or the `Rejected` that says why it is not one we may consider."""
     try:
         decoded = decode_full(msg.payload, msg.topic, msg.partition, msg.offset)
     except ContractError as e:
         return rejected(msg, ctx, "undecodable", str(e))
-    event, env = decoded.event, decoded.event.envelope
-    if not is_listing_event(event):
-        return rejected(msg, ctx, "not_a_listing_event", f"{type(event).__name__} on a listing topic", env)
-    if not env.listing_id.isprintable() or not env.listing_id:
-        return rejected(
-            msg, ctx, "bad_listing_id", f"listing id {env.listing_id!r} is empty or not printable"
-        )
-    author = ctx.authors.get(msg.topic)
-    if env.agency != author:
-        reason = f"an event by {env.agency} on {msg.topic}, which only {author} may write"
-        return rejected(msg, ctx, "wrong_topic", reason, env)
-    if msg.key != env.listing_id.encode():
-        reason = f"keyed {msg.key!r}, not by its listing id {env.listing_id}, so maybe in the wrong partition"
-        return rejected(msg, ctx, "wrong_key", reason, env)
-    return _sealed(decoded, event, msg, ctx)
-
-
-def _sealed(decoded: Decoded, event: ListingEvent, msg: Inbound, ctx: Context) -> ListingEvent | Outbound:
-    env = event.envelope
-    agency = ctx.policy.agency_by_id.get(env.agency)
-    fault = check_seal(decoded, agency.public_key if agency else "")
-    if fault is not None:
-        return rejected(msg, ctx, fault[0], fault[1], env)
+    refusal = gate(decoded, msg.topic, msg.key, ctx.authors, ctx.policy)
+    event = decoded.event
+    if refusal is not None:
+        # A bad listing id cannot key the rejection; the message's own key does.
+        env = event.envelope if refusal.code != "bad_listing_id" else None
+        return rejected(msg, ctx, refusal.code, refusal.reason, env)
+    assert is_listing_event(event)  # `gate` refuses anything else
     return event
 
 

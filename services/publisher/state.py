@@ -1,10 +1,8 @@
 """The publisher's read-your-writes view of every listing, folded from the listing topics.
 
 The publisher decides a command against the listing as the log says it is, so it
-folds the listing topics with the ledger's own gate (the topic's agency wrote it,
-keyed by its listing id, sealed with that agency's key), then
-`listing.admit` (order, version, authority), then `rules.check_event` (content),
-then `listing.evolve`. Events of one listing may sit in several topics (a court
+folds the listing topics with the ledger's own judgement (`admission.gate`, then
+`admission.judge`), then `listing.evolve`. Events of one listing may sit in several topics (a court
 corrects a police listing on `listings.court`), so an event whose predecessor has
 not been read yet is held until it has. No Kafka here: the reader feeds it.
 
@@ -18,12 +16,10 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
-from services.core.crypto import check_seal
-from services.core.errors import RuleViolation
+from services.core.admission import gate, judge
 from services.core.events import ExemptionGranted, ListingEvent, ListingState, ObjectionFiled
-from services.core.listing import admit, evolve, is_listing_event
+from services.core.listing import evolve, is_listing_event
 from services.core.policy import Policy
-from services.core.rules import check_event
 from services.core.serde import Decoded
 
 
@@ -95,18 +91,10 @@ class ListingBook:
     def record_decoded(self, decoded: Decoded, at: Position, key: bytes) -> None:
         """An event read from a topic: counted only if the ledger would take it from there."""
         event = decoded.event
-        if not is_listing_event(event) or not self._admissible(decoded, at, key):
+        if gate(decoded, at.topic, key, self.authors, self.policy) is not None or not is_listing_event(event):
             self.ignored += 1
             return
         self.record(event, at)
-
-    def _admissible(self, decoded: Decoded, at: Position, key: bytes) -> bool:
-        """The ledger's gate: the topic's own agency wrote it, keyed by its listing, sealed by its key."""
-        env = decoded.event.envelope
-        if self.authors.get(at.topic) != env.agency or key != env.listing_id.encode():
-            return False
-        known = self.policy.agency_by_id.get(env.agency)
-        return check_seal(decoded, known.public_key if known else "") is None
 
     def record(self, event: ListingEvent, at: Position) -> None:
         """An event known to be in the log at `at` (read back, or just confirmed by the broker)."""
@@ -120,19 +108,15 @@ class ListingBook:
         """Apply `event` if the ledger would; hold it if its predecessor is missing. True if applied."""
         listing_id = event.envelope.listing_id
         before = self.states.get(listing_id)
-        decision = admit(before, event, self.policy)
+        decision = judge(before, event, self.policy)
         if decision.action == "hold":
             self.held.setdefault(listing_id, {}).setdefault(event.envelope.version, []).append(event)
-            return False
-        if decision.action != "apply":
-            return False
-        try:
-            check_event(before, event, self.policy)
-        except RuleViolation:
+        elif decision.action == "refuse":
             self.ignored += 1
-            return False
-        self.states[listing_id] = evolve(before, event)
-        return True
+        elif decision.action == "apply":
+            self.states[listing_id] = evolve(before, event)
+            return True
+        return False
 
     def _release(self, listing_id: str) -> None:
         """Apply held successors that now follow on; the first of rival versions wins, as in the log."""

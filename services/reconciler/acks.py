@@ -62,8 +62,9 @@ class Settled:
     agency: str
     listing_id: str
     version: int
+    emitted_at: datetime
     seconds: float
-    late: bool
+    late: bool  # reported as a missing acknowledgement before this one came
 
 
 class AckTracker:
@@ -85,7 +86,7 @@ class AckTracker:
         wanted = Expectation(*key, version, change.op, emitted_at, deadline)
         applied = self._applied.get(key)
         if applied is not None and applied.version >= version:
-            return [_settle(wanted, applied.applied_at, late=applied.applied_at > deadline)]
+            return [_settle(wanted, applied.applied_at, late=False)]  # nothing was reported yet
         self._pending.setdefault(key, []).append(wanted)
         return []
 
@@ -135,4 +136,4 @@ class AckTracker:
 
 def _settle(wanted: Expectation, at: datetime, late: bool) -> Settled:
     seconds = max(0.0, (at - wanted.emitted_at).total_seconds())
-    return Settled(wanted.agency, wanted.listing_id, wanted.version, seconds, late)
+    return Settled(wanted.agency, wanted.listing_id, wanted.version, wanted.emitted_at, seconds, late)

@@ -79,15 +79,19 @@ class Reconciler:
             self._record(self.acks.expect(change, at))
 
     def on_applied(self, applied: CopyApplied) -> Outcome:
-        self._record(self.acks.acknowledge(applied))
+        """Settle what the acknowledgement covers: close late ones' findings, and a repair it confirms."""
+        settled = self.acks.acknowledge(applied)
+        self._record(settled)
+        out = Outcome(findings=[findings.acknowledged_late(s, applied.applied_at) for s in settled if s.late])
         repair = self.repairs.acknowledged(applied)
         if repair is None:
-            return Outcome()
+            return out
         detection = repair.detection
         self._repaired.add(detection.finding_id)
         since = detection.since or detection.detected_at
         self.times.add(applied.copy_agency, REPAIR, (applied.applied_at - since).total_seconds())
-        return Outcome(findings=[findings.repaired(detection, applied.applied_at)])
+        out.findings.append(findings.repaired(detection, applied.applied_at))
+        return out
 
     def on_digest(self, digest: CopyDigest) -> None:
         self.digests[digest.copy_agency] = digest

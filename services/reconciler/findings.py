@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 
 from services.core.events import Envelope, Finding, Objection
-from services.reconciler.acks import Overdue
+from services.reconciler.acks import Overdue, Settled
 from services.reconciler.model import RECONCILER, Difference
 
 FINDING_NAMESPACE = uuid.UUID("9a3c1d77-52e4-4b0f-8d26-7e1f4c5b9a08")
@@ -23,6 +23,7 @@ REVOKED_STILL_ACTIVE = "revoked_still_active"
 EXPIRED_STILL_ACTIVE = "expired_still_active"
 REPAIRED = "repaired"
 ESCALATED = "escalated"
+ACKNOWLEDGED_LATE = "acknowledged_late"
 OVERDUE_OBJECTION = "overdue_objection"
 
 
@@ -73,6 +74,20 @@ def missing_ack(overdue: Overdue, now: datetime) -> Finding:
     return make(
         MISSING_ACK, fid, wanted.agency, wanted.listing_id, wanted.version, detail, now,
         copy_version=last.version if last else None, since=wanted.emitted_at,
+    )  # fmt: skip
+
+
+def acknowledged_late(settled: Settled, applied_at: datetime) -> Finding:
+    """Closes a `missing_ack` finding: the copy did apply the change, after its SLA."""
+    detection = finding_id(MISSING_ACK, settled.agency, settled.listing_id, settled.version)
+    detail = (
+        f"v{settled.version} acknowledged {settled.seconds:.1f} s after it was emitted, past its SLA; "
+        f"closes missing_ack finding {detection}"
+    )
+    fid = finding_id(ACKNOWLEDGED_LATE, detection)
+    return make(
+        ACKNOWLEDGED_LATE, fid, settled.agency, settled.listing_id, settled.version, detail, applied_at,
+        copy_version=settled.version, since=settled.emitted_at,
     )  # fmt: skip
 
 

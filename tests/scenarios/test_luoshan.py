@@ -76,6 +76,6 @@ def test_civil_aviation_ends_without_the_listing_and_nothing_else_was_raised(
     assert len(findings) == len(events)
     kinds = sorted((f.kind, f.copy_agency, f.envelope.listing_id) for f in findings)
     assert kinds == [
-        ("revoked_still_active", "civil-aviation", timeline.listing_id),
         ("repaired", "civil-aviation", timeline.listing_id),
+        ("revoked_still_active", "civil-aviation", timeline.listing_id),
     ]

@@ -30,6 +30,12 @@ from services.core.policy import Policy, load_policy
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def lawful_details(category: str, listing_id: str) -> dict[str, str]:
+    """Details that the catalogue allows for `category`, so the ledger's content rules accept them."""
+    fields = load_policy().category_by_code[category].fields
+    return {name: f"({listing_id})" for name in fields[:2]}
+
+
 def policy_with_keys(folder: Path) -> tuple[Policy, Keystore]:
     """The repository's policy with a fresh keystore's public keys registered."""
     policy = load_policy()
@@ -90,7 +96,7 @@ class Ledgerbook:
                 legal_basis="SPC Provisions (2015) art. 3",
                 severity=severity,
                 case_ref=f"case-{listing_id}",
-                details={"court_case": f"({listing_id})", "amount_owed": "1000"},
+                details=lawful_details(category, listing_id),
                 notice_served_at=self.now - timedelta(days=10),
                 effective_from=self.now,
                 expires_at=expires_at or self.now + timedelta(days=days),

@@ -164,9 +164,9 @@ def test_missing_acks_stale_copies_repairs_and_escalations_are_published(backbon
             thread.join(30)
     assert sorted((f.kind, f.copy_agency, f.envelope.listing_id) for f in findings) == [
         ("escalated", CA, "L-5"),
-        ("revoked_still_active", CA, "L-3"),
         ("missing_ack", RAIL, "L-2"),
         ("repaired", CA, "L-3"),
+        ("revoked_still_active", CA, "L-3"),
         ("stale_copy", CA, "L-5"),
     ]
     assert backbone.store.row("L-3") is None and backbone.store.row("L-1") is not None

@@ -44,6 +44,15 @@ def test_refused_and_duplicate_events_do_not_change_the_listing(tmp_path: Path) 
     assert [d.code for _, d in replica.refused] == ["not_issuer"]
 
 
+def test_content_the_rules_forbid_is_refused_as_the_ledger_refuses_it(tmp_path: Path) -> None:
+    policy, keystore = policy_with_keys(tmp_path)
+    book = Ledgerbook(keystore)
+    replica = LedgerReplica(policy)
+    replica.feed(replayed(book.issue("L-1", severity="minor")))  # signed, in order, but unlawful
+    assert replica.states == {}
+    assert [d.code for _, d in replica.refused] == ["severity_too_low"]
+
+
 def test_a_gap_that_never_fills_leaves_its_successor_held(tmp_path: Path) -> None:
     policy, keystore = policy_with_keys(tmp_path)
     book = Ledgerbook(keystore)

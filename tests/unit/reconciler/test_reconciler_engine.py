@@ -48,6 +48,20 @@ def test_a_copy_merely_behind_within_its_sla_is_not_reported_and_is_once_past_it
     assert repair.envelope.version == 1 and repair.measures == ["flight_ban"]
 
 
+def test_a_late_acknowledgement_closes_the_missing_ack_finding_it_answers(world: World) -> None:
+    [change] = world.record(world.book.issue("L-1", measures=("flight_ban",)), T0, ack=False)
+    [missing] = world.engine.check(T0 + 61 * S).findings
+    assert (missing.kind, missing.copy_agency) == ("missing_ack", change.view_agency)
+    [closed] = world.engine.on_applied(applied(change, 0, T0 + 75 * S)).findings
+    assert (closed.kind, closed.copy_agency, closed.expected_version, closed.since) == (
+        "acknowledged_late", change.view_agency, 1, T0,
+    )  # fmt: skip
+    assert missing.finding_id in closed.detail and "75.0 s" in closed.detail
+    [correction] = world.record(world.book.correct("L-1", severity="severe"), T0 + 80 * S, ack=False)
+    assert world.engine.on_applied(applied(correction, 1, T0 + 81 * S)).findings == []  # on time
+    assert world.engine.check(T0 + 3600 * S).findings == []
+
+
 def test_a_change_acknowledged_but_not_written_is_caught_inside_the_sla(world: World) -> None:
     [change, _] = world.record(world.book.issue("L-1"), T0, deliver=False)
     world.engine.on_applied(applied(change, 0, T0 + S))  # the sink said so, but wrote nothing
