@@ -34,12 +34,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.core.copystore import CopyStore, open_store
+from services.core.copystore.probe import StoreProbe
 from services.core.events import Envelope, ListingState, ViewChanged
 from services.core.listing import evolve
 from services.core.policy import Policy
 from services.core.views import project, upsert_change, view_change
 from services.reconciler.engine import Reconciler
-from services.reconciler.probe import StoreProbe, wire_size
+from services.reconciler.probe import wire_size
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
 from tests.unit.reconciler.support import TIMING, applied
 

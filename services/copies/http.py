@@ -3,21 +3,30 @@
 `GET /check?subject_ref=` for callers that already hold the pseudonym; `POST /check`
 with `{"national_id": ...}` for a desk that has the card (pseudonymised here, never
 logged or stored); `GET /health` answers with the copy's freshness alone.
+
+`GET /probe/digest | sub-digest | leaves | positions` answer the reconciler's questions
+(`CopyProbe`): bucket hashes, per-listing (version, status, row hash) and positions,
+no personal data, so the reconciler needs no credentials for the agency's database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Annotated, TypeVar
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, SecretStr
 
 from services.copies.check import CheckAnswer, Freshness, answer, freshness
 from services.core.copystore import CopyStore
+from services.core.copystore.probe import Leaf, StoreProbe
 from services.core.crypto import pseudonymise
 
 Lag = Callable[[dict[int, int]], dict[int, int] | None]
+Bucket = Annotated[int, Query(ge=0, description="bucket number in a `size`-bucket split")]
+Size = Annotated[int, Query(gt=0, description="how many buckets the split has")]
+T = TypeVar("T")
 
 
 class NationalId(BaseModel):
@@ -45,4 +54,32 @@ def build_http(
         positions = store.positions()
         return freshness(positions, lag(positions), store.last_applied_at(), clock(), sla_s)
 
+    mount_probe(app, StoreProbe(store))
     return app
+
+
+def mount_probe(app: FastAPI, probe: StoreProbe) -> None:
+    """The reconciler's questions, answered from the copy's own rows; a split it cannot serve is a 422."""
+
+    @app.get("/probe/digest")
+    def digest() -> list[str]:
+        return probe.digest()
+
+    @app.get("/probe/sub-digest")
+    def sub_digest(bucket: Bucket, size: Size, fanout: int = Query(gt=1)) -> list[str]:
+        return _answer(lambda: probe.sub_digest(bucket, size, fanout))
+
+    @app.get("/probe/leaves")
+    def leaves(bucket: Bucket, size: Size) -> dict[str, Leaf]:
+        return _answer(lambda: probe.leaves(bucket, size))
+
+    @app.get("/probe/positions")
+    def positions() -> dict[int, int]:
+        return probe.positions()
+
+
+def _answer(question: Callable[[], T]) -> T:
+    try:
+        return question()
+    except ValueError as e:
+        raise HTTPException(status_code=422, detail=str(e)) from e

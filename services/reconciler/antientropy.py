@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.core.copystore.probe import CopyProbe, Leaf, split_hashes
 from services.reconciler.expected import ExpectedViews
-from services.reconciler.model import Leaf, split_hashes
-from services.reconciler.probe import CopyProbe
 
 FANOUT = 256
 # Up to this many expected listings a (sub)bucket is compared leaf by leaf (~90 bytes a leaf, one round

@@ -15,12 +15,13 @@ from types import FrameType
 
 import click
 
+from services.core.copystore.probe import StoreProbe
 from services.core.errors import AccordError
 from services.core.kafka import create_topics
 from services.core.local_kafka import LocalKafka
 from services.core.policy import load_policy
 from services.core.settings import KafkaSettings
-from services.reconciler.probe import StoreProbe
+from services.reconciler.probe import HttpProbe, open_probe
 from services.reconciler.report import replay
 from services.reconciler.runner import Runner
 from services.reconciler.settings import ReconcilerSettings
@@ -35,7 +36,9 @@ def _copies(given: tuple[str, ...], known: list[str]) -> dict[str, str]:
     for item in given:
         agency, sep, url = item.partition("=")
         if not sep or not url:
-            raise click.BadParameter(f"{item!r}: write AGENCY=URL, e.g. civil-aviation=sqlite:///ca.db")
+            raise click.BadParameter(
+                f"{item!r}: write AGENCY=URL, e.g. civil-aviation=http://ca-copy:8090 or =sqlite:///ca.db"
+            )
         if agency not in known:
             raise click.BadParameter(f"{agency!r} enforces nothing; enforcing agencies are {known}")
         urls[agency] = url
@@ -48,7 +51,10 @@ def reconcile() -> None:
 
 
 @reconcile.command()
-@click.option("--copy", "copies", multiple=True, metavar="AGENCY=URL", help="a copy to probe (repeatable)")
+@click.option(
+    "--copy", "copies", multiple=True, metavar="AGENCY=URL",
+    help="a copy to probe: its server (http://…, `accord copy serve`) or its store URL (repeatable)",
+)  # fmt: skip
 def run(copies: tuple[str, ...]) -> None:
     """Reconcile until stopped (SIGTERM or Ctrl-C); findings on stderr and the `findings` topic."""
     kafka, settings, policy = KafkaSettings(), ReconcilerSettings(), load_policy()
@@ -60,9 +66,9 @@ def run(copies: tuple[str, ...]) -> None:
 
     signal.signal(signal.SIGTERM, stopping)
     signal.signal(signal.SIGINT, stopping)
-    probes: dict[str, StoreProbe] = {}
+    probes: dict[str, HttpProbe | StoreProbe] = {}
     try:
-        probes.update({agency: StoreProbe.open(url, agency) for agency, url in urls.items()})
+        probes.update({agency: open_probe(url, agency) for agency, url in urls.items()})
         create_topics(kafka.bootstrap_servers, kafka.topics.specs(policy.issuers, policy.enforcers),
                       kafka.partitions, kafka.replication_factor)  # fmt: skip
         for agency in sorted(set(policy.enforcers) - set(probes)):

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from services.core.copystore.probe import CopyProbe, Leaf
 from services.core.events import CopyApplied, CopyDigest, Finding, ListingState, ViewChanged
 from services.core.listing import ENDED
 from services.core.policy import Policy
@@ -20,9 +21,9 @@ from services.reconciler.acks import AckTracker, Settled, Sla
 from services.reconciler.antientropy import Suspect, narrow
 from services.reconciler.consistency import CHANGE, REPAIR, ConsistencyTimes
 from services.reconciler.expected import ExpectedViews
-from services.reconciler.model import RECONCILER, Difference, Leaf, problem_of
+from services.reconciler.model import RECONCILER, Difference, problem_of
 from services.reconciler.objections import ObjectionWatch
-from services.reconciler.probe import CopyProbe, MeteredProbe, wire_size
+from services.reconciler.probe import MeteredProbe, wire_size
 from services.reconciler.repair import RepairBook, repair_change
 
 

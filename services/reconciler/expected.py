@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.core.copystore.probe import Leaf
 from services.core.digest import DEFAULT_BUCKETS, Digest, bucket_of
 from services.core.events import ListingState
 from services.core.policy import Policy
 from services.core.serde import decode, encode
 from services.core.views import ViewRow, project
-from services.reconciler.model import Leaf
 
 
 @dataclass(frozen=True)

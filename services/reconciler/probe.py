@@ -1,75 +1,63 @@
-"""The port through which the reconciler questions a copy: hashes and leaves, never whole rows.
+"""How the reconciler reaches a copy: through its HTTP server, or its database, and at what cost.
 
-`CopyProbe` is what any copy can answer cheaply next to its own database; `StoreProbe`
-answers it from a `CopyStore` opened by URL (the copy's SQLite file or PostgreSQL
-database), and an HTTP adapter served beside the copy could answer the same calls.
-`MeteredProbe` counts the bytes each answer would take on the wire, so the
-reconciler can report what narrowing a mismatch cost against the copy's size.
+`open_probe` takes the copy's address: `http(s)://` is the copy's own server (`accord
+copy serve`, the way for copies on other agencies' hosts), anything else is a store URL
+opened directly (`StoreProbe`, for copies on this host and for tests). `MeteredProbe`
+counts the bytes each answer takes on the wire, so the reconciler can report what
+narrowing a mismatch cost against the copy's size.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Protocol, TypeVar
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, TypeVar
 
-from services.core.copystore import CopyStore, open_store
-from services.core.digest import DEFAULT_BUCKETS, bucket_of
-from services.reconciler.model import Leaf, split_hashes
+from services.core.copystore import StoreError
+from services.core.copystore.probe import CopyProbe, Leaf, StoreProbe
 
 T = TypeVar("T")
+HTTP_PREFIXES = ("http://", "https://")
 
 
-class CopyProbe(Protocol):
-    """Questions one agency's copy answers about itself."""
-
-    def digest(self) -> list[str]:
-        """Bucket hashes recomputed from the rows themselves (catches edits behind the sink's back)."""
-        ...
-
-    def sub_digest(self, bucket: int, size: int, fanout: int) -> list[str]:
-        """Hashes of the `fanout` sub-buckets of `bucket` in a `size`-bucket split."""
-        ...
-
-    def leaves(self, bucket: int, size: int) -> dict[str, Leaf]:
-        """The leaves of the rows in one bucket of a `size`-bucket split."""
-        ...
-
-    def positions(self) -> dict[int, int]:
-        """Next offset to apply, per partition of the copy's view topic."""
-        ...
+def open_probe(url: str, agency: str, timeout_s: float = 10.0) -> HttpProbe | StoreProbe:
+    """The probe for a copy at `url`: its HTTP server, or its database."""
+    if url.startswith(HTTP_PREFIXES):
+        return HttpProbe(url, agency, timeout_s)
+    return StoreProbe.open(url, agency)
 
 
-class StoreProbe:
-    """Answers `CopyProbe` from the copy's own database."""
+class HttpProbe:
+    """Asks a copy's server (`/probe/...` of `accord copy serve`) the `CopyProbe` questions."""
 
-    def __init__(self, store: CopyStore) -> None:
-        self.store = store
-
-    @classmethod
-    def open(cls, url: str, agency: str) -> StoreProbe:
-        return cls(open_store(url, agency))
+    def __init__(self, base_url: str, agency: str, timeout_s: float = 10.0) -> None:
+        self.base_url, self.agency, self.timeout_s = base_url.rstrip("/"), agency, timeout_s
 
     def digest(self) -> list[str]:
-        return self.store.rescan_digest().hex_buckets()
+        return list(self._get("digest"))
 
     def sub_digest(self, bucket: int, size: int, fanout: int) -> list[str]:
-        values = {lid: leaf.value(lid) for lid, leaf in self.leaves(bucket, size).items()}
-        return split_hashes(values, bucket, size, fanout)
+        return list(self._get("sub-digest", bucket=bucket, size=size, fanout=fanout))
 
     def leaves(self, bucket: int, size: int) -> dict[str, Leaf]:
-        """Read the store's own (indexed) bucket, then keep the sub-bucket asked for, if finer."""
-        if size % DEFAULT_BUCKETS:
-            raise ValueError(f"a {size}-bucket split does not refine the copy's {DEFAULT_BUCKETS} buckets")
-        found = self.store.bucket_leaves(bucket % DEFAULT_BUCKETS, DEFAULT_BUCKETS)
-        if size != DEFAULT_BUCKETS:
-            found = {lid: answer for lid, answer in found.items() if bucket_of(lid, size) == bucket}
-        return {lid: Leaf(*answer) for lid, answer in found.items()}
+        return {lid: Leaf(*answer) for lid, answer in self._get("leaves", bucket=bucket, size=size).items()}
 
     def positions(self) -> dict[int, int]:
-        return self.store.positions()
+        return {int(p): int(offset) for p, offset in self._get("positions").items()}
 
     def close(self) -> None:
-        self.store.close()
+        """Nothing to release: each question is one short request."""
+
+    def _get(self, question: str, **params: int) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        url = f"{self.base_url}/probe/{question}{query}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+                return json.load(response)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise StoreError(f"{self.agency}'s copy at {url} did not answer: {e}") from e
 
 
 def wire_size(answer: object) -> int:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from services.core.copystore.probe import CopyProbe
 from services.core.errors import AccordError, ConfigurationError, ContractError
 from services.core.events import CopyApplied, CopyDigest, Envelope, ListingState, Rejected, ViewChanged
 from services.core.kafka import EventProducer, consumer, decode_message, raise_on_error
@@ -26,7 +27,6 @@ from services.core.settings import KafkaSettings
 from services.core.topics import copy_key
 from services.reconciler.engine import Outcome, Reconciler
 from services.reconciler.model import RECONCILER
-from services.reconciler.probe import CopyProbe
 from services.reconciler.settings import ReconcilerSettings
 
 BATCH = 500

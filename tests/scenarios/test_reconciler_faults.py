@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from services.core.copystore import CopyStore, columns, open_store
+from services.core.copystore.probe import StoreProbe
 from services.core.crypto import Keystore
 from services.core.digest import MODULUS, bucket_of, leaf
 from services.core.events import CopyApplied, Envelope, ListingState, ViewChanged
@@ -29,7 +30,6 @@ from services.core.policy import Policy
 from services.core.views import ViewRow, project, view_change
 from services.reconciler.acks import Sla
 from services.reconciler.engine import Reconciler, Timing
-from services.reconciler.probe import StoreProbe
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
 
 AGENCIES = ("civil-aviation", "railway", "court")

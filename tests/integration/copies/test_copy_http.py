@@ -1,4 +1,5 @@
-"""The front-line check over HTTP: `accord copy serve` as a real process, lag measured on the broker.
+"""`accord copy serve` as a real process: the front-line check, with lag measured on the broker, and
+the reconciler's probe questions, answered over HTTP exactly as from the database.
 
 Caught up, the copy answers plainly; with a change waiting that it has not applied
 for longer than its SLA, the same question gets an answer that says the copy may be
@@ -19,8 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.core.copystore import open_store
+from services.core.copystore import StoreError, open_store
+from services.core.copystore.probe import StoreProbe
 from services.core.crypto import pseudonymise
+from services.core.digest import DEFAULT_BUCKETS, bucket_of
+from services.reconciler.probe import HttpProbe, open_probe
 from tests.integration.copies.support import caught_up, make_topics, open_sink, send
 from tests.unit.copies.changes import AGENCY, row, upsert
 
@@ -88,3 +92,26 @@ def test_checks_by_pseudonym_or_national_id_and_freshness_over_http(
         assert stale["freshness"]["stale"] and sum(stale["freshness"]["lag"].values()) == 1
         assert stale["advice"].startswith("CONFIRM BEFORE ACTING") and "court" in stale["advice"]
         assert http.get("/health").json()["stale"] is True
+
+
+def test_the_reconciler_gets_the_same_answers_over_http_as_from_the_database(serve: tuple[str, str]) -> None:
+    base, url = serve
+    store = open_store(url, AGENCY)
+    try:
+        for offset in range(40):
+            store.apply(upsert(row(f"L-{offset}", version=1 + offset % 3)), offset % 3, offset)
+        local, remote = StoreProbe(store), open_probe(base, AGENCY)
+        assert isinstance(remote, HttpProbe)
+        assert remote.digest() == local.digest() and remote.positions() == local.positions() != {}
+        bucket = bucket_of("L-7", DEFAULT_BUCKETS)
+        assert remote.leaves(bucket, DEFAULT_BUCKETS) == local.leaves(bucket, DEFAULT_BUCKETS) != {}
+        assert remote.sub_digest(bucket, DEFAULT_BUCKETS, 16) == local.sub_digest(bucket, DEFAULT_BUCKETS, 16)
+        before = remote.digest()
+        store.apply(upsert(row("L-7", version=9)), 1, 40)
+        assert remote.digest() == local.digest() != before  # answered from the rows as they are now
+        with pytest.raises(StoreError, match="422"):
+            remote.leaves(bucket, DEFAULT_BUCKETS + 1)  # a split that does not refine the copy's buckets
+    finally:
+        store.close()
+    with pytest.raises(StoreError, match="did not answer"):
+        HttpProbe(f"http://127.0.0.1:{free_port()}", AGENCY, timeout_s=2).digest()

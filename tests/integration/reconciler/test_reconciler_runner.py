@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from services.core.copystore import CopyStore, open_store
+from services.core.copystore.probe import StoreProbe
 from services.core.events import Event, Finding, ListingState, Rejected, ViewChanged
 from services.core.kafka import EventProducer, consumer, create_topics, decode_message, read_all
 from services.core.listing import evolve
@@ -31,7 +32,6 @@ from services.core.topics import Topics, copy_key
 from services.core.views import view_change
 from services.reconciler import findings
 from services.reconciler.cli import reconcile
-from services.reconciler.probe import StoreProbe
 from services.reconciler.runner import Runner
 from services.reconciler.settings import ReconcilerSettings
 from tests.support.factory import T0, Ledgerbook, policy_with_keys

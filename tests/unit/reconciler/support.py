@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from services.core.copystore.probe import Leaf, split_hashes
 from services.core.digest import Digest, bucket_of
 from services.core.events import CopyApplied, Envelope, Finding, ListingState, ViewChanged
 from services.core.listing import evolve
@@ -14,7 +15,6 @@ from services.core.policy import Policy
 from services.core.views import ViewRow, view_change
 from services.reconciler.acks import Sla
 from services.reconciler.engine import Reconciler, Timing
-from services.reconciler.model import Leaf, split_hashes
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
 
 SLA = Sla(listing=timedelta(seconds=60), revocation=timedelta(seconds=10))
