@@ -34,6 +34,8 @@ def run(data_dir: Path | None, store: str | None) -> None:
     except AccordError as e:
         raise click.ClickException(str(e)) from e
     worker = faust.Worker(app, loglevel=settings.options.log_level, quiet=True)
+    if not sys.stdout.isatty():
+        worker.spinner = None  # its cursor codes only garble a log file
     worker.execute_from_commandline()
 
 

@@ -1,1 +1,7 @@
-"""Accord."""
+"""Reconciler: proves every agency's copy equal to its view, repairs what is not, and times it.
+
+The engine (engine.py) is pure: acknowledgements (acks.py), anti-entropy by bucketed
+digests (antientropy.py), repairs (repair.py), findings (findings.py), time to
+consistency (consistency.py). The runner (runner.py) feeds it from Kafka and publishes
+what it decides; demo.py tells the Luoshan story on a real broker.
+"""
