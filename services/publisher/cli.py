@@ -83,7 +83,10 @@ def _refuse(refusal: Refusal) -> NoReturn:
 def _read_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        _refuse(Refusal("invalid_command", f"{path} is not readable YAML or JSON: {e}", 422, 3))
     if not isinstance(loaded, dict):
         _refuse(Refusal("invalid_command", f"{path} must hold one mapping of command fields", 422, 3))
     return loaded

@@ -38,6 +38,16 @@ def test_a_malformed_command_is_refused_before_any_broker_is_asked(tmp_path: Pat
     assert "420102199001011234" not in result.output
 
 
+@pytest.mark.parametrize("content", [b"measures: [flight_ban", b"\xff\xfe not text", b"- a list"])
+def test_a_command_file_that_is_not_one_mapping_is_refused_as_json(tmp_path: Path, content: bytes) -> None:
+    command = tmp_path / "issue.yaml"
+    command.write_bytes(content)
+    result = CliRunner().invoke(main, ["publish", "issue", "--agency", "court", "--file", str(command)])
+    assert result.exit_code == 3, result.output
+    answer = json.loads(result.output)
+    assert answer["refused"] == "invalid_command" and str(command) in answer["reason"]
+
+
 @pytest.mark.parametrize(
     ("error", "status", "exit_code"),
     [
