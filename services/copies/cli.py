@@ -20,7 +20,19 @@ from services.core.errors import AccordError
 from services.core.policy import load_policy
 
 EXIT_STALE = 2  # `check` answered, but from a copy that may be out of date
-AGENCY = click.option("--agency", required=True, help="the enforcing agency whose copy this is")
+
+
+def _enforcer(ctx: click.Context, param: click.Parameter, agency: str) -> str:
+    """Only an agency that enforces a measure has a view, and so a copy."""
+    enforcers = load_policy().enforcers
+    if agency not in enforcers:
+        raise click.BadParameter(f"{agency!r} enforces no measure; enforcing agencies are {enforcers}")
+    return agency
+
+
+AGENCY = click.option(
+    "--agency", required=True, callback=_enforcer, help="the enforcing agency whose copy this is"
+)
 STORE = click.option(
     "--store", required=True, envvar="ACCORD_COPY_STORE", help="sqlite:///path.db or postgresql://..."
 )

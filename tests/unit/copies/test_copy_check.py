@@ -135,3 +135,12 @@ def test_acknowledgements_and_refusals_keep_their_id_across_resends() -> None:
     assert messages.applied(delete("L-1", 5), 1, 10, AGENCY, NOW).row_hash == ""
     digest = messages.digest_of(AGENCY, Digest(), {1: 10, 0: 3}, NOW)
     assert digest.positions == {"0": 3, "1": 10} and digest.root == Digest().root()
+
+
+@pytest.mark.parametrize("command", ["run", "check", "serve"])
+def test_an_agency_that_enforces_nothing_has_no_copy_to_run_or_ask(command: str, tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/copy.db"
+    result = CliRunner().invoke(copy, [command, "--agency", "tax-bureau", "--store", store])
+    assert result.exit_code == 2
+    assert "'tax-bureau' enforces no measure" in result.output and "civil-aviation" in result.output
+    assert not (tmp_path / "copy.db").exists()
