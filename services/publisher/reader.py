@@ -111,15 +111,21 @@ class LogReader:
                 time.sleep(0.1)
 
     def _read_to(self, targets: dict[Partition, int], sink: Sink) -> None:
+        """Read until every target; give up only after `timeout` without progress, never for length:
+        a publisher restarted over a long log must read it all, however long that takes."""
         deadline = time.monotonic() + self._timeout
         behind = {tp: end for tp, end in targets.items() if self.positions.get(tp, 0) < end}
         while behind:
             if time.monotonic() > deadline:
                 raise BrokerUnavailable(
-                    f"could not read the listing topics to their end in {self._timeout} s"
+                    f"reading the listing topics made no progress for {self._timeout} s; "
+                    f"{len(behind)} partitions are still behind"
                 )
-            for msg in self._next_batch():
+            batch = self._next_batch()
+            for msg in batch:
                 self._take(msg, sink)
+            if batch:
+                deadline = time.monotonic() + self._timeout
             self._pass_markers(behind)
             behind = {tp: end for tp, end in behind.items() if self.positions[tp] < end}
 

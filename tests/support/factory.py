@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 from services.core.crypto import Keystore, seal
@@ -30,9 +31,14 @@ from services.core.policy import Policy, load_policy
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+@cache
+def _catalogue_fields(category: str) -> list[str]:
+    return load_policy().category_by_code[category].fields
+
+
 def lawful_details(category: str, listing_id: str) -> dict[str, str]:
     """Details that the catalogue allows for `category`, so the ledger's content rules accept them."""
-    fields = load_policy().category_by_code[category].fields
+    fields = _catalogue_fields(category)
     return {name: f"({listing_id})" for name in fields[:2]}
 
 
