@@ -128,6 +128,11 @@ class Publisher:
             self._reader.catch_up(self.book.record_decoded)
             return self.book.state(listing_id)
 
+    def catch_up(self) -> None:
+        """Read the listing topics to their current end: at start, so the first clerk does not wait."""
+        with self._read_lock:
+            self._reader.catch_up(self.book.record_decoded)
+
     def _stripe(self, listing_id: str) -> threading.Lock:
         return self._stripes[zlib.crc32(listing_id.encode()) % LOCK_STRIPES]
 

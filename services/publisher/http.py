@@ -9,6 +9,8 @@ FastAPI runs them in its thread pool; `Publisher` is thread-safe.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,6 +39,7 @@ from services.publisher.refusals import Refusal, invalid, refusal_of
 from services.publisher.settings import PublisherSettings
 from services.publisher.state import Receipt
 
+log = logging.getLogger("accord.publisher")
 REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"description": "unknown listing"},
     409: {"description": "the listing is no longer at expected_version: reload and decide again"},
@@ -55,10 +58,15 @@ def create_app(settings: PublisherSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:  # read the log before accepting requests; each request reads on from where this got
+            await asyncio.to_thread(publisher.catch_up)
+        except AccordError as e:  # no Kafka or no topics yet: requests answer 503 with the reason
+            log.warning("publisher serving before it could read the log: %s", e)
         yield
         publisher.close()
 
     app = FastAPI(title="Accord publisher", lifespan=lifespan, responses=REFUSALS)
+    app.state.publisher = publisher
 
     @app.exception_handler(AccordError)
     async def refused(_: Request, error: AccordError) -> JSONResponse:

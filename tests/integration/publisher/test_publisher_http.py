@@ -1,7 +1,9 @@
-"""The HTTP API end to end: a real uvicorn process, a real broker, real status codes."""
+"""The HTTP API end to end: a real uvicorn process, a real broker, real status codes; and a
+server that has read the log before its first request."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -13,7 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from services.core.events import ListingState
+from services.publisher.client import Publisher
+from services.publisher.http import app_from_env
 from tests.integration.publisher.conftest import Backbone, closed_port
+from tests.unit.publisher import samples
 
 Server = Callable[[dict[str, str]], str]
 
@@ -133,3 +139,20 @@ def test_the_api_answers_503_when_kafka_cannot_be_reached(
     url = serve(down)
     answer = httpx.post(f"{url}/listings", json=issue_body(), timeout=30)
     assert answer.status_code == 503 and answer.json()["code"] == "broker_unavailable"
+
+
+def test_the_server_reads_the_log_before_it_accepts_a_request(
+    backbone: Backbone, publisher_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receipt = backbone.publisher().issue(samples.issue())
+    for name, value in publisher_env.items():
+        monkeypatch.setenv(name, value)
+    app = app_from_env()
+
+    async def started() -> ListingState | None:
+        async with app.router.lifespan_context(app):  # what uvicorn runs before it listens
+            publisher: Publisher = app.state.publisher
+            return publisher.book.state(receipt.listing_id)
+
+    state = asyncio.run(started())
+    assert state is not None and state.envelope.version == 1
