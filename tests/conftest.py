@@ -29,6 +29,7 @@ import pytest
 from services.core.local_kafka import LocalKafka
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
+pytest_plugins = ["tests.support.copy_stores"]  # `url` and `store`: one of each copy database
 
 
 # --- Kafka -------------------------------------------------------------------------

@@ -25,15 +25,20 @@ Sink = Callable[[Decoded, Position, bytes], None]
 Partition = tuple[str, int]
 
 
-# Answers a broker gives while leadership settles (just after topics are made, or on failover).
+# Answers a broker gives while leadership settles (just after topics are made, or on failover);
+# librdkafka does not flag the epoch ones retriable, yet they pass as soon as metadata catches up.
 SETTLING = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.OFFSET_NOT_AVAILABLE,
 }
 
 
-def _transient(error: KafkaError) -> bool:
+def transient(error: KafkaError) -> bool:
+    """True for an answer that passes once leadership settles: worth asking again until the timeout."""
     return bool(error.retriable()) or error.code() in SETTLING
 
 
@@ -106,7 +111,7 @@ class LogReader:
                 futures = self._admin.list_offsets(query, request_timeout=self._timeout)
                 return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
             except KafkaException as e:
-                if not _transient(e.args[0]) or time.monotonic() > deadline:
+                if not transient(e.args[0]) or time.monotonic() > deadline:
                     raise BrokerUnavailable(f"cannot read the ends of the listing topics: {e}") from e
                 time.sleep(0.1)
 

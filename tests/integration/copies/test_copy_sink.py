@@ -8,9 +8,7 @@ equal to the one its expected view implies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -24,20 +22,6 @@ from services.core.serde import encode
 from services.core.topics import Topics, copy_key
 from tests.integration.copies.support import caught_up, make_topics, open_sink, send
 from tests.unit.copies.changes import AGENCY, delete, row, upsert
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/copy.db"
-    return str(request.getfixturevalue("pg_database"))
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[CopyStore]:
-    opened = open_store(url, AGENCY)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import psycopg
@@ -21,20 +20,6 @@ from services.core.digest import Digest, bucket_of, leaf
 from services.core.errors import ConfigurationError, ContractError
 from services.core.views import ViewRow
 from tests.unit.copies.changes import AGENCY, delete, row, upsert
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: object) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/copy.db"
-    return str(request.getfixturevalue("pg_database"))
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[CopyStore]:
-    opened = open_store(url, AGENCY)
-    yield opened
-    opened.close()
 
 
 def execute(url: str, sql: str) -> None:
