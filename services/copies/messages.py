@@ -23,21 +23,29 @@ def _id(*parts: object) -> str:
 
 def applied(change: ViewChanged, partition: int, offset: int, agency: str, at: datetime) -> CopyApplied:
     """The acknowledgement that `agency`'s copy applied `change` (read at partition/offset)."""
-    env = change.envelope
+    row = ViewRow.from_change(change) if change.op == "upsert" else None
+    return holding(change.envelope.listing_id, change.envelope.version, row, partition, offset, agency, at)
+
+
+def holding(
+    listing_id: str, version: int, row: ViewRow | None, partition: int, offset: int, agency: str, at: datetime
+) -> CopyApplied:
+    """The acknowledgement that, at partition/offset, `agency`'s copy holds `row` at `version` (or, with
+    no row, its deletion). It also answers a repair the ledger has overtaken: with what the copy holds."""
     return CopyApplied(
         envelope=Envelope(
             event_id=_id("applied", agency, partition, offset),
-            listing_id=env.listing_id,
-            version=env.version,
+            listing_id=listing_id,
+            version=version,
             agency=agency,
             occurred_at=at,
             recorded_at=at,
         ),
         copy_agency=agency,
-        op=change.op,
+        op="upsert" if row is not None else "delete",
         partition=partition,
         offset=offset,
-        row_hash=ViewRow.from_change(change).row_hash() if change.op == "upsert" else "",
+        row_hash=row.row_hash() if row is not None else "",
         applied_at=at,
     )
 

@@ -25,7 +25,7 @@ from services.core.errors import ConfigurationError, ContractError
 from services.core.events import CopyApplied, Event, ViewChanged
 from services.core.kafka import EventProducer, consumer, decode_message, raise_on_error
 from services.core.policy import Policy
-from services.core.topics import copy_key
+from services.core.topics import RECONCILER, copy_key
 
 log = logging.getLogger("accord.copy")
 Clock = Callable[[], datetime]
@@ -105,9 +105,26 @@ class Sink:
             self._refuse(msg, *fault)
             return
         assert isinstance(event, ViewChanged)
+        if self._overtaken(event, partition, offset):
+            return
         ack = messages.applied(event, partition, offset, self.agency, self.clock())
         if self.store.apply(event, partition, offset, ack=serde.encode(ack)):
             self.applied += 1
+
+    def _overtaken(self, change: ViewChanged, partition: int, offset: int) -> bool:
+        """A repair older than what the ledger has since delivered would undo the ledger's later word
+        (a revocation, say): it is passed over, and acknowledged with what the copy holds instead."""
+        listing_id, version = change.envelope.listing_id, change.envelope.version
+        delivered = self.store.delivered_version(listing_id)
+        if change.envelope.agency != RECONCILER or delivered <= version:
+            return False
+        row = self.store.row(listing_id)
+        held = row.version if row is not None else delivered
+        ack = messages.holding(listing_id, held, row, partition, offset, self.agency, self.clock())
+        if self.store.skip(partition, offset, ack=serde.encode(ack)):
+            log.info("copy of %s passed over a repair of %s v%d: v%d came since", self.agency, listing_id,
+                     version, delivered)  # fmt: skip
+        return True
 
     def _refuse(self, msg: Message, code: str, reason: str) -> None:
         partition, offset = msg.partition() or 0, msg.offset() or 0

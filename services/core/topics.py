@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 KEEP_FOREVER = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.5"}
 BACKBONE = "backbone"  # the agency id under which the backbone itself issues (expiries)
+RECONCILER = "reconciler"  # the envelope agency of every event the reconciler emits (repairs, findings)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,13 @@ from services.core.copystore.probe import CopyProbe, Leaf
 from services.core.events import CopyApplied, CopyDigest, Finding, ListingState, ViewChanged
 from services.core.listing import ENDED
 from services.core.policy import Policy
+from services.core.topics import RECONCILER
 from services.reconciler import findings
 from services.reconciler.acks import AckTracker, Settled, Sla
 from services.reconciler.antientropy import Suspect, narrow
 from services.reconciler.consistency import CHANGE, REPAIR, ConsistencyTimes
 from services.reconciler.expected import ExpectedViews
-from services.reconciler.model import RECONCILER, Difference, problem_of
+from services.reconciler.model import Difference, problem_of
 from services.reconciler.objections import ObjectionWatch
 from services.reconciler.probe import MeteredProbe, wire_size
 from services.reconciler.repair import RepairBook, repair_change

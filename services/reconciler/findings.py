@@ -12,8 +12,9 @@ import uuid
 from datetime import datetime
 
 from services.core.events import Envelope, Finding, Objection
+from services.core.topics import RECONCILER
 from services.reconciler.acks import Overdue, Settled
-from services.reconciler.model import RECONCILER, Difference
+from services.reconciler.model import Difference
 
 FINDING_NAMESPACE = uuid.UUID("9a3c1d77-52e4-4b0f-8d26-7e1f4c5b9a08")
 

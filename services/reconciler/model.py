@@ -12,8 +12,6 @@ from typing import Literal
 
 from services.core.copystore.probe import Leaf
 
-RECONCILER = "reconciler"  # the envelope agency of every event the reconciler emits
-
 Problem = Literal["missing", "extra", "wrong_version", "wrong_status", "altered"]
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.core.events import CopyApplied, Envelope, Finding, ListingState, ViewChanged
+from services.core.topics import RECONCILER
 from services.core.views import LIVE, WITHDRAWN, ViewRow, upsert_change
-from services.reconciler.model import RECONCILER, Difference
+from services.reconciler.model import Difference
 
 REPAIR_NAMESPACE = uuid.UUID("c4e0b7a1-3f6d-4e92-b8a5-1d7c2e9f6a30")
 

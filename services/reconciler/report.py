@@ -16,11 +16,10 @@ from services.core.errors import ContractError
 from services.core.events import CopyApplied, Event, Finding, ViewChanged
 from services.core.kafka import decode_message, read_all
 from services.core.policy import Policy
-from services.core.topics import Topics
+from services.core.topics import RECONCILER, Topics
 from services.reconciler.acks import AckTracker, Sla
 from services.reconciler.consistency import CHANGE, REPAIR, ConsistencyTimes
 from services.reconciler.findings import REPAIRED
-from services.reconciler.model import RECONCILER
 from services.reconciler.runner import timestamp_of
 
 # The SLA does not change a time to consistency; it only decides what counts as late.

@@ -24,9 +24,8 @@ from services.core.events import CopyApplied, CopyDigest, Envelope, ListingState
 from services.core.kafka import EventProducer, consumer, decode_message, raise_on_error
 from services.core.policy import Policy
 from services.core.settings import KafkaSettings
-from services.core.topics import copy_key
+from services.core.topics import RECONCILER, copy_key
 from services.reconciler.engine import Outcome, Reconciler
-from services.reconciler.model import RECONCILER
 from services.reconciler.settings import ReconcilerSettings
 
 BATCH = 500

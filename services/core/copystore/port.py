@@ -44,6 +44,14 @@ class CopyStore(Protocol):
         """
         ...
 
+    def delivered_version(self, listing_id: str) -> int:
+        """The newest version of the listing the ledger delivered (0: none), deletes included.
+
+        Kept apart from the rows, which a restore or a hand edit may change, so the sink can
+        tell a reconciler's repair that the ledger has overtaken from one the copy needs.
+        """
+        ...
+
     def positions(self) -> dict[int, int]:
         """Partition -> next offset to consume."""
         ...

@@ -22,6 +22,7 @@ from services.core.copystore import columns
 from services.core.digest import DEFAULT_BUCKETS, MODULUS, Digest, bucket_of, leaf
 from services.core.errors import ConfigurationError, ContractError
 from services.core.events import ViewChanged
+from services.core.topics import RECONCILER
 from services.core.views import ViewRow
 
 SCHEMA_VERSION = "1"
@@ -41,6 +42,8 @@ def schema(bytes_type: str) -> list[str]:
         "CREATE INDEX IF NOT EXISTS copy_rows_subject ON copy_rows (subject_ref)",
         """CREATE TABLE IF NOT EXISTS copy_buckets (
             bucket INTEGER PRIMARY KEY, accumulator TEXT NOT NULL, rows BIGINT NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS copy_versions (
+            listing_id TEXT PRIMARY KEY, version BIGINT NOT NULL)""",
         """CREATE TABLE IF NOT EXISTS copy_positions (
             view_partition INTEGER PRIMARY KEY, next_offset BIGINT NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS copy_outbox (
@@ -115,6 +118,8 @@ class SqlCopyStore:
             self._remove(cur, change.envelope.listing_id)
             if change.op == "upsert":
                 self._insert(cur, ViewRow.from_change(change))
+            if change.envelope.agency != RECONCILER:
+                self._delivered(cur, change.envelope.listing_id, change.envelope.version)
             self._advance(cur, partition, offset, ack)
             self._touch(cur)
         return True
@@ -139,6 +144,15 @@ class SqlCopyStore:
             return
         self._add_to_bucket(cur, found[0], -int(found[1], 16), -1)
         cur.execute("DELETE FROM copy_rows WHERE listing_id = ?", (listing_id,))
+
+    def _delivered(self, cur: Cursor, listing_id: str, version: int) -> None:
+        """Remember the newest version the ledger delivered, upsert or delete (see `delivered_version`)."""
+        cur.execute(
+            "INSERT INTO copy_versions (listing_id, version) VALUES (?, ?) ON CONFLICT (listing_id) "
+            "DO UPDATE SET version = CASE WHEN excluded.version > copy_versions.version "
+            "THEN excluded.version ELSE copy_versions.version END",
+            (listing_id, version),
+        )
 
     def _insert(self, cur: Cursor, row: ViewRow) -> None:
         bucket = bucket_of(row.listing_id, self.size)
@@ -193,6 +207,10 @@ class SqlCopyStore:
             "SELECT view_partition, view_offset, ack FROM copy_outbox ORDER BY view_partition, view_offset"
         )
         return [(p, o, bytes(ack)) for p, o, ack in found]
+
+    def delivered_version(self, listing_id: str) -> int:
+        found = self._locked_read("SELECT version FROM copy_versions WHERE listing_id = ?", (listing_id,))
+        return int(found[0][0]) if found else 0
 
     def positions(self) -> dict[int, int]:
         found = self._locked_read("SELECT view_partition, next_offset FROM copy_positions")

@@ -21,7 +21,7 @@ from services.core.kafka import decode_message, producer_config, read_all
 from services.core.serde import encode
 from services.core.topics import Topics, copy_key
 from tests.integration.copies.support import caught_up, make_topics, open_sink, send
-from tests.unit.copies.changes import AGENCY, delete, row, upsert
+from tests.unit.copies.changes import AGENCY, by_reconciler, delete, row, upsert
 
 
 @pytest.fixture
@@ -128,3 +128,30 @@ def test_acknowledgements_a_crash_left_unsent_go_out_when_the_sink_starts(
     sink.close()
     assert store.unsent_acks() == []
     assert [e for e in read(kafka_bootstrap, topics.copies_applied)] == [ack]
+
+
+def test_a_repair_the_ledger_overtook_is_passed_over_and_acknowledged_with_what_the_copy_holds(
+    store: CopyStore, topics: Topics, kafka_bootstrap: str, namespace: str
+) -> None:
+    """The reconciler planned a repair at v1 (or v2); the ledger's v2 (or revocation, v3) landed in
+    the partition first. Applying the repair would undo the ledger's later word; it must not."""
+    changes = [
+        upsert(row("L-1")),
+        upsert(row("L-1", 2, case_ref="corrected")),
+        by_reconciler(upsert(row("L-1"))),
+    ]
+    changes += [upsert(row("L-2")), delete("L-2", 3), by_reconciler(upsert(row("L-2", 2)))]
+    changes += [upsert(row("L-3")), by_reconciler(upsert(row("L-3", case_ref="fixed")))]  # needed: applies
+    send(kafka_bootstrap, topics.views(AGENCY), changes)
+    sink = open_sink(store, kafka_bootstrap, namespace)
+    caught_up(sink, kafka_bootstrap)
+    sink.close()
+
+    assert store.row("L-1") == row("L-1", 2, case_ref="corrected") and store.row("L-2") is None
+    assert store.row("L-3") == row("L-3", case_ref="fixed")
+    acks = [e for e in read(kafka_bootstrap, topics.copies_applied) if isinstance(e, CopyApplied)]
+    last = {a.envelope.listing_id: a for a in sorted(acks, key=lambda a: a.offset)}
+    assert (last["L-1"].envelope.version, last["L-1"].op) == (2, "upsert")
+    assert last["L-1"].row_hash == row("L-1", 2, case_ref="corrected").row_hash()
+    assert (last["L-2"].envelope.version, last["L-2"].op, last["L-2"].row_hash) == (3, "delete", "")
+    assert len(acks) == len(changes) and store.unsent_acks() == []

@@ -66,3 +66,11 @@ def delete(listing_id: str, version: int, subject_ref: str = "s-1") -> ViewChang
         exemptions=[],
         reason="revoked (mislisting): test",
     )
+
+
+def by_reconciler(change: ViewChanged) -> ViewChanged:
+    """The same change sent as a reconciler's repair (its own event id, its own envelope agency)."""
+    env = change.envelope.model_copy(
+        update={"agency": "reconciler", "event_id": f"repair-{change.envelope.event_id}"}
+    )
+    return change.model_copy(update={"envelope": env})

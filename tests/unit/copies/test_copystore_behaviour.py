@@ -19,7 +19,7 @@ from services.core.copystore import CopyStore, StoreError, open_store
 from services.core.digest import Digest, bucket_of, leaf
 from services.core.errors import ConfigurationError, ContractError
 from services.core.views import ViewRow
-from tests.unit.copies.changes import AGENCY, delete, row, upsert
+from tests.unit.copies.changes import AGENCY, by_reconciler, delete, row, upsert
 
 
 def execute(url: str, sql: str) -> None:
@@ -213,3 +213,17 @@ def test_a_skipped_message_is_consumed_without_touching_rows(store: CopyStore) -
     assert store.positions() == {0: 2}
     assert store.row("L-1") == row("L-1")
     assert store.last_applied_at() == applied_at
+
+
+def test_the_newest_version_the_ledger_delivered_is_kept_apart_from_the_rows(
+    store: CopyStore, url: str
+) -> None:
+    assert store.delivered_version("L-1") == 0
+    store.apply(upsert(row("L-1", 2)), 0, 0)
+    store.apply(by_reconciler(upsert(row("L-1", 1))), 0, 1)  # a repair is not the ledger's word
+    assert store.delivered_version("L-1") == 2
+    store.apply(delete("L-1", 3), 0, 2)
+    store.apply(upsert(row("L-1", 2)), 0, 3)  # a restatement of an older version never lowers it
+    assert store.delivered_version("L-1") == 3
+    execute(url, "DELETE FROM copy_rows")  # a restore or a hand edit of the rows leaves it alone
+    assert store.delivered_version("L-1") == 3

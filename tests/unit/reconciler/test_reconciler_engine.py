@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from services.core.events import ListingState
 from services.core.listing import evolve
+from services.core.topics import RECONCILER
 from services.core.views import view_change
 from services.reconciler.engine import Outcome, PassReport
-from services.reconciler.model import RECONCILER
 from tests.support.factory import T0
 from tests.unit.reconciler.support import World, applied
 
