@@ -162,6 +162,6 @@ class Sink:
 
     def close(self) -> None:
         try:
-            self.producer.flush()
+            self.producer.close()
         finally:
             self.consumer.close()

@@ -112,6 +112,14 @@ class EventProducer:
     def poll(self, timeout: float = 0.0) -> None:
         self._producer.poll(timeout)
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait for what is queued, then release the client now: one left to the garbage collector
+        keeps reconnecting, and logging about it, to a broker that may be long gone."""
+        try:
+            self.flush(timeout)
+        finally:
+            self._producer.close()
+
 
 def consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
     """A consumer that commits only when told: services store positions where their effects are."""

@@ -53,4 +53,4 @@ class ConfirmingProducer:
     def close(self) -> None:
         self._stop.set()
         self._poller.join()
-        self._producer.flush(self._timeout)
+        self._producer.close(self._timeout)

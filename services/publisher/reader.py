@@ -164,3 +164,4 @@ class LogReader:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+        self._admin = None  # an AdminClient has no close(): dropping the last reference releases it

@@ -82,6 +82,19 @@ def test_send_sync_reports_where_the_event_landed(kafka_bootstrap: str, topics: 
     assert decode_message(landed[0]).event == SAMPLES["ListingState"]
 
 
+def test_closing_delivers_what_was_queued_and_releases_the_client(
+    kafka_bootstrap: str, topics: Topics
+) -> None:
+    topic = make_topic(kafka_bootstrap, topics.ledger)
+    producer = EventProducer(kafka_bootstrap)
+    for _ in range(3):
+        producer.send(topic, "L-1", SAMPLES["ListingState"])  # queued, never flushed by the test
+    producer.close()
+    assert len(read(kafka_bootstrap, topic)) == 3
+    with pytest.raises(RuntimeError, match="closed"):
+        producer.send(topic, "L-1", SAMPLES["ListingState"])
+
+
 BAD_VALUES: list[bytes | None] = [
     b"not avro at all",
     MARKER + bytes(8) + b"\x02",  # a fingerprint no schema has
