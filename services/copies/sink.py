@@ -114,9 +114,11 @@ class Sink:
     def _overtaken(self, change: ViewChanged, partition: int, offset: int) -> bool:
         """A repair older than what the ledger has since delivered would undo the ledger's later word
         (a revocation, say): it is passed over, and acknowledged with what the copy holds instead."""
+        if change.envelope.agency != RECONCILER:
+            return False  # the ledger's own changes: no extra read on the hot path
         listing_id, version = change.envelope.listing_id, change.envelope.version
         delivered = self.store.delivered_version(listing_id)
-        if change.envelope.agency != RECONCILER or delivered <= version:
+        if delivered <= version:
             return False
         row = self.store.row(listing_id)
         held = row.version if row is not None else delivered
