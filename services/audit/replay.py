@@ -18,7 +18,7 @@ from services.core.events import Event, Rejected
 from services.core.kafka import consumer, decode_message, end_offsets, read_all
 from services.core.policy import Policy
 from services.core.serde import Decoded
-from services.core.topics import BACKBONE, Topics
+from services.core.topics import Topics
 
 BATCH = 5000
 METER_EVERY = 1000
@@ -59,7 +59,7 @@ class Undecodable:
 
 def listing_owners(topics: Topics, policy: Policy) -> dict[str, str]:
     """The system of record: one topic per issuing agency, plus the backbone's (expiries), by owner."""
-    return {topics.listings(agency): agency for agency in sorted({*policy.issuers, BACKBONE})}
+    return topics.listing_authors(policy.issuers)
 
 
 def listing_topics(topics: Topics, policy: Policy) -> list[str]:

@@ -69,11 +69,16 @@ class Topics:
     def rejected(self) -> str:
         return f"{self.namespace}rejected"
 
+    def listing_authors(self, issuers: Iterable[str]) -> dict[str, str]:
+        """Each listing topic and the only agency that may write it: every issuer, and the backbone
+        (its expiries). The ledger, the publisher and the audit all read exactly these topics."""
+        return {self.listings(a): a for a in sorted({*issuers, BACKBONE})}
+
     def specs(self, issuers: Iterable[str], enforcers: Iterable[str]) -> list[TopicSpec]:
         """Every topic a backbone with these issuing and enforcing agencies needs."""
         listing = [
-            TopicSpec(self.listings(a), "listing_id", LISTING_EVENT_NAMES, KEEP_FOREVER)
-            for a in sorted({*issuers, BACKBONE})
+            TopicSpec(name, "listing_id", LISTING_EVENT_NAMES, KEEP_FOREVER)
+            for name in self.listing_authors(issuers)
         ]
         views = [
             TopicSpec(self.views(a), "listing_id", ("ViewChanged",), COMPACTED)

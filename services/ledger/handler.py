@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from services.core.admission import gate, judge
@@ -23,7 +24,7 @@ from services.core.events import Envelope, Event, ListingEvent, ListingState, Re
 from services.core.listing import evolve, is_listing_event
 from services.core.policy import Policy
 from services.core.serde import decode_full
-from services.core.topics import BACKBONE, Topics
+from services.core.topics import Topics
 from services.core.views import LIVE, view_change
 from services.ledger.record import Entry, Inbound
 
@@ -47,10 +48,10 @@ class Context:
     policy: Policy
     topics: Topics
 
-    @property
+    @cached_property
     def authors(self) -> dict[str, str]:
-        """Listing topic -> the only agency that may write to it."""
-        return {self.topics.listings(a): a for a in [*self.policy.issuers, BACKBONE]}
+        """Listing topic -> the only agency that may write to it (asked for every message)."""
+        return self.topics.listing_authors(self.policy.issuers)
 
 
 @dataclass

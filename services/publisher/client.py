@@ -39,7 +39,7 @@ from services.core.crypto import Keystore, seal
 from services.core.errors import ConfigurationError, ConflictError, RuleViolation
 from services.core.events import ListingEvent, ListingState
 from services.core.policy import Policy, load_policy
-from services.core.topics import BACKBONE, Topics
+from services.core.topics import Topics
 from services.publisher.build import EVENT_TYPES, decide
 from services.publisher.delivery import ConfirmingProducer
 from services.publisher.reader import LogReader
@@ -71,7 +71,7 @@ class Publisher:
             raise ConfigurationError("no pseudonym key: set ACCORD_PSEUDONYM_KEY (never commit it)")
         self.policy, self.topics, self._keystore, self._key = policy, topics, keystore, pseudonym_key
         self._clock = clock
-        authors = {topics.listings(a): a for a in sorted({*policy.issuers, BACKBONE})}
+        authors = topics.listing_authors(policy.issuers)
         self.book = ListingBook(policy, authors)
         self._reader = LogReader(bootstrap, list(authors), timeout)
         self._producer = ConfirmingProducer(bootstrap, timeout)
