@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from services.core import processes
 from services.core.crypto import Keystore
 from services.core.kafka import create_topics
 from services.core.local_kafka import LocalKafka
@@ -81,12 +82,9 @@ def _recorded() -> dict[str, int]:
     return {name: int(pid) for name, pid in pairs}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _ours(pid: int) -> bool:
+    """A recorded pid that still runs one of our services: their command lines name the state folder."""
+    return processes.runs(pid, str(state_dir()))
 
 
 @click.group()
@@ -111,7 +109,7 @@ def up(nodes: str, topics_only: bool) -> None:
     if not topics_only:
         env = _environment(bootstrap, folder)
         Keystore(Path(env["ACCORD_KEYSTORE"])).create([a.id for a in policy.agencies])
-        running = {name: pid for name, pid in _recorded().items() if _alive(pid)}
+        running = {name: pid for name, pid in _recorded().items() if _ours(pid)}
         for name, command in _service_commands(folder, policy.enforcers).items():
             if name not in running:
                 running[name] = _start(name, command, env, folder)
@@ -124,14 +122,14 @@ def up(nodes: str, topics_only: bool) -> None:
 def down() -> None:
     """Stop the services `up` started (by pid), then the local broker if `up` started one."""
     recorded = _recorded()
-    for pid in recorded.values():
-        if _alive(pid):
-            os.killpg(pid, signal.SIGTERM)
+    ours = [pid for pid in recorded.values() if _ours(pid)]  # never a pid recycled since `up`
+    for pid in ours:
+        os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
-    while any(_alive(pid) for pid in recorded.values()) and time.monotonic() < deadline:
+    while any(processes.exists(pid) for pid in ours) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for pid in recorded.values():
-        if _alive(pid):
+    for pid in ours:
+        if processes.exists(pid):
             os.killpg(pid, signal.SIGKILL)
     _pids_file().unlink(missing_ok=True)
     if (state_dir() / "started-kafka").exists():
@@ -144,4 +142,4 @@ def down() -> None:
 def status() -> None:
     """Which recorded services are alive."""
     for name, pid in sorted(_recorded().items()):
-        click.echo(f"{name:32} pid {pid:>7}  {'running' if _alive(pid) else 'STOPPED'}")
+        click.echo(f"{name:32} pid {pid:>7}  {'running' if _ours(pid) else 'STOPPED'}")

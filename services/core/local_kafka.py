@@ -30,6 +30,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from services.core import processes
+
 KAFKA_VERSION = "4.1.1"
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 POM = DEPLOY_DIR / "kafka-pom.xml"
@@ -259,29 +261,6 @@ def render_server_properties(node: Node, cluster: list[Node]) -> str:
 Launched = list[tuple[Node, "subprocess.Popen[bytes]"]]
 
 
-def _pid_is_ours(pid: int, marker: str) -> bool:
-    """Whether `pid` runs one of our JVMs: its command line names a node directory
-    of our state directory, so a recycled pid is never mistaken for (or killed as) ours."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return marker.encode() in cmdline and _pid_exists(pid)
-
-
-def _pid_exists(pid: int) -> bool:
-    """True until the process is gone or a zombie (it holds no memory nor ports then).
-
-    Checked without the command-line marker, which a dying process loses early.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X")
-
-
 class LocalKafka:
     """A Kafka cluster of `nodes` JVMs on 127.0.0.1, owned by one state directory.
 
@@ -371,14 +350,14 @@ class LocalKafka:
 
     def _alive(self, pid: int) -> bool:
         """A recorded pid that still runs our JVM."""
-        return self._exists(pid) and _pid_is_ours(pid, f"{self.state_dir}/node-")
+        return self._exists(pid) and processes.runs(pid, f"{self.state_dir}/node-")
 
     def _exists(self, pid: int) -> bool:
         """Reaps our own children first: an exited child is a zombie until waited."""
         proc = self._procs.get(pid)
         if proc is not None:
             return proc.poll() is None
-        return _pid_exists(pid)
+        return processes.exists(pid)
 
     def _remaining(self, pids: list[int]) -> list[int]:
         """Pids (already known to be ours) whose process has not exited yet."""

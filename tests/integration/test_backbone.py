@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from services.core import processes
+
 NATIONAL_ID = "420102199005171234"
 
 
@@ -33,14 +35,6 @@ def accord(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.
 def recorded_pids(state: Path) -> list[int]:
     lines = (state / "backbone" / "pids").read_text().split("\n")
     return [int(line.split()[1]) for line in lines if line.strip()]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -108,4 +102,4 @@ def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
 
     stopped = accord(backbone_env, "backbone", "down")
     assert stopped.returncode == 0, stopped.stderr
-    assert not any(alive(pid) for pid in pids)
+    assert not any(processes.exists(pid) for pid in pids)  # gone, or a zombie init has yet to reap
