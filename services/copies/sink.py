@@ -55,14 +55,23 @@ class Sink:
     def start(self) -> None:
         """Re-send what a crash left unconfirmed, then read on from the store's own positions."""
         self._send_outbox()
-        metadata = self.consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise ConfigurationError(f"topic {self.topic} does not exist: create the backbone's topics first")
         positions = self.store.positions()
         self.consumer.assign(
-            [TopicPartition(self.topic, p, positions.get(p, OFFSET_BEGINNING)) for p in metadata.partitions]
+            [TopicPartition(self.topic, p, positions.get(p, OFFSET_BEGINNING)) for p in self._partitions()]
         )
         self.publish_digest(rescan=True)
+
+    def _partitions(self, timeout_s: float = 30.0) -> list[int]:
+        """The view topic's partitions; a topic created a moment ago may need a while to show."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            metadata = self.consumer.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
+            if metadata is not None and metadata.error is None and metadata.partitions:
+                return list(metadata.partitions)
+            if time.monotonic() > deadline:
+                missing = f"topic {self.topic} does not exist: create the backbone's topics first"
+                raise ConfigurationError(missing)
+            time.sleep(0.5)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         self.start()
