@@ -121,9 +121,6 @@ _NO_MEASURE = Measure(
     code="", name="", legal_basis="", min_severity="minor", max_duration_days=1, enforced_by=["-"]
 )
 
-POLICY_FILES = ("catalogue.yaml", "measures.yaml", "agencies.yaml", "redress.yaml")
-
-
 def _read_yaml(path: Path) -> object:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
