@@ -121,6 +121,7 @@ _NO_MEASURE = Measure(
     code="", name="", legal_basis="", min_severity="minor", max_duration_days=1, enforced_by=["-"]
 )
 
+
 def _read_yaml(path: Path) -> object:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
