@@ -21,6 +21,12 @@ def _id(*parts: object) -> str:
     return str(uuid.uuid5(COPY_NAMESPACE, ":".join(str(p) for p in parts)))
 
 
+def _envelope(event_id: str, agency: str, at: datetime, listing_id: str = "", version: int = 0) -> Envelope:
+    """What the copy writes is its own report, decided and recorded at the same moment."""
+    return Envelope(event_id=event_id, listing_id=listing_id, version=version, agency=agency,
+                    occurred_at=at, recorded_at=at)  # fmt: skip
+
+
 def applied(change: ViewChanged, partition: int, offset: int, agency: str, at: datetime) -> CopyApplied:
     """The acknowledgement that `agency`'s copy applied `change` (read at partition/offset)."""
     row = ViewRow.from_change(change) if change.op == "upsert" else None
@@ -33,14 +39,7 @@ def holding(
     """The acknowledgement that, at partition/offset, `agency`'s copy holds `row` at `version` (or, with
     no row, its deletion). It also answers a repair the ledger has overtaken: with what the copy holds."""
     return CopyApplied(
-        envelope=Envelope(
-            event_id=_id("applied", agency, partition, offset),
-            listing_id=listing_id,
-            version=version,
-            agency=agency,
-            occurred_at=at,
-            recorded_at=at,
-        ),
+        envelope=_envelope(_id("applied", agency, partition, offset), agency, at, listing_id, version),
         copy_agency=agency,
         op="upsert" if row is not None else "delete",
         partition=partition,
@@ -54,14 +53,7 @@ def digest_of(agency: str, digest: Digest, positions: dict[int, int], at: dateti
     """The copy's digest, with the positions it reflects: the reconciler compares like with like."""
     root = digest.root()
     return CopyDigest(
-        envelope=Envelope(
-            event_id=_id("digest", agency, root, sorted(positions.items())),
-            listing_id="",
-            version=0,
-            agency=agency,
-            occurred_at=at,
-            recorded_at=at,
-        ),
+        envelope=_envelope(_id("digest", agency, root, sorted(positions.items())), agency, at),
         copy_agency=agency,
         rows=digest.rows,
         root=root,
@@ -76,14 +68,7 @@ def refused(
 ) -> Rejected:
     """The record of a view message this copy would not apply; the copy moves on past it."""
     return Rejected(
-        envelope=Envelope(
-            event_id=_id("refused", agency, partition, offset),
-            listing_id="",
-            version=0,
-            agency=agency,
-            occurred_at=at,
-            recorded_at=at,
-        ),
+        envelope=_envelope(_id("refused", agency, partition, offset), agency, at),
         source_topic=topic,
         partition=partition,
         offset=offset,
