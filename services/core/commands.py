@@ -132,7 +132,7 @@ class RevokeCommand(RevokeRequest):
 
 
 class ExemptRequest(Command):
-    expected_version: Int | None = Field(default=None, ge=1, description="omit: the latest version")
+    expected_version: Int = Field(ge=1, description="the version the clerk has seen")
     measure: str
     starts_at: AwareDatetime
     ends_at: AwareDatetime
@@ -146,7 +146,7 @@ class ExemptCommand(ExemptRequest):
 
 
 class ObjectRequest(Command):
-    expected_version: Int | None = Field(default=None, ge=1, description="omit: the latest version")
+    expected_version: Int = Field(ge=1, description="the version the clerk has seen")
     kind: Literal["objection", "repair"] = "objection"
     grounds: str = Field(min_length=1)
 
@@ -161,7 +161,7 @@ class ObjectCommand(ObjectRequest):
 
 
 class ResolveRequest(Command):
-    expected_version: Int | None = Field(default=None, ge=1, description="omit: the latest version")
+    expected_version: Int = Field(ge=1, description="the version the clerk has seen")
     outcome: Literal["upheld", "dismissed"]
     required_action: Literal["none", "correct", "revoke"] = "none"
     note: str = ""

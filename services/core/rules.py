@@ -147,6 +147,16 @@ def check_duration(
         )
 
 
+def check_expiry_ahead(expires_at: datetime, decided_at: datetime) -> None:
+    """An expiry already past at the decision would reach every copy only to expire at once."""
+    if expires_at <= decided_at:
+        raise RuleViolation(
+            "expires_before_decision",
+            f"expires_at {expires_at.isoformat()} is not after the decision time {decided_at.isoformat()}: "
+            "the listing would be over before it is published; give a later expires_at",
+        )
+
+
 def check_notice(notice_served_at: datetime | None, now: datetime) -> None:
     if notice_served_at is None or notice_served_at > now:
         raise RuleViolation(
@@ -169,10 +179,10 @@ def check_grace(notice_served_at: datetime, effective_from: datetime, policy: Po
 # --- subject facts: seen only by the publisher -----------------------------------------
 
 
-def check_subject(command: IssueCommand, now: datetime, policy: Policy) -> None:
+def check_subject(command: IssueCommand, policy: Policy) -> None:
     """Who may not be listed at all: minors, students for campus loans, force majeure cases."""
     if command.birth_date is not None:
-        check_adult(command.birth_date, now.date(), policy.redress.min_subject_age_years)
+        check_adult(command.birth_date, command.effective_from.date(), policy.redress.min_subject_age_years)
     if command.is_full_time_student and (
         command.debt_kind == "campus_loan" or command.category == "campus_loan_default"
     ):
@@ -193,9 +203,17 @@ def age_on(birth_date: date, day: date) -> int:
     return day.year - birth_date.year - int(before_birthday)
 
 
-def check_adult(birth_date: date, today: date, min_age: int) -> None:
-    if age_on(birth_date, today) < min_age:
-        raise RuleViolation("minor_subject", f"the subject is under {min_age}: minors are never listed")
+def check_adult(birth_date: date, first_day: date, min_age: int) -> None:
+    """The subject must be of age on every day the listing is in force, so on its first day.
+
+    Age only grows, so the effective date decides, whether it is past or future: a listing
+    backdated to when the subject was 17 is refused, whatever their age on the decision date."""
+    if age_on(birth_date, first_day) < min_age:
+        raise RuleViolation(
+            "minor_subject",
+            f"the subject is under {min_age} on {first_day.isoformat()}, when the listing takes effect: "
+            "minors are never listed",
+        )
 
 
 def check_no_raw_identifiers(command: IssueCommand) -> None:
@@ -249,10 +267,13 @@ def check_event(state: ListingState | None, event: Event, policy: Policy) -> Non
     if isinstance(event, ListingIssued):
         check_notice(event.notice_served_at, event.envelope.occurred_at)
         check_listing_content(event, policy)
+        check_expiry_ahead(event.expires_at, event.envelope.occurred_at)
     elif state is None:
         return
     elif isinstance(event, ListingCorrected):
         check_correction(state, event, policy)
+        if event.expires_at is not None:
+            check_expiry_ahead(event.expires_at, event.envelope.occurred_at)
     elif isinstance(event, ExemptionGranted):
         check_exemption(state, event.exemption)
     elif isinstance(event, ObjectionFiled):

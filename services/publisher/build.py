@@ -62,9 +62,7 @@ def decide(
     if isinstance(command, IssueCommand):
         event: ListingEvent = issue_event(command, state, now, policy, pseudonym_key)
     else:
-        # Redress commands may omit the version: they add to a listing rather than rewrite it.
-        expected = command.expected_version or (state.envelope.version if state else 0)
-        check_change(state, command.agency, expected, command.listing_id, policy)
+        check_change(state, command.agency, command.expected_version, command.listing_id, policy)
         event = change_event(command, envelope(command, state, now), now, policy)
     check_event(state, event, policy)
     return event
@@ -95,7 +93,7 @@ def issue_event(
 ) -> ListingIssued:
     if state is not None:
         raise RuleViolation("listing_exists", f"listing {command.listing_id} exists; use a new request_id")
-    check_subject(command, now, policy)
+    check_subject(command, policy)
     check_notice(command.notice_served_at, now)
     assert command.notice_served_at is not None  # check_notice refuses a missing notice
     national_id = command.national_id.get_secret_value()

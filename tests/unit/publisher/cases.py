@@ -23,6 +23,22 @@ ISSUE_REFUSALS: list[tuple[str, dict[str, Any]]] = [
     ("severity_too_low", {"severity": "minor"}),
     ("duration_over_maximum", {"expires_at": NOW + timedelta(days=1826)}),
     ("expires_before_effect", {"expires_at": NOW}),
+    (
+        "expires_before_decision",
+        {
+            "effective_from": NOW - timedelta(days=9),
+            "notice_served_at": NOW - timedelta(days=20),
+            "expires_at": NOW - timedelta(days=1),
+        },
+    ),
+    (
+        "minor_subject",
+        {
+            "birth_date": date(2008, 1, 1),
+            "effective_from": NOW - timedelta(days=90),
+            "notice_served_at": NOW - timedelta(days=100),
+        },
+    ),
     ("field_outside_catalogue", {"details": {"court_case": "x", "religion": "none"}}),
     ("field_outside_catalogue", {"category": "social_media_behaviour"}),
     ("minor_subject", {"birth_date": date(2009, 3, 3)}),
@@ -80,6 +96,10 @@ CHANGE_REFUSALS: list[tuple[str, Callable[[str], list[Step]]]] = [
     ("not_issuer", _one(lambda listing: samples.object_(listing, agency="labour-bureau"))),
     ("stale_version", lambda listing: [
         lambda _: samples.correct(listing, 1), lambda _: samples.revoke(listing, 1)]),
+    ("stale_version", lambda listing: [
+        lambda _: samples.correct(listing, 1), lambda _: samples.exempt(listing, expected_version=1)]),
+    ("stale_version", lambda listing: [
+        lambda _: samples.correct(listing, 1), lambda _: samples.object_(listing, expected_version=1)]),
     ("listing_ended", lambda listing: [
         lambda _: samples.revoke(listing, 1), lambda _: samples.correct(listing, 2)]),
     ("empty_correction", _one(_empty_correction)),
@@ -91,11 +111,11 @@ CHANGE_REFUSALS: list[tuple[str, Callable[[str], list[Step]]]] = [
     ("measure_not_cited", _one(lambda listing: samples.exempt(listing, measure="exit_restriction"))),
     ("exemption_window", _one(lambda listing: samples.exempt(listing, starts_at=NOW - timedelta(days=1)))),
     ("exemption_window", _one(lambda listing: samples.exempt(listing, ends_at=NOW + timedelta(days=4000)))),
-    ("unknown_objection", _one(lambda listing: samples.resolve(listing, "no-such-objection"))),
+    ("unknown_objection", _one(lambda listing: samples.resolve(listing, "no-objection", expected_version=1))),
     ("upheld_needs_action", _filed_then("upheld", "none")),
     ("dismissed_takes_no_action", _filed_then("dismissed", "revoke")),
     ("objection_closed", lambda listing: [
         lambda _: samples.object_(listing),
         lambda done: samples.resolve(listing, _objection(done), "dismissed", "none"),
-        lambda done: samples.resolve(listing, _objection(done), "upheld", "revoke")]),
+        lambda done: samples.resolve(listing, _objection(done), "upheld", "revoke", expected_version=3)]),
 ]  # fmt: skip

@@ -66,10 +66,13 @@ def revoke(listing_id: str, expected_version: int, agency: str = "court") -> Rev
     )
 
 
-def exempt(listing_id: str, agency: str = "court", **changes: Any) -> ExemptCommand:
+def exempt(
+    listing_id: str, agency: str = "court", expected_version: int = 1, **changes: Any
+) -> ExemptCommand:
     fields: dict[str, Any] = {
         "agency": agency,
         "listing_id": listing_id,
+        "expected_version": expected_version,
         "measure": "flight_ban",
         "starts_at": NOW + timedelta(days=1),
         "ends_at": NOW + timedelta(days=4),
@@ -78,19 +81,30 @@ def exempt(listing_id: str, agency: str = "court", **changes: Any) -> ExemptComm
     return ExemptCommand.model_validate({**fields, **changes})
 
 
-def object_(listing_id: str, agency: str = "court") -> ObjectCommand:
+def object_(listing_id: str, agency: str = "court", expected_version: int = 1) -> ObjectCommand:
     return ObjectCommand(
-        agency=agency, listing_id=listing_id, kind="objection", grounds="I am not the debtor"
+        agency=agency,
+        listing_id=listing_id,
+        expected_version=expected_version,
+        kind="objection",
+        grounds="I am not the debtor",
     )
 
 
 def resolve(
-    listing_id: str, objection_id: str, outcome: str = "upheld", action: str = "revoke", agency: str = "court"
+    listing_id: str,
+    objection_id: str,
+    outcome: str = "upheld",
+    action: str = "revoke",
+    agency: str = "court",
+    expected_version: int = 2,
 ) -> ResolveCommand:
+    """Resolve an objection; by default the one filed on version 1, so against version 2."""
     return ResolveCommand.model_validate(
         {
             "agency": agency,
             "listing_id": listing_id,
+            "expected_version": expected_version,
             "objection_id": objection_id,
             "outcome": outcome,
             "required_action": action,
