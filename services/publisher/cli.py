@@ -3,8 +3,10 @@
 A command comes from `--file` (JSON or YAML) and/or flags (flags win). Every call
 prints exactly one JSON document on stdout, whatever happens: the receipt, or
 `{"refused": code, "reason": sentence}`. The exit status says which (see
-`refusals`): 0 published, 3 refused by a rule or malformed, 4 version conflict,
-5 broker unreachable, 6 configuration missing.
+`refusals`): 0 admitted by the ledger, 3 refused by a rule (here or by the ledger) or
+malformed, 4 version conflict, 5 broker unreachable, 6 configuration missing, 7 in the
+log but not yet decided by the ledger (the receipt, with `ask_again`: the
+`accord publish verdict` command that asks again).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from services.core.crypto import Keystore
 from services.core.errors import AccordError
 from services.core.policy import load_policy
 from services.publisher.client import Publisher
+from services.publisher.errors import Undecided
 from services.publisher.refusals import Refusal, invalid_model, refusal_of
 from services.publisher.settings import PublisherOptions, PublisherSettings
 
@@ -144,9 +147,19 @@ def _run(model: type[BaseModel], spec: Spec, options: dict[str, Any]) -> None:
     try:
         with Publisher.from_settings(PublisherSettings.from_env()) as publisher:
             receipt = publisher.submit(command)  # type: ignore[arg-type]  # every VERBS model is a command
+    except Undecided as e:
+        _undecided(e)
     except AccordError as e:
         _refuse(refusal_of(e))
     _print(receipt.model_dump(mode="json"))
+
+
+def _undecided(error: Undecided) -> NoReturn:
+    """The receipt of an event the ledger has not ruled on yet, and the command that asks again."""
+    r = error.receipt
+    ask = f"accord publish verdict --agency {r.agency} --listing-id {r.listing_id} --event-id {r.event_id}"
+    _print(r.model_copy(update={"ask_again": ask}).model_dump(mode="json"))
+    sys.exit(refusal_of(error).exit_code)
 
 
 def _verb(name: str, model: type[BaseModel], spec: Spec) -> click.Command:
@@ -181,7 +194,7 @@ for _name, (_model, _spec) in VERBS.items():
 @publish.command()
 @click.argument("listing_id")
 def show(listing_id: str) -> None:
-    """Print a listing as the log says it is now (its version is what a correction must name)."""
+    """Print a listing as the ledger holds it now (its version is what a change must name)."""
     try:
         with Publisher.from_settings(PublisherSettings.from_env()) as publisher:
             state = publisher.current(listing_id)
@@ -190,6 +203,23 @@ def show(listing_id: str) -> None:
     if state is None:
         _refuse(Refusal("unknown_listing", f"no listing {listing_id} has been published", 404, 3))
     _print(state.model_dump(mode="json"))
+
+
+@publish.command()
+@click.option("--agency", required=True, help="the agency that sent the event")
+@click.option("--listing-id", required=True)
+@click.option("--event-id", required=True, help="the event_id of the receipt")
+@click.option("--wait", default=0.0, show_default=True, type=float, help="seconds to wait for a verdict")
+def verdict(agency: str, listing_id: str, event_id: str, wait: float) -> None:
+    """Ask the ledger's verdict on an event that was not decided yet (exit 0, 3, 4 or 7 as for a command)."""
+    try:
+        with Publisher.from_settings(PublisherSettings.from_env()) as publisher:
+            receipt = publisher.verdict(agency, listing_id, event_id, wait)
+    except Undecided as e:
+        _undecided(e)
+    except AccordError as e:
+        _refuse(refusal_of(e))
+    _print(receipt.model_dump(mode="json"))
 
 
 @publish.command()

@@ -1,21 +1,21 @@
 """`Publisher`: the one code path behind the Python client, the CLI and the HTTP API.
 
-For each command: lock its listing (in this process), read the listing topics up
-to their current end, answer a retried request from the log, check every rule,
-seal the event onto the listing's hash chain, send it to `listings.<agency>` keyed
-by listing id, and wait for the broker to confirm it. A refused command raises
-before anything is sent, so it publishes nothing.
+For each command: lock its listing (in this process), read the ledger's decisions
+(`ledger` and `rejected`) up to their current end, answer a retried request from
+them, check every rule against the listing as the ledger holds it, seal the event
+onto the listing's hash chain, send it to `listings.<agency>` keyed by listing id,
+wait for the broker to confirm it, then wait for the ledger's verdict on it.
+
+The answer is the ledger's: success once the listing's state in `ledger` lists the
+event; `LedgerRefusal` (a `ConflictError` for a lost race) once `rejected` carries it,
+with the ledger's reason; `Undecided` when the wait runs out first. A command refused
+by a rule here raises before anything is sent, so it publishes nothing.
 
 Races. Commands on one listing run one at a time in a process, and each decides
-after reading everything the broker had confirmed, so of two corrections against
-the same version in one process exactly one wins. Another process can still slip
-an event in between our read and our write; so after delivery the publisher
-folds the log up to its own event, in log order, and reports success only if its
-event stands there. Two processes of the same agency write to the same partition,
-whose order the ledger follows too: the loser gets `ConflictError`. A race between
-*different* agencies' topics (a court and the issuer within milliseconds) has no
-log order; the ledger admits whichever it reads first and refuses the other into
-`rejected`.
+after reading every verdict written before it began, so of two corrections against
+the same version in one process the second is refused here. Any other race (two
+processes, two agencies' topics) is the ledger's to settle: it admits whichever it
+reads first and refuses the other, and that clerk is told so.
 """
 
 from __future__ import annotations
@@ -36,15 +36,17 @@ from services.core.commands import (
     RevokeCommand,
 )
 from services.core.crypto import Keystore, seal
-from services.core.errors import ConfigurationError, ConflictError, RuleViolation
-from services.core.events import ListingEvent, ListingState
+from services.core.errors import ConfigurationError, RuleViolation
+from services.core.events import ListingState
+from services.core.kafka import Delivered
 from services.core.policy import Policy, load_policy
 from services.core.topics import Topics
-from services.publisher.build import EVENT_TYPES, decide
+from services.publisher.build import EVENT_TYPES, decide, derived_id
 from services.publisher.delivery import ConfirmingProducer
-from services.publisher.reader import LogReader
+from services.publisher.errors import Undecided, ledger_refusal
+from services.publisher.reader import LedgerReader
 from services.publisher.settings import PublisherSettings
-from services.publisher.state import ListingBook, Position, Receipt, receipt_of
+from services.publisher.state import LedgerBook, Receipt
 
 Clock = Callable[[], datetime]
 LOCK_STRIPES = 64
@@ -55,7 +57,7 @@ def utc_now() -> datetime:
 
 
 class Publisher:
-    """Publishes agencies' commands as sealed listing events, exactly once each."""
+    """Publishes agencies' commands as sealed listing events and reports the ledger's verdict."""
 
     def __init__(
         self,
@@ -66,16 +68,16 @@ class Publisher:
         pseudonym_key: bytes,
         timeout: float = 10.0,
         clock: Clock = utc_now,
+        decision_wait: float = 10.0,
     ) -> None:
         if not pseudonym_key:
             raise ConfigurationError("no pseudonym key: set ACCORD_PSEUDONYM_KEY (never commit it)")
         self.policy, self.topics, self._keystore, self._key = policy, topics, keystore, pseudonym_key
-        self._clock = clock
-        authors = topics.listing_authors(policy.issuers)
-        self.book = ListingBook(policy, authors)
-        self._reader = LogReader(bootstrap, list(authors), timeout)
+        self._clock, self._decision_wait = clock, decision_wait
+        self.book = LedgerBook(topics.listing_authors(policy.issuers))
+        self._reader = LedgerReader(bootstrap, [topics.ledger, topics.rejected], self.book, timeout)
         self._producer = ConfirmingProducer(bootstrap, timeout)
-        self._read_lock = threading.Lock()
+        self._pending: dict[str, Receipt] = {}  # event id -> sent by this process, verdict not read yet
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
     @classmethod
@@ -90,6 +92,7 @@ class Publisher:
             pseudonym_key=settings.secrets.pseudonym_key.get_secret_value().encode(),
             timeout=settings.options.publish_timeout_s,
             clock=clock,
+            decision_wait=settings.options.decision_wait_s,
         )
 
     def issue(self, command: IssueCommand) -> Receipt:
@@ -111,67 +114,81 @@ class Publisher:
         return self.submit(command)
 
     def submit(self, command: AnyCommand) -> Receipt:
-        """Publish `command` once and return where its event stands; raise if it is refused."""
+        """Publish `command` once; return once the ledger admitted its event, raise if it refused it."""
         with self._stripe(command.listing_id):
-            prior = self._catch_up(command)
-            if prior is not None:
-                return self._answer_retry(prior, command)
-            state = self.book.state(command.listing_id)
-            event = decide(command, state, self._clock(), self.policy, self._key)
-            sealed = seal(event, state.envelope.hash if state else "", self._keystore.private(command.agency))
-            delivered = self._producer.send(self.topics.listings(command.agency), command.listing_id, sealed)
-            return self._settle(sealed, Position(delivered.topic, delivered.partition, delivered.offset))
+            self._reader.catch_up()
+            known = self._known(command)
+            if known is not None:
+                return known
+            sent = self._pending.get(command.event_id) or self._publish(command)
+            return self._verdict(sent, self._decision_wait)
+
+    def verdict(self, agency: str, listing_id: str, event_id: str, wait: float = 0.0) -> Receipt:
+        """The ledger's word on an event (after `Undecided`): a receipt, `LedgerRefusal` or `Undecided`."""
+        self._reader.catch_up()
+        pending = self._pending.get(event_id) or Receipt(
+            status="undecided", listing_id=listing_id, version=0, event_id=event_id,
+            event_type="unknown", agency=agency, request_id=None,
+        )  # fmt: skip
+        return self._verdict(pending, wait)
 
     def current(self, listing_id: str) -> ListingState | None:
-        """The listing as the log says it is now (what a clerk reloads after a conflict)."""
-        with self._read_lock:
-            self._reader.catch_up(self.book.record_decoded)
-            return self.book.state(listing_id)
+        """The listing as the ledger holds it now (what a clerk reloads after a conflict)."""
+        self._reader.catch_up()
+        return self.book.state(listing_id)
 
     def catch_up(self) -> None:
-        """Read the listing topics to their current end: at start, so the first clerk does not wait."""
-        with self._read_lock:
-            self._reader.catch_up(self.book.record_decoded)
+        """Read the ledger's decisions to their current end: at start, so the first clerk does not wait."""
+        self._reader.catch_up()
 
     def _stripe(self, listing_id: str) -> threading.Lock:
         return self._stripes[zlib.crc32(listing_id.encode()) % LOCK_STRIPES]
 
-    def _catch_up(self, command: AnyCommand) -> Receipt | None:
-        """Read the log to its current end; the receipt of this request if it was published before."""
-        with self._read_lock:
-            self._reader.catch_up(self.book.record_decoded)
-            return self.book.receipt(command.agency, command.request_id)
+    def _known(self, command: AnyCommand) -> Receipt | None:
+        """The answer to a request seen before (by the ledger, or sent by this process); else None."""
+        event_id, listing_id = command.event_id, command.listing_id
+        pending = self._pending.get(event_id)
+        if pending is not None and (pending.listing_id, pending.event_type) != (
+            listing_id, EVENT_TYPES[type(command)]
+        ):  # fmt: skip
+            raise _reused(command, pending.listing_id)
+        where = self.book.listing_of.get(event_id)
+        if where is not None:
+            if where != listing_id or self.book.version_of(where, event_id) != _version_made(command):
+                raise _reused(command, where)
+            return _receipt(command, self.book.version_of(where, event_id), None, duplicate=True)
+        refused = self.book.refusal(command.agency, listing_id, event_id)
+        if refused is not None:
+            raise ledger_refusal(refused.code, refused.reason, event_id)
+        return None
 
-    def _answer_retry(self, prior: Receipt, command: AnyCommand) -> Receipt:
-        """A request seen before is answered from the log, never published again."""
-        if prior.listing_id != command.listing_id or prior.event_type != EVENT_TYPES[type(command)]:
-            raise RuleViolation(
-                "request_id_reused",
-                f"request_id {command.request_id} was used for a {prior.event_type} of listing "
-                f"{prior.listing_id}; use a fresh request_id for a new command",
-            )
-        if not self.book.stands(prior):
-            raise ConflictError(
-                "stale_version", f"this request's event {prior.event_id} lost a race; reload and decide again"
-            )
-        return prior.model_copy(update={"duplicate": True})
+    def _publish(self, command: AnyCommand) -> Receipt:
+        state = self.book.state(command.listing_id)
+        event = decide(command, state, self._clock(), self.policy, self._key)
+        sealed = seal(event, state.envelope.hash if state else "", self._keystore.private(command.agency))
+        delivered = self._producer.send(self.topics.listings(command.agency), command.listing_id, sealed)
+        sent = _receipt(command, sealed.envelope.version, delivered, status="undecided")
+        self._pending[sent.event_id] = sent
+        return sent
 
-    def _settle(self, event: ListingEvent, at: Position) -> Receipt:
-        """Fold the log up to our own event, in log order, and say whether it stands."""
-        with self._read_lock:
-            if self._reader.position(at.topic, at.partition) == at.offset:
-                self.book.record(event, at)  # nothing else was written here since our read
-                self._reader.skip(at)
-            else:
-                self._reader.read_through(at, self.book.record_decoded)
-            receipt = receipt_of(event, at)
-            if not self.book.stands(receipt):
-                raise ConflictError(
-                    "stale_version",
-                    f"another clerk changed listing {event.envelope.listing_id} first; "
-                    "your event is in the log but the ledger will refuse it: reload and decide again",
-                )
-            return receipt
+    def _verdict(self, sent: Receipt, wait: float) -> Receipt:
+        """Wait up to `wait` s for the ledger to admit or refuse `sent`'s event."""
+        agency, listing_id, event_id = sent.agency, sent.listing_id, sent.event_id
+
+        def decided() -> bool:
+            admitted = self.book.admitted(listing_id, event_id) is not None
+            return admitted or self.book.refusal(agency, listing_id, event_id) is not None
+
+        self._reader.wait_for(decided, wait)
+        if self.book.admitted(listing_id, event_id) is not None:
+            self._pending.pop(event_id, None)
+            version = self.book.version_of(listing_id, event_id)
+            return sent.model_copy(update={"status": "admitted", "version": version})
+        refused = self.book.refusal(agency, listing_id, event_id)
+        if refused is not None:
+            self._pending.pop(event_id, None)
+            raise ledger_refusal(refused.code, refused.reason, event_id)
+        raise Undecided(sent, wait)
 
     def close(self) -> None:
         self._producer.close()
@@ -184,3 +201,44 @@ class Publisher:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _version_made(command: AnyCommand) -> int:
+    """The version the command's event gives its listing: every change names the one before."""
+    return 1 if isinstance(command, IssueCommand) else command.expected_version + 1
+
+
+def _reused(command: AnyCommand, listing_id: str) -> RuleViolation:
+    return RuleViolation(
+        "request_id_reused",
+        f"request_id {command.request_id} was used for another command (on listing {listing_id}); "
+        "use a fresh request_id for a new command",
+    )
+
+
+def _receipt(
+    command: AnyCommand,
+    version: int,
+    at: Delivered | None,
+    duplicate: bool = False,
+    status: str = "admitted",
+) -> Receipt:
+    """The receipt of `command`'s event; the ids it minted derive from its event id (build.derived_id)."""
+    event_id = command.event_id
+    return Receipt.model_validate(
+        {
+            "status": status,
+            "listing_id": command.listing_id,
+            "version": version,
+            "event_id": event_id,
+            "event_type": EVENT_TYPES[type(command)],
+            "agency": command.agency,
+            "request_id": command.request_id,
+            "topic": at.topic if at else None,
+            "partition": at.partition if at else None,
+            "offset": at.offset if at else None,
+            "objection_id": derived_id("objection", event_id) if isinstance(command, ObjectCommand) else None,
+            "exemption_id": derived_id("exemption", event_id) if isinstance(command, ExemptCommand) else None,
+            "duplicate": duplicate,
+        }
+    )

@@ -1,167 +1,218 @@
-"""Reads the listing topics into the publisher's `ListingBook`, up to where they end right now.
+"""Follows `ledger` and `rejected` into the publisher's `LedgerBook`, and survives the broker.
 
-One consumer is assigned every partition of every listing topic from offset 0 and
-never commits: the log, not a group offset, is where the publisher's knowledge
-comes from. `catch_up` asks the broker for the current end of each partition (one
-ListOffsets request) and reads until there, so a decision taken afterwards has
-seen every event the broker confirmed before it: this process's and any other's.
+One thread of its own reads every partition of both topics from offset 0 (assigned,
+never committed: the log, not a group offset, is where the publisher's knowledge
+comes from) and wakes whoever waits on the book. `catch_up` asks the broker for the
+current end of each partition and waits until the thread has read that far, so a
+decision taken afterwards has seen every verdict the ledger wrote before it.
+
+Recovery is by rebuilding: a client that fails (a broker restart, a leader change, a
+lost connection, an answer such as FENCED_LEADER_EPOCH that librdkafka keeps giving
+from stale metadata) is closed and made again from the positions read so far; the
+thread retries until the broker answers. Callers see `BrokerUnavailable` only while
+their own deadline passes without an answer.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from services.core.errors import BrokerUnavailable, ConfigurationError, ContractError
-from services.core.kafka import consumer, decode_message, raise_on_error
-from services.core.serde import Decoded
-from services.publisher.state import Position
+from services.core.errors import AccordError, BrokerUnavailable, ConfigurationError, ContractError
+from services.core.events import ListingState, Rejected
+from services.core.kafka import consumer, decode_message
+from services.publisher.state import LedgerBook
 
-Sink = Callable[[Decoded, Position, bytes], None]
+log = logging.getLogger("accord.publisher")
 Partition = tuple[str, int]
+RETRY_S = 0.25  # pause before a failed client is made again
+ASK_S = 2.0  # the longest one request to the broker may take before it is asked again
 
 
-# Answers a broker gives while leadership settles (just after topics are made, or on failover);
-# librdkafka does not flag the epoch ones retriable, yet they pass as soon as metadata catches up.
-SETTLING = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError.UNKNOWN_LEADER_EPOCH,
-    KafkaError.FENCED_LEADER_EPOCH,
-    KafkaError.OFFSET_NOT_AVAILABLE,
-}
+class LedgerReader:
+    """Reads the ledger's decisions into `book`; `catch_up` and `wait_for` are safe from any thread."""
 
-
-def transient(error: KafkaError) -> bool:
-    """True for an answer that passes once leadership settles: worth asking again until the timeout."""
-    return bool(error.retriable()) or error.code() in SETTLING
-
-
-class LogReader:
-    """Tracks, per partition, the next offset to read; opens its clients on first use."""
-
-    def __init__(self, bootstrap: str, topics: Iterable[str], timeout: float) -> None:
-        self._bootstrap = bootstrap
-        self._topics = sorted(topics)
-        self._timeout = timeout
-        self._admin: Any = None
-        self._consumer: Any = None
+    def __init__(self, bootstrap: str, topics: Iterable[str], book: LedgerBook, timeout: float) -> None:
+        self._bootstrap, self._topics, self._timeout = bootstrap, sorted(topics), timeout
+        self.book = book
         self.positions: dict[Partition, int] = {}
         self.undecodable = 0
+        self._batches = 0  # batches read that held a message: progress, for `catch_up`
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._reopen = threading.Event()
+        self._problem: AccordError | None = None
+        self._probe: Consumer | None = None
+        self._thread: threading.Thread | None = None
 
-    def _open(self) -> None:
-        if self._consumer is not None:
-            return
-        admin = AdminClient({"bootstrap.servers": self._bootstrap})
-        for topic, partitions in self._partitions(admin).items():
-            self.positions.update({(topic, p): 0 for p in partitions})
-        reader = consumer(self._bootstrap, "accord-publisher", **{"fetch.wait.max.ms": 50})
-        reader.assign([TopicPartition(t, p, 0) for t, p in self.positions])
-        self._admin, self._consumer = admin, reader
+    # --- what callers ask -------------------------------------------------------------
 
-    def _partitions(self, admin: AdminClient) -> dict[str, list[int]]:
-        """Every listing topic's partitions, once the broker knows their leaders."""
-        deadline = time.monotonic() + self._timeout
-        while True:
-            try:
-                metadata = admin.list_topics(timeout=self._timeout)
-            except KafkaException as e:
-                raise BrokerUnavailable(f"cannot reach Kafka at {self._bootstrap}: {e}") from e
-            found = {t: metadata.topics.get(t) for t in self._topics}
-            missing = [t for t, m in found.items() if m is None or m.error is not None]
-            if not missing:
-                return {t: list(m.partitions) for t, m in found.items() if m is not None}
-            if time.monotonic() > deadline:
-                raise ConfigurationError(
-                    f"topics {missing} do not exist (or have no leader): create the backbone's topics "
-                    "(accord backbone up --topics-only)"
-                )
-            time.sleep(0.2)
+    def catch_up(self) -> None:
+        """Return once every verdict the ledger had written when this was called has been read."""
+        self._start()
+        ends = self._ends()
 
-    def catch_up(self, sink: Sink) -> None:
-        """Read every partition up to the end it has now."""
-        self._open()
-        self._read_to(self._ends(), sink)
+        def done() -> bool:
+            return all(self.positions.get(p, 0) >= end for p, end in ends.items())
 
-    def read_through(self, at: Position, sink: Sink) -> None:
-        """Read one partition up to and including offset `at.offset`."""
-        self._open()
-        self._read_to({(at.topic, at.partition): at.offset + 1}, sink)
+        with self._changed:  # gives up only after `timeout` without progress, never for length
+            while not done():
+                if not self._changed.wait_for(_moved_on(self, done), self._timeout):
+                    self._reopen.set()  # reading made no progress: make the consumer again
+                    raise self._unavailable(f"reading {self._topics} made no progress for {self._timeout} s")
 
-    def position(self, topic: str, partition: int) -> int:
-        return self.positions.get((topic, partition), 0)
+    def wait_for(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait until `done()` holds (checked under the book's lock after each batch read)."""
+        self._start()
+        with self._changed:
+            return self._changed.wait_for(done, self._timeout if timeout is None else timeout)
 
-    def skip(self, at: Position) -> None:
-        """`at` was recorded without reading it back; the read will pass over it."""
-        key = (at.topic, at.partition)
-        if self.positions.get(key) == at.offset:
-            self.positions[key] = at.offset + 1
+    def _unavailable(self, what: str) -> AccordError:
+        if isinstance(self._problem, ConfigurationError):
+            return self._problem
+        cause = f": {self._problem}" if self._problem else ""
+        return BrokerUnavailable(f"{what}{cause}")
+
+    # --- where the topics end now ------------------------------------------------------
 
     def _ends(self) -> dict[Partition, int]:
-        """Current end offsets; retried while the broker says "try again" (e.g. a new leader)."""
-        query = {TopicPartition(t, p): OffsetSpec.latest() for t, p in self.positions}  # type: ignore[no-untyped-call]
+        """Each partition's high watermark, asked again (on a new client) until `timeout` passes."""
         deadline = time.monotonic() + self._timeout
         while True:
             try:
-                futures = self._admin.list_offsets(query, request_timeout=self._timeout)
-                return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
-            except KafkaException as e:
-                if not transient(e.args[0]) or time.monotonic() > deadline:
-                    raise BrokerUnavailable(f"cannot read the ends of the listing topics: {e}") from e
-                time.sleep(0.1)
+                return self._watermarks(min(ASK_S, max(0.1, deadline - time.monotonic())))
+            except (KafkaException, KeyError, AccordError) as e:
+                self._drop_probe()  # a client that failed once may keep failing (stale metadata)
+                if time.monotonic() > deadline:
+                    if isinstance(e, AccordError):
+                        raise
+                    raise BrokerUnavailable(f"cannot read the ends of {self._topics}: {e}") from e
+                time.sleep(RETRY_S / 2)
 
-    def _read_to(self, targets: dict[Partition, int], sink: Sink) -> None:
-        """Read until every target; give up only after `timeout` without progress, never for length:
-        a publisher restarted over a long log must read it all, however long that takes."""
-        deadline = time.monotonic() + self._timeout
-        behind = {tp: end for tp, end in targets.items() if self.positions.get(tp, 0) < end}
-        while behind:
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(
-                    f"reading the listing topics made no progress for {self._timeout} s; "
-                    f"{len(behind)} partitions are still behind"
-                )
-            batch = self._next_batch()
+    def _watermarks(self, timeout: float) -> dict[Partition, int]:
+        if self._probe is None:
+            self._probe = consumer(self._bootstrap, "accord-publisher")
+        partitions = self._partitions(self._probe, timeout)
+        return {
+            tp: self._probe.get_watermark_offsets(TopicPartition(*tp), timeout=timeout, cached=False)[1]
+            for tp in partitions
+        }
+
+    def _drop_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+
+    def _partitions(self, client: Consumer, timeout: float) -> list[Partition]:
+        metadata = client.list_topics(timeout=timeout)
+        found = {t: metadata.topics.get(t) for t in self._topics}
+        absent = [t for t, m in found.items() if m is None]
+        if absent:
+            raise ConfigurationError(
+                f"topics {absent} do not exist: create the backbone's topics "
+                "(accord backbone up --topics-only)"
+            )
+        leaderless = [t for t, m in found.items() if m is not None and m.error is not None]
+        if leaderless:
+            raise BrokerUnavailable(f"topics {leaderless} have no leader yet")
+        return [(t, p) for t, m in found.items() if m is not None for p in m.partitions]
+
+    # --- the reading thread ------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._changed:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._follow, name="publisher-ledger", daemon=True)
+                self._thread.start()
+
+    def _follow(self) -> None:
+        reader: Consumer | None = None
+        while not self._stop.is_set():
+            try:
+                if reader is None or self._reopen.is_set():
+                    reader = self._reopened(reader)
+                self._read_batch(reader)
+                self._problem = None
+            except (KafkaException, AccordError) as e:
+                self._problem = e if isinstance(e, AccordError) else BrokerUnavailable(str(e))
+                log.warning("publisher: reading the ledger failed, making the consumer again: %s", e)
+                reader = self._closed(reader)
+                self._stop.wait(RETRY_S)
+        self._closed(reader)
+
+    def _reopened(self, old: Consumer | None) -> Consumer:
+        self._closed(old)
+        self._reopen.clear()
+        made = consumer(self._bootstrap, "accord-publisher", **{"fetch.wait.max.ms": 50})
+        try:
+            partitions = self._partitions(made, ASK_S)
+            with self._changed:
+                for tp in partitions:
+                    self.positions.setdefault(tp, 0)
+            made.assign([TopicPartition(t, p, offset) for (t, p), offset in self.positions.items()])
+        except BaseException:
+            made.close()
+            raise
+        return made
+
+    @staticmethod
+    def _closed(reader: Consumer | None) -> None:
+        if reader is not None:
+            reader.close()
+
+    def _read_batch(self, reader: Consumer) -> None:
+        batch = _next_batch(reader)
+        with self._changed:
             for msg in batch:
-                self._take(msg, sink)
-            if batch:
-                deadline = time.monotonic() + self._timeout
-            self._pass_markers(behind)
-            behind = {tp: end for tp, end in behind.items() if self.positions[tp] < end}
+                self._take(msg)
+            self._batches += bool(batch)
+            for tp in reader.position([TopicPartition(t, p) for t, p in self.positions]):
+                key = (tp.topic, tp.partition)  # past offsets no message is delivered for
+                if tp.offset >= 0:
+                    self.positions[key] = max(self.positions[key], tp.offset)
+            self._changed.notify_all()
 
-    def _pass_markers(self, behind: dict[Partition, int]) -> None:
-        """Step over offsets no message is delivered for (transaction markers from other writers)."""
-        for tp in self._consumer.position([TopicPartition(t, p) for t, p in behind]):
-            key = (tp.topic, tp.partition)
-            self.positions[key] = max(self.positions[key], tp.offset)
-
-    def _next_batch(self) -> list[Message]:
-        """What has arrived, as soon as anything has: `consume` alone would wait for a full batch."""
-        first = self._consumer.poll(0.1)
-        if first is None:
-            return []
-        return [first, *self._consumer.consume(num_messages=499, timeout=0)]
-
-    def _take(self, msg: Message, sink: Sink) -> None:
-        raise_on_error(msg)
+    def _take(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return
+            raise BrokerUnavailable(f"reading {msg.topic()} failed: {err.str()}")
         key, offset = (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
         if offset < self.positions.get(key, 0):
             return
         self.positions[key] = offset + 1
         try:
-            decoded = decode_message(msg)
+            event = decode_message(msg).event
         except ContractError:
-            self.undecodable += 1  # the ledger sends it to `rejected`; it changes no listing
+            self.undecodable += 1
             return
-        sink(decoded, Position(key[0], key[1], offset), msg.key() or b"")
+        if isinstance(event, ListingState):
+            self.book.take_state(event)
+        elif isinstance(event, Rejected):
+            self.book.take_rejected(event)
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
-        self._admin = None  # an AdminClient has no close(): dropping the last reference releases it
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._drop_probe()
+
+
+def _moved_on(reader: LedgerReader, done: Callable[[], bool]) -> Callable[[], bool]:
+    """True once `done` holds or the reader has read another batch since this was made."""
+    before = reader._batches
+    return lambda: done() or reader._batches != before
+
+
+def _next_batch(reader: Any) -> list[Message]:
+    """What has arrived, as soon as anything has: `consume` alone would wait for a full batch."""
+    first = reader.poll(0.1)
+    if first is None:
+        return []
+    return [first, *reader.consume(num_messages=499, timeout=0)]

@@ -4,10 +4,18 @@
 |-------------------|--------------------|------|------|
 | invalid input     | invalid_command    | 422  | 3    |
 | RuleViolation     | its reason code    | 422  | 3    |
+| LedgerRefusal     | the ledger's code  | 422  | 3    |
 | UnknownListing    | unknown_listing    | 404  | 3    |
 | ConflictError     | stale_version      | 409  | 4    |
+| LedgerConflict    | the ledger's code  | 409  | 4    |
 | BrokerUnavailable | broker_unavailable | 503  | 5    |
 | ConfigurationError| configuration      | 500  | 6    |
+| Undecided         | undecided          | 202  | 7    |
+
+A ledger refusal is a rule violation like any other to the caller: the broker took the
+event, the ledger refused it (`rejected`), and nothing of it stands. `Undecided` is not a
+refusal: the event is in the log and the ledger will rule on it; the answer carries the
+receipt and how to ask again.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from services.core.errors import (
     RuleViolation,
     UnknownListing,
 )
+from services.publisher.errors import Undecided
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ def refusal_of(error: AccordError) -> Refusal:
         return Refusal("broker_unavailable", str(error), 503, 5)
     if isinstance(error, ConfigurationError):
         return Refusal("configuration", str(error), 500, 6)
+    if isinstance(error, Undecided):
+        return Refusal("undecided", str(error), 202, 7)
     return Refusal("error", str(error), 500, 1)
 
 

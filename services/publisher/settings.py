@@ -12,7 +12,7 @@ from services.core.settings import KafkaSettings, SecretSettings, state_root
 
 
 class PublisherOptions(BaseSettings):
-    """Where the agencies' signing keys are, and how long a command may wait for the broker."""
+    """Where the agencies' signing keys are, and how long a command waits for the broker and the ledger."""
 
     model_config = SettingsConfigDict(env_prefix="ACCORD_", frozen=True, extra="ignore")
 
@@ -21,6 +21,12 @@ class PublisherOptions(BaseSettings):
         default=10.0,
         gt=0,
         description="env ACCORD_PUBLISH_TIMEOUT_S: delivery confirmation (and log catch-up) deadline",
+    )
+    decision_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="env ACCORD_DECISION_WAIT_S: how long a command waits for the ledger's verdict "
+        "before it answers 'accepted by the broker, not yet decided'",
     )
 
 

@@ -1,26 +1,25 @@
-"""The publisher's read-your-writes view of every listing, folded from the listing topics.
+"""What the publisher knows of the ledger's decisions: listing states and refusals. No Kafka here.
 
-The publisher decides a command against the listing as the log says it is, so it
-folds the listing topics with the ledger's own judgement (`admission.gate`, then
-`admission.judge`), then `listing.evolve`. Events of one listing may sit in several topics (a court
-corrects a police listing on `listings.court`), so an event whose predecessor has
-not been read yet is held until it has. No Kafka here: the reader feeds it.
+The publisher decides a command against the listing as the ledger holds it (the
+compacted `ledger` topic: version, hash-chain head, issuer, content) and reports
+the ledger's verdict on its event: admitted once the listing's state lists the
+event's id, refused once `rejected` carries it. The reader feeds this book.
 
-It also remembers, per (agency, request_id), where each event landed: a retried
-command, even after a restart, is answered from the log instead of published again.
+A refusal counts only for an event its author wrote on its own listing topic (the
+one topic an agency can write, by ACL), keyed by that agency and the event id: an
+agency cannot forge a refusal of another agency's event by reusing its id.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from services.core.admission import gate, judge
-from services.core.events import ExemptionGranted, ListingEvent, ListingState, ObjectionFiled
-from services.core.listing import evolve, is_listing_event
-from services.core.policy import Policy
-from services.core.serde import Decoded
+from services.core.errors import ContractError
+from services.core.events import ListingState, Rejected
+from services.core.serde import decode
 
 
 @dataclass(frozen=True)
@@ -31,99 +30,89 @@ class Position:
 
 
 class Receipt(BaseModel):
-    """What a caller gets back: which event now stands for the command, and where it is in the log."""
+    """What a caller gets back: the event that stands for the command, and the ledger's word on it.
+
+    `status` is `admitted` (the ledger took it: the listing is now at `version`) or
+    `undecided` (the broker holds it, the ledger has not ruled yet: ask again at `ask_again`).
+    `topic`/`partition`/`offset` say where this process wrote it; a retry answered from the
+    ledger does not know them.
+    """
 
     model_config = ConfigDict(frozen=True)
 
+    status: Literal["admitted", "undecided"] = "admitted"
     listing_id: str
     version: int
     event_id: str
     event_type: str
     agency: str
     request_id: str | None
-    topic: str
-    partition: int
-    offset: int
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
     objection_id: str | None = None
     exemption_id: str | None = None
     duplicate: bool = False
+    ask_again: str | None = None
 
 
-def receipt_of(event: ListingEvent, at: Position) -> Receipt:
-    env = event.envelope
-    return Receipt(
-        listing_id=env.listing_id,
-        version=env.version,
-        event_id=env.event_id,
-        event_type=type(event).__name__,
-        agency=env.agency,
-        request_id=env.request_id,
-        topic=at.topic,
-        partition=at.partition,
-        offset=at.offset,
-        objection_id=event.objection_id if isinstance(event, ObjectionFiled) else None,
-        exemption_id=event.exemption.exemption_id if isinstance(event, ExemptionGranted) else None,
-    )
+@dataclass(frozen=True)
+class Refusal:
+    """The ledger's refusal of one event: its reason code and sentence, as `rejected` carries them."""
+
+    listing_id: str
+    code: str
+    reason: str
 
 
 @dataclass
-class ListingBook:
-    """Listing states and receipts, from every listing event read so far."""
+class LedgerBook:
+    """The latest state of every listing, and every refusal of an event on its author's topic."""
 
-    policy: Policy
-    authors: dict[str, str] = field(default_factory=dict)  # listing topic -> the agency that writes it
+    authors: dict[str, str]  # listing topic -> the only agency that may write it
     states: dict[str, ListingState] = field(default_factory=dict)
-    held: dict[str, dict[int, list[ListingEvent]]] = field(default_factory=dict)
-    receipts: dict[tuple[str, str], Receipt] = field(default_factory=dict)
+    refusals: dict[tuple[str, str], Refusal] = field(default_factory=dict)
+    listing_of: dict[str, str] = field(default_factory=dict)  # event id -> its listing
     ignored: int = 0
 
     def state(self, listing_id: str) -> ListingState | None:
         return self.states.get(listing_id)
 
-    def receipt(self, agency: str, request_id: str) -> Receipt | None:
-        return self.receipts.get((agency, request_id))
+    def take_state(self, state: ListingState) -> None:
+        """A record of `ledger`: never go back to an older version (a re-stated or replayed one)."""
+        listing_id = state.envelope.listing_id
+        known = self.states.get(listing_id)
+        if known is not None and known.envelope.version > state.envelope.version:
+            return
+        self.states[listing_id] = state
+        for event_id in state.event_ids[len(known.event_ids) if known else 0 :]:
+            self.listing_of[event_id] = listing_id
 
-    def stands(self, receipt: Receipt) -> bool:
-        """True if the receipt's event is part of its listing's history (not refused, not held)."""
-        state = self.states.get(receipt.listing_id)
-        return state is not None and receipt.event_id in state.event_ids
-
-    def record_decoded(self, decoded: Decoded, at: Position, key: bytes) -> None:
-        """An event read from a topic: counted only if the ledger would take it from there."""
-        event = decoded.event
-        if gate(decoded, at.topic, key, self.authors, self.policy) is not None or not is_listing_event(event):
+    def take_rejected(self, record: Rejected) -> None:
+        """A record of `rejected`: kept if it refuses a listing event written on its author's topic."""
+        author = self.authors.get(record.source_topic)
+        try:
+            refused = decode(record.payload, record.source_topic) if author else None
+        except ContractError:
+            refused = None  # undecodable bytes: no event id, nobody's command
+        if refused is None or refused.envelope.agency != author:
             self.ignored += 1
             return
-        self.record(event, at)
+        env = refused.envelope
+        self.refusals.setdefault(
+            (env.agency, env.event_id), Refusal(env.listing_id, record.reason_code, record.reason)
+        )
 
-    def record(self, event: ListingEvent, at: Position) -> None:
-        """An event known to be in the log at `at` (read back, or just confirmed by the broker)."""
-        env = event.envelope
-        if env.request_id:
-            self.receipts.setdefault((env.agency, env.request_id), receipt_of(event, at))
-        if self._offer(event):
-            self._release(env.listing_id)
+    def admitted(self, listing_id: str, event_id: str) -> ListingState | None:
+        """The listing's state if the ledger admitted `event_id` into it."""
+        state = self.states.get(listing_id)
+        return state if state is not None and event_id in state.event_ids else None
 
-    def _offer(self, event: ListingEvent) -> bool:
-        """Apply `event` if the ledger would; hold it if its predecessor is missing. True if applied."""
-        listing_id = event.envelope.listing_id
-        before = self.states.get(listing_id)
-        decision = judge(before, event, self.policy)
-        if decision.action == "hold":
-            self.held.setdefault(listing_id, {}).setdefault(event.envelope.version, []).append(event)
-        elif decision.action == "refuse":
-            self.ignored += 1
-        elif decision.action == "apply":
-            self.states[listing_id] = evolve(before, event)
-            return True
-        return False
+    def refusal(self, agency: str, listing_id: str, event_id: str) -> Refusal | None:
+        """The ledger's refusal of `agency`'s event `event_id` on `listing_id`, if it refused it."""
+        refusal = self.refusals.get((agency, event_id))
+        return refusal if refusal is not None and refusal.listing_id == listing_id else None
 
-    def _release(self, listing_id: str) -> None:
-        """Apply held successors that now follow on; the first of rival versions wins, as in the log."""
-        waiting = self.held.get(listing_id, {})
-        while waiting:
-            candidates = waiting.pop(self.states[listing_id].envelope.version + 1, [])
-            if not any(self._offer(event) for event in candidates):
-                break
-        if not waiting:
-            self.held.pop(listing_id, None)
+    def version_of(self, listing_id: str, event_id: str) -> int:
+        """The version an admitted event gave its listing (its place in the history, from 1)."""
+        return self.states[listing_id].event_ids.index(event_id) + 1

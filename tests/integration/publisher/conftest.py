@@ -1,8 +1,15 @@
-"""A backbone's listing topics on the real broker, a fresh keystore, and publishers over them."""
+"""A backbone's topics on the real broker, a ledger worker ruling on what is published, and publishers.
+
+The publisher reports the ledger's verdict, so its tests need the ledger running: one
+worker (a real `accord ledger run` process, tests/integration/ledger/harness.py) serves
+the whole package, in a namespace of its own. Tests tell their events apart by listing
+(every issue makes a fresh listing id), never by counting the whole topic.
+"""
 
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,13 +18,15 @@ from pathlib import Path
 import pytest
 
 from services.core.crypto import Keystore
-from services.core.kafka import create_topics, decode_message, read_all
+from services.core.kafka import decode_message, read_all
 from services.core.policy import Policy
 from services.core.serde import Decoded
 from services.core.topics import BACKBONE, Topics
 from services.publisher.client import Publisher
-from tests.support.factory import policy_with_keys
+from tests.integration.ledger import harness
 from tests.unit.publisher.samples import NOW, PSEUDONYM_KEY
+
+WAIT = 30.0  # for the broker and for the ledger's verdict: generous, as the machine is shared
 
 
 @dataclass
@@ -26,32 +35,43 @@ class Backbone:
     topics: Topics
     policy: Policy
     keystore: Keystore
+    ledger: harness.Backbone
     opened: list[Publisher] = field(default_factory=list)
 
     @property
     def listing_topics(self) -> list[str]:
         return [self.topics.listings(a) for a in sorted({*self.policy.issuers, BACKBONE})]
 
-    def publisher(self, clock: Callable[[], datetime] = lambda: NOW) -> Publisher:
+    def publisher(self, clock: Callable[[], datetime] = lambda: NOW, **options: float) -> Publisher:
         """A publisher as a separate process would have it: its own reader, producer and locks."""
-        made = Publisher(
-            self.bootstrap, self.topics, self.policy, self.keystore, PSEUDONYM_KEY, timeout=20.0, clock=clock
-        )
+        settings = {"timeout": WAIT, "decision_wait": WAIT, **options}
+        made = Publisher(self.bootstrap, self.topics, self.policy, self.keystore, PSEUDONYM_KEY,
+                         clock=clock, **settings)  # fmt: skip
         self.opened.append(made)
         return made
 
-    def published(self) -> list[Decoded]:
-        """Every event now in the listing topics, read back from the broker."""
-        return [decode_message(m) for m in read_all(self.bootstrap, self.listing_topics)]
+    def published(self, *listing_ids: str) -> list[Decoded]:
+        """Every event now in the listing topics about `listing_ids`, read back from the broker."""
+        wanted = {listing_id.encode() for listing_id in listing_ids}
+        read = [m for m in read_all(self.bootstrap, self.listing_topics) if m.key() in wanted]
+        return [decode_message(m) for m in read]
+
+
+@pytest.fixture(scope="package")
+def ledgered(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Backbone]:
+    """Every topic of a namespace of the package's own, and a ledger worker over them."""
+    running = harness.Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("pub"))
+    running.start_ledger()
+    try:
+        yield running
+    finally:
+        running.stop_all()
 
 
 @pytest.fixture
-def backbone(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[Backbone]:
-    policy, keystore = policy_with_keys(tmp_path / "keys")
-    topics = Topics(namespace)
-    made = Backbone(kafka_bootstrap, topics, policy, keystore)
-    specs = [s for s in topics.specs(policy.issuers, policy.enforcers) if s.name in made.listing_topics]
-    create_topics(kafka_bootstrap, specs, partitions=3, replication=1)
+def backbone(ledgered: harness.Backbone) -> Iterator[Backbone]:
+    ledgered.assert_alive()
+    made = Backbone(ledgered.bootstrap, ledgered.topics, ledgered.policy, ledgered.keystore, ledgered)
     try:
         yield made
     finally:
@@ -74,5 +94,6 @@ def publisher_env(backbone: Backbone, tmp_path: Path) -> dict[str, str]:
         "ACCORD_NAMESPACE": backbone.topics.namespace,
         "ACCORD_KEYSTORE": str(backbone.keystore.folder),
         "ACCORD_PSEUDONYM_KEY": "process-test-key",
-        "ACCORD_PUBLISH_TIMEOUT_S": "20",
+        "ACCORD_PUBLISH_TIMEOUT_S": str(WAIT),
+        "ACCORD_DECISION_WAIT_S": str(WAIT),
     }

@@ -52,7 +52,11 @@ def test_publish_from_a_file_and_flags_with_exit_status_by_outcome(
     again, repeat = accord(
         env, "publish", "issue", "--agency", "court", "--file", file, "--request-id", "r-1"
     )
-    assert again.exit_code == 0 and repeat == {**receipt, "duplicate": True}
+    position = ("topic", "partition", "offset", "duplicate")
+    assert again.exit_code == 0 and repeat["duplicate"]
+    assert {k: v for k, v in repeat.items() if k not in position} == {
+        k: v for k, v in receipt.items() if k not in position
+    }
     listing = receipt["listing_id"]
     fix = ["publish", "correct", "--agency", "court", "--listing-id", listing, "--expected-version", "1",
            "--measure", "flight_ban", "--reason", "rail ban listed by mistake"]  # fmt: skip

@@ -6,27 +6,34 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 
 from services.core.commands import AnyCommand
-from services.core.crypto import check_seal, normalise_national_id
+from services.core.crypto import Keystore, check_seal, normalise_national_id
 from services.core.errors import ConflictError
 from services.core.events import ExemptionGranted, ListingIssued, ObjectionFiled, ObjectionResolved
 from services.core.kafka import decode_message, read_all
 from services.core.serde import Decoded
 from services.core.topics import BACKBONE
+from services.publisher.client import Publisher
+from services.publisher.errors import LedgerConflict, LedgerRefusal
 from services.publisher.state import Receipt
-from tests.integration.publisher.conftest import Backbone
+from tests.integration.publisher.conftest import WAIT, Backbone
 from tests.unit.publisher import samples
-from tests.unit.publisher.samples import FULL_NAME, NATIONAL_ID, NOW
+from tests.unit.publisher.samples import FULL_NAME, NATIONAL_ID, NOW, PSEUDONYM_KEY
 
 
 def of_listing(backbone: Backbone, listing_id: str) -> list[Decoded]:
-    events = [d for d in backbone.published() if d.event.envelope.listing_id == listing_id]
-    return sorted(events, key=lambda d: d.event.envelope.version)
+    return sorted(backbone.published(listing_id), key=lambda d: d.event.envelope.version)
+
+
+def same_event(receipt: Receipt) -> dict[str, object]:
+    """What a receipt says of its event, whoever answers (a retry from the ledger knows no offset)."""
+    return receipt.model_dump(exclude={"topic", "partition", "offset", "duplicate"})
 
 
 def assert_sealed_chain(backbone: Backbone, events: list[Decoded]) -> None:
@@ -52,8 +59,9 @@ def test_issue_correct_revoke_lands_in_each_agencys_topic_as_one_chain(backbone:
     events = of_listing(backbone, issued.listing_id)
     assert [type(d.event).__name__ for d in events] == ["ListingIssued", "ListingCorrected", "ListingRevoked"]
     assert_sealed_chain(backbone, events)
-    keys = {m.key() for m in read_all(backbone.bootstrap, backbone.listing_topics)}
-    assert keys == {issued.listing_id.encode()}
+    keyed = {m.key() for m in read_all(backbone.bootstrap, backbone.listing_topics)
+             if decode_message(m).event.envelope.listing_id == issued.listing_id}  # fmt: skip
+    assert keyed == {issued.listing_id.encode()}
     state = publisher.current(issued.listing_id)
     assert state is not None and state.status == "revoked" and state.measures == ["flight_ban"]
 
@@ -92,11 +100,13 @@ def test_a_retried_request_is_answered_from_the_log_even_after_a_restart(backbon
     original = first.issue(issue)
     correction = samples.correct(original.listing_id, 1)
     corrected = first.correct(correction)
-    assert first.issue(issue) == original.model_copy(update={"duplicate": True})
-    restarted = backbone.publisher()  # a new process knows only what the log says
-    assert restarted.issue(issue) == original.model_copy(update={"duplicate": True})
-    assert restarted.correct(correction) == corrected.model_copy(update={"duplicate": True})
-    ids = [d.event.envelope.event_id for d in backbone.published()]
+    again = first.issue(issue)
+    assert again.duplicate and same_event(again) == same_event(original)
+    restarted = backbone.publisher()  # a new process knows only what the ledger says
+    for command, receipt in [(issue, original), (correction, corrected)]:
+        answer = restarted.submit(command)
+        assert answer.duplicate and same_event(answer) == same_event(receipt)
+    ids = [d.event.envelope.event_id for d in backbone.published(original.listing_id)]
     assert sorted(ids) == sorted([original.event_id, corrected.event_id])
 
 
@@ -142,9 +152,11 @@ def test_two_publisher_processes_racing_on_one_version_learn_who_won(backbone: B
     with ThreadPoolExecutor(2) as pool:
         outcomes = list(pool.map(attempt, range(2)))
     (winner,) = [o for o in outcomes if isinstance(o, Receipt)]
-    assert sum(isinstance(o, ConflictError) for o in outcomes) == 1
+    (loser,) = [o for o in outcomes if isinstance(o, ConflictError)]
+    assert isinstance(loser, LedgerConflict) and loser.code == "version_conflict"  # the ledger's word
+    messages = read_all(backbone.bootstrap, [str(winner.topic)])
     in_log = [
-        (m.offset(), decode_message(m).event.envelope) for m in read_all(backbone.bootstrap, [winner.topic])
+        (m.offset(), e) for m in messages if (e := decode_message(m).event.envelope).listing_id == listing
     ]
     assert sorted(env.version for _, env in in_log) == [1, 2, 2]  # the loser's event is there too...
     first_v2 = min((offset, env) for offset, env in in_log if env.version == 2)[1]
@@ -166,26 +178,85 @@ def test_no_raw_national_id_or_name_ever_reaches_a_topic(backbone: Backbone, age
     category = "judgment_default" if agency == "court" else "public_security_risk"
     issued = publisher.issue(samples.issue(agency=agency, category=category, details=details))
     publisher.correct(samples.correct(issued.listing_id, 1, agency=agency, full_name=FULL_NAME))
-    messages = list(read_all(backbone.bootstrap, backbone.listing_topics))
+    everything = read_all(backbone.bootstrap, backbone.listing_topics)
+    messages = [m for m in everything if m.key() == issued.listing_id.encode()]
     assert len(messages) == 2
     wire = b"".join(every_byte(m) for m in messages)
     secrets = [NATIONAL_ID, normalise_national_id(NATIONAL_ID), NATIONAL_ID.lower(), FULL_NAME, "Zhenhua"]
     assert not [s for s in secrets if s.encode() in wire]
-    first = next(d for d in backbone.published() if isinstance(d.event, ListingIssued)).event
+    first = next(d for d in backbone.published(issued.listing_id) if isinstance(d.event, ListingIssued)).event
     assert isinstance(first, ListingIssued)
     assert first.display_name == "Y* Z******" and first.subject_ref.startswith("s-")
 
 
-def test_bad_bytes_and_transaction_markers_in_a_listing_topic_neither_stop_nor_fool_it(
+def test_bad_bytes_and_transaction_markers_in_the_ledgers_topics_neither_stop_nor_fool_it(
     backbone: Backbone,
 ) -> None:
-    """Another writer's transaction leaves a commit marker (an offset no reader receives)."""
+    """Garbage on a listing topic (the ledger refuses it into `rejected`, undecodable) and on `ledger`
+    itself, each inside a transaction whose commit marker is an offset no reader receives."""
     writer = Producer({"bootstrap.servers": backbone.bootstrap, "transactional.id": f"tx-{uuid.uuid4()}"})
     writer.init_transactions(30)
     writer.begin_transaction()
     writer.produce(backbone.topics.listings(BACKBONE), key=b"garbage", value=b"\x00not an event")
+    writer.produce(backbone.topics.ledger, key=b"garbage", value=b"\x00not a state")
     writer.commit_transaction(30)
     publisher = backbone.publisher()
     receipt = publisher.issue(samples.issue())
-    assert receipt.version == 1 and publisher.book.ignored == 0
+    assert receipt.version == 1 and receipt.status == "admitted"
     assert publisher.current(receipt.listing_id) is not None
+    assert publisher._reader.undecodable >= 1
+
+
+def test_a_race_between_two_agencies_topics_tells_the_refused_clerk_so(backbone: Backbone) -> None:
+    """The police and a court both correct version 1, each on its own topic: no common log order.
+    The ledger admits one; the other clerk hears the ledger's refusal, never "published"."""
+    police = samples.issue(agency="luoshan-police", category="public_security_risk", details={})
+    listing = backbone.publisher().issue(police).listing_id
+    both_have_read = threading.Barrier(2, timeout=30)
+
+    def clock_after_rival_read() -> datetime:
+        both_have_read.wait()
+        return NOW
+
+    racers = [backbone.publisher(clock_after_rival_read) for _ in range(2)]
+    commands = [
+        samples.correct(listing, 1, agency="luoshan-police"),
+        samples.correct(listing, 1, agency="court"),
+    ]
+
+    def attempt(n: int) -> Receipt | ConflictError:
+        try:
+            return racers[n].submit(commands[n])
+        except ConflictError as lost:
+            return lost
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(attempt, range(2)))
+    (winner,) = [o for o in outcomes if isinstance(o, Receipt)]
+    (loser,) = [o for o in outcomes if isinstance(o, LedgerConflict)]
+    assert loser.code == "version_conflict" and "ledger refused" in loser.message
+    state = backbone.publisher().current(listing)
+    assert state is not None and state.envelope.version == 2 and state.event_ids[-1] == winner.event_id
+    second = {d.event.envelope.agency for d in of_listing(backbone, listing) if d.event.envelope.version == 2}
+    assert second == {"luoshan-police", "court"}  # both events are in the log; only one stands
+
+
+def test_an_event_the_ledger_refuses_for_its_own_reason_is_reported_with_that_reason(
+    backbone: Backbone, tmp_path: Path
+) -> None:
+    """A publisher signing with a key the backbone does not know: its own rules pass, the ledger's
+    signature check does not. The clerk gets the ledger's code and sentence, not a receipt."""
+    rogue_keys = Keystore(tmp_path / "rogue")
+    rogue_keys.create(["court"])
+    rogue = Publisher(backbone.bootstrap, backbone.topics, backbone.policy, rogue_keys, PSEUDONYM_KEY,
+                      timeout=WAIT, clock=lambda: NOW, decision_wait=WAIT)  # fmt: skip
+    backbone.opened.append(rogue)
+    command = samples.issue()
+    with pytest.raises(LedgerRefusal) as refused:
+        rogue.issue(command)
+    assert refused.value.code == "bad_signature" and refused.value.event_id == command.event_id
+    assert "ledger refused" in refused.value.message
+    assert not isinstance(refused.value, ConflictError)
+    with pytest.raises(LedgerRefusal):  # a retry is answered from `rejected`, not published again
+        backbone.publisher().issue(command)
+    assert len(backbone.published(command.listing_id)) == 1

@@ -61,6 +61,7 @@ class Run:
         return samples.revoke(listing, version).model_copy(update=request)
 
     def published_count(self) -> int:
+        """Events in the listing topics: only this run's publisher writes there while it runs."""
         return sum(end_offsets(self.backbone.bootstrap, self.backbone.listing_topics).values())
 
     def step(self, command: AnyCommand) -> None:
@@ -80,7 +81,7 @@ class Run:
             self.listings.append(receipt.listing_id)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan=actions)
 def test_refused_commands_never_reach_a_topic_and_accepted_ones_do_once(
     backbone: Backbone, plan: list[Action]
@@ -91,6 +92,6 @@ def test_refused_commands_never_reach_a_topic_and_accepted_ones_do_once(
         if command is not None:
             run.sent.append(command)
             run.step(command)
-    in_log = Counter(d.event.envelope.event_id for d in backbone.published())
+    in_log = Counter(d.event.envelope.event_id for d in backbone.published(*{c.listing_id for c in run.sent}))
     assert all(in_log[event_id] == 1 for event_id in run.accepted)
     assert not [event_id for event_id in run.refused - run.accepted if in_log[event_id]]

@@ -1,39 +1,44 @@
-"""The publisher's log reader: a long log is read to its end however long it takes; only a
+"""The publisher's ledger reader: a long ledger is read to its end however long it takes; only a
 reader that makes no progress for its timeout gives up."""
 
 from __future__ import annotations
 
 import time
+import uuid
 
-from services.core.kafka import EventProducer
-from services.core.serde import Decoded
-from services.publisher.reader import LogReader
-from services.publisher.state import Position
+from services.core.events import ListingState
+from services.core.kafka import EventProducer, create_topics
+from services.core.listing import evolve
+from services.core.topics import Topics
+from services.publisher.reader import LedgerReader
+from services.publisher.state import LedgerBook
 from tests.integration.publisher.conftest import Backbone
 from tests.support.factory import Ledgerbook
 
-EVENTS = 1000
+STATES = 1000
 TIMEOUT_S = 0.3
 
 
-def test_a_log_longer_than_the_timeout_to_read_is_read_to_its_end(backbone: Backbone) -> None:
-    book = Ledgerbook(backbone.keystore)
-    topic = backbone.topics.listings("court")
-    producer = EventProducer(backbone.bootstrap)
-    for i in range(EVENTS):
-        producer.send(topic, f"L-{i}", book.issue(f"L-{i}"))
-    producer.flush()
-    seen: list[Position] = []
+class SlowBook(LedgerBook):
+    def take_state(self, state: ListingState) -> None:
+        time.sleep(0.001)  # 1,000 states take at least 1 s: more than three timeouts
+        super().take_state(state)
 
-    def slow_sink(decoded: Decoded, at: Position, key: bytes) -> None:
-        time.sleep(0.001)  # 1,000 events take at least 1 s: more than three timeouts
-        seen.append(at)
 
-    reader = LogReader(backbone.bootstrap, backbone.listing_topics, TIMEOUT_S)
+def test_a_ledger_longer_than_the_timeout_to_read_is_read_to_its_end(backbone: Backbone) -> None:
+    topics = Topics(f"t{uuid.uuid4().hex[:10]}.")
+    specs = [s for s in topics.specs([], []) if s.name in (topics.ledger, topics.rejected)]
+    create_topics(backbone.bootstrap, specs, partitions=3, replication=1)
+    book, producer = Ledgerbook(backbone.keystore), EventProducer(backbone.bootstrap)
+    for i in range(STATES):
+        producer.send(topics.ledger, f"L-{i}", evolve(None, book.issue(f"L-{i}")))  # type: ignore[arg-type]
+    producer.close()
+    slow = SlowBook({})
+    reader = LedgerReader(backbone.bootstrap, [topics.ledger, topics.rejected], slow, TIMEOUT_S)
     try:
         started = time.monotonic()
-        reader.catch_up(slow_sink)
+        reader.catch_up()
         assert time.monotonic() - started > 3 * TIMEOUT_S
     finally:
         reader.close()
-    assert len(seen) == EVENTS == len(set(seen))
+    assert len(slow.states) == STATES

@@ -13,7 +13,9 @@ from services.cli import main
 from services.core.crypto import Keystore
 from services.core.errors import BrokerUnavailable, ConfigurationError, ConflictError, RuleViolation
 from services.core.policy import load_policy
+from services.publisher.errors import LedgerRefusal, Undecided, ledger_refusal
 from services.publisher.refusals import refusal_of
+from services.publisher.state import Receipt
 
 
 def test_keys_init_makes_a_key_for_every_agency_of_the_policy(tmp_path: Path) -> None:
@@ -55,6 +57,24 @@ def test_a_command_file_that_is_not_one_mapping_is_refused_as_json(tmp_path: Pat
         (ConflictError("stale_version", "x"), 409, 4),
         (BrokerUnavailable("down"), 503, 5),
         (ConfigurationError("no key"), 500, 6),
+        (LedgerRefusal("bad_signature", "x", "e-1"), 422, 3),
+        (ledger_refusal("version_conflict", "x", "e-1"), 409, 4),
+        (
+            Undecided(
+                Receipt(
+                    listing_id="L",
+                    version=2,
+                    event_id="e",
+                    event_type="ListingCorrected",
+                    agency="court",
+                    request_id="r",
+                    status="undecided",
+                ),
+                1.0,
+            ),
+            202,
+            7,
+        ),
     ],
 )
 def test_each_error_family_has_one_http_status_and_one_exit_status(

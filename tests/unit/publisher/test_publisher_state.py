@@ -1,98 +1,112 @@
-"""The publisher's view folds the log as the ledger would: seals, order, authority, content."""
+"""The publisher's book of the ledger's decisions: newest state wins, refusals count only from
+their author's own topic, and an agency cannot forge another's refusal."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 
 from services.core.crypto import Keystore, seal
-from services.core.events import ListingEvent
-from services.core.policy import Policy
-from services.core.serde import decode_full, encode
-from services.publisher.state import ListingBook, Position, receipt_of
+from services.core.events import Envelope, ListingEvent, ListingState, Rejected
+from services.core.listing import evolve
+from services.core.serde import encode
+from services.publisher.state import LedgerBook
 from tests.support.factory import policy_with_keys
 from tests.unit.publisher import samples
 from tests.unit.publisher.desk import Desk
-
-
-@pytest.fixture
-def keyed(tmp_path: Path) -> tuple[Policy, Keystore]:
-    return policy_with_keys(tmp_path)
-
-
-def sealed_chain(desk: Desk, keystore: Keystore, commands: list[object]) -> list[ListingEvent]:
-    """Events as the publisher seals them, each linked to the one before."""
-    chain: list[ListingEvent] = []
-    for command in commands:
-        event = desk.submit(command)  # type: ignore[arg-type]
-        prev = chain[-1].envelope.hash if chain else ""
-        chain.append(seal(event, prev, keystore.private(event.envelope.agency)))
-    return chain
-
+from tests.unit.publisher.samples import NOW
 
 AUTHORS = {f"listings.{a}": a for a in ("court", "luoshan-police", "tax-bureau")}
 
 
-def read(book: ListingBook, event: ListingEvent, topic: str, offset: int, key: str | None = None) -> None:
-    """As the reader hands a message over: decoded, where it was, and its key."""
-    where = Position(topic, 0, offset)
-    book.record_decoded(
-        decode_full(encode(event), topic, 0, offset), where, (key or event.envelope.listing_id).encode()
-    )
+@pytest.fixture
+def keystore(tmp_path: Path) -> Keystore:
+    return policy_with_keys(tmp_path)[1]
 
 
-def test_a_correction_read_before_its_issue_waits_for_it(keyed: tuple[Policy, Keystore]) -> None:
-    policy, keystore = keyed
-    police = samples.issue(agency="luoshan-police", category="public_security_risk", details={})
-    issued, corrected = sealed_chain(
-        Desk(policy), keystore, [police, samples.correct(police.listing_id, 1, agency="court")]
-    )
-    book = ListingBook(policy, AUTHORS)
-    read(book, corrected, "listings.court", 0)  # the court's topic happened to be read first
-    assert book.state(police.listing_id) is None
-    read(book, issued, "listings.luoshan-police", 0)
-    state = book.state(police.listing_id)
-    assert state is not None and state.envelope.version == 2 and state.measures == ["flight_ban"]
+def chain(keystore: Keystore, commands: list[object]) -> tuple[list[ListingEvent], list[ListingState]]:
+    """Events as the publisher seals them, and the ledger's state after each."""
+    desk, events, states = Desk(), [], []
+    for command in commands:
+        event = desk.submit(command)  # type: ignore[arg-type]
+        sealed = seal(
+            event, events[-1].envelope.hash if events else "", keystore.private(event.envelope.agency)
+        )
+        events.append(sealed)
+        states.append(evolve(states[-1] if states else None, sealed))
+    return events, states
 
 
-def test_of_two_rival_versions_the_first_in_the_log_stands(keyed: tuple[Policy, Keystore]) -> None:
-    policy, keystore = keyed
+def rejection(event: ListingEvent, topic: str, code: str = "version_conflict") -> Rejected:
+    refused = event.envelope
+    env = Envelope(event_id=str(uuid.uuid4()), listing_id=refused.listing_id, version=refused.version,
+                   agency="ledger", occurred_at=NOW, recorded_at=NOW)  # fmt: skip
+    return Rejected(envelope=env, source_topic=topic, partition=0, offset=7, reason_code=code,
+                    reason="version 2 is taken", payload=encode(event))  # fmt: skip
+
+
+def test_an_admitted_event_is_found_in_its_listing_with_its_version(keystore: Keystore) -> None:
     issue = samples.issue()
-    issued, first = sealed_chain(Desk(policy), keystore, [issue, samples.correct(issue.listing_id, 1)])
-    _, rival = sealed_chain(Desk(policy), keystore, [issue, samples.revoke(issue.listing_id, 1)])
-    book = ListingBook(policy, AUTHORS)
-    for offset, event in enumerate([issued, first, rival]):
-        read(book, event, "listings.court", offset)
-    assert book.stands(receipt_of(first, Position("listings.court", 0, 1)))
-    assert not book.stands(receipt_of(rival, Position("listings.court", 0, 2)))
-    recorded = book.receipt("court", rival.envelope.request_id or "")
-    assert recorded is not None and recorded.offset == 2  # a retry of the loser is still recognised
+    events, states = chain(keystore, [issue, samples.correct(issue.listing_id, 1)])
+    book = LedgerBook(AUTHORS)
+    book.take_state(states[0])
+    assert book.admitted(issue.listing_id, events[0].envelope.event_id) is not None
+    assert book.admitted(issue.listing_id, events[1].envelope.event_id) is None
+    book.take_state(states[1])
+    assert book.version_of(issue.listing_id, events[1].envelope.event_id) == 2
+    assert book.listing_of[events[1].envelope.event_id] == issue.listing_id
 
 
-def test_a_forged_or_unlawful_event_changes_nothing(keyed: tuple[Policy, Keystore], tmp_path: Path) -> None:
-    policy, keystore = keyed
-    (genuine,) = sealed_chain(Desk(policy), keystore, [samples.issue()])
-    forger = Keystore(tmp_path / "forger")
-    forger.create(["court"])
-    forged = seal(genuine, "", forger.private("court"))
-    unlawful = seal(genuine.model_copy(update={"measures": ["moon_ban"]}), "", keystore.private("court"))
-    book = ListingBook(policy, AUTHORS)
-    read(book, forged, "listings.court", 0)
-    read(book, unlawful, "listings.court", 1)
-    assert book.state(genuine.envelope.listing_id) is None and book.ignored == 2
-    read(book, genuine, "listings.court", 2)
-    assert book.state(genuine.envelope.listing_id) is not None
+def test_an_older_state_read_later_never_takes_the_listing_back(keystore: Keystore) -> None:
+    issue = samples.issue()
+    _, states = chain(keystore, [issue, samples.correct(issue.listing_id, 1)])
+    book = LedgerBook(AUTHORS)
+    book.take_state(states[1])
+    book.take_state(states[0])  # a replay, or a re-stated older record
+    state = book.state(issue.listing_id)
+    assert state is not None and state.envelope.version == 2
 
 
-def test_an_event_on_another_agencys_topic_or_under_another_key_is_not_taken(
-    keyed: tuple[Policy, Keystore],
-) -> None:
-    policy, keystore = keyed
-    (issued,) = sealed_chain(Desk(policy), keystore, [samples.issue()])
-    book = ListingBook(policy, AUTHORS)
-    read(book, issued, "listings.tax-bureau", 0)  # the court's event where only the tax bureau writes
-    read(book, issued, "listings.court", 0, key="another-listing")  # so maybe in the wrong partition
-    assert book.state(issued.envelope.listing_id) is None and book.ignored == 2
-    read(book, issued, "listings.court", 1)
-    assert book.state(issued.envelope.listing_id) is not None
+def test_a_refusal_is_kept_for_the_agency_and_listing_of_the_refused_event(keystore: Keystore) -> None:
+    issue = samples.issue()
+    events, _ = chain(keystore, [issue, samples.correct(issue.listing_id, 1)])
+    book = LedgerBook(AUTHORS)
+    book.take_rejected(rejection(events[1], "listings.court"))
+    refusal = book.refusal("court", issue.listing_id, events[1].envelope.event_id)
+    assert refusal is not None and refusal.code == "version_conflict" and "taken" in refusal.reason
+    assert book.refusal("court", "another-listing", events[1].envelope.event_id) is None
+
+
+def test_a_refusal_of_an_event_off_its_authors_topic_answers_for_nobody(keystore: Keystore) -> None:
+    """A tax bureau replaying the court's event on its own topic gets it refused (wrong_topic):
+    that must not tell the court its event was refused."""
+    issue = samples.issue()
+    events, _ = chain(keystore, [issue])
+    book = LedgerBook(AUTHORS)
+    book.take_rejected(rejection(events[0], "listings.tax-bureau", "wrong_topic"))
+    book.take_rejected(rejection(events[0], "views.civil-aviation", "bad_view"))  # a copy's refusal
+    assert book.refusal("court", issue.listing_id, events[0].envelope.event_id) is None
+    assert book.refusals == {} and book.ignored == 2
+
+
+def test_an_agency_reusing_another_agencys_event_id_forges_no_refusal(keystore: Keystore) -> None:
+    court = samples.issue()
+    (genuine,), _ = chain(keystore, [court])
+    forged_command = samples.issue(agency="tax-bureau", category="tax_violation", details={},
+                                   measures=["flight_ban"], severity="severe")  # fmt: skip
+    (forged,), _ = chain(keystore, [forged_command])
+    copied_id = forged.model_copy(update={"envelope": forged.envelope.model_copy(
+        update={"event_id": genuine.envelope.event_id, "listing_id": court.listing_id})})  # fmt: skip
+    book = LedgerBook(AUTHORS)
+    book.take_rejected(rejection(copied_id, "listings.tax-bureau", "listing_exists"))
+    assert book.refusal("court", court.listing_id, genuine.envelope.event_id) is None
+
+
+def test_undecodable_refused_bytes_are_counted_and_passed_over(keystore: Keystore) -> None:
+    (event,), _ = chain(keystore, [samples.issue()])
+    garbage = rejection(event, "listings.court").model_copy(update={"payload": b"\x00garbage"})
+    book = LedgerBook(AUTHORS)
+    book.take_rejected(garbage)
+    assert book.refusals == {} and book.ignored == 1
