@@ -8,13 +8,18 @@ the whole package, in a namespace of its own. Tests tell their events apart by l
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.core.crypto import Keystore
@@ -26,6 +31,7 @@ from services.publisher.client import Publisher
 from tests.integration.ledger import harness
 from tests.unit.publisher.samples import NOW, PSEUDONYM_KEY
 
+Server = Callable[[dict[str, str]], str]
 WAIT = 30.0  # for the broker and for the ledger's verdict: generous, as the machine is shared
 
 
@@ -84,6 +90,39 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def serve() -> Iterator[Server]:
+    """Start `uvicorn --factory services.publisher.http:app_from_env` with an environment; stop it by pid."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(env: dict[str, str]) -> str:
+        port = closed_port()
+        command = [sys.executable, "-m", "uvicorn", "--factory", "services.publisher.http:app_from_env",
+                   "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
+        process = subprocess.Popen(command, env={**os.environ, **env})
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the publisher's HTTP server did not start (exit {process.poll()})")
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @pytest.fixture

@@ -4,11 +4,6 @@ server that has read the log before its first request."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,43 +13,8 @@ import pytest
 from services.core.events import ListingState
 from services.publisher.client import Publisher
 from services.publisher.http import app_from_env
-from tests.integration.publisher.conftest import Backbone, closed_port
+from tests.integration.publisher.conftest import Backbone, Server, closed_port
 from tests.unit.publisher import samples
-
-Server = Callable[[dict[str, str]], str]
-
-
-@pytest.fixture
-def serve() -> Iterator[Server]:
-    """Start `uvicorn --factory services.publisher.http:app_from_env` with an environment; stop it by pid."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(env: dict[str, str]) -> str:
-        port = closed_port()
-        command = [sys.executable, "-m", "uvicorn", "--factory", "services.publisher.http:app_from_env",
-                   "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
-        process = subprocess.Popen(command, env={**os.environ, **env})
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
-                    return url
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError(f"the publisher's HTTP server did not start (exit {process.poll()})")
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def issue_body(**changes: Any) -> dict[str, Any]:
