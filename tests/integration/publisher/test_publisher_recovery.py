@@ -1,0 +1,155 @@
+"""A long-lived publisher survives the broker: a restart (HTTP server and Python client) and, on
+three nodes, the loss of the partition leader. Each test runs a broker of its own
+(`LocalKafka` in a temporary directory), so stopping it disturbs no other test.
+
+These tests are about the publisher, so no ledger runs: a command counts as published once the
+broker confirmed it (201, or 202 "not yet decided"), and refused only by a 503 that names the broker.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from services.core.errors import BrokerUnavailable
+from services.core.kafka import create_topics
+from services.core.local_kafka import LocalKafka
+from services.core.topics import Topics
+from services.publisher.client import Publisher
+from services.publisher.errors import Undecided
+from tests.integration.publisher.conftest import Server
+from tests.support.factory import policy_with_keys
+from tests.unit.publisher import samples
+from tests.unit.publisher.samples import NOW, PSEUDONYM_KEY
+
+BACK_WITHIN_S = 10.0
+TIMEOUT_S = 3.0  # the publisher's own deadline for the broker: a 503 comes this quickly
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def fixed_base_port() -> int:
+    """A client port (and its controller port, +10000) that are free: a restart keeps the layout."""
+    while True:
+        base = random.randint(20000, 30000)
+        if _free(base) and _free(base + 10000):
+            return base
+
+
+class World:
+    """A broker of the test's own, the backbone's topics on it, and a keystore."""
+
+    def __init__(self, folder: Path, nodes: int) -> None:
+        self.cluster = LocalKafka(folder / "kafka", nodes=nodes, base_port=fixed_base_port())
+        self.bootstrap = self.cluster.start()
+        self.policy, self.keystore = policy_with_keys(folder / "keys")
+        self.topics = Topics(f"t{uuid.uuid4().hex[:8]}.")
+        specs = self.topics.specs(self.policy.issuers, self.policy.enforcers)
+        create_topics(self.bootstrap, specs, partitions=3, replication=min(nodes, 3))
+        self.env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "ACCORD_NAMESPACE": self.topics.namespace,
+                    "ACCORD_KEYSTORE": str(folder / "keys"), "ACCORD_PSEUDONYM_KEY": "k",
+                    "ACCORD_PUBLISH_TIMEOUT_S": str(TIMEOUT_S), "ACCORD_DECISION_WAIT_S": "0"}  # fmt: skip
+
+    def publisher(self) -> Publisher:
+        return Publisher(self.bootstrap, self.topics, self.policy, self.keystore, PSEUDONYM_KEY,
+                         timeout=TIMEOUT_S, clock=lambda: NOW, decision_wait=0.0)  # fmt: skip
+
+
+@pytest.fixture
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    made = World(tmp_path, getattr(request, "param", 1))
+    try:
+        yield made
+    finally:
+        made.cluster.stop()
+
+
+def published(publisher: Publisher) -> bool:
+    """One issue through the client: True once the broker confirmed it, False on `BrokerUnavailable`."""
+    try:
+        publisher.issue(samples.issue())
+    except Undecided:
+        return True  # in the log; no ledger runs here to rule on it
+    except BrokerUnavailable:
+        return False
+    return True
+
+
+def posted(url: str) -> httpx.Response:
+    body = {**samples.issue().model_dump(mode="json"), "national_id": samples.NATIONAL_ID,
+            "full_name": samples.FULL_NAME}  # fmt: skip
+    return httpx.post(f"{url}/listings", json=body, timeout=30)
+
+
+def until(what: str, attempt: Any, within: float) -> float:
+    """Call `attempt` until it returns True; fail after `within` s; return how long it took."""
+    started = time.monotonic()
+    while not attempt():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"{what}: not within {within} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+@pytest.mark.timeout(240)
+def test_a_broker_restart_gives_503_while_down_and_service_within_seconds_of_its_return(
+    world: World, serve: Server
+) -> None:
+    url = serve(world.env)
+    client = world.publisher()
+    try:
+        assert posted(url).status_code == 202 and published(client)
+        world.cluster.stop()
+        down = posted(url)
+        assert down.status_code == 503 and down.json()["code"] == "broker_unavailable", down.text
+        assert not published(client)
+        world.cluster.start()
+        http_back = until("the HTTP publisher serving again", lambda: posted(url).status_code == 202,
+                          BACK_WITHIN_S)  # fmt: skip
+        client_back = until("the Python client publishing again", lambda: published(client), BACK_WITHIN_S)
+        print(f"back after the broker's return: HTTP {http_back:.1f} s, client {client_back:.1f} s")
+        assert all(posted(url).status_code == 202 for _ in range(5))  # and it stays back
+    finally:
+        client.close()
+
+
+def leader_of(bootstrap: str, topic: str, partition: int) -> int:
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    return int(metadata.topics[topic].partitions[partition].leader)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("world", [3], indirect=True)
+def test_killing_the_partition_leader_of_three_nodes_does_not_stop_a_publisher(world: World) -> None:
+    client = world.publisher()
+    try:
+        assert published(client)
+        topic = world.topics.listings("court")
+        leader = leader_of(world.bootstrap, topic, 0)
+        os.kill(world.cluster.pids()[leader - 1], signal.SIGKILL)  # nodes are recorded in id order
+        first = until("publishing after the leader's loss", lambda: published(client), 60)
+        started = time.monotonic()
+        assert all(published(client) for _ in range(20))
+        twenty = time.monotonic() - started
+        print(f"after killing node {leader}: first publish in {first:.1f} s, then 20 in {twenty:.1f} s")
+        assert twenty < 10, "publishing stayed slow after the leader changed"
+    finally:
+        client.close()
