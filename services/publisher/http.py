@@ -28,6 +28,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
@@ -122,7 +123,9 @@ def _answers(app: FastAPI) -> None:
     @app.exception_handler(Undecided)
     async def undecided(request: Request, error: Undecided) -> JSONResponse:
         receipt = error.receipt
-        ask = f"/listings/{receipt.listing_id}/events/{receipt.event_id}?agency={receipt.agency}"
+        listing, event, agency = (quote(part, safe="") for part in (receipt.listing_id, receipt.event_id,
+                                                                        receipt.agency))  # fmt: skip
+        ask = f"/listings/{listing}/events/{event}?agency={agency}"
         body = receipt.model_copy(update={"ask_again": ask}).model_dump(mode="json")
         return JSONResponse(body, status_code=202, headers={"Location": ask})
 

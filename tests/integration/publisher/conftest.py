@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -92,17 +91,18 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def serve() -> Iterator[Server]:
-    """Start `uvicorn --factory services.publisher.http:app_from_env` with an environment; stop it by pid."""
-    started: list[subprocess.Popen[bytes]] = []
+class Servers:
+    """`uvicorn --factory services.publisher.http:app_from_env` processes, each stopped by its pid."""
 
-    def start(env: dict[str, str]) -> str:
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, env: dict[str, str]) -> str:
         port = closed_port()
         command = [sys.executable, "-m", "uvicorn", "--factory", "services.publisher.http:app_from_env",
                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
         process = subprocess.Popen(command, env={**os.environ, **env})
-        started.append(process)
+        self.started.append(process)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
@@ -113,10 +113,8 @@ def serve() -> Iterator[Server]:
                 time.sleep(0.2)
         raise RuntimeError(f"the publisher's HTTP server did not start (exit {process.poll()})")
 
-    try:
-        yield start
-    finally:
-        for process in started:
+    def stop(self) -> None:
+        for process in self.started:
             process.terminate()
             try:
                 process.wait(timeout=15)
@@ -126,13 +124,27 @@ def serve() -> Iterator[Server]:
 
 
 @pytest.fixture
-def publisher_env(backbone: Backbone, tmp_path: Path) -> dict[str, str]:
-    """The environment of a publisher process (CLI or HTTP server) over `backbone`'s topics."""
+def serve() -> Iterator[Server]:
+    """Start the publisher's HTTP server with an environment; it is stopped when the test ends."""
+    servers = Servers()
+    try:
+        yield servers.start
+    finally:
+        servers.stop()
+
+
+def environment(ledgered: harness.Backbone) -> dict[str, str]:
+    """The environment of a publisher process (CLI or HTTP server) over `ledgered`'s topics."""
     return {
-        "KAFKA_BOOTSTRAP_SERVERS": backbone.bootstrap,
-        "ACCORD_NAMESPACE": backbone.topics.namespace,
-        "ACCORD_KEYSTORE": str(backbone.keystore.folder),
+        "KAFKA_BOOTSTRAP_SERVERS": ledgered.bootstrap,
+        "ACCORD_NAMESPACE": ledgered.topics.namespace,
+        "ACCORD_KEYSTORE": str(ledgered.keystore.folder),
         "ACCORD_PSEUDONYM_KEY": "process-test-key",
         "ACCORD_PUBLISH_TIMEOUT_S": str(WAIT),
         "ACCORD_DECISION_WAIT_S": str(WAIT),
     }
+
+
+@pytest.fixture
+def publisher_env(backbone: Backbone) -> dict[str, str]:
+    return environment(backbone.ledger)

@@ -87,6 +87,9 @@ def test_the_api_answers_201_409_422_404_and_publishes_each_accepted_command_onc
         malformed = http.post("/listings", json={"agency": "court", "national_id": "420102199005171234"})
         assert malformed.status_code == 422 and malformed.json()["code"] == "invalid_command"
         assert "category" in malformed.json()["reason"] and "420102199005171234" not in malformed.text
+        for kind in ("application/json", "text/plain"):  # unparsable: 422 like any malformed command
+            garbled = http.post("/listings", content=b"{not json", headers={"content-type": kind})
+            assert garbled.status_code == 422 and garbled.json()["code"] == "invalid_command", garbled.text
         unknown = http.post("/listings/no-such-listing/revocations",
                             json={"agency": "court", "expected_version": 1, "reason": "other"})  # fmt: skip
         assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_listing"
