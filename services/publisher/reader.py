@@ -48,6 +48,7 @@ class LedgerReader:
         self._reopen = threading.Event()
         self._problem: AccordError | None = None
         self._probe: Consumer | None = None
+        self._known: list[Partition] = []  # the partitions of the topics, as the probe last saw them
         self._thread: threading.Thread | None = None
 
     # --- what callers ask -------------------------------------------------------------
@@ -97,10 +98,10 @@ class LedgerReader:
     def _watermarks(self, timeout: float) -> dict[Partition, int]:
         if self._probe is None:
             self._probe = consumer(self._bootstrap, "accord-publisher")
-        partitions = self._partitions(self._probe, timeout)
+            self._known = self._partitions(self._probe, timeout)  # asked again with each new probe
         return {
             tp: self._probe.get_watermark_offsets(TopicPartition(*tp), timeout=timeout, cached=False)[1]
-            for tp in partitions
+            for tp in self._known
         }
 
     def _drop_probe(self) -> None:
