@@ -1,8 +1,8 @@
 """Whether an event read from a listing topic changes its listing: the ledger's one judgement.
 
-The ledger applies it, the publisher's read-your-writes view follows it, and the
-audit's replay re-runs it. All three call these two functions, so what the audit
-says the ledger knew is what the ledger did know, by construction, not by care.
+The ledger applies it and the audit's replay re-runs it. Both call these two functions,
+so what the audit says the ledger knew is what the ledger did know, by construction,
+not by care. (The publisher asks the ledger itself: it reads `ledger` and `rejected`.)
 
 `gate` looks at the message alone (a listing event, on its author's topic, keyed by
 its listing, sealed by its agency's key); `judge` looks at it against the listing's
