@@ -48,6 +48,7 @@ class LedgerReader:
         self._reopen = threading.Event()
         self._problem: AccordError | None = None
         self._probe: Consumer | None = None
+        self._probing = threading.Lock()
         self._known: list[Partition] = []  # the partitions of the topics, as the probe last saw them
         self._thread: threading.Thread | None = None
 
@@ -86,9 +87,11 @@ class LedgerReader:
         deadline = time.monotonic() + self._timeout
         while True:
             try:
-                return self._watermarks(min(ASK_S, max(0.1, deadline - time.monotonic())))
+                with self._probing:  # one probe, shared by every caller's thread
+                    return self._watermarks(min(ASK_S, max(0.1, deadline - time.monotonic())))
             except (KafkaException, KeyError, AccordError) as e:
-                self._drop_probe()  # a client that failed once may keep failing (stale metadata)
+                with self._probing:
+                    self._drop_probe()  # a client that failed once may keep failing (stale metadata)
                 if time.monotonic() > deadline:
                     if isinstance(e, AccordError):
                         raise
@@ -202,7 +205,8 @@ class LedgerReader:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self._drop_probe()
+        with self._probing:
+            self._drop_probe()
 
 
 def _moved_on(reader: LedgerReader, done: Callable[[], bool]) -> Callable[[], bool]:
