@@ -4,12 +4,17 @@ server that has read the log before its first request."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from services.cli import main
+from services.core.crypto import Keystore
 from services.core.events import ListingState
 from services.publisher.client import Publisher
 from services.publisher.http import app_from_env
@@ -128,3 +133,19 @@ def test_the_server_reads_the_log_before_it_accepts_a_request(
 
     state = asyncio.run(started())
     assert state is not None and state.envelope.version == 1
+
+
+def test_a_ledger_refusal_reaches_the_http_and_cli_clerk_with_the_ledgers_reason(
+    serve: Server, publisher_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A publisher signing with keys the backbone does not know: its own rules pass, the ledger
+    refuses every event (bad_signature); the clerk hears that, with the ledger's sentence."""
+    Keystore(tmp_path / "rogue").create(["court"])
+    rogue = {**publisher_env, "ACCORD_KEYSTORE": str(tmp_path / "rogue")}
+    answer = httpx.post(f"{serve(rogue)}/listings", json=issue_body(), timeout=60)
+    assert answer.status_code == 422 and answer.json()["code"] == "bad_signature", answer.text
+    assert "the ledger refused event" in answer.json()["reason"]
+    path = tmp_path / "issue.json"
+    path.write_text(json.dumps(issue_body()))
+    result = CliRunner(env=rogue).invoke(main, ["publish", "issue", "--file", str(path)])
+    assert result.exit_code == 3 and json.loads(result.output)["refused"] == "bad_signature"
