@@ -27,9 +27,10 @@ from services.core.kafka import create_topics
 from services.core.local_kafka import LocalKafka
 from services.core.topics import Topics
 from services.publisher.client import Publisher
+from services.publisher.delivery import ConfirmingProducer
 from services.publisher.errors import Undecided
 from tests.integration.publisher.conftest import Server
-from tests.support.factory import policy_with_keys
+from tests.support.factory import Ledgerbook, policy_with_keys
 from tests.unit.publisher import samples
 from tests.unit.publisher.samples import NOW, PSEUDONYM_KEY
 
@@ -153,3 +154,30 @@ def test_killing_the_partition_leader_of_three_nodes_does_not_stop_a_publisher(w
         assert twenty < 10, "publishing stayed slow after the leader changed"
     finally:
         client.close()
+
+
+@pytest.mark.timeout(240)
+def test_a_producer_whose_delivery_timed_out_is_replaced_and_delivers_again(world: World) -> None:
+    """The delivery half alone: a send while the broker is down times out ("Message timed out"),
+    the idempotent producer is replaced (an idempotent producer can stay unable to deliver after a
+    timeout or a fatal error), and the next send after the broker's return lands."""
+    producer = ConfirmingProducer(world.bootstrap, TIMEOUT_S)
+    topic, book = world.topics.listings("court"), Ledgerbook(world.keystore)
+    try:
+        producer.send(topic, "L-0", book.issue("L-0"))
+        before = producer._producer
+        world.cluster.stop()
+        with pytest.raises(BrokerUnavailable, match="may or may not be in the log"):
+            producer.send(topic, "L-1", book.issue("L-1"))
+        assert producer._producer is not before  # the producer that timed out is gone
+        world.cluster.start()
+
+        def delivers() -> bool:
+            try:
+                return producer.send(topic, "L-2", book.issue("L-2")).offset >= 0
+            except BrokerUnavailable:
+                return False
+
+        until("a delivery after the broker's return", delivers, BACK_WITHIN_S)
+    finally:
+        producer.close()
