@@ -35,6 +35,7 @@ from services.core.commands import (
     ResolveCommand,
     RevokeCommand,
 )
+from services.core.connection import KafkaConnection
 from services.core.crypto import Keystore, seal
 from services.core.errors import ConfigurationError, ConflictError, RuleViolation
 from services.core.events import ListingEvent, ListingState
@@ -59,7 +60,7 @@ class Publisher:
 
     def __init__(
         self,
-        bootstrap: str,
+        connection: KafkaConnection,
         topics: Topics,
         policy: Policy,
         keystore: Keystore,
@@ -73,8 +74,8 @@ class Publisher:
         self._clock = clock
         authors = topics.listing_authors(policy.issuers)
         self.book = ListingBook(policy, authors)
-        self._reader = LogReader(bootstrap, list(authors), timeout)
-        self._producer = ConfirmingProducer(bootstrap, timeout)
+        self._reader = LogReader(connection, list(authors), timeout)
+        self._producer = ConfirmingProducer(connection, timeout)
         self._read_lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
@@ -83,7 +84,7 @@ class Publisher:
         """The publisher of a deployment: the repository's policy with the keystore's public keys."""
         keystore = Keystore(settings.options.keystore)
         return cls(
-            bootstrap=settings.kafka.bootstrap_servers,
+            connection=settings.kafka.connection,
             topics=settings.kafka.topics,
             policy=load_policy().with_public_keys(keystore.public_keys()),
             keystore=keystore,

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from services.core import processes
+from services.core.connection import KafkaConnection
 
 NATIONAL_ID = "420102199005171234"
 
@@ -38,14 +39,14 @@ def recorded_pids(state: Path) -> list[int]:
 
 
 @pytest.fixture
-def backbone_env(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "ACCORD_NAMESPACE": namespace,
+def backbone_env(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {**os.environ, **kafka_admin.environment(), "ACCORD_NAMESPACE": namespace,
            "ACCORD_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
     env.pop("ACCORD_PSEUDONYM_KEY", None)
     env.pop("ACCORD_KEYSTORE", None)
     started = accord(env, "backbone", "up")
     assert started.returncode == 0, started.stderr
-    assert started.stdout.strip() == kafka_bootstrap
+    assert started.stdout.strip() == kafka_admin.bootstrap
     try:
         yield env
     finally:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from services.core.connection import KafkaConnection
 from services.core.copystore import open_store
 from services.core.crypto import Keystore
 from services.core.events import CopyApplied, Envelope, Event, ListingExpired, ListingState
@@ -50,7 +51,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
 class Backbone:
     """Topics of one namespace, the keys, and the processes started for them."""
 
-    bootstrap: str
+    connection: KafkaConnection
     namespace: str
     folder: Path
     policy: Policy = field(init=False)
@@ -61,9 +62,9 @@ class Backbone:
     def __post_init__(self) -> None:
         self.policy, self.keystore = policy_with_keys(self.folder / "keys")
         self.topics = Topics(self.namespace)
-        self.producer = EventProducer(self.bootstrap)
+        self.producer = EventProducer(self.connection)
         specs = self.topics.specs(self.policy.issuers, self.policy.enforcers)
-        create_topics(self.bootstrap, specs, PARTITIONS, 1)
+        create_topics(self.connection, specs, PARTITIONS, 1)
 
     def book(self) -> Ledgerbook:
         """A ledgerbook whose listings took effect yesterday and run for a year from now on."""
@@ -73,7 +74,7 @@ class Backbone:
         return {
             **os.environ,
             "PYTHONPATH": str(REPO),
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            **self.connection.environment(),
             "ACCORD_NAMESPACE": self.namespace,
             "ACCORD_PARTITIONS": str(PARTITIONS),
             "ACCORD_KEYSTORE": str(self.folder / "keys"),
@@ -137,10 +138,10 @@ class Backbone:
         self.producer.flush()
 
     def count(self, topic: str) -> int:
-        return sum(end_offsets(self.bootstrap, [topic]).values())
+        return sum(end_offsets(self.connection, [topic]).values())
 
     def read(self, topic: str) -> list[Event]:
-        return [decode_message(m).event for m in read_all(self.bootstrap, [topic])]
+        return [decode_message(m).event for m in read_all(self.connection, [topic])]
 
 
 def fold(events: Iterable[Event], expired: Iterable[str] = ()) -> dict[str, ListingState]:
@@ -197,10 +198,10 @@ def applied_once(backbone: Backbone, agency: str) -> None:
     byte-identical, while applying a position twice would give it a second applied_at.
     """
     topic = backbone.topics.views(agency)
-    positions = {(m.partition(), m.offset()) for m in read_all(backbone.bootstrap, [topic])}
+    positions = {(m.partition(), m.offset()) for m in read_all(backbone.connection, [topic])}
     acks: dict[str, set[datetime]] = {}
     acked = set()
-    for event in backbone.read(backbone.topics.copies_applied):
+    for event in backbone.read(backbone.topics.copies_applied(agency)):
         if isinstance(event, CopyApplied) and event.copy_agency == agency:
             acks.setdefault(event.envelope.event_id, set()).add(event.applied_at)
             acked.add((event.partition, event.offset))

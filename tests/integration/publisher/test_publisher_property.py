@@ -61,7 +61,7 @@ class Run:
         return samples.revoke(listing, version).model_copy(update=request)
 
     def published_count(self) -> int:
-        return sum(end_offsets(self.backbone.bootstrap, self.backbone.listing_topics).values())
+        return sum(end_offsets(self.backbone.connection, self.backbone.listing_topics).values())
 
     def step(self, command: AnyCommand) -> None:
         before = self.published_count()
