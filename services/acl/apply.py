@@ -8,6 +8,7 @@ the cluster). A second run with the same plan changes nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -64,7 +65,8 @@ def _name(value: object) -> str:
 def current(connection: KafkaConnection) -> list[AclBinding]:
     """Every ACL of the cluster (as the super user sees them)."""
     try:
-        return list(admin_client(connection).describe_acls(EVERY_ACL, request_timeout=TIMEOUT_S).result())
+        client = admin_client(connection)  # held until the future is done: a dropped client cancels it
+        return list(client.describe_acls(EVERY_ACL, request_timeout=TIMEOUT_S).result())
     except KafkaException as e:
         raise BrokerUnavailable(f"cannot list the ACLs of {connection}: {e}") from e
 
@@ -90,7 +92,25 @@ def apply(connection: KafkaConnection, wanted: Iterable[Grant], namespace: str) 
         _wait(admin.create_acls([binding(g) for g in added], request_timeout=TIMEOUT_S), "create")
     if stale:
         _wait(admin.delete_acls([_exactly(acl) for acl in stale], request_timeout=TIMEOUT_S), "delete")
-    return Changes(added, sorted(grant_of(acl) for acl in stale))
+    changes = Changes(added, sorted(grant_of(acl) for acl in stale))
+    if added or stale:
+        _until_enforced(connection, plan, principals, namespace)
+    return changes
+
+
+def _until_enforced(
+    connection: KafkaConnection, plan: set[Grant], principals: set[str], namespace: str
+) -> None:
+    """The controller commits ACLs; brokers apply them a moment later. Services started right
+    after `apply` must not meet the old ones, so wait until the broker answers with the plan."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        mine = [acl for acl in current(connection) if ours(acl, principals, namespace)]
+        if plan <= {grant_of(acl) for acl in mine} and not any(_stale(acl, plan) for acl in mine):
+            return
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(f"ACLs applied but not in force after {TIMEOUT_S} s")
+        time.sleep(0.2)
 
 
 def _stale(acl: AclBinding, plan: set[Grant]) -> bool:

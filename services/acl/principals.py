@@ -47,7 +47,8 @@ def ensure_credentials(admin: KafkaConnection, users: Iterable[str], folder: Pat
         for user, path in files.items()
     ]
     if upserts:
-        futures = admin_client(admin).alter_user_scram_credentials(upserts, request_timeout=30)
+        client = admin_client(admin)  # held until every future is done: a dropped client cancels them
+        futures = client.alter_user_scram_credentials(upserts, request_timeout=30)
         for user, future in futures.items():
             try:
                 future.result()
