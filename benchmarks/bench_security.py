@@ -13,6 +13,7 @@ secured broker. Prints every figure and the secured/plaintext ratios.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +44,12 @@ class Figures:
     end_to_end: float = 0.0  # listing events/s applied in every copy
     p50: float = 0.0  # revocation, applied in every copy (s)
     p99: float = 0.0
+
+
+def median(figures: list[Figures]) -> Figures:
+    return Figures(
+        *(statistics.median(getattr(f, name) for f in figures) for name in Figures.__dataclass_fields__)
+    )
 
 
 def raw_rates(connection: KafkaConnection, count: int, figures: Figures) -> None:
@@ -120,9 +127,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="background corrections per second")
     parser.add_argument("--revocations", type=int, default=20)
     parser.add_argument("--raw", type=int, default=200_000, help="records for the raw produce/consume rate")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate secured and plaintext runs, report medians"
+    )
     args = parser.parse_args()
-    secured, plain = run(True, args), run(False, args)
-    print("\n=== secured / plaintext")
+    runs: dict[bool, list[Figures]] = {True: [], False: []}
+    for i in range(args.rounds):
+        for secure in (True, False) if i % 2 == 0 else (False, True):  # neither always goes first
+            runs[secure].append(run(secure, args))
+    secured, plain = median(runs[True]), median(runs[False])
+    print(f"\n=== secured / plaintext (median of {args.rounds} run(s) each)")
     rows = [("produce", "records/s", 1), ("consume", "records/s", 1), ("end_to_end", "listing events/s", 1),
             ("p50", "ms", 1000), ("p99", "ms", 1000)]  # fmt: skip
     for name, unit, scale in rows:

@@ -131,7 +131,7 @@ class EventProducer:
 def consumer(connection: KafkaConnection, group: str, **extra: Any) -> Consumer:
     """A consumer that commits only when told: services store positions where their effects are.
 
-    `group` is prefixed by the caller's namespace or principal: ACLs grant groups by prefix.
+    Name `group` with `connection.group(purpose)`: ACLs grant each principal only its own prefix.
     """
     config = {
         "group.id": group,
@@ -160,7 +160,7 @@ def decode_message(msg: Message) -> Decoded:
 
 
 def end_offsets(
-    connection: KafkaConnection, topics: Iterable[str], timeout: float = 10.0, group: str | None = None
+    connection: KafkaConnection, topics: Iterable[str], timeout: float = 10.0
 ) -> dict[TopicPartition, int]:
     """The high watermark of every partition of `topics`: where a reader that has 'caught up' stops.
 
@@ -168,7 +168,7 @@ def end_offsets(
     that is retried until `timeout`, then reported as `BrokerUnavailable`.
     """
     names = list(topics)
-    probe = consumer(connection, group or connection.group("watermarks"))
+    probe = consumer(connection, connection.group("watermarks"))
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -193,17 +193,13 @@ def _watermarks(probe: Consumer, topics: list[str], timeout: float) -> dict[Topi
 
 
 def read_all(
-    connection: KafkaConnection,
-    topics: Iterable[str],
-    batch: int = 1000,
-    timeout: float = 10.0,
-    group: str | None = None,
+    connection: KafkaConnection, topics: Iterable[str], batch: int = 1000, timeout: float = 10.0
 ) -> Iterator[Message]:
     """Every message currently in `topics`, from the start, in batches; stops at the high watermarks."""
-    targets = {tp: high for tp, high in end_offsets(connection, topics, timeout, group).items() if high > 0}
+    targets = {tp: high for tp, high in end_offsets(connection, topics, timeout).items() if high > 0}
     if not targets:
         return
-    reader = consumer(connection, group or connection.group("reader"))
+    reader = consumer(connection, connection.group("reader"))
     try:
         reader.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in targets])
         remaining = {(tp.topic, tp.partition): high for tp, high in targets.items()}

@@ -2,8 +2,8 @@
 
 The backbone is started against the session broker in its own namespace and state
 directory; a listing published through the CLI must reach an enforcing agency's copy
-(ledger and sink as the processes `up` started), a revocation must take it away, and
-`down` must stop every process `up` recorded.
+(ledger and sink as the processes `up` started, each as its own Kafka principal under the
+policy's ACLs), a revocation must take it away, and `down` must stop every process `up` recorded.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import yaml
 
 from services.core import processes
 from services.core.connection import KafkaConnection
+from services.core.policy import load_policy
 
 NATIONAL_ID = "420102199005171234"
 
@@ -52,6 +53,26 @@ def backbone_env(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -
     finally:
         if (tmp_path / "state" / "backbone" / "pids").exists():
             accord(env, "backbone", "down")
+
+
+def running_as(state: Path) -> dict[str, str]:
+    """The Kafka user each recorded service process was started with (from its environment)."""
+    users = {}
+    for line in (state / "backbone" / "pids").read_text().splitlines():
+        name, pid = line.split()
+        environ = dict(
+            item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
+        )
+        assert "ACCORD_KAFKA_PASSWORD" not in environ, f"{name}: the password belongs in its 0600 file"
+        assert Path(environ["ACCORD_KAFKA_PASSWORD_FILE"]).stat().st_mode & 0o777 == 0o600
+        users[name] = environ["ACCORD_KAFKA_USERNAME"]
+    return users
+
+
+def expected_principals(namespace: str) -> dict[str, str]:
+    """Each service as its own principal; each copy as its agency."""
+    copies = {f"copy-{a}": f"{namespace}{a}" for a in load_policy().enforcers}
+    return {"ledger": f"{namespace}ledger", "reconciler": f"{namespace}reconciler", **copies}
 
 
 def issue_file(folder: Path) -> Path:
@@ -100,6 +121,8 @@ def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
                      "--expected-version", "1", "--reason", "mislisting", "--note", "test")  # fmt: skip
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     assert check_until(env, store, restricted=False)["listings"] == []
+
+    assert running_as(state) == expected_principals(backbone_env["ACCORD_NAMESPACE"])
 
     stopped = accord(backbone_env, "backbone", "down")
     assert stopped.returncode == 0, stopped.stderr

@@ -194,3 +194,27 @@ def test_the_report_replays_times_and_findings_from_the_log(backbone: Backbone) 
     ]
     assert [CA, "repaired", "1"] in [line.split() for line in lines]
     assert "changes not acknowledged yet: 2" in result.output  # L-2, for civil aviation and railway
+
+
+def test_an_acknowledgement_on_another_copys_topic_counts_for_nobody(backbone: Backbone) -> None:
+    """ACLs let civil aviation write only its own acknowledgement topic; an ack there that names
+    railway (railway's copy never applied the change) must not hide railway's stale copy."""
+    landed = backbone.record(backbone.book.issue("L-1"))
+    change, partition, offset = landed[RAIL]
+    forged = applied(change, offset, datetime.now(UTC), partition)
+    backbone.producer.send_sync(backbone.topics.copies_applied(CA), copy_key(RAIL, "L-1"), forged)
+    backbone.ack(*landed[CA])
+
+    stop, log = threading.Event(), []
+    kafka = KafkaSettings.of(backbone.connection, namespace=backbone.topics.namespace)
+    runner = threading.Thread(target=Runner(kafka, FAST, backbone.policy, {}, log.append).run, args=(stop,))
+    runner.start()
+    try:
+        findings = findings_until(backbone, 1, runner)
+    finally:
+        stop.set()
+        runner.join(30)
+    assert [(f.kind, f.copy_agency) for f in findings] == [("missing_ack", RAIL)]
+    [rejected] = [decode_message(m).event for m in read_all(backbone.connection, [backbone.topics.rejected])]
+    assert isinstance(rejected, Rejected) and rejected.source_topic == backbone.topics.copies_applied(CA)
+    assert "not its topic" in rejected.reason
