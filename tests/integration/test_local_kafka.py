@@ -147,10 +147,10 @@ def _which(tool: str) -> str:
 
 
 def _unused_port() -> int:
-    """A free port the CLI accepts (its controller listens 10000 above, so the OS's pick may be too high)."""
+    """A free port the CLI accepts (the inter-broker listener is 20000 above: the OS may pick too high)."""
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port <= 55535:
+        if port <= 45535:
             return port

@@ -8,7 +8,7 @@ import pytest
 from faust import SASLCredentials
 from pydantic import SecretStr
 
-from services.core.connection import KafkaConnection
+from services.core.connection import SECURITY_VARIABLES, KafkaConnection
 from services.core.settings import KafkaSettings
 
 SECURED = KafkaConnection(
@@ -28,9 +28,16 @@ def test_librdkafka_gets_protocol_mechanism_credentials_and_ca() -> None:
     }
 
 
-def test_the_environment_rebuilds_the_same_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in SECURED.environment().items():
+def environment(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    """Exactly `variables` of the security ones (a session broker may have set others)."""
+    for name in SECURITY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
         monkeypatch.setenv(name, value)
+
+
+def test_the_environment_rebuilds_the_same_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    environment(monkeypatch, SECURED.environment())
     assert KafkaSettings().connection == SECURED
     assert "pw" not in repr(SECURED) and "pw" not in str(SECURED)
 
@@ -41,8 +48,7 @@ def test_a_password_file_is_read_when_no_password_is_given(
     (tmp_path / "pw").write_text("from-file\n")
     env = {**SECURED.environment(), "ACCORD_KAFKA_PASSWORD_FILE": str(tmp_path / "pw")}
     env.pop("ACCORD_KAFKA_PASSWORD")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    environment(monkeypatch, env)
     password = KafkaSettings().connection.password
     assert password is not None and password.get_secret_value() == "from-file"
 
