@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +26,9 @@ from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_propagation import AGENCIES, latency, throughput, warm_up
-from services.acl.principals import connection_of
-from services.backbone import provision
 from services.core.connection import KafkaConnection
 from services.core.kafka import consumer, create_topics, producer_config
 from services.core.local_kafka import LocalKafka
-from services.core.settings import KafkaSettings
 from services.core.topics import TopicSpec
 from tests.integration.ledger.harness import PARTITIONS, Backbone
 
@@ -79,29 +75,18 @@ def raw_rates(connection: KafkaConnection, count: int, figures: Figures) -> None
 
 def end_to_end(admin: KafkaConnection, folder: Path, args: argparse.Namespace, figures: Figures) -> None:
     namespace = f"bench{uuid.uuid4().hex[:8]}."
-    backbone = Backbone(admin, namespace, folder)
-    as_ = _principals(admin, namespace, folder / "credentials")
+    backbone = Backbone(admin, namespace, folder)  # on the secured broker: services as their own principals
     stores = {a: f"sqlite:///{folder / f'{a}.db'}" for a in AGENCIES}
     try:
-        backbone.start("ledger", ["ledger", "run"], ACCORD_LEDGER_STORE="rocksdb://", **as_("ledger"))
+        backbone.start_ledger(store="rocksdb://")
         for agency, url in stores.items():
-            backbone.start(
-                f"copy-{agency}", ["copy", "run", "--agency", agency, "--store", url], **as_(agency)
-            )
+            backbone.start_copy(agency, url)
         book = backbone.book()
         warm_up(backbone, book, stores)
         listings, figures.end_to_end = throughput(backbone, book, stores, args.listings)
         figures.p50, figures.p99 = latency(backbone, book, listings, stores, args.rate, args.revocations)
     finally:
         backbone.stop_all()
-
-
-def _principals(admin: KafkaConnection, namespace: str, folder: Path) -> Callable[[str], dict[str, str]]:
-    """On a secured broker: provision as `backbone up` does; each service gets its own principal."""
-    if not admin.uses_sasl:
-        return lambda role: {}
-    provision(admin, KafkaSettings.of(admin, namespace=namespace, partitions=PARTITIONS), folder)
-    return lambda role: connection_of(admin, f"{namespace}{role}", folder).environment()
 
 
 def run(secure: bool, args: argparse.Namespace) -> Figures:

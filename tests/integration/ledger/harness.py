@@ -2,8 +2,9 @@
 
 Processes are started with `sys.executable -m services ...` (the `accord` command line),
 each in its own session with its output in a log file, and stopped by pid, never by
-name. Expected views are computed here independently of the ledger: the test's own
-events folded with `listing.evolve` and projected with `views.project`.
+name; on a secured broker the ledger and each copy run as their own principals, provisioned
+as `accord backbone up` provisions them. Expected views are computed here independently of
+the ledger: the test's own events folded with `listing.evolve` and projected with `views.project`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from services.acl.principals import connection_of
+from services.backbone import provision
 from services.core.connection import KafkaConnection
 from services.core.copystore import open_store
 from services.core.crypto import Keystore
@@ -26,6 +29,7 @@ from services.core.events import CopyApplied, Envelope, Event, ListingExpired, L
 from services.core.kafka import EventProducer, create_topics, decode_message, end_offsets, read_all
 from services.core.listing import evolve
 from services.core.policy import Policy
+from services.core.settings import KafkaSettings
 from services.core.topics import BACKBONE, Topics
 from services.core.views import ViewRow, project
 from tests.support.factory import Ledgerbook, policy_with_keys
@@ -65,6 +69,23 @@ class Backbone:
         self.producer = EventProducer(self.connection)
         specs = self.topics.specs(self.policy.issuers, self.policy.enforcers)
         create_topics(self.connection, specs, PARTITIONS, 1)
+        self.credentials = self._provision()
+
+    def _provision(self) -> Path | None:
+        """Principals and ACLs of this namespace, on a broker that authenticates (else None)."""
+        if not self.connection.uses_sasl:
+            return None
+        layout = KafkaSettings.of(
+            self.connection, namespace=self.namespace, partitions=PARTITIONS, replication_factor=1
+        )
+        provision(self.connection, layout, self.folder / "credentials")
+        return self.folder / "credentials"
+
+    def as_(self, role: str) -> dict[str, str]:
+        """The environment of a process running as `role` (an agency or a service)."""
+        if self.credentials is None:
+            return {}
+        return connection_of(self.connection, f"{self.namespace}{role}", self.credentials).environment()
 
     def book(self) -> Ledgerbook:
         """A ledgerbook whose listings took effect yesterday and run for a year from now on."""
@@ -101,10 +122,12 @@ class Backbone:
         return process
 
     def start_ledger(self, store: str = "memory://") -> subprocess.Popen[bytes]:
-        return self.start("ledger", ["ledger", "run"], ACCORD_LEDGER_STORE=store)
+        return self.start("ledger", ["ledger", "run"], ACCORD_LEDGER_STORE=store, **self.as_("ledger"))
 
     def start_copy(self, agency: str, url: str) -> subprocess.Popen[bytes]:
-        return self.start(f"copy-{agency}", ["copy", "run", "--agency", agency, "--store", url])
+        return self.start(
+            f"copy-{agency}", ["copy", "run", "--agency", agency, "--store", url], **self.as_(agency)
+        )
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)
