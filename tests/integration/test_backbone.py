@@ -55,6 +55,12 @@ def backbone_env(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -
             accord(env, "backbone", "down")
 
 
+def principal_env(state: Path, user: str) -> dict[str, str]:
+    """What `. credentials/<user>.env` gives a shell: the agency's own Kafka connection."""
+    lines = (state / "backbone" / "credentials" / f"{user}.env").read_text().splitlines()
+    return dict(line.removeprefix("export ").split("=", 1) for line in lines)
+
+
 def running_as(state: Path) -> dict[str, str]:
     """The Kafka user each recorded service process was started with (from its environment)."""
     users = {}
@@ -115,12 +121,13 @@ def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
     listing_id = json.loads(issued.stdout)["listing_id"]
     store = f"sqlite:///{state / 'backbone' / 'copies' / 'civil-aviation.db'}"
 
-    listed = check_until(env, store, restricted=True)
+    officer = {**env, **principal_env(state, backbone_env["ACCORD_NAMESPACE"] + "civil-aviation")}
+    listed = check_until(officer, store, restricted=True)
     assert [hit["listing_id"] for hit in listed["listings"]] == [listing_id]
     revoked = accord(env, "publish", "revoke", "--agency", "court", "--listing-id", listing_id,
                      "--expected-version", "1", "--reason", "mislisting", "--note", "test")  # fmt: skip
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
-    assert check_until(env, store, restricted=False)["listings"] == []
+    assert check_until(officer, store, restricted=False)["listings"] == []
 
     assert running_as(state) == expected_principals(backbone_env["ACCORD_NAMESPACE"])
 
