@@ -516,14 +516,8 @@ class LocalKafka:
             java, "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", f"-Dkafka.logs.dir={node.directory}",
             "-cp", f"{libs}/*", "kafka.tools.StorageTool",
-            "format", "-t", cluster_id, "-c", str(node.config), *self._scram_bootstrap(),
+            "format", "-t", cluster_id, "-c", str(node.config),
         ]  # fmt: skip
-
-    def _scram_bootstrap(self) -> list[str]:
-        """The super user's SCRAM credential, written into the metadata log at format time."""
-        if self.secrets is None:
-            return []
-        return ["--add-scram", f"{MECHANISM}=[name={ADMIN},password={self.secrets.admin_password()}]"]
 
     def _java_command(self, node: Node, java: str, libs: Path) -> list[str]:
         """Small heap, serial collector, C1 JIT only: measured on 2 cores (100k
@@ -557,24 +551,37 @@ class LocalKafka:
 
     def _await_ready(self, launched: Launched, deadline: float) -> None:
         """Ready means: every client port accepts TCP, and the metadata a client
-        gets lists every node (the controller has unfenced all brokers)."""
+        gets lists every node (the controller has unfenced all brokers). Secured,
+        the super user's credential is then made and ready means it logs in too."""
         for node, proc in launched:
             while not _port_open(node.client_port):
                 _check_progress(node, proc, deadline)
                 time.sleep(0.2)
         bootstrap = ",".join(n.address for n, _ in launched)
-        connection = self.secrets.admin_connection(bootstrap) if self.secrets else KafkaConnection(bootstrap)
-        admin = AdminClient(connection.client_config())
-        expected = {node.node_id for node, _ in launched}
-        while True:
-            try:
-                if set(admin.list_topics(timeout=5).brokers) == expected:
-                    return
-            except Exception:  # KafkaException while the controller elects a leader
-                pass
-            for node, proc in launched:
-                _check_progress(node, proc, deadline)
-            time.sleep(0.2)
+        if self.secrets is None:
+            _until_listed(AdminClient(KafkaConnection(bootstrap).client_config()), launched, deadline)
+            return
+        nodes = self.secrets.node_connection(",".join(n.broker_address for n, _ in launched))
+        as_nodes = AdminClient(nodes.client_config())
+        _until_listed(as_nodes, launched, deadline)
+        self.secrets.enroll_admin(as_nodes)
+        _until_listed(
+            AdminClient(self.secrets.admin_connection(bootstrap).client_config()), launched, deadline
+        )
+
+
+def _until_listed(admin: AdminClient, launched: Launched, deadline: float) -> None:
+    """Until the metadata `admin` gets lists every node of `launched`."""
+    expected = {node.node_id for node, _ in launched}
+    while True:
+        try:
+            if set(admin.list_topics(timeout=5).brokers) == expected:
+                return
+        except Exception:  # KafkaException while the controller elects a leader
+            pass
+        for node, proc in launched:
+            _check_progress(node, proc, deadline)
+        time.sleep(0.2)
 
 
 def _check_progress(node: Node, proc: subprocess.Popen[bytes], deadline: float) -> None:

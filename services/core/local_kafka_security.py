@@ -1,4 +1,4 @@
-"""The local broker's secrets: a CA, the nodes' TLS keystore, the super user's password.
+"""The local broker's secrets: a CA, the nodes' TLS identity, the super user's password.
 
 Made once per state directory with the `cryptography` package and reused across restarts.
 The CA's private key is thrown away after it signed the nodes' certificate: nothing local
@@ -16,6 +16,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -72,13 +78,28 @@ class BrokerSecrets:
         return self.folder / "broker.p12.password"
 
     @property
+    def node_key(self) -> Path:
+        return self.folder / "node.key"
+
+    @property
+    def node_certificate(self) -> Path:
+        return self.folder / "node.pem"
+
+    @property
     def admin_password_file(self) -> Path:
         return self.folder / f"{ADMIN}.password"
 
     def ensure(self) -> BrokerSecrets:
         """Create whatever is missing; existing material is kept (a restart keeps its clients)."""
         private_dir(self.folder)
-        if not (self.ca_file.is_file() and self.keystore.is_file() and self.keystore_password_file.is_file()):
+        made = (
+            self.ca_file,
+            self.keystore,
+            self.keystore_password_file,
+            self.node_key,
+            self.node_certificate,
+        )
+        if not all(path.is_file() for path in made):
             self._issue()
         if not self.admin_password_file.is_file():
             write_private(self.admin_password_file, new_password().encode())
@@ -96,6 +117,22 @@ class BrokerSecrets:
             bootstrap, "SASL_SSL", MECHANISM, ADMIN, SecretStr(self.admin_password()), ca_file=self.ca_file
         )
 
+    def node_connection(self, bootstrap: str) -> KafkaConnection:
+        """The nodes' own identity (mutual TLS on their inter-broker listeners): a super user the
+        launcher uses once per start, to give `admin` its SCRAM credential."""
+        return KafkaConnection(
+            bootstrap, "SSL", ca_file=self.ca_file, cert_file=self.node_certificate, key_file=self.node_key
+        )
+
+    def enroll_admin(self, as_nodes: AdminClient) -> None:
+        """Create (or reset to its file) the super user's SCRAM credential. Done through the
+        cluster, not by the storage formatter, whose command line anyone on the host can read."""
+        upsert = UserScramCredentialUpsertion(
+            ADMIN, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), self.admin_password().encode()
+        )
+        for future in as_nodes.alter_user_scram_credentials([upsert], request_timeout=30).values():
+            future.result()
+
     def _issue(self) -> None:
         ca_key, node_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
         ca_name = _name("accord local CA")
@@ -107,6 +144,11 @@ class BrokerSecrets:
         )
         write_private(self.keystore_password_file, password.encode())
         write_private(self.keystore, bundle)
+        key = node_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        write_private(self.node_key, key)
+        self.node_certificate.write_bytes(node.public_bytes(serialization.Encoding.PEM))
         self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
 

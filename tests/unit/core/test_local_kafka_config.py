@@ -133,7 +133,12 @@ def test_secrets_are_private_from_their_first_byte(tmp_path: Path) -> None:
     secrets = BrokerSecrets(tmp_path / "security").ensure()
 
     assert secrets.folder.stat().st_mode & 0o777 == 0o700
-    for path in (secrets.keystore, secrets.keystore_password_file, secrets.admin_password_file):
+    for path in (
+        secrets.keystore,
+        secrets.keystore_password_file,
+        secrets.admin_password_file,
+        secrets.node_key,
+    ):
         assert path.stat().st_mode & 0o777 == 0o600, path
     before = secrets.admin_password()
     assert BrokerSecrets(secrets.folder).ensure().admin_password() == before  # kept across restarts
