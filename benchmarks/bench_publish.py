@@ -34,9 +34,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.core.commands import AnyCommand, Changes, CorrectCommand, IssueCommand
+from services.core.connection import KafkaConnection
 from services.core.crypto import Keystore
 from services.core.kafka import EventProducer, end_offsets
 from services.core.policy import Policy
+from services.core.settings import KafkaSettings
 from services.core.topics import BACKBONE, Topics
 from services.publisher.client import Publisher
 from tests.integration.ledger.harness import Backbone
@@ -44,17 +46,20 @@ from tests.support.factory import Ledgerbook
 
 
 @contextmanager
-def broker() -> Iterator[str]:
-    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if given:
-        yield given
+def broker() -> Iterator[KafkaConnection]:
+    """The environment's cluster (security from ACCORD_KAFKA_*), else a local secured one."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield KafkaSettings().connection
         return
     from services.core.local_kafka import LocalKafka
 
     with tempfile.TemporaryDirectory() as folder:
         local = LocalKafka(Path(folder))
         try:
-            yield local.start()
+            local.start()
+            admin = local.connection()
+            assert admin is not None
+            yield admin
         finally:
             local.stop()
 
@@ -120,14 +125,14 @@ def run(publisher: Publisher, plan: list[AnyCommand], threads: int) -> tuple[flo
 
 
 def make_publisher(
-    bootstrap: str, topics: Topics, policy: Policy, keystore: Keystore, key: bytes
+    connection: KafkaConnection, topics: Topics, policy: Policy, keystore: Keystore, key: bytes
 ) -> Publisher:
-    return Publisher(bootstrap, topics, policy, keystore, key, timeout=30.0, decision_wait=60.0)
+    return Publisher(connection, topics, policy, keystore, key, timeout=30.0, decision_wait=60.0)
 
 
 def raw_rate(backbone: Backbone, count: int) -> float:
     """Events/s of bare confirmed sends, one at a time (the floor under one publisher thread)."""
-    producer, book = EventProducer(backbone.bootstrap, **{"linger.ms": 0}), Ledgerbook(backbone.keystore)
+    producer, book = EventProducer(backbone.connection, **{"linger.ms": 0}), Ledgerbook(backbone.keystore)
     topic = backbone.topics.listings(BACKBONE)  # the ledger refuses these (not the backbone's to issue)
     events = [book.issue(f"raw-{n}") for n in range(count)]
     start = time.perf_counter()
@@ -143,21 +148,22 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="commands to publish (half issues)")
     parser.add_argument("--threads", type=int, default=1, help="concurrent callers (as the HTTP API has)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder, broker() as bootstrap:
-        backbone = Backbone(bootstrap, f"bench{uuid.uuid4().hex[:8]}.", Path(folder))
+    with tempfile.TemporaryDirectory() as folder, broker() as admin:
+        backbone = Backbone(admin, f"bench{uuid.uuid4().hex[:8]}.", Path(folder))
         backbone.start_ledger()
         try:
             key, now = secrets.token_bytes(32), datetime.now(UTC)
             policy, keystore, topics = backbone.policy, backbone.keystore, backbone.topics
-            with make_publisher(bootstrap, topics, policy, keystore, key) as publisher:
+            court = backbone.connection_as("court")  # the court's publisher runs as the court
+            with make_publisher(court, topics, policy, keystore, key) as publisher:
                 run(publisher, commands(20, now, "warm-up"), 1)  # warm-up: connections, the ledger's start
                 wall, latencies = run(publisher, commands(args.count, now, "bench"), args.threads)
             restart = time.perf_counter()
-            with make_publisher(bootstrap, topics, policy, keystore, key) as fresh:
+            with make_publisher(court, topics, policy, keystore, key) as fresh:
                 fresh.current("none")
             cold = time.perf_counter() - restart
             names = sorted(topics.listings(a) for a in policy.issuers)
-            in_log = sum(end_offsets(bootstrap, names).values())
+            in_log = sum(end_offsets(admin, names).values())
             raw = raw_rate(backbone, 1000)
         finally:
             backbone.stop_all()

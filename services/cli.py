@@ -14,6 +14,7 @@ import click
 COMMANDS: dict[str, str] = {
     "kafka": "services.core.local_kafka_cli:kafka",
     "backbone": "services.backbone:backbone",
+    "acl": "services.acl.cli:acl",
     "keys": "services.publisher.cli:keys",
     "publish": "services.publisher.cli:publish",
     "ledger": "services.ledger.cli:ledger",

@@ -92,7 +92,7 @@ def check(agency: str, store: str, national_id: str | None, subject_ref: str | N
     copy_store = _open(store, agency)
     try:
         lag = view_lag(
-            settings.kafka.bootstrap_servers,
+            settings.kafka.connection,
             settings.kafka.topics.views(agency),
             copy_store.positions(),
             settings.options.lag_timeout_s,
@@ -143,7 +143,7 @@ def serve(agency: str, store: str, host: str, port: int) -> None:
     copy_store = _open(store, agency)
     lag = partial(
         view_lag,
-        settings.kafka.bootstrap_servers,
+        settings.kafka.connection,
         settings.kafka.topics.views(agency),
         timeout=settings.options.lag_timeout_s,
     )

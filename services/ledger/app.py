@@ -133,9 +133,9 @@ class Ledger:
         log.warning(
             "re-reading %s[%d] %d..%d: skipped by Faust", msg.topic, msg.partition, expected, msg.offset - 1
         )
-        bootstrap = self.settings.kafka.bootstrap_servers
+        connection = self.settings.kafka.connection
         missed = await asyncio.to_thread(
-            read_range, bootstrap, msg.topic, msg.partition, expected, msg.offset
+            read_range, connection, msg.topic, msg.partition, expected, msg.offset
         )
         self.progress.refetched += len(missed)
         return missed
@@ -181,6 +181,7 @@ def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoRetur
     app = faust.App(
         f"{kafka.namespace}ledger",
         broker=";".join(f"kafka://{hp}" for hp in kafka.bootstrap_servers.split(",")),
+        broker_credentials=kafka.connection.faust_credentials(),
         store=options.store,
         datadir=str(options.data_dir),
         topic_partitions=kafka.partitions,

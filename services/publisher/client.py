@@ -35,6 +35,7 @@ from services.core.commands import (
     ResolveCommand,
     RevokeCommand,
 )
+from services.core.connection import KafkaConnection
 from services.core.crypto import Keystore, seal
 from services.core.errors import ConfigurationError, RuleViolation
 from services.core.events import ListingState
@@ -61,7 +62,7 @@ class Publisher:
 
     def __init__(
         self,
-        bootstrap: str,
+        connection: KafkaConnection,
         topics: Topics,
         policy: Policy,
         keystore: Keystore,
@@ -75,8 +76,8 @@ class Publisher:
         self.policy, self.topics, self._keystore, self._key = policy, topics, keystore, pseudonym_key
         self._clock, self._decision_wait = clock, decision_wait
         self.book = LedgerBook(topics.listing_authors(policy.issuers))
-        self._reader = LedgerReader(bootstrap, [topics.ledger, topics.rejected], self.book, timeout)
-        self._producer = ConfirmingProducer(bootstrap, timeout)
+        self._reader = LedgerReader(connection, [topics.ledger, topics.rejected], self.book, timeout)
+        self._producer = ConfirmingProducer(connection, timeout)
         self._pending: dict[str, Receipt] = {}  # event id -> sent by this process, verdict not read yet
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
@@ -85,7 +86,7 @@ class Publisher:
         """The publisher of a deployment: the repository's policy with the keystore's public keys."""
         keystore = Keystore(settings.options.keystore)
         return cls(
-            bootstrap=settings.kafka.bootstrap_servers,
+            connection=settings.kafka.connection,
             topics=settings.kafka.topics,
             policy=load_policy().with_public_keys(keystore.public_keys()),
             keystore=keystore,

@@ -19,7 +19,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from services.core.errors import BrokerUnavailable
+from services.core.connection import KafkaConnection
+from services.core.errors import BrokerUnavailable, ConfigurationError
 from services.core.events import Event
 from services.core.kafka import Delivered, EventProducer
 
@@ -29,8 +30,8 @@ log = logging.getLogger("accord.publisher")
 class ConfirmingProducer:
     """Idempotent, acks=all (core's producer settings); a failed or late delivery is `BrokerUnavailable`."""
 
-    def __init__(self, bootstrap: str, timeout: float) -> None:
-        self._bootstrap, self._timeout = bootstrap, timeout
+    def __init__(self, connection: KafkaConnection, timeout: float) -> None:
+        self._connection, self._timeout = connection, timeout
         self._lock = threading.Lock()
         self._producer = self._make()
         self._stop = threading.Event()
@@ -39,7 +40,7 @@ class ConfirmingProducer:
 
     def _make(self) -> EventProducer:
         extra: dict[str, Any] = {"linger.ms": 0, "message.timeout.ms": int(self._timeout * 1000)}
-        return EventProducer(self._bootstrap, **extra)
+        return EventProducer(self._connection, **extra)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -73,6 +74,11 @@ class ConfirmingProducer:
             self._replace(producer, "no delivery report")
             raise BrokerUnavailable(f"no delivery report from {topic} within {self._timeout} s")
         err, msg = outcome[0]
+        if err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise ConfigurationError(
+                f"{self._connection.principal} may not write {topic}: a publisher runs as the agency "
+                "whose commands it publishes (nothing was written)"
+            )
         if err is not None:
             self._replace(producer, err.str())
             raise BrokerUnavailable(

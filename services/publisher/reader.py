@@ -23,6 +23,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from services.core.connection import KafkaConnection
 from services.core.errors import AccordError, BrokerUnavailable, ConfigurationError, ContractError
 from services.core.events import ListingState, Rejected
 from services.core.kafka import consumer, decode_message
@@ -37,8 +38,10 @@ ASK_S = 2.0  # the longest one request to the broker may take before it is asked
 class LedgerReader:
     """Reads the ledger's decisions into `book`; `catch_up` and `wait_for` are safe from any thread."""
 
-    def __init__(self, bootstrap: str, topics: Iterable[str], book: LedgerBook, timeout: float) -> None:
-        self._bootstrap, self._topics, self._timeout = bootstrap, sorted(topics), timeout
+    def __init__(
+        self, connection: KafkaConnection, topics: Iterable[str], book: LedgerBook, timeout: float
+    ) -> None:
+        self._connection, self._topics, self._timeout = connection, sorted(topics), timeout
         self.book = book
         self.positions: dict[Partition, int] = {}
         self.undecodable = 0
@@ -100,7 +103,7 @@ class LedgerReader:
 
     def _watermarks(self, timeout: float) -> dict[Partition, int]:
         if self._probe is None:
-            self._probe = consumer(self._bootstrap, "accord-publisher")
+            self._probe = consumer(self._connection, self._connection.group("publisher"))
             self._known = self._partitions(self._probe, timeout)  # asked again with each new probe
         return {
             tp: self._probe.get_watermark_offsets(TopicPartition(*tp), timeout=timeout, cached=False)[1]
@@ -118,8 +121,8 @@ class LedgerReader:
         absent = [t for t, m in found.items() if m is None]
         if absent:
             raise ConfigurationError(
-                f"topics {absent} do not exist: create the backbone's topics "
-                "(accord backbone up --topics-only)"
+                f"topics {absent} do not exist, or {self._connection.principal} may not read them: "
+                "create the backbone's topics and ACLs (accord backbone up --topics-only)"
             )
         leaderless = [t for t, m in found.items() if m is not None and m.error is not None]
         if leaderless:
@@ -152,7 +155,7 @@ class LedgerReader:
     def _reopened(self, old: Consumer | None) -> Consumer:
         self._closed(old)
         self._reopen.clear()
-        made = consumer(self._bootstrap, "accord-publisher", **{"fetch.wait.max.ms": 50})
+        made = consumer(self._connection, self._connection.group("publisher"), **{"fetch.wait.max.ms": 50})
         try:
             partitions = self._partitions(made, ASK_S)
             with self._changed:

@@ -1,10 +1,10 @@
 """`accord backbone up | status | down`, the README's first command, run for real.
 
 The backbone is started against the session broker in its own namespace and state
-directory; a listing published through the CLI must reach an enforcing agency's copy
-(ledger and sink as the processes `up` started), a revocation must take it away, and
-`down` must stop every process `up` recorded.
-"""
+directory; a listing published through the CLI (as the court's own principal) must reach
+an enforcing agency's copy (ledger and sink as the processes `up` started, each as its own
+Kafka principal under the policy's ACLs), a revocation must take it away, and `down` must
+stop every process `up` recorded."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from services.core import processes
+from services.core.connection import SECURITY_VARIABLES, KafkaConnection
+from services.core.policy import load_policy
 
 NATIONAL_ID = "420102199005171234"
 
@@ -38,19 +40,46 @@ def recorded_pids(state: Path) -> list[int]:
 
 
 @pytest.fixture
-def backbone_env(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "ACCORD_NAMESPACE": namespace,
+def backbone_env(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {**os.environ, **kafka_admin.environment(), "ACCORD_NAMESPACE": namespace,
            "ACCORD_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
     env.pop("ACCORD_PSEUDONYM_KEY", None)
     env.pop("ACCORD_KEYSTORE", None)
     started = accord(env, "backbone", "up")
     assert started.returncode == 0, started.stderr
-    assert started.stdout.strip() == kafka_bootstrap
+    assert started.stdout.strip() == kafka_admin.bootstrap
     try:
         yield env
     finally:
         if (tmp_path / "state" / "backbone" / "pids").exists():
             accord(env, "backbone", "down")
+
+
+def as_principal(env: dict[str, str], state: Path, user: str) -> dict[str, str]:
+    """`env` after `. credentials/<user>.env`: the agency's own Kafka connection, none of the admin's."""
+    lines = (state / "backbone" / "credentials" / f"{user}.env").read_text().splitlines()
+    own = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+    return {**{k: v for k, v in env.items() if k not in SECURITY_VARIABLES}, **own}
+
+
+def running_as(state: Path) -> dict[str, str]:
+    """The Kafka user each recorded service process was started with (from its environment)."""
+    users = {}
+    for line in (state / "backbone" / "pids").read_text().splitlines():
+        name, pid = line.split()
+        environ = dict(
+            item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
+        )
+        assert "ACCORD_KAFKA_PASSWORD" not in environ, f"{name}: the password belongs in its 0600 file"
+        assert Path(environ["ACCORD_KAFKA_PASSWORD_FILE"]).stat().st_mode & 0o777 == 0o600
+        users[name] = environ["ACCORD_KAFKA_USERNAME"]
+    return users
+
+
+def expected_principals(namespace: str) -> dict[str, str]:
+    """Each service as its own principal; each copy as its agency."""
+    copies = {f"copy-{a}": f"{namespace}{a}" for a in load_policy().enforcers}
+    return {"ledger": f"{namespace}ledger", "reconciler": f"{namespace}reconciler", **copies}
 
 
 def issue_file(folder: Path) -> Path:
@@ -88,17 +117,23 @@ def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
     status = accord(backbone_env, "backbone", "status")
     assert status.stdout.count("running") == len(pids) >= 3 and "STOPPED" not in status.stdout
     env = {**backbone_env, "ACCORD_PSEUDONYM_KEY": (state / "backbone" / "pseudonym.key").read_text().strip()}
-    issued = accord(env, "publish", "issue", "--agency", "court", "--file", str(issue_file(tmp_path)))
+    namespace = backbone_env["ACCORD_NAMESPACE"]
+    clerk = as_principal(env, state, namespace + "court")  # the court's publisher, as the court
+    assert clerk["ACCORD_KAFKA_USERNAME"] == namespace + "court" and "ACCORD_KAFKA_PASSWORD" not in clerk
+    issued = accord(clerk, "publish", "issue", "--agency", "court", "--file", str(issue_file(tmp_path)))
     assert issued.returncode == 0, issued.stdout + issued.stderr
     listing_id = json.loads(issued.stdout)["listing_id"]
     store = f"sqlite:///{state / 'backbone' / 'copies' / 'civil-aviation.db'}"
 
-    listed = check_until(env, store, restricted=True)
+    officer = as_principal(env, state, namespace + "civil-aviation")
+    listed = check_until(officer, store, restricted=True)
     assert [hit["listing_id"] for hit in listed["listings"]] == [listing_id]
-    revoked = accord(env, "publish", "revoke", "--agency", "court", "--listing-id", listing_id,
+    revoked = accord(clerk, "publish", "revoke", "--agency", "court", "--listing-id", listing_id,
                      "--expected-version", "1", "--reason", "mislisting", "--note", "test")  # fmt: skip
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
-    assert check_until(env, store, restricted=False)["listings"] == []
+    assert check_until(officer, store, restricted=False)["listings"] == []
+
+    assert running_as(state) == expected_principals(backbone_env["ACCORD_NAMESPACE"])
 
     stopped = accord(backbone_env, "backbone", "down")
     assert stopped.returncode == 0, stopped.stderr

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.core.connection import KafkaConnection
 from services.core.copystore import StoreError, open_store
 from services.core.copystore.probe import StoreProbe
 from services.core.crypto import pseudonymise
@@ -39,10 +40,10 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def serve(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+def serve(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """`accord copy serve` on a SQLite copy with a 1 s SLA; yields (base URL, store URL)."""
     url, port = f"sqlite:///{tmp_path}/copy.db", free_port()
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "ACCORD_NAMESPACE": namespace,
+    env = {**os.environ, **kafka_admin.environment(), "ACCORD_NAMESPACE": namespace,
            "ACCORD_PSEUDONYM_KEY": KEY, "ACCORD_COPY_SLA_S": "1"}  # fmt: skip
     open_store(url, AGENCY).close()
     command = ["copy", "serve", "--agency", AGENCY, "--store", url, "--port", str(port)]
@@ -64,15 +65,15 @@ def serve(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[tupl
 
 
 def test_checks_by_pseudonym_or_national_id_and_freshness_over_http(
-    serve: tuple[str, str], kafka_bootstrap: str, namespace: str
+    serve: tuple[str, str], kafka_admin: KafkaConnection, namespace: str
 ) -> None:
     base, url = serve
-    topic = make_topics(kafka_bootstrap, namespace).views(AGENCY)
+    topic = make_topics(kafka_admin, namespace).views(AGENCY)
     subject = pseudonymise(NATIONAL_ID, KEY.encode())
-    send(kafka_bootstrap, topic, [upsert(row("L-1", subject_ref=subject)), upsert(row("L-2", exempt=True))])
+    send(kafka_admin, topic, [upsert(row("L-1", subject_ref=subject)), upsert(row("L-2", exempt=True))])
     store = open_store(url, AGENCY)
-    sink = open_sink(store, kafka_bootstrap, namespace)
-    caught_up(sink, kafka_bootstrap)
+    sink = open_sink(store, kafka_admin, namespace)
+    caught_up(sink, kafka_admin)
     sink.close()
     store.close()
 
@@ -86,7 +87,7 @@ def test_checks_by_pseudonym_or_national_id_and_freshness_over_http(
         assert by_id["freshness"]["lag"] == {"0": 0, "1": 0, "2": 0} and not by_id["freshness"]["stale"]
         assert http.get("/health").json()["stale"] is False
 
-        send(kafka_bootstrap, topic, [upsert(row("L-1", 2, subject_ref=subject))])  # no sink runs now
+        send(kafka_admin, topic, [upsert(row("L-1", 2, subject_ref=subject))])  # no sink runs now
         time.sleep(1.2)  # past the 1 s SLA since the last applied change
         stale = http.get("/check", params={"subject_ref": subject}).json()
         assert stale["freshness"]["stale"] and sum(stale["freshness"]["lag"].values()) == 1

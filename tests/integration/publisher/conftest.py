@@ -21,6 +21,7 @@ from datetime import datetime
 import httpx
 import pytest
 
+from services.core.connection import KafkaConnection
 from services.core.crypto import Keystore
 from services.core.kafka import decode_message, read_all
 from services.core.policy import Policy
@@ -36,7 +37,7 @@ WAIT = 30.0  # for the broker and for the ledger's verdict: generous, as the mac
 
 @dataclass
 class Backbone:
-    bootstrap: str
+    connection: KafkaConnection
     topics: Topics
     policy: Policy
     keystore: Keystore
@@ -47,10 +48,14 @@ class Backbone:
     def listing_topics(self) -> list[str]:
         return [self.topics.listings(a) for a in sorted({*self.policy.issuers, BACKBONE})]
 
-    def publisher(self, clock: Callable[[], datetime] = lambda: NOW, **options: float) -> Publisher:
-        """A publisher as a separate process would have it: its own reader, producer and locks."""
+    def publisher(
+        self, clock: Callable[[], datetime] = lambda: NOW, agency: str | None = None, **options: float
+    ) -> Publisher:
+        """A publisher as a separate process would have it: its own reader, producer and locks;
+        as `agency`'s own principal if given, else as the session's admin (any agency's commands)."""
         settings = {"timeout": WAIT, "decision_wait": WAIT, **options}
-        made = Publisher(self.bootstrap, self.topics, self.policy, self.keystore, PSEUDONYM_KEY,
+        connection = self.ledger.connection_as(agency) if agency else self.connection
+        made = Publisher(connection, self.topics, self.policy, self.keystore, PSEUDONYM_KEY,
                          clock=clock, **settings)  # fmt: skip
         self.opened.append(made)
         return made
@@ -58,14 +63,16 @@ class Backbone:
     def published(self, *listing_ids: str) -> list[Decoded]:
         """Every event now in the listing topics about `listing_ids`, read back from the broker."""
         wanted = {listing_id.encode() for listing_id in listing_ids}
-        read = [m for m in read_all(self.bootstrap, self.listing_topics) if m.key() in wanted]
+        read = [m for m in read_all(self.connection, self.listing_topics) if m.key() in wanted]
         return [decode_message(m) for m in read]
 
 
 @pytest.fixture(scope="package")
-def ledgered(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Backbone]:
+def ledgered(
+    kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[harness.Backbone]:
     """Every topic of a namespace of the package's own, and a ledger worker over them."""
-    running = harness.Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("pub"))
+    running = harness.Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("pub"))
     running.start_ledger()
     try:
         yield running
@@ -76,7 +83,7 @@ def ledgered(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def backbone(ledgered: harness.Backbone) -> Iterator[Backbone]:
     ledgered.assert_alive()
-    made = Backbone(ledgered.bootstrap, ledgered.topics, ledgered.policy, ledgered.keystore, ledgered)
+    made = Backbone(ledgered.connection, ledgered.topics, ledgered.policy, ledgered.keystore, ledgered)
     try:
         yield made
     finally:
@@ -133,10 +140,12 @@ def serve() -> Iterator[Server]:
         servers.stop()
 
 
-def environment(ledgered: harness.Backbone) -> dict[str, str]:
-    """The environment of a publisher process (CLI or HTTP server) over `ledgered`'s topics."""
+def environment(ledgered: harness.Backbone, agency: str | None = None) -> dict[str, str]:
+    """The environment of a publisher process (CLI or HTTP server) over `ledgered`'s topics:
+    as `agency`'s own principal (on a secured broker), else as the session's admin."""
     return {
-        "KAFKA_BOOTSTRAP_SERVERS": ledgered.bootstrap,
+        **ledgered.connection.environment(),
+        **(ledgered.as_(agency) if agency else {}),
         "ACCORD_NAMESPACE": ledgered.topics.namespace,
         "ACCORD_KEYSTORE": str(ledgered.keystore.folder),
         "ACCORD_PSEUDONYM_KEY": "process-test-key",
@@ -147,4 +156,6 @@ def environment(ledgered: harness.Backbone) -> dict[str, str]:
 
 @pytest.fixture
 def publisher_env(backbone: Backbone) -> dict[str, str]:
-    return environment(backbone.ledger)
+    """A publisher process of the court (every command in these tests is the court's), running
+    as the court's principal: it may write only `listings.court` and read `ledger` and `rejected`."""
+    return environment(backbone.ledger, "court")

@@ -59,7 +59,7 @@ def test_issue_correct_revoke_lands_in_each_agencys_topic_as_one_chain(backbone:
     events = of_listing(backbone, issued.listing_id)
     assert [type(d.event).__name__ for d in events] == ["ListingIssued", "ListingCorrected", "ListingRevoked"]
     assert_sealed_chain(backbone, events)
-    keyed = {m.key() for m in read_all(backbone.bootstrap, backbone.listing_topics)
+    keyed = {m.key() for m in read_all(backbone.connection, backbone.listing_topics)
              if decode_message(m).event.envelope.listing_id == issued.listing_id}  # fmt: skip
     assert keyed == {issued.listing_id.encode()}
     state = publisher.current(issued.listing_id)
@@ -154,7 +154,7 @@ def test_two_publisher_processes_racing_on_one_version_learn_who_won(backbone: B
     (winner,) = [o for o in outcomes if isinstance(o, Receipt)]
     (loser,) = [o for o in outcomes if isinstance(o, ConflictError)]
     assert isinstance(loser, LedgerConflict) and loser.code == "version_conflict"  # the ledger's word
-    messages = read_all(backbone.bootstrap, [str(winner.topic)])
+    messages = read_all(backbone.connection, [str(winner.topic)])
     in_log = [
         (m.offset(), e) for m in messages if (e := decode_message(m).event.envelope).listing_id == listing
     ]
@@ -173,12 +173,12 @@ def every_byte(message: Any) -> bytes:
 
 @pytest.mark.parametrize("agency", ["court", "luoshan-police"])
 def test_no_raw_national_id_or_name_ever_reaches_a_topic(backbone: Backbone, agency: str) -> None:
-    publisher = backbone.publisher()
+    publisher = backbone.publisher(agency=agency)  # each agency's publisher as its own principal
     details = {"court_case": "(2025) Hu 0101 Min Chu 7"} if agency == "court" else {}
     category = "judgment_default" if agency == "court" else "public_security_risk"
     issued = publisher.issue(samples.issue(agency=agency, category=category, details=details))
     publisher.correct(samples.correct(issued.listing_id, 1, agency=agency, full_name=FULL_NAME))
-    everything = read_all(backbone.bootstrap, backbone.listing_topics)
+    everything = read_all(backbone.connection, backbone.listing_topics)
     messages = [m for m in everything if m.key() == issued.listing_id.encode()]
     assert len(messages) == 2
     wire = b"".join(every_byte(m) for m in messages)
@@ -194,7 +194,7 @@ def test_bad_bytes_and_transaction_markers_in_the_ledgers_topics_neither_stop_no
 ) -> None:
     """Garbage on a listing topic (the ledger refuses it into `rejected`, undecodable) and on `ledger`
     itself, each inside a transaction whose commit marker is an offset no reader receives."""
-    writer = Producer({"bootstrap.servers": backbone.bootstrap, "transactional.id": f"tx-{uuid.uuid4()}"})
+    writer = Producer(backbone.connection.client_config(**{"transactional.id": f"tx-{uuid.uuid4()}"}))
     writer.init_transactions(30)
     writer.begin_transaction()
     writer.produce(backbone.topics.listings(BACKBONE), key=b"garbage", value=b"\x00not an event")
@@ -248,7 +248,7 @@ def test_an_event_the_ledger_refuses_for_its_own_reason_is_reported_with_that_re
     signature check does not. The clerk gets the ledger's code and sentence, not a receipt."""
     rogue_keys = Keystore(tmp_path / "rogue")
     rogue_keys.create(["court"])
-    rogue = Publisher(backbone.bootstrap, backbone.topics, backbone.policy, rogue_keys, PSEUDONYM_KEY,
+    rogue = Publisher(backbone.connection, backbone.topics, backbone.policy, rogue_keys, PSEUDONYM_KEY,
                       timeout=WAIT, clock=lambda: NOW, decision_wait=WAIT)  # fmt: skip
     backbone.opened.append(rogue)
     command = samples.issue()

@@ -62,7 +62,7 @@ class Run:
 
     def published_count(self) -> int:
         """Events in the listing topics: only this run's publisher writes there while it runs."""
-        return sum(end_offsets(self.backbone.bootstrap, self.backbone.listing_topics).values())
+        return sum(end_offsets(self.backbone.connection, self.backbone.listing_topics).values())
 
     def step(self, command: AnyCommand) -> None:
         before = self.published_count()

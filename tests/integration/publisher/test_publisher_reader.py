@@ -28,13 +28,13 @@ class SlowBook(LedgerBook):
 def test_a_ledger_longer_than_the_timeout_to_read_is_read_to_its_end(backbone: Backbone) -> None:
     topics = Topics(f"t{uuid.uuid4().hex[:10]}.")
     specs = [s for s in topics.specs([], []) if s.name in (topics.ledger, topics.rejected)]
-    create_topics(backbone.bootstrap, specs, partitions=3, replication=1)
-    book, producer = Ledgerbook(backbone.keystore), EventProducer(backbone.bootstrap)
+    create_topics(backbone.connection, specs, partitions=3, replication=1)
+    book, producer = Ledgerbook(backbone.keystore), EventProducer(backbone.connection)
     for i in range(STATES):
         producer.send(topics.ledger, f"L-{i}", evolve(None, book.issue(f"L-{i}")))  # type: ignore[arg-type]
     producer.close()
     slow = SlowBook({})
-    reader = LedgerReader(backbone.bootstrap, [topics.ledger, topics.rejected], slow, TIMEOUT_S)
+    reader = LedgerReader(backbone.connection, [topics.ledger, topics.rejected], slow, TIMEOUT_S)
     try:
         started = time.monotonic()
         reader.catch_up()

@@ -20,11 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka.admin import AdminClient
 
+from services.core.connection import KafkaConnection
 from services.core.errors import BrokerUnavailable
-from services.core.kafka import create_topics
-from services.core.local_kafka import LocalKafka
+from services.core.kafka import admin_client, create_topics
+from services.core.local_kafka import BROKER_PORT_OFFSET, CONTROLLER_PORT_OFFSET, LocalKafka
 from services.core.topics import Topics
 from services.publisher.client import Publisher
 from services.publisher.delivery import ConfirmingProducer
@@ -48,29 +48,34 @@ def _free(port: int) -> bool:
 
 
 def fixed_base_port() -> int:
-    """A client port (and its controller port, +10000) that are free: a restart keeps the layout."""
+    """A client port (and its controller and inter-broker ports) that are free: a restart keeps the layout."""
     while True:
         base = random.randint(20000, 30000)
-        if _free(base) and _free(base + 10000):
+        if all(_free(base + offset) for offset in (0, CONTROLLER_PORT_OFFSET, BROKER_PORT_OFFSET)):
             return base
 
 
 class World:
-    """A broker of the test's own, the backbone's topics on it, and a keystore."""
+    """A broker of the test's own (secured, as every local broker), the backbone's topics on it,
+    and a keystore. The publisher connects as the broker's super user: what is tested here is
+    recovery, not authorization (tests/integration/test_security.py has the agency's principal)."""
 
     def __init__(self, folder: Path, nodes: int) -> None:
         self.cluster = LocalKafka(folder / "kafka", nodes=nodes, base_port=fixed_base_port())
-        self.bootstrap = self.cluster.start()
+        self.cluster.start()
+        admin = self.cluster.connection()
+        assert admin is not None and admin.uses_sasl
+        self.connection: KafkaConnection = admin
         self.policy, self.keystore = policy_with_keys(folder / "keys")
         self.topics = Topics(f"t{uuid.uuid4().hex[:8]}.")
         specs = self.topics.specs(self.policy.issuers, self.policy.enforcers)
-        create_topics(self.bootstrap, specs, partitions=3, replication=min(nodes, 3))
-        self.env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "ACCORD_NAMESPACE": self.topics.namespace,
+        create_topics(self.connection, specs, partitions=3, replication=min(nodes, 3))
+        self.env = {**self.connection.environment(), "ACCORD_NAMESPACE": self.topics.namespace,
                     "ACCORD_KEYSTORE": str(folder / "keys"), "ACCORD_PSEUDONYM_KEY": "k",
                     "ACCORD_PUBLISH_TIMEOUT_S": str(TIMEOUT_S), "ACCORD_DECISION_WAIT_S": "0"}  # fmt: skip
 
     def publisher(self) -> Publisher:
-        return Publisher(self.bootstrap, self.topics, self.policy, self.keystore, PSEUDONYM_KEY,
+        return Publisher(self.connection, self.topics, self.policy, self.keystore, PSEUDONYM_KEY,
                          timeout=TIMEOUT_S, clock=lambda: NOW, decision_wait=0.0)  # fmt: skip
 
 
@@ -132,8 +137,8 @@ def test_a_broker_restart_gives_503_while_down_and_service_within_seconds_of_its
         client.close()
 
 
-def leader_of(bootstrap: str, topic: str, partition: int) -> int:
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+def leader_of(connection: KafkaConnection, topic: str, partition: int) -> int:
+    metadata = admin_client(connection).list_topics(topic, timeout=10)
     return int(metadata.topics[topic].partitions[partition].leader)
 
 
@@ -144,7 +149,7 @@ def test_killing_the_partition_leader_of_three_nodes_does_not_stop_a_publisher(w
     try:
         assert published(client)
         topic = world.topics.listings("court")
-        leader = leader_of(world.bootstrap, topic, 0)
+        leader = leader_of(world.connection, topic, 0)
         os.kill(world.cluster.pids()[leader - 1], signal.SIGKILL)  # nodes are recorded in id order
         first = until("publishing after the leader's loss", lambda: published(client), 60)
         started = time.monotonic()
@@ -161,7 +166,7 @@ def test_a_producer_whose_delivery_timed_out_is_replaced_and_delivers_again(worl
     """The delivery half alone: a send while the broker is down times out ("Message timed out"),
     the idempotent producer is replaced (an idempotent producer can stay unable to deliver after a
     timeout or a fatal error), and the next send after the broker's return lands."""
-    producer = ConfirmingProducer(world.bootstrap, TIMEOUT_S)
+    producer = ConfirmingProducer(world.connection, TIMEOUT_S)
     topic, book = world.topics.listings("court"), Ledgerbook(world.keystore)
     try:
         producer.send(topic, "L-0", book.issue("L-0"))

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from services.cli import main
+from services.core.connection import KafkaConnection
 from services.publisher.client import Publisher
 from services.publisher.errors import Undecided
 from tests.integration.ledger import harness
@@ -30,12 +31,13 @@ def cli(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_an_undecided_event_is_reported_as_such_and_answered_once_the_ledger_rules(
-    kafka_bootstrap: str, tmp_path: Path, serve: Server
+    kafka_admin: KafkaConnection, tmp_path: Path, serve: Server
 ) -> None:
-    backbone = harness.Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", tmp_path)
-    publisher = Publisher(backbone.bootstrap, backbone.topics, backbone.policy, backbone.keystore,
+    backbone = harness.Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path)
+    court = backbone.connection_as("court")  # the court's publisher, as the court's principal
+    publisher = Publisher(court, backbone.topics, backbone.policy, backbone.keystore,
                           PSEUDONYM_KEY, timeout=30, clock=lambda: NOW, decision_wait=1.0)  # fmt: skip
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "ACCORD_NAMESPACE": backbone.namespace,
+    env = {**court.environment(), "ACCORD_NAMESPACE": backbone.namespace,
            "ACCORD_KEYSTORE": str(tmp_path / "keys"), "ACCORD_PSEUDONYM_KEY": "k",
            "ACCORD_DECISION_WAIT_S": "1"}  # fmt: skip
     try:

@@ -1,0 +1,83 @@
+"""An agency's publisher runs as that agency's own principal (issue 9's ACL plan): it writes its
+own listing topic, reads `ledger` and `rejected` for the verdict, and can do nothing else.
+
+On the secured session broker, in the package's namespace provisioned as `accord backbone up`
+provisions it (tests/integration/ledger/harness.py), with the ledger ruling.
+"""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaError
+
+from services.core.errors import ConfigurationError
+from services.core.kafka import consumer, end_offsets
+from services.publisher.reader import LedgerReader
+from services.publisher.state import LedgerBook
+from tests.integration.publisher.conftest import Backbone
+from tests.unit.publisher import samples
+
+COURT, POLICE = "court", "luoshan-police"
+
+
+@pytest.fixture
+def secured(backbone: Backbone) -> Backbone:
+    if backbone.ledger.credentials is None:
+        pytest.skip("the session broker does not authenticate: there are no agency principals")
+    return backbone
+
+
+def written(backbone: Backbone, topic: str) -> int:
+    return sum(end_offsets(backbone.connection, [topic]).values())
+
+
+def read_error(backbone: Backbone, agency: str, topic: str) -> KafkaError | None:
+    """What `agency`'s principal gets when it subscribes to `topic` (in a group of its own, which
+    it may use): None if it read records instead."""
+    as_agency = backbone.ledger.connection_as(agency)
+    reader = consumer(as_agency, as_agency.group("probe"))
+    try:
+        reader.subscribe([topic])
+        for _ in range(30):
+            msg = reader.poll(0.5)
+            if msg is not None and msg.error() is not None:
+                return msg.error()  # type: ignore[no-any-return]
+            assert msg is None or msg.value() is None, f"{agency} read {topic}"
+        return None
+    finally:
+        reader.close()
+
+
+def test_the_courts_publisher_as_the_court_publishes_and_hears_the_ledgers_verdict(secured: Backbone) -> None:
+    publisher = secured.publisher(agency=COURT)
+    issued = publisher.issue(samples.issue())
+    corrected = publisher.correct(samples.correct(issued.listing_id, 1, measures=["flight_ban"]))
+    assert issued.status == "admitted" and corrected.status == "admitted" and corrected.version == 2
+    state = publisher.current(issued.listing_id)  # read back from `ledger`, as the court
+    assert state is not None and state.envelope.version == 2
+
+
+def test_the_courts_principal_reads_no_other_agencys_listings(secured: Backbone) -> None:
+    police = secured.publisher(agency=POLICE)  # something to read in the police's topic
+    police.issue(samples.issue(agency=POLICE, category="public_security_risk", details={}))
+    topic = secured.topics.listings(POLICE)
+    assert written(secured, topic) >= 1
+    error = read_error(secured, COURT, topic)
+    assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # The publisher's own reader, pointed at it as the court, is told so (the topic is not even listed).
+    reader = LedgerReader(secured.ledger.connection_as(COURT), [topic], LedgerBook({}), timeout=5.0)
+    try:
+        with pytest.raises(ConfigurationError, match=f"{COURT} may not read"):
+            reader.catch_up()
+    finally:
+        reader.close()
+
+
+def test_the_courts_publisher_refuses_anothers_command_clearly_and_writes_nothing(secured: Backbone) -> None:
+    publisher = secured.publisher(agency=COURT)
+    topic = secured.topics.listings(POLICE)
+    before = written(secured, topic)
+    with pytest.raises(ConfigurationError, match="may not write"):
+        publisher.issue(samples.issue(agency=POLICE, category="public_security_risk", details={}))
+    assert written(secured, topic) == before
+    assert publisher.issue(samples.issue()).status == "admitted"  # and its own still go through
