@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.core.commands import AnyCommand, Changes, CorrectCommand, IssueCommand
-from services.core.crypto import Keystore
+from services.core.crypto import AgencyKey, Keystore
 from services.core.kafka import create_topics, end_offsets
 from services.core.policy import Policy, load_policy
 from services.core.topics import BACKBONE, Topics
@@ -117,7 +117,7 @@ def run(publisher: Publisher, plan: list[AnyCommand], threads: int) -> tuple[flo
 def make_publisher(
     bootstrap: str, topics: Topics, policy: Policy, keystore: Keystore, key: bytes
 ) -> Publisher:
-    return Publisher(bootstrap, topics, policy, keystore, key, timeout=30.0)
+    return Publisher(bootstrap, topics, policy, AgencyKey("court", keystore.private("court")), key, timeout=30.0)
 
 
 def main() -> None:

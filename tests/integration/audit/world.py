@@ -27,7 +27,7 @@ from services.core.listing import evolve, is_listing_event
 from services.core.policy import Policy
 from services.core.topics import Topics, copy_key
 from services.core.views import view_change
-from tests.support.factory import Ledgerbook
+from tests.support.factory import Ledgerbook, trust_env
 
 PSEUDONYM_KEY = "audit-test-pseudonym-key"
 Op = Literal["upsert", "delete"]
@@ -133,7 +133,7 @@ class World:
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "ACCORD_NAMESPACE": self.topics.namespace,
-            "ACCORD_KEYSTORE": str(self.keystore_dir),
+            **trust_env(self.book.keystore, self.policy),
             "ACCORD_PSEUDONYM_KEY": PSEUDONYM_KEY,
         }
 

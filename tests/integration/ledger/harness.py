@@ -27,7 +27,7 @@ from services.core.listing import evolve
 from services.core.policy import Policy
 from services.core.topics import BACKBONE, Topics
 from services.core.views import ViewRow, project
-from tests.support.factory import Ledgerbook, policy_with_keys
+from tests.support.factory import Ledgerbook, policy_with_keys, trust_env
 
 REPO = Path(__file__).resolve().parents[3]
 PARTITIONS = 3
@@ -76,7 +76,7 @@ class Backbone:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "ACCORD_NAMESPACE": self.namespace,
             "ACCORD_PARTITIONS": str(PARTITIONS),
-            "ACCORD_KEYSTORE": str(self.folder / "keys"),
+            **trust_env(self.keystore, self.policy),
             "ACCORD_LEDGER_DATA_DIR": str(self.folder / "ledger"),
             "ACCORD_LEDGER_EXPIRY_INTERVAL_S": "0.5",
             "ACCORD_LEDGER_COMMIT_INTERVAL_S": "0.5",

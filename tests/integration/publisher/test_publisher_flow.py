@@ -41,10 +41,10 @@ def assert_sealed_chain(backbone: Backbone, events: list[Decoded]) -> None:
 
 
 def test_issue_correct_revoke_lands_in_each_agencys_topic_as_one_chain(backbone: Backbone) -> None:
-    publisher = backbone.publisher()
+    publisher, court = backbone.publisher(agency="luoshan-police"), backbone.publisher()
     police = samples.issue(agency="luoshan-police", category="public_security_risk", details={})
     issued = publisher.issue(police)
-    corrected = publisher.correct(samples.correct(issued.listing_id, 1, agency="court"))
+    corrected = court.correct(samples.correct(issued.listing_id, 1, agency="court"))
     revoked = publisher.revoke(samples.revoke(issued.listing_id, 2, agency="luoshan-police"))
     assert [issued.version, corrected.version, revoked.version] == [1, 2, 3]
     assert issued.topic == backbone.topics.listings("luoshan-police")

@@ -10,19 +10,26 @@ import yaml
 from click.testing import CliRunner
 
 from services.cli import main
-from services.core.crypto import Keystore
+from services.core.crypto import TrustAnchor
 from services.core.errors import BrokerUnavailable, ConfigurationError, ConflictError, RuleViolation
 from services.core.policy import load_policy
+from services.core.topics import BACKBONE
 from services.publisher.refusals import refusal_of
 
 
 def test_keys_init_makes_a_key_for_every_agency_of_the_policy(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["keys", "init", "--dir", str(tmp_path / "keys")])
+    env = {"ACCORD_STATE_DIR": str(tmp_path / "state")}
+    result = CliRunner(env=env).invoke(main, ["keys", "init", "--dir", str(tmp_path / "keys")])
     assert result.exit_code == 0, result.output
     agencies = {a.id for a in load_policy().agencies}
-    assert set(json.loads(result.output)["public_keys"]) == agencies
-    assert set(Keystore(tmp_path / "keys").public_keys()) == agencies
-    assert all((tmp_path / "keys" / f"{a}.key").stat().st_mode & 0o077 == 0 for a in agencies)
+    public = json.loads(result.output)["public_keys"]
+    assert set(public) == agencies
+    trusted = TrustAnchor(tmp_path / "state" / "trust" / "public_keys.yaml").public_keys()
+    assert trusted == public
+    issuers = agencies - {BACKBONE}  # the backbone's own key is kept apart from the agencies'
+    assert {p.stem for p in (tmp_path / "keys").iterdir()} == issuers
+    assert (tmp_path / "state" / "backbone" / "keys" / "backbone.key").exists()
+    assert all((tmp_path / "keys" / f"{a}.key").stat().st_mode & 0o777 == 0o600 for a in issuers)
 
 
 def test_a_malformed_command_is_refused_before_any_broker_is_asked(tmp_path: Path) -> None:
@@ -30,7 +37,7 @@ def test_a_malformed_command_is_refused_before_any_broker_is_asked(tmp_path: Pat
     command.write_text(yaml.safe_dump({"national_id": "420102199001011234", "measures": ["flight_ban"]}))
     env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "ACCORD_KEYSTORE": str(tmp_path / "none")}
     result = CliRunner(env=env).invoke(
-        main, ["publish", "issue", "--agency", "court", "--file", str(command)]
+        main, ["publish", "issue", "--agency", "court", "--file", str(command)], input="Yu Hua\n"
     )
     assert result.exit_code == 3
     answer = json.loads(result.output)
