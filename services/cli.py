@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "kafka": "services.core.local_kafka_cli:kafka",
     "backbone": "services.backbone:backbone",
     "keys": "services.publisher.cli:keys",
+    "auth": "services.core.auth_cli:auth",
     "publish": "services.publisher.cli:publish",
     "ledger": "services.ledger.cli:ledger",
     "copy": "services.copies.cli:copy",

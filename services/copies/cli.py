@@ -15,6 +15,7 @@ from services.copies.lag import view_lag
 from services.copies.settings import CopySettings
 from services.copies.sink import Sink, utc_now
 from services.core.copystore import CopyStore, open_store
+from services.core.credentials import FileCredentials
 from services.core.crypto import pseudonymise
 from services.core.errors import AccordError
 from services.core.policy import load_policy
@@ -134,7 +135,7 @@ def render(result: CheckAnswer) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
 def serve(agency: str, store: str, host: str, port: int) -> None:
-    """Serve GET/POST /check and GET /health over HTTP."""
+    """Serve GET/POST /check (officers of AGENCY), /probe/* (the reconciler) and GET /health over HTTP."""
     import uvicorn
 
     from services.copies.http import build_http
@@ -148,7 +149,9 @@ def serve(agency: str, store: str, host: str, port: int) -> None:
         timeout=settings.options.lag_timeout_s,
     )
     key = settings.secrets.pseudonym_key.get_secret_value().encode()
+    credentials = FileCredentials(settings.keys.credentials_file)
+    app = build_http(copy_store, lag, settings.options.sla_s, key, utc_now, credentials)
     try:
-        uvicorn.run(build_http(copy_store, lag, settings.options.sla_s, key, utc_now), host=host, port=port)
+        uvicorn.run(app, host=host, port=port)
     finally:
         copy_store.close()

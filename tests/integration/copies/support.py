@@ -11,7 +11,7 @@ from services.core.copystore import CopyStore
 from services.core.events import ViewChanged
 from services.core.kafka import EventProducer, create_topics, end_offsets
 from services.core.policy import load_policy
-from services.core.settings import KafkaSettings, SecretSettings
+from services.core.settings import KafkaSettings, KeystoreSettings, SecretSettings
 from services.core.topics import Topics
 
 PARTITIONS = 3
@@ -20,7 +20,8 @@ POLICY = load_policy()
 
 def settings(bootstrap: str, namespace: str, **options: float) -> CopySettings:
     kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=bootstrap, namespace=namespace)  # type: ignore[call-arg]
-    return CopySettings(kafka=kafka, secrets=SecretSettings(), options=CopyOptions(**options))  # type: ignore[arg-type]
+    options_ = CopyOptions(**options)  # type: ignore[arg-type]
+    return CopySettings(kafka=kafka, secrets=SecretSettings(), options=options_, keys=KeystoreSettings())
 
 
 def make_topics(bootstrap: str, namespace: str) -> Topics:

@@ -73,8 +73,10 @@ def publisher_env(backbone: Backbone, tmp_path: Path) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": backbone.bootstrap,
         "ACCORD_NAMESPACE": backbone.topics.namespace,
+        "ACCORD_KEYSTORE": str(backbone.keystore.folder),  # for `accord keys init`; signing takes one key:
         **trust_env(backbone.keystore, backbone.policy),
         "ACCORD_SIGNING_KEY_FILE": str(backbone.keystore.key_file("court")),
+        "ACCORD_CREDENTIALS_FILE": str(tmp_path / "credentials.yaml"),
         "ACCORD_PSEUDONYM_KEY": "process-test-key",
         "ACCORD_PUBLISH_TIMEOUT_S": "20",
     }

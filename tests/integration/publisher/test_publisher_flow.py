@@ -161,7 +161,7 @@ def every_byte(message: Any) -> bytes:
 
 @pytest.mark.parametrize("agency", ["court", "luoshan-police"])
 def test_no_raw_national_id_or_name_ever_reaches_a_topic(backbone: Backbone, agency: str) -> None:
-    publisher = backbone.publisher()
+    publisher = backbone.publisher(agency=agency)
     details = {"court_case": "(2025) Hu 0101 Min Chu 7"} if agency == "court" else {}
     category = "judgment_default" if agency == "court" else "public_security_risk"
     issued = publisher.issue(samples.issue(agency=agency, category=category, details=details))
