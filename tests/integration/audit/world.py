@@ -137,11 +137,11 @@ class World:
             "ACCORD_PSEUDONYM_KEY": PSEUDONYM_KEY,
         }
 
-    def run(self, *args: str) -> Result:
-        return CliRunner().invoke(audit, list(args), env=self.env(), catch_exceptions=False)
+    def run(self, *args: str, stdin: str | None = None) -> Result:
+        return CliRunner().invoke(audit, list(args), env=self.env(), input=stdin, catch_exceptions=False)
 
-    def run_json(self, *args: str) -> dict[str, Any]:
-        result = self.run(*args, "--json")
+    def run_json(self, *args: str, stdin: str | None = None) -> dict[str, Any]:
+        result = self.run(*args, "--json", stdin=stdin)
         assert result.exit_code == 0, result.output
         parsed: dict[str, Any] = json.loads(result.stdout)
         return parsed
