@@ -69,3 +69,26 @@ def test_each_error_family_has_one_http_status_and_one_exit_status(
 ) -> None:
     refusal = refusal_of(error)  # type: ignore[arg-type]
     assert (refusal.http_status, refusal.exit_code) == (status, exit_code)
+
+
+@pytest.mark.parametrize("flag", ["--national-id", "--full-name"])
+@pytest.mark.parametrize("verb", ["issue", "correct"])
+def test_no_identifier_is_taken_from_a_flag(verb: str, flag: str) -> None:
+    result = CliRunner().invoke(main, ["publish", verb, "--agency", "court", flag, "420102199001011234"])
+    assert result.exit_code == 2 and "never taken from the command line" in result.output
+    assert "420102199001011234" not in result.output
+    assert flag not in CliRunner().invoke(main, ["publish", verb, "--help"]).output
+
+
+def test_identifiers_missing_from_the_file_are_read_from_stdin_one_per_line(tmp_path: Path) -> None:
+    command = tmp_path / "issue.yaml"
+    command.write_text(yaml.safe_dump({"measures": ["flight_ban"]}))
+    args = ["publish", "issue", "--agency", "court", "--file", str(command)]
+    half = CliRunner().invoke(main, args, input="420102199001011234\n")
+    assert half.exit_code == 3 and json.loads(half.output)["refused"] == "invalid_command"
+    assert "no full name on standard input" in json.loads(half.output)["reason"]
+    both = CliRunner().invoke(main, args, input="420102199001011234\nYu Hua\n")
+    refusal = json.loads(both.output)
+    assert both.exit_code == 3 and "category" in refusal["reason"]
+    assert "national_id" not in refusal["reason"] and "full_name" not in refusal["reason"]
+    assert "420102199001011234" not in both.output and "Yu Hua" not in both.output
