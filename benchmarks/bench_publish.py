@@ -117,7 +117,9 @@ def run(publisher: Publisher, plan: list[AnyCommand], threads: int) -> tuple[flo
 def make_publisher(
     bootstrap: str, topics: Topics, policy: Policy, keystore: Keystore, key: bytes
 ) -> Publisher:
-    return Publisher(bootstrap, topics, policy, AgencyKey("court", keystore.private("court")), key, timeout=30.0)
+    return Publisher(
+        bootstrap, topics, policy, AgencyKey("court", keystore.private("court")), key, timeout=30.0
+    )
 
 
 def main() -> None:
