@@ -172,6 +172,11 @@ class TrustAnchor:
 
     def register(self, keys: Mapping[str, str]) -> dict[str, str]:
         """Trust `keys` (agency -> public key) besides those already trusted; a new key replaces the old."""
+        for agency, key in keys.items():
+            try:
+                Ed25519PublicKey.from_public_bytes(base64.b64decode(key, validate=True))
+            except ValueError as e:
+                raise ConfigurationError(f"{agency}'s public key is not a base64 Ed25519 key: {e}") from e
         public_folder(self.path.parent)
         trusted = {**(self.public_keys() if self.path.exists() else {}), **keys}
         replace_file(self.path, yaml.safe_dump(trusted, sort_keys=True), PUBLIC_FILE)

@@ -153,7 +153,10 @@ def keys_trust(agency: str, public_key: str) -> None:
     if agency not in load_policy().agency_by_id:
         raise click.BadParameter(f"{agency!r} is not an agency of the policy", param_hint="--agency")
     settings = KeystoreSettings()
-    trusted = TrustAnchor(settings.trust_anchor).register({agency: public_key})
+    try:
+        trusted = TrustAnchor(settings.trust_anchor).register({agency: public_key})
+    except AccordError as e:
+        raise click.BadParameter(str(e), param_hint="--public-key") from e
     _print({"trust_anchor": str(settings.trust_anchor), "agencies": sorted(trusted)})
 
 

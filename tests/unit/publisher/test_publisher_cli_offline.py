@@ -92,3 +92,20 @@ def test_identifiers_missing_from_the_file_are_read_from_stdin_one_per_line(tmp_
     assert both.exit_code == 3 and "category" in refusal["reason"]
     assert "national_id" not in refusal["reason"] and "full_name" not in refusal["reason"]
     assert "420102199001011234" not in both.output and "Yu Hua" not in both.output
+
+
+def test_an_agency_makes_its_own_key_and_the_backbone_registers_its_public_key(tmp_path: Path) -> None:
+    env = {"ACCORD_STATE_DIR": str(tmp_path / "backbone-host")}
+    made = CliRunner(env=env).invoke(
+        main, ["keys", "init", "--agency", "court", "--dir", str(tmp_path / "court")]
+    )
+    assert made.exit_code == 0, made.output
+    public = json.loads(made.output)["public_keys"]["court"]
+    assert [p.name for p in (tmp_path / "court").iterdir()] == ["court.key"]
+    anchor = TrustAnchor(tmp_path / "backbone-host" / "trust" / "public_keys.yaml")
+    assert not anchor.path.exists()  # the agency's step does not touch the backbone's trust
+    trusted = CliRunner(env=env).invoke(main, ["keys", "trust", "--agency", "court", "--public-key", public])
+    assert trusted.exit_code == 0, trusted.output
+    assert anchor.public_keys() == {"court": public}
+    garbled = CliRunner(env=env).invoke(main, ["keys", "trust", "--agency", "court", "--public-key", "x!"])
+    assert garbled.exit_code == 2 and anchor.public_keys() == {"court": public}
