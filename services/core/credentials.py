@@ -9,6 +9,7 @@ time, so the answer's timing says nothing about how close a guess came.
 
 `CredentialStore` is the port; `FileCredentials` the one adapter (a YAML file, reread
 when it changes, so an issued or withdrawn token takes effect without a restart).
+`accord auth revoke` withdraws a token, read from standard input, never from a flag.
 """
 
 from __future__ import annotations
@@ -69,11 +70,20 @@ class FileCredentials:
         """A new token for `agency` as `role`; only its hash is written. Shown to the caller once."""
         check_principal(agency, role)
         token = secrets.token_urlsafe(32)
-        entries = {**self._load(), token_hash(token): Principal(agency, role)}
+        self._write({**self._load(), token_hash(token): Principal(agency, role)})
+        return token
+
+    def withdraw(self, token: str) -> Principal | None:
+        """Forget `token`: from now on it is refused. Whose it was, if anyone's."""
+        principal = self.principal(token)
+        if principal is not None:
+            self._write({k: v for k, v in self._load().items() if k != token_hash(token)})
+        return principal
+
+    def _write(self, entries: dict[str, Principal]) -> None:
         private_folder(self.path.parent)
         body = {digest: {"agency": p.agency, "role": p.role} for digest, p in entries.items()}
         replace_file(self.path, yaml.safe_dump(body, sort_keys=True), SECRET_FILE)
-        return token
 
     def _load(self) -> dict[str, Principal]:
         if not self.path.exists():

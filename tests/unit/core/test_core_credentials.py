@@ -78,3 +78,10 @@ def test_accord_auth_issue_prints_the_token_once_and_stores_its_hash(tmp_path: P
     assert stored == {credentials.token_hash(token): {"agency": "court", "role": "clerk"}}
     unknown = CliRunner(env=env).invoke(main, ["auth", "issue", "--agency", "nobody", "--role", "clerk"])
     assert unknown.exit_code == 2 and "not an agency" in unknown.output
+    server = FileCredentials(tmp_path / "credentials.yaml")
+    assert server.principal(token) == Principal("court", "clerk")
+    withdrawn = CliRunner(env=env).invoke(main, ["auth", "revoke"], input=f"{token}\n")
+    assert withdrawn.exit_code == 0 and "court (clerk)" in withdrawn.output
+    assert server.principal(token) is None  # the running server refuses it from now on
+    again = CliRunner(env=env).invoke(main, ["auth", "revoke"], input=f"{token}\n")
+    assert again.exit_code == 1 and "no such token" in again.output
