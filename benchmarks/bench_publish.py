@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.core.commands import AnyCommand, Changes, CorrectCommand, IssueCommand
 from services.core.connection import KafkaConnection
-from services.core.crypto import Keystore
+from services.core.crypto import AgencyKey, Keystore
 from services.core.kafka import create_topics, end_offsets
 from services.core.policy import Policy, load_policy
 from services.core.settings import KafkaSettings
@@ -122,7 +122,9 @@ def run(publisher: Publisher, plan: list[AnyCommand], threads: int) -> tuple[flo
 def make_publisher(
     connection: KafkaConnection, topics: Topics, policy: Policy, keystore: Keystore, key: bytes
 ) -> Publisher:
-    return Publisher(connection, topics, policy, keystore, key, timeout=30.0)
+    return Publisher(
+        connection, topics, policy, AgencyKey("court", keystore.private("court")), key, timeout=30.0
+    )
 
 
 def main() -> None:

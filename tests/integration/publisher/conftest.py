@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from services.core.connection import KafkaConnection
-from services.core.crypto import Keystore
+from services.core.crypto import AgencyKey, Keystore
 from services.core.kafka import create_topics, decode_message, read_all
 from services.core.policy import Policy
 from services.core.serde import Decoded
 from services.core.topics import BACKBONE, Topics
 from services.publisher.client import Publisher
-from tests.support.factory import policy_with_keys
+from tests.support.factory import policy_with_keys, trust_env
 from tests.unit.publisher.samples import NOW, PSEUDONYM_KEY
 
 
@@ -33,10 +33,11 @@ class Backbone:
     def listing_topics(self) -> list[str]:
         return [self.topics.listings(a) for a in sorted({*self.policy.issuers, BACKBONE})]
 
-    def publisher(self, clock: Callable[[], datetime] = lambda: NOW) -> Publisher:
-        """A publisher as a separate process would have it: its own reader, producer and locks."""
+    def publisher(self, clock: Callable[[], datetime] = lambda: NOW, agency: str = "court") -> Publisher:
+        """`agency`'s publisher as a separate process would have it: its own key, reader, producer, locks."""
+        signer = AgencyKey(agency, self.keystore.private(agency))
         made = Publisher(
-            self.connection, self.topics, self.policy, self.keystore, PSEUDONYM_KEY, timeout=20.0, clock=clock
+            self.connection, self.topics, self.policy, signer, PSEUDONYM_KEY, timeout=20.0, clock=clock
         )
         self.opened.append(made)
         return made
@@ -69,11 +70,14 @@ def closed_port() -> int:
 
 @pytest.fixture
 def publisher_env(backbone: Backbone, tmp_path: Path) -> dict[str, str]:
-    """The environment of a publisher process (CLI or HTTP server) over `backbone`'s topics."""
+    """The environment of the court's publisher process (CLI or HTTP server) over `backbone`'s topics."""
     return {
         **backbone.connection.environment(),
         "ACCORD_NAMESPACE": backbone.topics.namespace,
-        "ACCORD_KEYSTORE": str(backbone.keystore.folder),
+        "ACCORD_KEYSTORE": str(backbone.keystore.folder),  # for `accord keys init`; signing takes one key:
+        **trust_env(backbone.keystore, backbone.policy),
+        "ACCORD_SIGNING_KEY_FILE": str(backbone.keystore.key_file("court")),
+        "ACCORD_CREDENTIALS_FILE": str(tmp_path / "credentials.yaml"),
         "ACCORD_PSEUDONYM_KEY": "process-test-key",
         "ACCORD_PUBLISH_TIMEOUT_S": "20",
     }

@@ -41,10 +41,10 @@ def assert_sealed_chain(backbone: Backbone, events: list[Decoded]) -> None:
 
 
 def test_issue_correct_revoke_lands_in_each_agencys_topic_as_one_chain(backbone: Backbone) -> None:
-    publisher = backbone.publisher()
+    publisher, court = backbone.publisher(agency="luoshan-police"), backbone.publisher()
     police = samples.issue(agency="luoshan-police", category="public_security_risk", details={})
     issued = publisher.issue(police)
-    corrected = publisher.correct(samples.correct(issued.listing_id, 1, agency="court"))
+    corrected = court.correct(samples.correct(issued.listing_id, 1, agency="court"))
     revoked = publisher.revoke(samples.revoke(issued.listing_id, 2, agency="luoshan-police"))
     assert [issued.version, corrected.version, revoked.version] == [1, 2, 3]
     assert issued.topic == backbone.topics.listings("luoshan-police")
@@ -161,7 +161,7 @@ def every_byte(message: Any) -> bytes:
 
 @pytest.mark.parametrize("agency", ["court", "luoshan-police"])
 def test_no_raw_national_id_or_name_ever_reaches_a_topic(backbone: Backbone, agency: str) -> None:
-    publisher = backbone.publisher()
+    publisher = backbone.publisher(agency=agency)
     details = {"court_case": "(2025) Hu 0101 Min Chu 7"} if agency == "court" else {}
     category = "judgment_default" if agency == "court" else "public_security_risk"
     issued = publisher.issue(samples.issue(agency=agency, category=category, details=details))
