@@ -40,17 +40,17 @@ def create_secret(path: Path, text: str) -> None:
     _write_new(path, text, SECRET_FILE)
 
 
-def replace_file(path: Path, text: str, mode: int) -> None:
-    """Replace `path` atomically with `text`, the new file created with `mode` from its first byte."""
+def replace_file(path: Path, data: str | bytes, mode: int) -> None:
+    """Replace `path` atomically with `data`, the new file created with `mode` from its first byte."""
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    _write_new(partial, text, mode)
+    _write_new(partial, data, mode)
     os.replace(partial, path)
 
 
-def _write_new(path: Path, text: str, mode: int) -> None:
+def _write_new(path: Path, data: str | bytes, mode: int) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
 
 
 def refuse_writable_by_others(path: Path) -> None:

@@ -68,7 +68,15 @@ def test_secret_files_are_opened_with_their_mode_and_never_chmod_ed() -> None:
     assert "os.open" in calls and "os.makedirs" in calls
     assert not {c for c in calls if c.endswith("chmod") or c.endswith("write_text") or c.endswith("mkdir")}
     assert "os.O_EXCL" in source
-    for module in ("services.core.crypto", "services.core.credentials", "services.backbone"):
+    writers = (
+        "services.core.crypto",
+        "services.core.credentials",
+        "services.backbone",
+        "services.core.local_kafka_security",
+        "services.core.local_kafka",
+        "services.acl.principals",
+    )
+    for module in writers:
         assert "chmod" not in inspect.getsource(__import__(module, fromlist=["_"])), module
 
 
