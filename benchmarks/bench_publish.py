@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.core.commands import AnyCommand, Changes, CorrectCommand, IssueCommand
 from services.core.connection import KafkaConnection
-from services.core.crypto import Keystore
+from services.core.crypto import AgencyKey, Keystore
 from services.core.kafka import EventProducer, end_offsets
 from services.core.policy import Policy
 from services.core.settings import KafkaSettings
@@ -127,7 +127,8 @@ def run(publisher: Publisher, plan: list[AnyCommand], threads: int) -> tuple[flo
 def make_publisher(
     connection: KafkaConnection, topics: Topics, policy: Policy, keystore: Keystore, key: bytes
 ) -> Publisher:
-    return Publisher(connection, topics, policy, keystore, key, timeout=30.0, decision_wait=60.0)
+    signer = AgencyKey("court", keystore.private("court"))
+    return Publisher(connection, topics, policy, signer, key, timeout=30.0, decision_wait=60.0)
 
 
 def raw_rate(backbone: Backbone, count: int) -> float:

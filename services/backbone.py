@@ -26,7 +26,7 @@ from services.acl.plan import SERVICES, agencies, plan, principal_name
 from services.acl.principals import ensure_credentials, environment_of
 from services.core import processes
 from services.core.connection import SECURITY_VARIABLES, KafkaConnection
-from services.core.crypto import Keystore
+from services.core.files import create_secret, private_folder
 from services.core.kafka import create_topics
 from services.core.local_kafka import LocalKafka
 from services.core.local_kafka_cli import state_dir as kafka_state_dir
@@ -82,14 +82,18 @@ def provision(admin: KafkaConnection, settings: KafkaSettings, folder: Path) -> 
 
 
 def _environment(folder: Path) -> dict[str, str]:
-    """What every child service needs: the keystore and a pseudonym key (Kafka: `_as`)."""
+    """What every child service needs: the trust anchor, the backbone's key, a pseudonym key (Kafka: `_as`).
+
+    No agency's private key: the backbone's services verify, they never sign for an agency.
+    """
     key_file = folder / "pseudonym.key"
     if not os.environ.get("ACCORD_PSEUDONYM_KEY") and not key_file.exists():
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
-    env = dict(os.environ)
+        create_secret(key_file, secrets.token_hex(32))
+    env = {k: v for k, v in os.environ.items() if k not in ("ACCORD_KEYSTORE", "ACCORD_SIGNING_KEY_FILE")}
     env.setdefault("ACCORD_PSEUDONYM_KEY", key_file.read_text().strip() if key_file.exists() else "")
-    env.setdefault("ACCORD_KEYSTORE", str(KeystoreSettings().keystore))
+    keys = KeystoreSettings()
+    env.setdefault("ACCORD_TRUST_ANCHOR", str(keys.trust_anchor))
+    env.setdefault("ACCORD_BACKBONE_KEY_FILE", str(keys.backbone_key_file))
     return env
 
 
@@ -151,7 +155,7 @@ def up(nodes: str, topics_only: bool) -> None:
     """Start the backbone (and a local broker if none is given); print the bootstrap address."""
     folder = state_dir()
     for sub in ("logs", "copies", "ledger"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+        private_folder(folder / sub)  # copies hold personal data: 0700 from the start
     admin = _admin(int(nodes), folder)
     settings = KafkaSettings.of(admin)
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):  # a local cluster of `nodes`
@@ -160,7 +164,7 @@ def up(nodes: str, topics_only: bool) -> None:
     if not topics_only:
         policy = load_policy()
         env = _environment(folder)
-        Keystore(Path(env["ACCORD_KEYSTORE"])).create([a.id for a in policy.agencies])
+        KeystoreSettings().create_local([a.id for a in policy.agencies])
         running = {name: pid for name, pid in _recorded().items() if _ours(pid)}
         for name, command in _service_commands(folder, policy.enforcers).items():
             if name not in running:

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "backbone": "services.backbone:backbone",
     "acl": "services.acl.cli:acl",
     "keys": "services.publisher.cli:keys",
+    "auth": "services.core.auth_cli:auth",
     "publish": "services.publisher.cli:publish",
     "ledger": "services.ledger.cli:ledger",
     "copy": "services.copies.cli:copy",

@@ -21,8 +21,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from services.core.connection import KafkaConnection
 from services.core.errors import BrokerUnavailable
+from services.core.files import SECRET_FILE, private_folder, replace_file
 from services.core.kafka import admin_client
-from services.core.local_kafka_security import new_password, private_dir, write_private
+from services.core.local_kafka_security import new_password
 
 ITERATIONS = 4096  # Kafka's minimum for SCRAM-SHA-512: each login pays this once
 
@@ -33,11 +34,11 @@ def password_file(folder: Path, user: str) -> Path:
 
 def ensure_credentials(admin: KafkaConnection, users: Iterable[str], folder: Path) -> dict[str, Path]:
     """Each user's password file (made if missing), and its SCRAM credential on the cluster."""
-    private_dir(folder)
+    private_folder(folder)
     files = {user: password_file(folder, user) for user in users}
     for path in files.values():
         if not path.is_file():
-            write_private(path, new_password().encode())
+            replace_file(path, new_password(), SECRET_FILE)
     upserts: list[UserScramCredentialAlteration] = [
         UserScramCredentialUpsertion(
             user,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
@@ -31,6 +32,7 @@ from services.audit.tables import (
     view_table,
 )
 from services.audit.verify import verify as verify_log
+from services.core.cli_input import read_identifier, refuse_flags
 from services.core.crypto import pseudonymise
 from services.core.errors import AccordError
 from services.core.policy import load_policy
@@ -76,13 +78,16 @@ def audit() -> None:
 
 @audit.command()
 @click.option("--listing", help="A listing id.")
-@click.option("--subject", help="A national id; pseudonymised here with ACCORD_PSEUDONYM_KEY.")
+@click.option("--subject-file", type=click.Path(allow_dash=True, path_type=Path),
+              help="A file whose first line is a national id (- : stdin, or a prompt on a terminal); "
+                   "pseudonymised here with ACCORD_PSEUDONYM_KEY.")  # fmt: skip
 @click.option("--subject-ref", help="A subject_ref (pseudonym), for who has no key.")
+@refuse_flags("--subject", "--national-id", source="--subject-file (- for standard input or the prompt)")
 @formatted
-def timeline(listing: str | None, subject: str | None, subject_ref: str | None) -> Report:
+def timeline(listing: str | None, subject_file: Path | None, subject_ref: str | None) -> Report:
     """Every event of a listing or subject, and when each agency's copy applied it."""
-    if sum(x is not None for x in (listing, subject, subject_ref)) != 1:
-        raise click.UsageError("give exactly one of --listing, --subject, --subject-ref")
+    if sum(x is not None for x in (listing, subject_file, subject_ref)) != 1:
+        raise click.UsageError("give exactly one of --listing, --subject-file, --subject-ref")
     kafka, policy = KafkaSettings(), load_policy()
     connection, topics = kafka.connection, kafka.topics
     names = listing_topics(topics, policy)
@@ -90,7 +95,8 @@ def timeline(listing: str | None, subject: str | None, subject_ref: str | None) 
         listings, title = {listing}, f"Timeline of listing {listing}"
     else:
         ref = subject_ref or pseudonymise(
-            subject or "", SecretSettings().pseudonym_key.get_secret_value().encode()
+            read_identifier("national id", subject_file),
+            SecretSettings().pseudonym_key.get_secret_value().encode(),
         )
         with Progress("finding the subject's listings", size_of(connection, names)) as meter:
             listings = story.subject_listings(connection, names, ref, meter)

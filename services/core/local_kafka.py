@@ -32,13 +32,12 @@ from confluent_kafka.admin import AdminClient
 
 from services.core import processes
 from services.core.connection import KafkaConnection
+from services.core.files import SECRET_FILE, private_folder, replace_file
 from services.core.local_kafka_security import (
     ADMIN,
     BROKER_CN,
     MECHANISM,
     BrokerSecrets,
-    private_dir,
-    write_private,
 )
 
 KAFKA_VERSION = "4.1.1"
@@ -482,8 +481,8 @@ class LocalKafka:
             return
         self._wipe_nodes()
         for node, text in rendered.items():
-            private_dir(node.directory)
-            write_private(node.config, text.encode())  # it holds the keystore's password
+            private_folder(node.directory)
+            replace_file(node.config, text, SECRET_FILE)  # it holds the keystore's password
         self._format(cluster, java, libs)
 
     def _reusable(self, node: Node, config: str) -> bool:

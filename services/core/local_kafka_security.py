@@ -3,15 +3,13 @@
 Made once per state directory with the `cryptography` package and reused across restarts.
 The CA's private key is thrown away after it signed the nodes' certificate: nothing local
 can mint another certificate the nodes would trust. Every secret file is created 0600 and
-the folder 0700 from the first byte (`os.open` with a mode), never chmod'ed afterwards.
+the folder 0700 from the first byte (`services/core/files.py`), with no mode change afterwards.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,29 +28,12 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from services.core.connection import KafkaConnection
+from services.core.files import SECRET_FILE, private_folder, replace_file
 
 ADMIN = "admin"  # the one super user clients can authenticate as: administration only
 BROKER_CN = "accord-broker"  # the nodes' own certificate (inter-broker and controller listeners)
 MECHANISM = "SCRAM-SHA-512"
 VALID_DAYS = 825
-
-
-def private_dir(path: Path) -> Path:
-    """A folder only its owner can enter, created so from the start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o700)
-    return path
-
-
-def write_private(path: Path, data: bytes) -> Path:
-    """Write a secret: the file is 0600 from its first byte, and replaced atomically."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(partial, path)
-    return path
 
 
 def new_password() -> str:
@@ -91,7 +72,7 @@ class BrokerSecrets:
 
     def ensure(self) -> BrokerSecrets:
         """Create whatever is missing; existing material is kept (a restart keeps its clients)."""
-        private_dir(self.folder)
+        private_folder(self.folder)
         made = (
             self.ca_file,
             self.keystore,
@@ -102,7 +83,7 @@ class BrokerSecrets:
         if not all(path.is_file() for path in made):
             self._issue()
         if not self.admin_password_file.is_file():
-            write_private(self.admin_password_file, new_password().encode())
+            replace_file(self.admin_password_file, new_password(), SECRET_FILE)
         return self
 
     def keystore_password(self) -> str:
@@ -142,12 +123,12 @@ class BrokerSecrets:
         bundle = pkcs12.serialize_key_and_certificates(
             BROKER_CN.encode(), node_key, node, [ca], serialization.BestAvailableEncryption(password.encode())
         )
-        write_private(self.keystore_password_file, password.encode())
-        write_private(self.keystore, bundle)
+        replace_file(self.keystore_password_file, password, SECRET_FILE)
+        replace_file(self.keystore, bundle, SECRET_FILE)
         key = node_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        write_private(self.node_key, key)
+        replace_file(self.node_key, key, SECRET_FILE)
         self.node_certificate.write_bytes(node.public_bytes(serialization.Encoding.PEM))
         self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 

@@ -6,13 +6,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.connection import DEFAULT_MECHANISM, KafkaConnection
-from services.core.crypto import Keystore
+from services.core.crypto import AgencyKey, Keystore, TrustAnchor
+from services.core.errors import ConfigurationError
 from services.core.policy import Policy, load_policy
-from services.core.topics import Topics
+from services.core.topics import BACKBONE, Topics
 
 
 class KafkaSettings(BaseSettings):
@@ -95,6 +97,11 @@ class SecretSettings(BaseSettings):
         default=SecretStr(""),
         description="key of the keyed hash that turns a national id into a subject_ref",
     )
+    http_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="env ACCORD_HTTP_TOKEN: the bearer token this process shows Accord's HTTP servers "
+        "(the reconciler's, for the copies' probes)",
+    )
 
 
 def state_root() -> Path:
@@ -103,12 +110,49 @@ def state_root() -> Path:
 
 
 class KeystoreSettings(BaseSettings):
-    """The agencies' keystore: public keys for verification, private keys for whoever signs."""
+    """Who signs and whom to believe: one agency's signing key, the trust anchor, HTTP credentials.
+
+    The backbone's services read the trust anchor (public keys) and the backbone's own
+    key only; a publisher reads its one agency's key. `keystore` is the folder of private
+    keys `accord keys init` makes (every agency's, on a development machine).
+    """
 
     model_config = SettingsConfigDict(env_prefix="ACCORD_", frozen=True, extra="ignore")
 
     keystore: Path = Field(default_factory=lambda: state_root() / "keys", description="env ACCORD_KEYSTORE")
+    trust_anchor: Path = Field(
+        default_factory=lambda: state_root() / "trust" / "public_keys.yaml",
+        description="env ACCORD_TRUST_ANCHOR: public keys, in a folder only the backbone may change",
+    )
+    signing_key_file: Path | None = Field(
+        default=None, description="env ACCORD_SIGNING_KEY_FILE: the one agency key a publisher signs with"
+    )
+    backbone_key_file: Path = Field(
+        default_factory=lambda: state_root() / "backbone" / "keys" / f"{BACKBONE}.key",
+        description="env ACCORD_BACKBONE_KEY_FILE: the backbone's own signing key (the ledger's expiries)",
+    )
+    credentials_file: Path = Field(
+        default_factory=lambda: state_root() / "credentials.yaml",
+        description="env ACCORD_CREDENTIALS_FILE: hashes of the bearer tokens an HTTP server accepts",
+    )
 
     def policy_with_keys(self) -> Policy:
-        """The repository's policy with every agency's registered public key."""
-        return load_policy().with_public_keys(Keystore(self.keystore).public_keys())
+        """The repository's policy with every agency's trusted public key."""
+        return load_policy().with_public_keys(TrustAnchor(self.trust_anchor).public_keys())
+
+    def agency_key(self, policy: Policy) -> AgencyKey:
+        """The publisher's one signing key, and the agency it belongs to (by its registered public key)."""
+        if self.signing_key_file is None:
+            raise ConfigurationError(
+                "no signing key: set ACCORD_SIGNING_KEY_FILE to your agency's key file (`accord keys init`)"
+            )
+        return AgencyKey.load(self.signing_key_file, {a.id: a.public_key for a in policy.agencies})
+
+    def backbone_key(self) -> Ed25519PrivateKey:
+        return Keystore(self.backbone_key_file.parent).private(self.backbone_key_file.stem)
+
+    def create_local(self, agencies: list[str]) -> dict[str, str]:
+        """One machine plays every part: each agency's key in `keystore`, the backbone's apart."""
+        public = Keystore(self.keystore).create([a for a in agencies if a != BACKBONE])
+        public.update(Keystore(self.backbone_key_file.parent).create([self.backbone_key_file.stem]))
+        return TrustAnchor(self.trust_anchor).register(public)

@@ -36,11 +36,11 @@ from services.core.commands import (
     RevokeCommand,
 )
 from services.core.connection import KafkaConnection
-from services.core.crypto import Keystore, seal
+from services.core.crypto import AgencyKey, seal
 from services.core.errors import ConfigurationError, RuleViolation
 from services.core.events import ListingState
 from services.core.kafka import Delivered
-from services.core.policy import Policy, load_policy
+from services.core.policy import Policy
 from services.core.topics import Topics
 from services.publisher.build import EVENT_TYPES, decide, derived_id
 from services.publisher.delivery import ConfirmingProducer
@@ -58,14 +58,18 @@ def utc_now() -> datetime:
 
 
 class Publisher:
-    """Publishes agencies' commands as sealed listing events and reports the ledger's verdict."""
+    """Publishes one agency's commands as sealed listing events and reports the ledger's verdict.
+
+    It holds that agency's key alone (`signer`) and refuses, before reading anything,
+    a command in any other agency's name.
+    """
 
     def __init__(
         self,
         connection: KafkaConnection,
         topics: Topics,
         policy: Policy,
-        keystore: Keystore,
+        signer: AgencyKey,
         pseudonym_key: bytes,
         timeout: float = 10.0,
         clock: Clock = utc_now,
@@ -73,7 +77,7 @@ class Publisher:
     ) -> None:
         if not pseudonym_key:
             raise ConfigurationError("no pseudonym key: set ACCORD_PSEUDONYM_KEY (never commit it)")
-        self.policy, self.topics, self._keystore, self._key = policy, topics, keystore, pseudonym_key
+        self.policy, self.topics, self.signer, self._key = policy, topics, signer, pseudonym_key
         self._clock, self._decision_wait = clock, decision_wait
         self.book = LedgerBook(topics.listing_authors(policy.issuers))
         self._reader = LedgerReader(connection, [topics.ledger, topics.rejected], self.book, timeout)
@@ -83,13 +87,13 @@ class Publisher:
 
     @classmethod
     def from_settings(cls, settings: PublisherSettings, clock: Clock = utc_now) -> Publisher:
-        """The publisher of a deployment: the repository's policy with the keystore's public keys."""
-        keystore = Keystore(settings.options.keystore)
+        """An agency's publisher: the policy with the trusted public keys, and the agency's own key."""
+        policy = settings.keys.policy_with_keys()
         return cls(
             connection=settings.kafka.connection,
             topics=settings.kafka.topics,
-            policy=load_policy().with_public_keys(keystore.public_keys()),
-            keystore=keystore,
+            policy=policy,
+            signer=settings.keys.agency_key(policy),
             pseudonym_key=settings.secrets.pseudonym_key.get_secret_value().encode(),
             timeout=settings.options.publish_timeout_s,
             clock=clock,
@@ -116,6 +120,7 @@ class Publisher:
 
     def submit(self, command: AnyCommand) -> Receipt:
         """Publish `command` once; return once the ledger admitted its event, raise if it refused it."""
+        self.signer.signing_for(command.agency)  # before anything else: never another's name
         with self._stripe(command.listing_id):
             self._reader.catch_up()
             known = self._known(command)
@@ -124,12 +129,12 @@ class Publisher:
             sent = self._pending.get(command.event_id) or self._publish(command)
             return self._verdict(sent, self._decision_wait)
 
-    def verdict(self, agency: str, listing_id: str, event_id: str, wait: float = 0.0) -> Receipt:
-        """The ledger's word on an event (after `Undecided`): a receipt, `LedgerRefusal` or `Undecided`."""
+    def verdict(self, listing_id: str, event_id: str, wait: float = 0.0) -> Receipt:
+        """The ledger's word on this agency's event (after `Undecided`): a receipt, or it raises."""
         self._reader.catch_up()
         pending = self._pending.get(event_id) or Receipt(
             status="undecided", listing_id=listing_id, version=0, event_id=event_id,
-            event_type="unknown", agency=agency, request_id=None,
+            event_type="unknown", agency=self.signer.agency, request_id=None,
         )  # fmt: skip
         return self._verdict(pending, wait)
 
@@ -166,7 +171,7 @@ class Publisher:
     def _publish(self, command: AnyCommand) -> Receipt:
         state = self.book.state(command.listing_id)
         event = decide(command, state, self._clock(), self.policy, self._key)
-        sealed = seal(event, state.envelope.hash if state else "", self._keystore.private(command.agency))
+        sealed = seal(event, state.envelope.hash if state else "", self.signer.signing_for(command.agency))
         delivered = self._producer.send(self.topics.listings(command.agency), command.listing_id, sealed)
         sent = _receipt(command, sealed.envelope.version, delivered, status="undecided")
         self._pending[sent.event_id] = sent

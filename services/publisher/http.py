@@ -7,16 +7,23 @@ server from it and checks each answer against it):
 |--------|---------|------|
 | 201    | Receipt | the ledger admitted the event (a recognised retry: same receipt, `duplicate: true`) |
 | 202    | Receipt | in the log, not ruled on within the wait: `status: undecided`, see `ask_again` |
-| 404    | Refusal | unknown listing |
-| 409    | Refusal | the listing is no longer at `expected_version` (refused here or by the ledger) |
-| 422    | Refusal | refused by a rule (here or by the ledger), or a malformed or unparsable body |
-| 503    | Refusal | Kafka cannot be reached |
-| 500    | Refusal | the deployment is incomplete (no topics, no keys) |
+| 401    | Refused | no bearer token, or one never issued |
+| 403    | Refused | another agency's or role's token, or a body naming another agency |
+| 404    | Refused | unknown listing |
+| 409    | Refused | the listing is no longer at `expected_version` (refused here or by the ledger) |
+| 422    | Refused | refused by a rule (here or by the ledger), or a malformed or unparsable body |
+| 503    | Refused | Kafka cannot be reached |
+| 500    | Refused | the deployment is incomplete (no topics, no keys) |
+
+Every route takes a bearer token of a clerk of the agency whose key this server holds:
+401 without a valid one, 403 for another agency's or role's, and 403 `agency_mismatch`
+for a body naming another agency than the credential's (both `Refused` bodies). The
+dependency hangs on the app, so it covers every route, including any added later; the
+verdict endpoint asks on behalf of the credential's agency.
 
 Unparsable JSON is a 422 `invalid_command` like any other malformed command, never a 400.
 Agencies, categories, measures and severities are enums in the OpenAPI, built from the
-policy the server runs with. Every route hangs off one router made with `dependencies`,
-so a security dependency (a bearer token naming the agency) covers all of them at once.
+policy the server runs with.
 Handlers are plain functions, so FastAPI runs them in its thread pool; `Publisher` is
 thread-safe.
 """
@@ -25,18 +32,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Request, params
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from services.core.commands import (
+    AnyCommand,
     CorrectCommand,
     CorrectRequest,
     ExemptCommand,
@@ -49,8 +56,10 @@ from services.core.commands import (
     RevokeCommand,
     RevokeRequest,
 )
+from services.core.credentials import CredentialStore, FileCredentials, Principal
 from services.core.errors import AccordError, UnknownListing
 from services.core.events import ListingState
+from services.core.httpauth import AUTH_RESPONSES, Bearer, Guard, Refused, acting_for, install, require
 from services.core.policy import SEVERITY_TIERS, Policy
 from services.publisher.client import Publisher
 from services.publisher.errors import Undecided
@@ -61,15 +70,8 @@ from services.publisher.state import Receipt
 log = logging.getLogger("accord.publisher")
 
 
-class RefusalBody(BaseModel):
-    """Every error answer: a stable, machine-readable code and a sentence a clerk can act on."""
-
-    code: str
-    reason: str
-
-
 def _refusal(description: str) -> dict[str, Any]:
-    return {"model": RefusalBody, "description": description}
+    return {"model": Refused, "description": description}
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -94,9 +96,10 @@ REQUEST_MODELS = ("IssueCommand", "CorrectRequest", "RevokeRequest", "ExemptRequ
                   "ResolveRequest", "Changes")  # fmt: skip
 
 
-def create_app(settings: PublisherSettings, dependencies: Sequence[params.Depends] = ()) -> FastAPI:
-    """An app with its own `Publisher`, closed when the server stops; `dependencies` guard every route."""
+def create_app(settings: PublisherSettings, credentials: CredentialStore | None = None) -> FastAPI:
+    """An app with its own `Publisher`, closed when the server stops; `credentials` default to the file."""
     publisher = Publisher.from_settings(settings)
+    store = credentials or FileCredentials(settings.keys.credentials_file)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -107,25 +110,57 @@ def create_app(settings: PublisherSettings, dependencies: Sequence[params.Depend
         yield
         publisher.close()
 
-    app = FastAPI(title="Accord publisher", lifespan=lifespan, responses=ERRORS)
+    app = FastAPI(
+        title="Accord publisher",
+        lifespan=lifespan,
+        responses={**ERRORS, **AUTH_RESPONSES},
+        dependencies=[Depends(_clerk)],  # every route, including any added later
+    )
     app.state.publisher = publisher
+    app.state.clerks = require(store, "clerk", publisher.signer.agency)
+    install(app)
     _answers(app)
-    router = APIRouter(dependencies=list(dependencies))
-    _routes(router, publisher)
-    app.include_router(router)
+    _routes(app, _Acting(publisher))
     app.openapi = lambda: _openapi(app, publisher.policy)  # type: ignore[method-assign]
     return app
 
 
+def _clerk(request: Request, credentials: Bearer) -> Principal:
+    """The caller, if a clerk of the agency whose key this server holds (else 401 or 403)."""
+    guard: Guard = request.app.state.clerks
+    return guard(credentials)
+
+
+Caller = Annotated[Principal, Depends(_clerk)]
+
+
+class _Acting:
+    """The publisher, for the caller the credential names: a command of another agency is a 403."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    def submit(self, principal: Principal, command: AnyCommand) -> Receipt:
+        acting_for(principal, command.agency)
+        return self.publisher.submit(command)
+
+    def current(self, listing_id: str) -> ListingState | None:
+        return self.publisher.current(listing_id)
+
+    def verdict(self, principal: Principal, listing_id: str, event_id: str) -> Receipt:
+        """Asked about the credential's agency's events only: the one whose key this server holds."""
+        acting_for(principal, self.publisher.signer.agency)
+        return self.publisher.verdict(listing_id, event_id)
+
+
 def _answers(app: FastAPI) -> None:
-    """Errors into their documented answers: each a `RefusalBody`, an undecided event its receipt."""
+    """Errors into their documented answers: each a `Refused` body, an undecided event its receipt."""
 
     @app.exception_handler(Undecided)
     async def undecided(request: Request, error: Undecided) -> JSONResponse:
         receipt = error.receipt
-        listing, event, agency = (quote(part, safe="") for part in (receipt.listing_id, receipt.event_id,
-                                                                        receipt.agency))  # fmt: skip
-        ask = f"/listings/{listing}/events/{event}?agency={agency}"
+        listing, event = (quote(part, safe="") for part in (receipt.listing_id, receipt.event_id))
+        ask = f"/listings/{listing}/events/{event}"
         body = receipt.model_copy(update={"ask_again": ask}).model_dump(mode="json")
         return JSONResponse(body, status_code=202, headers={"Location": ask})
 
@@ -142,34 +177,33 @@ def _answer(refusal: Refusal) -> JSONResponse:
     return JSONResponse(refusal.body(), status_code=refusal.http_status)
 
 
-def _routes(router: APIRouter, publisher: Publisher) -> None:
-    @router.post("/listings", **COMMAND)
-    def issue(command: IssueCommand) -> Receipt:
-        return publisher.submit(command)
+def _routes(app: FastAPI, publisher: _Acting) -> None:
+    @app.post("/listings", **COMMAND)
+    def issue(command: IssueCommand, caller: Caller) -> Receipt:
+        return publisher.submit(caller, command)
 
-    @router.post("/listings/{listing_id}/corrections", **COMMAND)
-    def correct(listing_id: str, body: CorrectRequest) -> Receipt:
-        return publisher.submit(CorrectCommand(listing_id=listing_id, **dict(body)))
+    @app.post("/listings/{listing_id}/corrections", **COMMAND)
+    def correct(listing_id: str, body: CorrectRequest, caller: Caller) -> Receipt:
+        return publisher.submit(caller, CorrectCommand(listing_id=listing_id, **dict(body)))
 
-    @router.post("/listings/{listing_id}/revocations", **COMMAND)
-    def revoke(listing_id: str, body: RevokeRequest) -> Receipt:
-        return publisher.submit(RevokeCommand(listing_id=listing_id, **dict(body)))
+    @app.post("/listings/{listing_id}/revocations", **COMMAND)
+    def revoke(listing_id: str, body: RevokeRequest, caller: Caller) -> Receipt:
+        return publisher.submit(caller, RevokeCommand(listing_id=listing_id, **dict(body)))
 
-    @router.post("/listings/{listing_id}/exemptions", **COMMAND)
-    def exempt(listing_id: str, body: ExemptRequest) -> Receipt:
-        return publisher.submit(ExemptCommand(listing_id=listing_id, **dict(body)))
+    @app.post("/listings/{listing_id}/exemptions", **COMMAND)
+    def exempt(listing_id: str, body: ExemptRequest, caller: Caller) -> Receipt:
+        return publisher.submit(caller, ExemptCommand(listing_id=listing_id, **dict(body)))
 
-    @router.post("/listings/{listing_id}/objections", **COMMAND)
-    def object_(listing_id: str, body: ObjectRequest) -> Receipt:
-        return publisher.submit(ObjectCommand(listing_id=listing_id, **dict(body)))
+    @app.post("/listings/{listing_id}/objections", **COMMAND)
+    def object_(listing_id: str, body: ObjectRequest, caller: Caller) -> Receipt:
+        return publisher.submit(caller, ObjectCommand(listing_id=listing_id, **dict(body)))
 
-    @router.post("/listings/{listing_id}/objections/{objection_id}/resolution", **COMMAND)
-    def resolve(listing_id: str, objection_id: str, body: ResolveRequest) -> Receipt:
-        return publisher.submit(
-            ResolveCommand(listing_id=listing_id, objection_id=objection_id, **dict(body))
-        )
+    @app.post("/listings/{listing_id}/objections/{objection_id}/resolution", **COMMAND)
+    def resolve(listing_id: str, objection_id: str, body: ResolveRequest, caller: Caller) -> Receipt:
+        command = ResolveCommand(listing_id=listing_id, objection_id=objection_id, **dict(body))
+        return publisher.submit(caller, command)
 
-    @router.get("/listings/{listing_id}", response_model=ListingState,
+    @app.get("/listings/{listing_id}", response_model=ListingState,
                 responses={404: _refusal("unknown listing")})  # fmt: skip
     def show(listing_id: str) -> ListingState:
         state = publisher.current(listing_id)
@@ -179,11 +213,11 @@ def _routes(router: APIRouter, publisher: Publisher) -> None:
 
     lost = _refusal("the ledger refused the event: it lost a race for its version")
 
-    @router.get("/listings/{listing_id}/events/{event_id}", response_model=Receipt,
-                responses={202: UNDECIDED, 409: lost})  # fmt: skip
-    def verdict(listing_id: str, event_id: str, agency: str) -> Receipt:
-        """The ledger's verdict on an event: 200 admitted, 202 not decided yet, 409/422 refused."""
-        return publisher.verdict(agency, listing_id, event_id)
+    @app.get("/listings/{listing_id}/events/{event_id}", response_model=Receipt,
+             responses={202: UNDECIDED, 409: lost})  # fmt: skip
+    def verdict(listing_id: str, event_id: str, caller: Caller) -> Receipt:
+        """The ledger's verdict on the caller's agency's event: 200 admitted, 202 not yet, 409/422 refused."""
+        return publisher.verdict(caller, listing_id, event_id)
 
 
 def _openapi(app: FastAPI, policy: Policy) -> dict[str, Any]:

@@ -10,7 +10,9 @@
 | LedgerConflict    | the ledger's code  | 409  | 4    |
 | BrokerUnavailable | broker_unavailable | 503  | 5    |
 | ConfigurationError| configuration      | 500  | 6    |
-| Undecided         | undecided          | 202  | 7    |
+| Unauthenticated   | its reason code    | 401  | 7    |
+| Forbidden         | its reason code    | 403  | 7    |
+| Undecided         | undecided          | 202  | 8    |
 
 A ledger refusal is a rule violation like any other to the caller: the broker took the
 event, the ledger refused it (`rejected`), and nothing of it stands. `Undecided` is not a
@@ -26,11 +28,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.core.errors import (
+    AccessDenied,
     AccordError,
     BrokerUnavailable,
     ConfigurationError,
     ConflictError,
     RuleViolation,
+    Unauthenticated,
     UnknownListing,
 )
 from services.publisher.errors import Undecided
@@ -48,6 +52,8 @@ class Refusal:
 
 
 def refusal_of(error: AccordError) -> Refusal:
+    if isinstance(error, AccessDenied):
+        return Refusal(error.code, error.message, 401 if isinstance(error, Unauthenticated) else 403, 7)
     if isinstance(error, ConflictError):
         return Refusal(error.code, error.message, 409, 4)
     if isinstance(error, UnknownListing):
@@ -59,7 +65,7 @@ def refusal_of(error: AccordError) -> Refusal:
     if isinstance(error, ConfigurationError):
         return Refusal("configuration", str(error), 500, 6)
     if isinstance(error, Undecided):
-        return Refusal("undecided", str(error), 202, 7)
+        return Refusal("undecided", str(error), 202, 8)
     return Refusal("error", str(error), 500, 1)
 
 

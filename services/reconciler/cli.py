@@ -21,7 +21,7 @@ from services.core.errors import AccordError
 from services.core.kafka import create_topics
 from services.core.local_kafka import LocalKafka
 from services.core.policy import load_policy
-from services.core.settings import KafkaSettings
+from services.core.settings import KafkaSettings, SecretSettings
 from services.reconciler.probe import HttpProbe, open_probe
 from services.reconciler.report import replay
 from services.reconciler.runner import Runner
@@ -69,7 +69,8 @@ def run(copies: tuple[str, ...]) -> None:
     signal.signal(signal.SIGINT, stopping)
     probes: dict[str, HttpProbe | StoreProbe] = {}
     try:
-        probes.update({agency: open_probe(url, agency) for agency, url in urls.items()})
+        token = SecretSettings().http_token.get_secret_value()  # the reconciler's, for copies' servers
+        probes.update({agency: open_probe(url, agency, token=token) for agency, url in urls.items()})
         create_topics(kafka.connection, kafka.topics.specs(policy.issuers, policy.enforcers),
                       kafka.partitions, kafka.replication_factor)  # fmt: skip
         for agency in sorted(set(policy.enforcers) - set(probes)):

@@ -24,6 +24,7 @@ from services.core.crypto import Keystore
 from services.core.events import CopyApplied
 from services.core.kafka import EventProducer, create_topics
 from services.core.policy import load_policy
+from services.core.settings import KeystoreSettings
 from services.core.topics import Topics
 from services.reconciler import luoshan
 from services.reconciler.drill import Children, backup, restore_rows
@@ -51,7 +52,7 @@ def run_luoshan(connection: KafkaConnection, workdir: Path, say: Callable[[str],
     topics, policy = Topics(f"luoshan-{uuid.uuid4().hex[:8]}."), load_policy()
     create_topics(connection, topics.specs(policy.issuers, policy.enforcers), partitions=3, replication=1)
     keystore = Keystore(workdir / "keys")
-    keystore.create([a.id for a in policy.agencies])
+    demo_keys(workdir).create_local([a.id for a in policy.agencies])
     key = secrets.token_hex(32)
     children = Children(_environment(connection, topics, workdir, key), workdir / "logs")
     timeline = Timeline(topics.namespace)
@@ -69,11 +70,21 @@ def run_luoshan(connection: KafkaConnection, workdir: Path, say: Callable[[str],
     return timeline
 
 
+def demo_keys(workdir: Path) -> KeystoreSettings:
+    """The demo plays every part on one host: agencies' keys, the backbone's, the trust anchor apart."""
+    return KeystoreSettings(
+        keystore=workdir / "keys",
+        trust_anchor=workdir / "trust" / "public_keys.yaml",
+        backbone_key_file=workdir / "backbone" / "backbone.key",
+    )
+
+
 def _environment(connection: KafkaConnection, topics: Topics, workdir: Path, key: str) -> dict[str, str]:
     given = {
         **connection.environment(),
         "ACCORD_NAMESPACE": topics.namespace,
-        "ACCORD_KEYSTORE": str(workdir / "keys"),
+        "ACCORD_TRUST_ANCHOR": str(demo_keys(workdir).trust_anchor),
+        "ACCORD_BACKBONE_KEY_FILE": str(demo_keys(workdir).backbone_key_file),
         "ACCORD_PSEUDONYM_KEY": key,
     }
     return {**os.environ, **DEMO_ENV, **given}

@@ -28,10 +28,13 @@ from services.core.policy import load_policy
 NATIONAL_ID = "420102199005171234"
 
 
-def accord(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def accord(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+        [sys.executable, "-m", "services", *args],
+        env=env, input=stdin, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
 
 
 def recorded_pids(state: Path) -> list[int]:
@@ -43,8 +46,9 @@ def recorded_pids(state: Path) -> list[int]:
 def backbone_env(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {**os.environ, **kafka_admin.environment(), "ACCORD_NAMESPACE": namespace,
            "ACCORD_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
-    env.pop("ACCORD_PSEUDONYM_KEY", None)
-    env.pop("ACCORD_KEYSTORE", None)
+    for name in ("ACCORD_PSEUDONYM_KEY", "ACCORD_KEYSTORE", "ACCORD_SIGNING_KEY_FILE", "ACCORD_TRUST_ANCHOR",
+                 "ACCORD_BACKBONE_KEY_FILE", "ACCORD_CREDENTIALS_FILE"):  # fmt: skip
+        env.pop(name, None)
     started = accord(env, "backbone", "up")
     assert started.returncode == 0, started.stderr
     assert started.stdout.strip() == kafka_admin.bootstrap
@@ -83,9 +87,10 @@ def expected_principals(namespace: str) -> dict[str, str]:
 
 
 def issue_file(folder: Path) -> Path:
+    """The README's listing, without the subject's identifiers: those come on standard input."""
     now = datetime.now(UTC)
     command = {
-        "national_id": NATIONAL_ID, "full_name": "Yu Zhenhua", "birth_date": "1990-05-17",
+        "birth_date": "1990-05-17",
         "category": "judgment_default", "measures": ["flight_ban"],
         "legal_basis": "SPC Provisions on Restricting High Consumption (2015), art. 3(1)",
         "severity": "serious", "case_ref": "(2026) Hu 0101 Zhi 12",
@@ -100,7 +105,7 @@ def check_until(env: dict[str, str], store: str, restricted: bool) -> dict[str, 
     deadline = time.monotonic() + 90
     while True:
         done = accord(env, "copy", "check", "--agency", "civil-aviation", "--store", store,
-                      "--subject", NATIONAL_ID, "--json")  # fmt: skip
+                      "--json", stdin=f"{NATIONAL_ID}\n")  # fmt: skip
         assert done.returncode in (0, 2), done.stderr
         answer: dict[str, Any] = json.loads(done.stdout)
         if answer["restricted"] == restricted:
@@ -116,11 +121,18 @@ def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
     pids = recorded_pids(state)
     status = accord(backbone_env, "backbone", "status")
     assert status.stdout.count("running") == len(pids) >= 3 and "STOPPED" not in status.stdout
-    env = {**backbone_env, "ACCORD_PSEUDONYM_KEY": (state / "backbone" / "pseudonym.key").read_text().strip()}
+    for pid in pids:  # the backbone's services verify with public keys; none is given an agency's key
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        private = (b"ACCORD_KEYSTORE=", b"ACCORD_SIGNING_KEY_FILE=")
+        assert not [v for v in environment if v.startswith(private)]
+    assert (state / "trust" / "public_keys.yaml").stat().st_mode & 0o022 == 0
+    env = {**backbone_env, "ACCORD_PSEUDONYM_KEY": (state / "backbone" / "pseudonym.key").read_text().strip(),
+           "ACCORD_SIGNING_KEY_FILE": str(state / "keys" / "court.key")}  # fmt: skip
     namespace = backbone_env["ACCORD_NAMESPACE"]
     clerk = as_principal(env, state, namespace + "court")  # the court's publisher, as the court
     assert clerk["ACCORD_KAFKA_USERNAME"] == namespace + "court" and "ACCORD_KAFKA_PASSWORD" not in clerk
-    issued = accord(clerk, "publish", "issue", "--agency", "court", "--file", str(issue_file(tmp_path)))
+    issued = accord(clerk, "publish", "issue", "--file", str(issue_file(tmp_path)),
+                    stdin=f"{NATIONAL_ID}\nYu Zhenhua\n")  # fmt: skip
     assert issued.returncode == 0, issued.stdout + issued.stderr
     listing_id = json.loads(issued.stdout)["listing_id"]
     store = f"sqlite:///{state / 'backbone' / 'copies' / 'civil-aviation.db'}"
@@ -128,7 +140,7 @@ def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
     officer = as_principal(env, state, namespace + "civil-aviation")
     listed = check_until(officer, store, restricted=True)
     assert [hit["listing_id"] for hit in listed["listings"]] == [listing_id]
-    revoked = accord(clerk, "publish", "revoke", "--agency", "court", "--listing-id", listing_id,
+    revoked = accord(clerk, "publish", "revoke", "--listing-id", listing_id,
                      "--expected-version", "1", "--reason", "mislisting", "--note", "test")  # fmt: skip
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     assert check_until(officer, store, restricted=False)["listings"] == []

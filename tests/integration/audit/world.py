@@ -27,7 +27,7 @@ from services.core.listing import evolve, is_listing_event
 from services.core.policy import Policy
 from services.core.topics import Topics, copy_key
 from services.core.views import view_change
-from tests.support.factory import Ledgerbook
+from tests.support.factory import Ledgerbook, trust_env
 
 PSEUDONYM_KEY = "audit-test-pseudonym-key"
 Op = Literal["upsert", "delete"]
@@ -133,15 +133,15 @@ class World:
         return {
             **self.connection.environment(),
             "ACCORD_NAMESPACE": self.topics.namespace,
-            "ACCORD_KEYSTORE": str(self.keystore_dir),
+            **trust_env(self.book.keystore, self.policy),
             "ACCORD_PSEUDONYM_KEY": PSEUDONYM_KEY,
         }
 
-    def run(self, *args: str) -> Result:
-        return CliRunner().invoke(audit, list(args), env=self.env(), catch_exceptions=False)
+    def run(self, *args: str, stdin: str | None = None) -> Result:
+        return CliRunner().invoke(audit, list(args), env=self.env(), input=stdin, catch_exceptions=False)
 
-    def run_json(self, *args: str) -> dict[str, Any]:
-        result = self.run(*args, "--json")
+    def run_json(self, *args: str, stdin: str | None = None) -> dict[str, Any]:
+        result = self.run(*args, "--json", stdin=stdin)
         assert result.exit_code == 0, result.output
         parsed: dict[str, Any] = json.loads(result.stdout)
         return parsed

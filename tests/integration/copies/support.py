@@ -12,7 +12,7 @@ from services.core.copystore import CopyStore
 from services.core.events import ViewChanged
 from services.core.kafka import EventProducer, create_topics, end_offsets
 from services.core.policy import load_policy
-from services.core.settings import KafkaSettings, SecretSettings
+from services.core.settings import KafkaSettings, KeystoreSettings, SecretSettings
 from services.core.topics import Topics
 
 PARTITIONS = 3
@@ -21,7 +21,8 @@ POLICY = load_policy()
 
 def settings(connection: KafkaConnection, namespace: str, **options: float) -> CopySettings:
     kafka = KafkaSettings.of(connection, namespace=namespace)
-    return CopySettings(kafka=kafka, secrets=SecretSettings(), options=CopyOptions(**options))  # type: ignore[arg-type]
+    options_ = CopyOptions(**options)  # type: ignore[arg-type]
+    return CopySettings(kafka=kafka, secrets=SecretSettings(), options=options_, keys=KeystoreSettings())
 
 
 def make_topics(connection: KafkaConnection, namespace: str) -> Topics:

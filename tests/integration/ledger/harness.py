@@ -32,7 +32,7 @@ from services.core.policy import Policy
 from services.core.settings import KafkaSettings
 from services.core.topics import BACKBONE, Topics
 from services.core.views import ViewRow, project
-from tests.support.factory import Ledgerbook, policy_with_keys
+from tests.support.factory import Ledgerbook, policy_with_keys, trust_env
 
 REPO = Path(__file__).resolve().parents[3]
 PARTITIONS = 3
@@ -103,7 +103,7 @@ class Backbone:
             **self.connection.environment(),
             "ACCORD_NAMESPACE": self.namespace,
             "ACCORD_PARTITIONS": str(PARTITIONS),
-            "ACCORD_KEYSTORE": str(self.folder / "keys"),
+            **trust_env(self.keystore, self.policy),
             "ACCORD_LEDGER_DATA_DIR": str(self.folder / "ledger"),
             "ACCORD_LEDGER_EXPIRY_INTERVAL_S": "0.5",
             "ACCORD_LEDGER_COMMIT_INTERVAL_S": "0.5",

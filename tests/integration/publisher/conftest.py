@@ -17,18 +17,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
 from services.core.connection import KafkaConnection
-from services.core.crypto import Keystore
+from services.core.crypto import AgencyKey, Keystore
 from services.core.kafka import decode_message, read_all
 from services.core.policy import Policy
 from services.core.serde import Decoded
 from services.core.topics import BACKBONE, Topics
 from services.publisher.client import Publisher
 from tests.integration.ledger import harness
+from tests.support.factory import trust_env
 from tests.unit.publisher.samples import NOW, PSEUDONYM_KEY
 
 Server = Callable[[dict[str, str]], str]
@@ -49,13 +51,13 @@ class Backbone:
         return [self.topics.listings(a) for a in sorted({*self.policy.issuers, BACKBONE})]
 
     def publisher(
-        self, clock: Callable[[], datetime] = lambda: NOW, agency: str | None = None, **options: float
+        self, clock: Callable[[], datetime] = lambda: NOW, agency: str = "court", **options: float
     ) -> Publisher:
-        """A publisher as a separate process would have it: its own reader, producer and locks;
-        as `agency`'s own principal if given, else as the session's admin (any agency's commands)."""
+        """`agency`'s publisher as a separate process would have it: its own key, reader, producer and
+        locks, connected as `agency`'s own principal (on a secured broker)."""
         settings = {"timeout": WAIT, "decision_wait": WAIT, **options}
-        connection = self.ledger.connection_as(agency) if agency else self.connection
-        made = Publisher(connection, self.topics, self.policy, self.keystore, PSEUDONYM_KEY,
+        signer = AgencyKey(agency, self.keystore.private(agency))
+        made = Publisher(self.ledger.connection_as(agency), self.topics, self.policy, signer, PSEUDONYM_KEY,
                          clock=clock, **settings)  # fmt: skip
         self.opened.append(made)
         return made
@@ -140,14 +142,18 @@ def serve() -> Iterator[Server]:
         servers.stop()
 
 
-def environment(ledgered: harness.Backbone, agency: str | None = None) -> dict[str, str]:
-    """The environment of a publisher process (CLI or HTTP server) over `ledgered`'s topics:
-    as `agency`'s own principal (on a secured broker), else as the session's admin."""
+def environment(ledgered: harness.Backbone, credentials: Path, agency: str | None = None) -> dict[str, str]:
+    """The environment of the court's publisher process (CLI or HTTP server) over `ledgered`'s topics,
+    signing with the court's key alone and taking the bearer tokens of `credentials`: as `agency`'s
+    own Kafka principal (on a secured broker), else as the session's admin."""
     return {
         **ledgered.connection.environment(),
         **(ledgered.as_(agency) if agency else {}),
         "ACCORD_NAMESPACE": ledgered.topics.namespace,
-        "ACCORD_KEYSTORE": str(ledgered.keystore.folder),
+        "ACCORD_KEYSTORE": str(ledgered.keystore.folder),  # for `accord keys init`; signing takes one key:
+        **trust_env(ledgered.keystore, ledgered.policy),
+        "ACCORD_SIGNING_KEY_FILE": str(ledgered.keystore.key_file("court")),
+        "ACCORD_CREDENTIALS_FILE": str(credentials),
         "ACCORD_PSEUDONYM_KEY": "process-test-key",
         "ACCORD_PUBLISH_TIMEOUT_S": str(WAIT),
         "ACCORD_DECISION_WAIT_S": str(WAIT),
@@ -155,7 +161,7 @@ def environment(ledgered: harness.Backbone, agency: str | None = None) -> dict[s
 
 
 @pytest.fixture
-def publisher_env(backbone: Backbone) -> dict[str, str]:
+def publisher_env(backbone: Backbone, tmp_path: Path) -> dict[str, str]:
     """A publisher process of the court (every command in these tests is the court's), running
     as the court's principal: it may write only `listings.court` and read `ledger` and `rejected`."""
-    return environment(backbone.ledger, "court")
+    return environment(backbone.ledger, tmp_path / "credentials.yaml", "court")

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from services.core.commands import AnyCommand
-from services.core.crypto import Keystore, check_seal, normalise_national_id
+from services.core.crypto import AgencyKey, Keystore, check_seal, normalise_national_id
 from services.core.errors import ConflictError
 from services.core.events import ExemptionGranted, ListingIssued, ObjectionFiled, ObjectionResolved
 from services.core.kafka import decode_message, read_all
@@ -48,10 +48,10 @@ def assert_sealed_chain(backbone: Backbone, events: list[Decoded]) -> None:
 
 
 def test_issue_correct_revoke_lands_in_each_agencys_topic_as_one_chain(backbone: Backbone) -> None:
-    publisher = backbone.publisher()
+    publisher, court = backbone.publisher(agency="luoshan-police"), backbone.publisher()
     police = samples.issue(agency="luoshan-police", category="public_security_risk", details={})
     issued = publisher.issue(police)
-    corrected = publisher.correct(samples.correct(issued.listing_id, 1, agency="court"))
+    corrected = court.correct(samples.correct(issued.listing_id, 1, agency="court"))
     revoked = publisher.revoke(samples.revoke(issued.listing_id, 2, agency="luoshan-police"))
     assert [issued.version, corrected.version, revoked.version] == [1, 2, 3]
     assert issued.topic == backbone.topics.listings("luoshan-police")
@@ -248,7 +248,9 @@ def test_an_event_the_ledger_refuses_for_its_own_reason_is_reported_with_that_re
     signature check does not. The clerk gets the ledger's code and sentence, not a receipt."""
     rogue_keys = Keystore(tmp_path / "rogue")
     rogue_keys.create(["court"])
-    rogue = Publisher(backbone.connection, backbone.topics, backbone.policy, rogue_keys, PSEUDONYM_KEY,
+    signer = AgencyKey("court", rogue_keys.private("court"))
+    court = backbone.ledger.connection_as("court")
+    rogue = Publisher(court, backbone.topics, backbone.policy, signer, PSEUDONYM_KEY,
                       timeout=WAIT, clock=lambda: NOW, decision_wait=WAIT)  # fmt: skip
     backbone.opened.append(rogue)
     command = samples.issue()

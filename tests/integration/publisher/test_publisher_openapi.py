@@ -26,6 +26,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from services.core.credentials import FileCredentials
 from tests.integration.ledger import harness
 from tests.integration.publisher.conftest import Servers, environment
 from tests.unit.publisher import samples
@@ -37,19 +38,20 @@ CHECKS = [not_a_server_error, status_code_conformance, response_schema_conforman
 class Api:
     """The running server, its schema, and listings it really holds."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str, token: dict[str, str]) -> None:
+        self.url, self.token = url, token
         self.schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
         self.listings = [self.post("/listings", lawful_issue())["listing_id"] for _ in range(3)]
         self.seen: Counter[tuple[str, int]] = Counter()
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        answer = httpx.post(f"{self.url}{path}", json=body, timeout=60)
+        answer = httpx.post(f"{self.url}{path}", json=body, headers=self.token, timeout=60)
         assert answer.status_code == 201, answer.text
         return dict(answer.json())
 
     def version(self, listing_id: str) -> int:
-        return int(httpx.get(f"{self.url}/listings/{listing_id}", timeout=60).json()["envelope"]["version"])
+        shown = httpx.get(f"{self.url}/listings/{listing_id}", headers=self.token, timeout=60)
+        return int(shown.json()["envelope"]["version"])
 
 
 def lawful_issue() -> dict[str, Any]:
@@ -58,17 +60,23 @@ def lawful_issue() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def api(ledgered: harness.Backbone) -> Iterator[Api]:
+def api(ledgered: harness.Backbone, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The court's server, and a bearer token of a court clerk (from the file the server reads)."""
+    credentials = tmp_path_factory.mktemp("openapi") / "credentials.yaml"
+    token = FileCredentials(credentials).issue("court", "clerk")
     servers = Servers()
     try:
-        yield Api(servers.start(environment(ledgered)))
+        yield Api(servers.start(environment(ledgered, credentials)), token)
     finally:
         servers.stop()
 
 
 def steered(api: Api, case: Any, listing: int, happy: bool) -> Any:
     """`case` aimed at a real listing (`listing` picks it; past the last one, the generated id stays)
-    and, if `happy`, shaped to be admitted."""
+    and, if `happy`, shaped to be admitted. Every case but a few unhappy ones carries the court
+    clerk's token (those few meet the documented 401)."""
+    if happy or listing < 3:
+        case.headers = {**(case.headers or {}), **api.token}
     if "listing_id" in (case.path_parameters or {}) and listing < len(api.listings):
         listing_id = api.listings[listing]
         case.path_parameters = {**case.path_parameters, "listing_id": listing_id}

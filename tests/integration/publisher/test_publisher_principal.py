@@ -10,12 +10,15 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError
 
-from services.core.errors import ConfigurationError
+from services.core.crypto import AgencyKey
+from services.core.errors import ConfigurationError, Forbidden
 from services.core.kafka import consumer, end_offsets
+from services.publisher.client import Publisher
 from services.publisher.reader import LedgerReader
 from services.publisher.state import LedgerBook
-from tests.integration.publisher.conftest import Backbone
+from tests.integration.publisher.conftest import WAIT, Backbone
 from tests.unit.publisher import samples
+from tests.unit.publisher.samples import PSEUDONYM_KEY
 
 COURT, POLICE = "court", "luoshan-police"
 
@@ -77,7 +80,15 @@ def test_the_courts_publisher_refuses_anothers_command_clearly_and_writes_nothin
     publisher = secured.publisher(agency=COURT)
     topic = secured.topics.listings(POLICE)
     before = written(secured, topic)
+    police_command = samples.issue(agency=POLICE, category="public_security_risk", details={})
+    with pytest.raises(Forbidden, match="acts for court only"):  # its key: refused before anything
+        publisher.issue(police_command)
+    # Misconfigured with the police's key but the court's principal, the broker's ACL still refuses.
+    signer = AgencyKey(POLICE, secured.keystore.private(POLICE))
+    mixed = Publisher(secured.ledger.connection_as(COURT), secured.topics, secured.policy, signer,
+                      PSEUDONYM_KEY, timeout=WAIT, decision_wait=WAIT)  # fmt: skip
+    secured.opened.append(mixed)
     with pytest.raises(ConfigurationError, match="may not write"):
-        publisher.issue(samples.issue(agency=POLICE, category="public_security_risk", details={}))
+        mixed.issue(police_command)
     assert written(secured, topic) == before
     assert publisher.issue(samples.issue()).status == "admitted"  # and its own still go through

@@ -22,6 +22,8 @@ import httpx
 import pytest
 
 from services.core.connection import KafkaConnection
+from services.core.credentials import FileCredentials
+from services.core.crypto import AgencyKey
 from services.core.errors import BrokerUnavailable
 from services.core.kafka import admin_client, create_topics
 from services.core.local_kafka import BROKER_PORT_OFFSET, CONTROLLER_PORT_OFFSET, LocalKafka
@@ -30,7 +32,7 @@ from services.publisher.client import Publisher
 from services.publisher.delivery import ConfirmingProducer
 from services.publisher.errors import Undecided
 from tests.integration.publisher.conftest import Server
-from tests.support.factory import Ledgerbook, policy_with_keys
+from tests.support.factory import Ledgerbook, policy_with_keys, trust_env
 from tests.unit.publisher import samples
 from tests.unit.publisher.samples import NOW, PSEUDONYM_KEY
 
@@ -70,12 +72,17 @@ class World:
         self.topics = Topics(f"t{uuid.uuid4().hex[:8]}.")
         specs = self.topics.specs(self.policy.issuers, self.policy.enforcers)
         create_topics(self.connection, specs, partitions=3, replication=min(nodes, 3))
+        credentials = folder / "credentials.yaml"
+        self.token = FileCredentials(credentials).issue("court", "clerk")
         self.env = {**self.connection.environment(), "ACCORD_NAMESPACE": self.topics.namespace,
-                    "ACCORD_KEYSTORE": str(folder / "keys"), "ACCORD_PSEUDONYM_KEY": "k",
+                    **trust_env(self.keystore, self.policy), "ACCORD_CREDENTIALS_FILE": str(credentials),
+                    "ACCORD_SIGNING_KEY_FILE": str(self.keystore.key_file("court")),
+                    "ACCORD_PSEUDONYM_KEY": "k",
                     "ACCORD_PUBLISH_TIMEOUT_S": str(TIMEOUT_S), "ACCORD_DECISION_WAIT_S": "0"}  # fmt: skip
 
     def publisher(self) -> Publisher:
-        return Publisher(self.connection, self.topics, self.policy, self.keystore, PSEUDONYM_KEY,
+        signer = AgencyKey("court", self.keystore.private("court"))
+        return Publisher(self.connection, self.topics, self.policy, signer, PSEUDONYM_KEY,
                          timeout=TIMEOUT_S, clock=lambda: NOW, decision_wait=0.0)  # fmt: skip
 
 
@@ -99,10 +106,10 @@ def published(publisher: Publisher) -> bool:
     return True
 
 
-def posted(url: str) -> httpx.Response:
+def posted(url: str, token: dict[str, str]) -> httpx.Response:
     body = {**samples.issue().model_dump(mode="json"), "national_id": samples.NATIONAL_ID,
             "full_name": samples.FULL_NAME}  # fmt: skip
-    return httpx.post(f"{url}/listings", json=body, timeout=30)
+    return httpx.post(f"{url}/listings", json=body, headers=token, timeout=30)
 
 
 def until(what: str, attempt: Any, within: float) -> float:
@@ -122,17 +129,17 @@ def test_a_broker_restart_gives_503_while_down_and_service_within_seconds_of_its
     url = serve(world.env)
     client = world.publisher()
     try:
-        assert posted(url).status_code == 202 and published(client)
+        assert posted(url, world.token).status_code == 202 and published(client)
         world.cluster.stop()
-        down = posted(url)
+        down = posted(url, world.token)
         assert down.status_code == 503 and down.json()["code"] == "broker_unavailable", down.text
         assert not published(client)
         world.cluster.start()
-        http_back = until("the HTTP publisher serving again", lambda: posted(url).status_code == 202,
-                          BACK_WITHIN_S)  # fmt: skip
+        serving = lambda: posted(url, world.token).status_code == 202  # noqa: E731
+        http_back = until("the HTTP publisher serving again", serving, BACK_WITHIN_S)
         client_back = until("the Python client publishing again", lambda: published(client), BACK_WITHIN_S)
         print(f"back after the broker's return: HTTP {http_back:.1f} s, client {client_back:.1f} s")
-        assert all(posted(url).status_code == 202 for _ in range(5))  # and it stays back
+        assert all(posted(url, world.token).status_code == 202 for _ in range(5))  # and it stays back
     finally:
         client.close()
 

@@ -17,10 +17,13 @@ from click.testing import CliRunner
 
 from services.cli import main
 from services.core.connection import KafkaConnection
+from services.core.credentials import FileCredentials
+from services.core.crypto import AgencyKey
 from services.publisher.client import Publisher
 from services.publisher.errors import Undecided
 from tests.integration.ledger import harness
 from tests.integration.publisher.conftest import Server
+from tests.support.factory import trust_env
 from tests.unit.publisher import samples
 from tests.unit.publisher.samples import NOW, PSEUDONYM_KEY
 
@@ -35,10 +38,15 @@ def test_an_undecided_event_is_reported_as_such_and_answered_once_the_ledger_rul
 ) -> None:
     backbone = harness.Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path)
     court = backbone.connection_as("court")  # the court's publisher, as the court's principal
-    publisher = Publisher(court, backbone.topics, backbone.policy, backbone.keystore,
+    signer = AgencyKey("court", backbone.keystore.private("court"))
+    publisher = Publisher(court, backbone.topics, backbone.policy, signer,
                           PSEUDONYM_KEY, timeout=30, clock=lambda: NOW, decision_wait=1.0)  # fmt: skip
+    credentials = tmp_path / "credentials.yaml"
+    token = FileCredentials(credentials).issue("court", "clerk")
     env = {**court.environment(), "ACCORD_NAMESPACE": backbone.namespace,
-           "ACCORD_KEYSTORE": str(tmp_path / "keys"), "ACCORD_PSEUDONYM_KEY": "k",
+           **trust_env(backbone.keystore, backbone.policy),
+           "ACCORD_SIGNING_KEY_FILE": str(backbone.keystore.key_file("court")),
+           "ACCORD_CREDENTIALS_FILE": str(credentials), "ACCORD_PSEUDONYM_KEY": "k",
            "ACCORD_DECISION_WAIT_S": "1"}  # fmt: skip
     try:
         command = samples.issue()
@@ -55,21 +63,22 @@ def test_an_undecided_event_is_reported_as_such_and_answered_once_the_ledger_rul
         assert len(list(backbone.read(backbone.topics.listings("court")))) == 1
 
         url = serve(env)
-        answer = httpx.post(f"{url}/listings", json=_body(), timeout=30)
+        answer = httpx.post(f"{url}/listings", json=_body(), headers=token, timeout=30)
         assert answer.status_code == 202, answer.text
         ask = answer.json()["ask_again"]
         assert answer.json()["status"] == "undecided" and answer.headers["location"] == ask
-        assert httpx.get(f"{url}{ask}", timeout=30).status_code == 202
+        assert httpx.get(f"{url}{ask}", headers=token, timeout=30).status_code == 202
+        assert httpx.get(f"{url}{ask}", timeout=30).status_code == 401  # authenticated like the rest
 
-        code, printed = cli(env, "publish", "issue", "--agency", "court", "--file", str(_file(tmp_path)))
-        assert code == 7 and printed["status"] == "undecided"
-        assert printed["ask_again"].startswith("accord publish verdict --agency court")
+        code, printed = cli(env, "publish", "issue", "--file", str(_file(tmp_path)))
+        assert code == 8 and printed["status"] == "undecided"
+        assert printed["ask_again"].startswith("accord publish verdict --listing-id")
 
         backbone.start_ledger()
-        admitted = publisher.verdict("court", receipt.listing_id, receipt.event_id, wait=90)
+        admitted = publisher.verdict(receipt.listing_id, receipt.event_id, wait=90)
         assert admitted.status == "admitted" and admitted.version == 1
         assert publisher.issue(command).duplicate
-        later = httpx.get(f"{url}{ask}", timeout=30)
+        later = httpx.get(f"{url}{ask}", headers=token, timeout=30)
         assert later.status_code == 200 and later.json()["status"] == "admitted"
         asked = printed["ask_again"].split()[3:]  # after "accord publish verdict"
         code, verdict = cli(env, "publish", "verdict", *asked, "--wait", "60")
