@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from services.cli import main
+from services.core.commands import listing_id_of
 from services.core.events import ListingIssued
 from tests.integration.publisher.conftest import Backbone, closed_port
 
@@ -89,12 +91,13 @@ def test_the_cli_acts_for_its_keys_agency_with_identifiers_from_stdin(
     path = issue_file(tmp_path)
     command = yaml.safe_load(path.read_text())
     del command["national_id"], command["full_name"]
+    command["request_id"] = uuid.uuid4().hex  # so the listing id any agency would make is known
     path.write_text(yaml.safe_dump(command))
     issued, receipt = accord(publisher_env, "publish", "issue", "--file", str(path),
                              stdin="420102199005171234\nYu Zhenhua\n")  # fmt: skip
     assert issued.exit_code == 0, issued.output
     assert receipt["topic"] == backbone.topics.listings("court")  # the key's agency: no --agency given
-    (event,) = [d.event for d in backbone.published()]
+    (event,) = [d.event for d in backbone.published(receipt["listing_id"])]
     assert isinstance(event, ListingIssued) and event.display_name == "Y* Z******"
     posing, refusal = accord(publisher_env, "publish", "issue", "--agency", "luoshan-police", "--file",
                              str(path), stdin="420102199005171234\nYu Zhenhua\n")  # fmt: skip
@@ -103,4 +106,5 @@ def test_the_cli_acts_for_its_keys_agency_with_identifiers_from_stdin(
     nokey, refusal = accord(unkeyed, "publish", "revoke", "--listing-id", receipt["listing_id"],
                             "--expected-version", "1", "--reason", "other")  # fmt: skip
     assert nokey.exit_code == 6 and "ACCORD_SIGNING_KEY_FILE" in refusal["reason"]
-    assert len(backbone.published()) == 1
+    police_listing = listing_id_of("luoshan-police", command["request_id"])
+    assert len(backbone.published(receipt["listing_id"], police_listing)) == 1

@@ -131,17 +131,16 @@ def test_of_concurrent_corrections_against_one_version_exactly_one_wins(backbone
     assert [d.event.envelope.version for d in of_listing(backbone, listing)] == [1, 2]
 
 
-def test_two_publisher_processes_racing_on_one_version_learn_who_won(backbone: Backbone) -> None:
-    """Both read version 1 before either writes (the clock is read between the two)."""
-    listing = backbone.publisher().issue(samples.issue()).listing_id
-    both_have_read = threading.Barrier(2, timeout=30)
+def race(backbone: Backbone, commands: list[AnyCommand]) -> list[Receipt | ConflictError]:
+    """Each command from a publisher process of its own agency, all of them reading the listing
+    before any writes (the clock is read between the two): what each one answered."""
+    all_have_read = threading.Barrier(len(commands), timeout=30)
 
-    def clock_after_rival_read() -> datetime:
-        both_have_read.wait()
+    def clock_after_rivals_read() -> datetime:
+        all_have_read.wait()
         return NOW
 
-    racers = [backbone.publisher(clock_after_rival_read) for _ in range(2)]
-    commands: list[AnyCommand] = [samples.correct(listing, 1), samples.revoke(listing, 1)]
+    racers = [backbone.publisher(clock_after_rivals_read, agency=c.agency) for c in commands]
 
     def attempt(n: int) -> Receipt | ConflictError:
         try:
@@ -149,8 +148,14 @@ def test_two_publisher_processes_racing_on_one_version_learn_who_won(backbone: B
         except ConflictError as lost:
             return lost
 
-    with ThreadPoolExecutor(2) as pool:
-        outcomes = list(pool.map(attempt, range(2)))
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(attempt, range(len(commands))))
+
+
+def test_two_publisher_processes_racing_on_one_version_learn_who_won(backbone: Backbone) -> None:
+    """Both read version 1 before either writes (the clock is read between the two)."""
+    listing = backbone.publisher().issue(samples.issue()).listing_id
+    outcomes = race(backbone, [samples.correct(listing, 1), samples.revoke(listing, 1)])
     (winner,) = [o for o in outcomes if isinstance(o, Receipt)]
     (loser,) = [o for o in outcomes if isinstance(o, ConflictError)]
     assert isinstance(loser, LedgerConflict) and loser.code == "version_conflict"  # the ledger's word
@@ -211,27 +216,12 @@ def test_a_race_between_two_agencies_topics_tells_the_refused_clerk_so(backbone:
     """The police and a court both correct version 1, each on its own topic: no common log order.
     The ledger admits one; the other clerk hears the ledger's refusal, never "published"."""
     police = samples.issue(agency="luoshan-police", category="public_security_risk", details={})
-    listing = backbone.publisher().issue(police).listing_id
-    both_have_read = threading.Barrier(2, timeout=30)
-
-    def clock_after_rival_read() -> datetime:
-        both_have_read.wait()
-        return NOW
-
-    racers = [backbone.publisher(clock_after_rival_read) for _ in range(2)]
+    listing = backbone.publisher(agency="luoshan-police").issue(police).listing_id
     commands = [
         samples.correct(listing, 1, agency="luoshan-police"),
         samples.correct(listing, 1, agency="court"),
     ]
-
-    def attempt(n: int) -> Receipt | ConflictError:
-        try:
-            return racers[n].submit(commands[n])
-        except ConflictError as lost:
-            return lost
-
-    with ThreadPoolExecutor(2) as pool:
-        outcomes = list(pool.map(attempt, range(2)))
+    outcomes = race(backbone, commands)
     (winner,) = [o for o in outcomes if isinstance(o, Receipt)]
     (loser,) = [o for o in outcomes if isinstance(o, LedgerConflict)]
     assert loser.code == "version_conflict" and "ledger refused" in loser.message

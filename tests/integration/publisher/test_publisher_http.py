@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from services.cli import main
+from services.core.commands import listing_id_of
 from services.core.credentials import FileCredentials
 from services.core.crypto import Keystore, TrustAnchor
 from services.core.events import ListingState
@@ -154,22 +156,25 @@ def test_only_the_courts_clerks_act_and_only_for_the_court(
     serve: Server, publisher_env: dict[str, str], backbone: Backbone, tokens: dict[str, dict[str, str]]
 ) -> None:
     url = serve(publisher_env)
+    rid = uuid.uuid4().hex  # one request id: the listing ids any of these posts could make
+    listings = [listing_id_of(agency, rid) for agency in ("court", "luoshan-police")]
+    body, posing_body = issue_body(request_id=rid), issue_body(request_id=rid, agency="luoshan-police")
     with httpx.Client(base_url=url, timeout=30) as http:
-        bare = http.post("/listings", json=issue_body())
+        bare = http.post("/listings", json=body)
         assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"
         assert bare.json()["code"] == "no_credential"
-        wrong = http.post("/listings", json=issue_body(), headers={"Authorization": "Bearer guessed"})
+        wrong = http.post("/listings", json=body, headers={"Authorization": "Bearer guessed"})
         assert wrong.status_code == 401 and wrong.json()["code"] == "bad_credential"
         assert http.get("/listings/anything").status_code == 401
-        posing = http.post("/listings", json=issue_body(agency="luoshan-police"), headers=tokens["court"])
+        posing = http.post("/listings", json=posing_body, headers=tokens["court"])
         assert posing.status_code == 403 and posing.json()["code"] == "agency_mismatch"
         assert "luoshan-police" in posing.json()["reason"]
-        police = http.post("/listings", json=issue_body(agency="luoshan-police"), headers=tokens["police"])
+        police = http.post("/listings", json=posing_body, headers=tokens["police"])
         assert police.status_code == 403 and police.json()["code"] == "other_agency"  # court's server
-        officer = http.post("/listings", json=issue_body(), headers=tokens["court-officer"])
+        officer = http.post("/listings", json=body, headers=tokens["court-officer"])
         assert officer.status_code == 403 and officer.json()["code"] == "wrong_role"
-        assert backbone.published() == []  # nothing refused was written
-        created = http.post("/listings", json=issue_body(), headers=tokens["court"])
+        assert backbone.published(*listings) == []  # nothing refused was written
+        created = http.post("/listings", json=body, headers=tokens["court"])
         assert created.status_code == 201, created.text
         listing = created.json()["listing_id"]
         posing_fix = {"agency": "luoshan-police", "expected_version": 1, "reason": "other"}
@@ -178,7 +183,7 @@ def test_only_the_courts_clerks_act_and_only_for_the_court(
         shown = http.get(f"/listings/{listing}", headers=tokens["court"])
         assert shown.status_code == 200 and shown.json()["envelope"]["version"] == 1
         document = http.get("/openapi.json").json()
-    assert len(backbone.published()) == 1
+    assert len(backbone.published(*listings)) == 1
     assert_every_route_is_protected(document, open_paths=set())
 
 

@@ -63,7 +63,7 @@ def lawful_issue() -> dict[str, Any]:
 def api(ledgered: harness.Backbone, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """The court's server, and a bearer token of a court clerk (from the file the server reads)."""
     credentials = tmp_path_factory.mktemp("openapi") / "credentials.yaml"
-    token = FileCredentials(credentials).issue("court", "clerk")
+    token = {"Authorization": f"Bearer {FileCredentials(credentials).issue('court', 'clerk')}"}
     servers = Servers()
     try:
         yield Api(servers.start(environment(ledgered, credentials)), token)

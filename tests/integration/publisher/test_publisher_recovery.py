@@ -73,7 +73,7 @@ class World:
         specs = self.topics.specs(self.policy.issuers, self.policy.enforcers)
         create_topics(self.connection, specs, partitions=3, replication=min(nodes, 3))
         credentials = folder / "credentials.yaml"
-        self.token = FileCredentials(credentials).issue("court", "clerk")
+        self.token = {"Authorization": f"Bearer {FileCredentials(credentials).issue('court', 'clerk')}"}
         self.env = {**self.connection.environment(), "ACCORD_NAMESPACE": self.topics.namespace,
                     **trust_env(self.keystore, self.policy), "ACCORD_CREDENTIALS_FILE": str(credentials),
                     "ACCORD_SIGNING_KEY_FILE": str(self.keystore.key_file("court")),

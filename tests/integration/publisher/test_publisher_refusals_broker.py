@@ -50,7 +50,7 @@ def test_a_command_in_another_agencys_name_is_refused_before_anything_is_sent(ba
     for command in posing:
         with pytest.raises(Forbidden, match="not_your_agency"):
             court.submit(command)
-    assert len(backbone.published()) == 1
+    assert len(backbone.published(listing, posing[0].listing_id)) == 1
 
 
 def test_a_request_id_reused_for_another_command_is_refused(backbone: Backbone) -> None:

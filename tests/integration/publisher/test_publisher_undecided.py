@@ -42,7 +42,7 @@ def test_an_undecided_event_is_reported_as_such_and_answered_once_the_ledger_rul
     publisher = Publisher(court, backbone.topics, backbone.policy, signer,
                           PSEUDONYM_KEY, timeout=30, clock=lambda: NOW, decision_wait=1.0)  # fmt: skip
     credentials = tmp_path / "credentials.yaml"
-    token = FileCredentials(credentials).issue("court", "clerk")
+    token = {"Authorization": f"Bearer {FileCredentials(credentials).issue('court', 'clerk')}"}
     env = {**court.environment(), "ACCORD_NAMESPACE": backbone.namespace,
            **trust_env(backbone.keystore, backbone.policy),
            "ACCORD_SIGNING_KEY_FILE": str(backbone.keystore.key_file("court")),
