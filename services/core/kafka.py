@@ -166,6 +166,18 @@ def end_offsets(bootstrap: str, topics: Iterable[str], timeout: float = 10.0) ->
         probe.close()
 
 
+def partition_counts(bootstrap: str, names: Iterable[str], timeout: float = 10.0) -> dict[str, int]:
+    """How many partitions each topic of `names` has; topics that do not exist are left out."""
+    probe = consumer(bootstrap, "accord-metadata")
+    try:
+        found = probe.list_topics(timeout=timeout).topics
+    except KafkaException as e:
+        raise BrokerUnavailable(f"no topic metadata from {bootstrap}: {e}") from e
+    finally:
+        probe.close()
+    return {name: len(found[name].partitions) for name in names if name in found}
+
+
 def _watermarks(probe: Consumer, topics: list[str], timeout: float) -> dict[TopicPartition, int]:
     out: dict[TopicPartition, int] = {}
     metadata = probe.list_topics(timeout=timeout)

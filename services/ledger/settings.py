@@ -25,7 +25,14 @@ class LedgerOptions(BaseSettings):
     clock_offset_s: float = Field(default=0.0, description="added to the wall clock (drills and tests)")
     commit_interval_s: float = Field(default=1.0, gt=0, description="how often consumed offsets commit")
     session_timeout_s: float = Field(
-        default=30.0, gt=0, description="how soon the group gives a dead worker's partitions to another"
+        default=10.0, gt=0, description="how soon the group gives a dead worker's partitions to another"
+    )
+    hold_limit_s: float = Field(
+        default=300.0, gt=0, description="how long an event waits for its predecessor before it is refused"
+    )
+    instance_id: str = Field(
+        default="",
+        description="static group membership id (group.instance.id); empty: derived from host and data dir",
     )
     log_level: str = "warn"
     keystore: Path = Field(
