@@ -332,10 +332,7 @@ def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoRetur
     )
     worker = Ledger(app, settings)
     source = app.topic(*sorted(worker.ctx.authors), **RAW)
-    worker.gaps = app.topic(
-        gaps_topic(kafka), partitions=kafka.partitions, internal=True,
-        retention=timedelta(days=7), **RAW,
-    )  # fmt: skip
+    worker.gaps = app.topic(gaps_topic(kafka), **RAW)  # created by `layout.prepare` before the start
 
     @app.agent(source, name="ledger")
     async def ledger(stream: faust.StreamT[bytes]) -> None:

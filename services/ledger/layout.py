@@ -10,9 +10,12 @@ internal gaps topic, `ledger` and every `views.*` have the same number of partit
 from __future__ import annotations
 
 from services.core.errors import ConfigurationError
-from services.core.kafka import partition_counts
+from services.core.kafka import create_topics, partition_counts
 from services.core.policy import Policy
 from services.core.settings import KafkaSettings
+from services.core.topics import TopicSpec
+
+GAPS_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
 
 TABLES = ("listings", "held")
 
@@ -50,6 +53,16 @@ def mismatched(counts: dict[str, int], expected: int) -> str | None:
         "A listing's events, state and views would land in different partitions; "
         "recreate those topics with the same count, or set ACCORD_PARTITIONS to match."
     )
+
+
+def prepare(kafka: KafkaSettings, policy: Policy) -> None:
+    """Create the internal gaps topic, then check every partition count, before Faust starts.
+
+    Created here, not by Faust: a topic Faust creates after its consumer subscribed gets no
+    partitions assigned until the next metadata refresh, minutes later."""
+    gaps = TopicSpec(gaps_topic(kafka), "listing_id", ("give-up request",), GAPS_CONFIG)
+    create_topics(kafka.bootstrap_servers, [gaps], kafka.partitions, kafka.replication_factor)
+    check_partitions(kafka, policy)
 
 
 def check_partitions(kafka: KafkaSettings, policy: Policy) -> None:
