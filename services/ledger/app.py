@@ -302,10 +302,12 @@ class Ledger:
         return index
 
 
-def instance_id(settings: LedgerSettings) -> str:
+def instance_id(settings: LedgerSettings) -> str | None:
     """This worker's static group membership id: a restarted worker gets its partitions back at
     once, instead of after the group waited out its dead predecessor's session. Two workers must
     not share one; two cannot share a data directory either, so host and directory name it."""
+    if not settings.options.static_membership:
+        return None
     if settings.options.instance_id:
         return settings.options.instance_id
     where = f"{socket.gethostname()}:{settings.options.data_dir.resolve()}"

@@ -30,9 +30,11 @@ class LedgerOptions(BaseSettings):
     hold_limit_s: float = Field(
         default=300.0, gt=0, description="how long an event waits for its predecessor before it is refused"
     )
+    static_membership: bool = Field(
+        default=True, description="rejoin after a restart as the same member (group.instance.id)"
+    )
     instance_id: str = Field(
-        default="",
-        description="static group membership id (group.instance.id); empty: derived from host and data dir",
+        default="", description="the static member id; empty: derived from the host and the data dir"
     )
     log_level: str = "warn"
     keystore: Path = Field(
