@@ -196,7 +196,9 @@ def measure(backbone: Backbone, tail: Tail, args: argparse.Namespace) -> None:
           f"publish -> ledger p50 {p50:.0f} ms, p99 {p99:.0f} ms")  # fmt: skip
     dup_before = duplicates(backbone, [backbone.topics.ledger, *views(backbone)])
     restarts: list[float] = []
+    kills: list[float] = []
     for _ in range(args.kills):
+        kills.append(time.time())
         backbone.kill("ledger", signal.SIGKILL)
         restarts.append(time.time())
         start(backbone, args)
@@ -206,7 +208,7 @@ def measure(backbone: Backbone, tail: Tail, args: argparse.Namespace) -> None:
     load.join()
     end = time.time()
     wait_for("every event in ledger", lambda: all(k in tail.seen for k in load.published), 300, every=0.5)
-    report(load, tail, restarts, end, threshold)
+    report(load, tail, restarts, [*kills[1:], end], threshold)
     dup_after = duplicates(backbone, [backbone.topics.ledger, *views(backbone)])
     ledger_dups = dup_after[backbone.topics.ledger] - dup_before[backbone.topics.ledger]
     view_dups = sum(dup_after[t] - dup_before[t] for t in views(backbone))
@@ -228,8 +230,8 @@ def views(backbone: Backbone) -> list[str]:
     return [backbone.topics.views(a) for a in sorted(backbone.policy.enforcers)]
 
 
-def report(load: Load, tail: Tail, restarts: list[float], end: float, threshold: float) -> None:
-    bounds = [*restarts[1:], end]
+def report(load: Load, tail: Tail, restarts: list[float], bounds: list[float], threshold: float) -> None:
+    """Per crash, from its restart up to the next kill (`bounds`)."""
     firsts: list[float | None] = []
     backs: list[float | None] = []
     for restart, until in zip(restarts, bounds, strict=True):
@@ -240,7 +242,7 @@ def report(load: Load, tail: Tail, restarts: list[float], end: float, threshold:
     print(f"restart -> first record handled (s): {fmt}")
     fmt = ", ".join(f"{x:.1f}" if x is not None else "-" for x in backs)
     print(f"restart -> back to pre-crash rate, latency <= {threshold:.2f} s again (s): {fmt}")
-    during = latencies(load, tail, restarts[0], end)
+    during = latencies(load, tail, restarts[0], bounds[-1])
     print(f"publish -> ledger over the crashes: p50 {percentile(during, 0.5):.2f} s, "
           f"p99 {percentile(during, 0.99):.2f} s, max {max(during, default=0):.2f} s")  # fmt: skip
 

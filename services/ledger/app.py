@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -32,11 +33,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import faust
+from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.core import serde
 from services.core.crypto import Keystore
-from services.core.kafka import headers_of
+from services.core.kafka import end_offsets, headers_of
 from services.core.policy import Policy, load_policy
 from services.core.topics import BACKBONE
 from services.core.views import LIVE
@@ -93,6 +95,7 @@ class Progress:
     last_at: datetime | None = None
     expiries_asked: int = 0
     refetched: int = 0
+    reseeks: int = 0
     live: int = 0
     held: dict[str, int] = field(default_factory=dict)
     held_oldest_s: float = 0.0
@@ -157,6 +160,8 @@ class Ledger:
         self.confirming: set[asyncio.Task[None]] = set()
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
+        self.ready_at: float | None = None  # monotonic time of the last completed recovery
+        self.handled_at = self.watched_at = 0.0
 
     def _table(self, name: str, partitions: int) -> ConfirmedTable:
         table = self.app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
@@ -183,6 +188,7 @@ class Ledger:
                 await self.process(earlier)
         await self.process(msg)
         self.listings[position] = str(max(expected, msg.offset + 1)).encode()
+        self.handled_at = time.monotonic()
 
     def confirm(
         self, event: faust.EventT[bytes], ack: Callable[[faust.EventT[bytes]], Awaitable[Any]],
@@ -235,6 +241,7 @@ class Ledger:
         for listing_id in self.index.due(now):
             await self.expire(listing_id, now)
         await self.check_held(datetime.now(UTC))
+        await self.watch(time.monotonic())
         self.progress.live = len(self.index)
         self.progress.write(self.settings.options.data_dir / HEALTH_FILE)
 
@@ -280,6 +287,33 @@ class Ledger:
         await self.emit(key, held, outcome)
         self.progress.gaps_given_up += len(held) - len(outcome.held)
 
+    async def watch(self, now: float) -> None:
+        """Seek back any source partition whose log runs ahead of what the ledger handled while it idles.
+
+        faust-streaming can lose a fetched message around recovery (see refetch): when a later
+        message follows, `step` re-reads the gap; when none does, the worker would sit idle with
+        the messages unread, alive and healthy-looking. After `stall_after_s` without handling
+        anything, each such partition is resumed and sought back to the ledger's own position."""
+        stall_after = self.settings.options.stall_after_s
+        if self.ready_at is None or now - max(self.ready_at, self.handled_at, self.watched_at) < stall_after:
+            return
+        self.watched_at = now
+        assigned = [tp for tp in self.app.consumer.assignment() if tp.topic in self.ctx.authors]
+        if not assigned:
+            return
+        bootstrap, topics = self.settings.kafka.bootstrap_servers, sorted({tp.topic for tp in assigned})
+        ends = await asyncio.to_thread(end_offsets, bootstrap, topics)
+        for tp in assigned:
+            expected = int(self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0"))
+            waiting = ends.get(TopicPartition(tp.topic, tp.partition), 0) - expected
+            if waiting > 0:
+                log.warning(
+                    "%s[%d]: %d messages from %d unread while idle: seeking back", *tp, waiting, expected
+                )
+                self.app.consumer.resume_partitions({tp})
+                await self.app.consumer.seek(tp, expected)
+                self.progress.reseeks += 1
+
     async def reindex(self) -> None:
         """Rebuild the expiry index from the recovered table (after start and each rebalance).
 
@@ -291,6 +325,7 @@ class Ledger:
             else self.indexed()
         )
         self.index.merge(rebuilt)
+        self.ready_at = time.monotonic()
         log.warning("ledger ready: %d live listings indexed for expiry", len(self.index))
 
     def indexed(self) -> ExpiryIndex:

@@ -30,6 +30,9 @@ class LedgerOptions(BaseSettings):
     hold_limit_s: float = Field(
         default=300.0, gt=0, description="how long an event waits for its predecessor before it is refused"
     )
+    stall_after_s: float = Field(
+        default=5.0, gt=0, description="idle this long with unread input: seek back to the ledger's position"
+    )
     static_membership: bool = Field(
         default=True, description="rejoin after a restart as the same member (group.instance.id)"
     )
