@@ -148,8 +148,10 @@ def taken() -> list[Awaitable[Any]]:
 class Ledger:
     """The worker's state and steps; `build_app` wires them to Faust's agents, timer and tables."""
 
-    def __init__(self, app: faust.App, settings: LedgerSettings) -> None:
-        self.app, self.settings = app, settings
+    def __init__(
+        self, app: faust.App, settings: LedgerSettings, crash: Callable[[BaseException], NoReturn] = exit_now
+    ) -> None:
+        self.app, self.settings, self.crash = app, settings, crash
         policy, self.backbone_key = trust(settings)
         partitions = settings.kafka.partitions
         self.ctx = Context(policy, settings.kafka.topics, partitions)
@@ -157,7 +159,7 @@ class Ledger:
         self.held = self._table("held", partitions)
         self.index = ExpiryIndex()
         self.progress = Progress()
-        self.confirming: set[asyncio.Task[None]] = set()
+        self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
         self.ready_at: float | None = None  # monotonic time of the last completed recovery
@@ -202,8 +204,8 @@ class Ledger:
             await ack(event)
 
         task = asyncio.ensure_future(guarded(confirmed(), crash))
-        self.confirming.add(task)
-        task.add_done_callback(self.confirming.discard)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def skipped(self, msg: Inbound, expected: int) -> list[Inbound]:
         log.warning(
@@ -315,18 +317,27 @@ class Ledger:
                 self.progress.reseeks += 1
 
     async def reindex(self) -> None:
-        """Rebuild the expiry index from the recovered table (after start and each rebalance).
+        """After start and each rebalance: rebuild the expiry index from the recovered table.
 
-        A full pass over the table, so it runs in a thread and the agent goes on meanwhile:
-        what it applies in between is tracked live, and `merge` only adds what it lacks."""
-        rebuilt = (
-            await asyncio.to_thread(self.indexed)
-            if self.settings.options.store.startswith("rocksdb")
-            else self.indexed()
-        )
-        self.index.merge(rebuilt)
+        A full pass over the table, so it runs in a thread, started here and not waited for:
+        Faust waits for this callback before it resumes the streams, and the agent must not
+        wait for the pass. What it applies meanwhile is tracked live; `merge` adds only what
+        the live index lacks, and `expire` re-checks each due listing against the table.
+        (The memory store is a plain dict, not safe to iterate from a thread: tests only.)"""
         self.ready_at = time.monotonic()
-        log.warning("ledger ready: %d live listings indexed for expiry", len(self.index))
+        if not self.settings.options.store.startswith("rocksdb"):
+            self.index.merge(self.indexed())
+            log.warning("ledger ready: %d live listings indexed for expiry", len(self.index))
+            return
+        task = asyncio.ensure_future(guarded(self._reindex_off_loop(), self.crash))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _reindex_off_loop(self) -> None:
+        started = time.monotonic()
+        self.index.merge(await asyncio.to_thread(self.indexed))
+        took = time.monotonic() - started
+        log.warning("ledger ready: %d live listings indexed for expiry in %.2f s", len(self.index), took)
 
     def indexed(self) -> ExpiryIndex:
         index = ExpiryIndex()
@@ -367,7 +378,7 @@ def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoRetur
         web_enabled=False,
         Table=ConfirmedTable,
     )
-    worker = Ledger(app, settings)
+    worker = Ledger(app, settings, crash)
     source = app.topic(*sorted(worker.ctx.authors), **RAW)
     worker.gaps = app.topic(gaps_topic(kafka), **RAW)  # created by `layout.prepare` before the start
 
