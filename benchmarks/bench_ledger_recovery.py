@@ -3,7 +3,9 @@
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:39092 python benchmarks/bench_ledger_recovery.py \
         [--listings 20000] [--rate 20] [--kills 5] [--every 8]
 
-Without KAFKA_BOOTSTRAP_SERVERS it starts a local broker of its own. It measures the raw
+Given KAFKA_BOOTSTRAP_SERVERS it connects with the `ACCORD_KAFKA_*` security settings (README
+"Security"; a super user, to provision the namespace's principals); without, it starts a secured
+local broker of its own. The ledger runs as its own principal. It measures the raw
 confluent-kafka produce and consume rate on this broker first, then starts a ledger worker
 (`accord ledger run`, RocksDB tables), loads `--listings` listings (so recovery has a table to
 recover), and while `--rate` listing events/s stream in (new issues and corrections), kills
@@ -34,9 +36,11 @@ from confluent_kafka import Producer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.core.connection import KafkaConnection
 from services.core.events import Event, ListingState
 from services.core.kafka import consumer, create_topics, decode_message, producer_config, read_all
 from services.core.local_kafka import LocalKafka
+from services.core.settings import KafkaSettings
 from services.core.topics import KEEP_FOREVER, TopicSpec
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.support.factory import Ledgerbook
@@ -45,11 +49,11 @@ RAW_MESSAGES = 50_000
 RAW_SIZE = 700  # about the size of a sealed listing event
 
 
-def raw_rates(bootstrap: str) -> tuple[float, float]:
+def raw_rates(connection: KafkaConnection) -> tuple[float, float]:
     """Messages/s for confluent-kafka alone: produce (acks=all, idempotent) and consume back."""
     topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
-    create_topics(bootstrap, [TopicSpec(topic, "", (), KEEP_FOREVER)], PARTITIONS, 1)
-    producer, value = Producer(producer_config(bootstrap)), os.urandom(RAW_SIZE)
+    create_topics(connection, [TopicSpec(topic, "", (), KEEP_FOREVER)], PARTITIONS, 1)
+    producer, value = Producer(producer_config(connection)), os.urandom(RAW_SIZE)
     started = time.perf_counter()
     for i in range(RAW_MESSAGES):
         while True:
@@ -61,7 +65,7 @@ def raw_rates(bootstrap: str) -> tuple[float, float]:
     producer.flush(60)
     produced = RAW_MESSAGES / (time.perf_counter() - started)
     started = time.perf_counter()
-    count = sum(1 for _ in read_all(bootstrap, [topic], batch=5000))
+    count = sum(1 for _ in read_all(connection, [topic], batch=5000))
     consumed = count / (time.perf_counter() - started)
     return produced, consumed
 
@@ -70,15 +74,15 @@ class Tail(threading.Thread):
     """Tails `ledger` from the start: when each (listing, version) was first written (the record's
     CreateTime, stamped by the ledger's producer: a killed worker's last records may be read late)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, connection: KafkaConnection, topic: str) -> None:
         super().__init__(daemon=True)
-        self.bootstrap, self.topic = bootstrap, topic
+        self.connection, self.topic = connection, topic
         self.seen: dict[tuple[str, int], float] = {}
         self.records: list[float] = []  # write time of every record
         self.stopping = False
 
     def run(self) -> None:
-        reader = consumer(self.bootstrap, f"bench-tail-{uuid.uuid4().hex[:6]}")
+        reader = consumer(self.connection, self.connection.group(f"bench-tail-{uuid.uuid4().hex[:6]}"))
         reader.assign([TopicPartition(self.topic, p, 0) for p in range(PARTITIONS)])
         try:
             while not self.stopping:
@@ -152,21 +156,22 @@ def duplicates(backbone: Backbone, topics: list[str]) -> dict[str, int]:
     out = {}
     for topic in topics:
         seen = Counter(
-            (m.key(), decode_message(m).event.envelope.version) for m in read_all(backbone.bootstrap, [topic])
+            (m.key(), decode_message(m).event.envelope.version)
+            for m in read_all(backbone.connection, [topic])
         )
         out[topic] = sum(n - 1 for n in seen.values())
     return out
 
 
-def run(bootstrap: str, args: argparse.Namespace) -> None:
-    produced, consumed = raw_rates(bootstrap)
+def run(connection: KafkaConnection, args: argparse.Namespace) -> None:
+    produced, consumed = raw_rates(connection)
     print(f"raw confluent-kafka on this broker: produce {produced:,.0f} msg/s, consume {consumed:,.0f} msg/s "
-          f"({RAW_SIZE} B messages, {PARTITIONS} partitions)")  # fmt: skip
+          f"({RAW_SIZE} B messages, {PARTITIONS} partitions, {connection})")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="accord-bench-recovery-") as tmp:
         folder = args.folder or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        backbone = Backbone(bootstrap, f"bench{uuid.uuid4().hex[:8]}.", folder)
-        tail = Tail(bootstrap, backbone.topics.ledger)
+        backbone = Backbone(connection, f"bench{uuid.uuid4().hex[:8]}.", folder)
+        tail = Tail(connection, backbone.topics.ledger)
         tail.start()
         try:
             measure(backbone, tail, args)
@@ -214,8 +219,8 @@ def measure(backbone: Backbone, tail: Tail, args: argparse.Namespace) -> None:
 
 
 def start(backbone: Backbone, args: argparse.Namespace) -> None:
-    backbone.start(
-        "ledger", ["ledger", "run"], ACCORD_LEDGER_STORE="rocksdb://",
+    backbone.start_ledger(
+        store="rocksdb://",
         ACCORD_LEDGER_SESSION_TIMEOUT_S=str(args.session_timeout),
         ACCORD_LEDGER_COMMIT_INTERVAL_S=str(args.commit_interval),
         ACCORD_LEDGER_STATIC_MEMBERSHIP=str(not args.dynamic).lower(),
@@ -255,12 +260,14 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None, help="keep the worker's data and log here")
     args = parser.parse_args()
     with ExitStack() as stack:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
+        connection: KafkaConnection | None = KafkaSettings().connection
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             broker = LocalKafka(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-kafka-"))))
-            bootstrap = broker.start()
             stack.callback(broker.stop)
-        run(bootstrap, args)
+            broker.start()
+            connection = broker.connection()  # its super user
+        assert connection is not None
+        run(connection, args)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from services.audit.replay import Meter, Position, Replayed, Undecodable, decoded, messages
 from services.core.admission import Placement, misplaced
+from services.core.connection import KafkaConnection
 from services.core.crypto import check_seal
 from services.core.kafka import partition_counts
 from services.core.listing import is_listing_event
@@ -146,17 +147,17 @@ def _link_reason(version: int) -> str:
 
 
 def verify(
-    bootstrap: str, owners: dict[str, str], policy: Policy, meter: Meter | None = None
+    connection: KafkaConnection, owners: dict[str, str], policy: Policy, meter: Meter | None = None
 ) -> Verification:
     """Check every event of the listing topics in `owners` (topic -> owning agency), then every chain."""
     result = Verification()
-    partitions = partition_counts(bootstrap, owners)
+    partitions = partition_counts(connection, owners)
 
     def undecodable(bad: Undecodable) -> None:
         result.events += 1
         result.broken.append(Broken(bad.position, "undecodable", bad.reason))
 
-    for item in decoded(messages(bootstrap, list(owners), meter), on_bad=undecodable):
+    for item in decoded(messages(connection, list(owners), meter), on_bad=undecodable):
         result.events += 1
         fault = check_event(item, owners[item.position.topic], policy)
         misplaced_at = None if fault is not None else check_placement(item, partitions)

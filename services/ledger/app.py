@@ -37,9 +37,8 @@ from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.core import serde
-from services.core.crypto import Keystore
 from services.core.kafka import end_offsets, headers_of
-from services.core.policy import Policy, load_policy
+from services.core.policy import Policy
 from services.core.topics import BACKBONE
 from services.core.views import LIVE
 from services.ledger.expiry import ExpiryIndex, expiry_of
@@ -111,9 +110,8 @@ class Progress:
 
 
 def trust(settings: LedgerSettings) -> tuple[Policy, Ed25519PrivateKey]:
-    """The policy with every agency's public key, and the backbone's own signing key."""
-    keystore = Keystore(settings.options.keystore)
-    return load_policy().with_public_keys(keystore.public_keys()), keystore.private(BACKBONE)
+    """The policy with every agency's trusted public key, and the backbone's own signing key."""
+    return settings.keys.policy_with_keys(), settings.keys.backbone_key()
 
 
 class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
@@ -211,9 +209,9 @@ class Ledger:
         log.warning(
             "re-reading %s[%d] %d..%d: skipped by Faust", msg.topic, msg.partition, expected, msg.offset - 1
         )
-        bootstrap = self.settings.kafka.bootstrap_servers
+        connection = self.settings.kafka.connection
         missed = await asyncio.to_thread(
-            read_range, bootstrap, msg.topic, msg.partition, expected, msg.offset
+            read_range, connection, msg.topic, msg.partition, expected, msg.offset
         )
         self.progress.refetched += len(missed)
         return missed
@@ -303,8 +301,8 @@ class Ledger:
         assigned = [tp for tp in self.app.consumer.assignment() if tp.topic in self.ctx.authors]
         if not assigned:
             return
-        bootstrap, topics = self.settings.kafka.bootstrap_servers, sorted({tp.topic for tp in assigned})
-        ends = await asyncio.to_thread(end_offsets, bootstrap, topics)
+        connection, topics = self.settings.kafka.connection, sorted({tp.topic for tp in assigned})
+        ends = await asyncio.to_thread(end_offsets, connection, topics)
         for tp in assigned:
             expected = int(self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0"))
             waiting = ends.get(TopicPartition(tp.topic, tp.partition), 0) - expected
@@ -365,6 +363,7 @@ def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoRetur
     app = faust.App(
         app_id(kafka),
         broker=";".join(f"kafka://{hp}" for hp in kafka.bootstrap_servers.split(",")),
+        broker_credentials=kafka.connection.faust_credentials(),
         store=options.store,
         datadir=str(options.data_dir),
         topic_partitions=kafka.partitions,

@@ -61,13 +61,13 @@ def prepare(kafka: KafkaSettings, policy: Policy) -> None:
     Created here, not by Faust: a topic Faust creates after its consumer subscribed gets no
     partitions assigned until the next metadata refresh, minutes later."""
     gaps = TopicSpec(gaps_topic(kafka), "listing_id", ("give-up request",), GAPS_CONFIG)
-    create_topics(kafka.bootstrap_servers, [gaps], kafka.partitions, kafka.replication_factor)
+    create_topics(kafka.connection, [gaps], kafka.partitions, kafka.replication_factor)
     check_partitions(kafka, policy)
 
 
 def check_partitions(kafka: KafkaSettings, policy: Policy) -> None:
     """Raise `ConfigurationError` unless every existing co-partitioned topic has the same count."""
-    counts = partition_counts(kafka.bootstrap_servers, co_partitioned(kafka, policy))
+    counts = partition_counts(kafka.connection, co_partitioned(kafka, policy))
     problem = mismatched(counts, kafka.partitions)
     if problem is not None:
         raise ConfigurationError(problem)

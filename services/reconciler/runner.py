@@ -64,7 +64,7 @@ class Runner:
         self.kafka, self.settings, self.probes, self.log = kafka, settings, probes, log
         self.topics = kafka.topics
         self.engine = Reconciler(policy, policy.enforcers, settings.timing())
-        self.producer = EventProducer(kafka.bootstrap_servers)
+        self.producer = EventProducer(kafka.connection)
         self._last: dict[str, float] = {}
         self._digest_seen: dict[str, datetime] = {}
         self.read = 0
@@ -86,8 +86,10 @@ class Runner:
 
     def _subscribe(self) -> Consumer:
         names = [self.topics.ledger, *map(self.topics.views, self.engine.expected.agencies),
-                 self.topics.copies_applied, self.topics.copies_digests]  # fmt: skip
-        reader = consumer(self.kafka.bootstrap_servers, f"{self.topics.namespace}reconciler-{uuid.uuid4()}")
+                 *self.topics.all_copies_applied(self.engine.expected.agencies),
+                 *self.topics.all_copies_digests(self.engine.expected.agencies)]  # fmt: skip
+        connection = self.kafka.connection
+        reader = consumer(connection, connection.group(f"follow-{uuid.uuid4()}"))
         try:
             reader.assign(from_the_start(reader, names))
         except ConfigurationError:
@@ -105,6 +107,8 @@ class Runner:
         except ContractError as e:
             self._reject(msg, e)
             return
+        if isinstance(event, CopyApplied | CopyDigest) and not self._own_topic(event, msg):
+            return
         at = timestamp_of(msg) or event.envelope.recorded_at
         if isinstance(event, ListingState):
             self.engine.on_state(event, at, msg.value())
@@ -116,6 +120,14 @@ class Runner:
             self.engine.on_digest(event)
         else:
             self.log(f"ignored a {type(event).__name__} on {msg.topic()}: not an input of the reconciler")
+
+    def _own_topic(self, event: CopyApplied | CopyDigest, msg: Message) -> bool:
+        """A copy's report counts only on that copy's own topic (ACLs let only it write there)."""
+        if event.copy_agency == self.topics.reporting_copy(msg.topic() or ""):
+            return True
+        name = type(event).__name__
+        self._reject(msg, ContractError(f"a {name} for {event.copy_agency} on {msg.topic()}: not its topic"))
+        return False
 
     def _reject(self, msg: Message, error: ContractError) -> None:
         """A message nobody can read goes to `rejected` with the reason; the next one is read as usual."""

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from services.core.connection import KafkaConnection
 from services.core.events import Event, ListingState, Rejected, ViewChanged
 from services.core.listing import evolve
 from services.core.views import ViewRow
@@ -70,8 +71,8 @@ class Load(threading.Thread):
 
 
 @pytest.fixture
-def backbone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
-    running = Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("crashes"))
+def backbone(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
+    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("crashes"))
     try:
         yield running
     finally:

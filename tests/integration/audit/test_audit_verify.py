@@ -119,7 +119,7 @@ def test_missing_topics_are_a_clear_error(world: World) -> None:
     result = world.run("verify")
     assert result.exit_code == 0
     other = World(
-        world.bootstrap,
+        world.connection,
         type(world.topics)("tnothere."),
         world.policy,
         world.book,
@@ -134,10 +134,10 @@ def test_replays_and_events_on_a_wrong_partition_are_reported_never_as_harmless(
     """The replay of issue 10: a revoked listing's issue, its very bytes, written again twice."""
     honest_history(world)
     topic = world.topics.listings("luoshan-police")
-    (issued,) = [m for m in read_all(world.bootstrap, [topic]) if m.key() == b"L-a"]
+    (issued,) = [m for m in read_all(world.connection, [topic]) if m.key() == b"L-a"]
     own = partition_of(b"L-a", 3)
     assert issued.partition() == own
-    raw = Producer(producer_config(world.bootstrap))
+    raw = Producer(producer_config(world.connection))
     landed: list[Message] = []
     for partition in ((own + 1) % 3, own):
         raw.produce(

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
-    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     ResourceType,
 )
 
+from services.core.connection import KafkaConnection
 from services.core.events import ListingState, ViewChanged
-from services.core.kafka import consumer, create_topics
+from services.core.kafka import admin_client, consumer, create_topics
 from services.core.partitioner import partition_of
 from services.core.topics import KEEP_FOREVER, TopicSpec
 from services.ledger.app import EXIT_HANDLER_FAILED
@@ -39,16 +39,16 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def backbone(kafka_bootstrap: str, folder: Path) -> Iterator[Backbone]:
-    running = Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", folder)
+def backbone(kafka_admin: KafkaConnection, folder: Path) -> Iterator[Backbone]:
+    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", folder)
     try:
         yield running
     finally:
         running.stop_all()
 
 
-def set_max_message_bytes(bootstrap: str, topic: str, limit: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def set_max_message_bytes(admin_connection: KafkaConnection, topic: str, limit: int) -> None:
+    admin = admin_client(admin_connection)
     entry = ConfigEntry("max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET)
     resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
     for future in admin.incremental_alter_configs([resource]).values():
@@ -56,7 +56,7 @@ def set_max_message_bytes(bootstrap: str, topic: str, limit: int) -> None:
 
 
 def committed(backbone: Backbone, topic: str, partition: int) -> int:
-    group = consumer(backbone.bootstrap, f"{backbone.namespace}ledger")
+    group = consumer(backbone.connection, f"{backbone.namespace}ledger")
     try:
         (tp,) = group.committed([TopicPartition(topic, partition)], timeout=10)
         return max(tp.offset, 0)
@@ -71,7 +71,7 @@ def exited(process: subprocess.Popen[bytes], timeout: float) -> int:
 
 def test_a_failed_write_stops_the_worker_and_is_redone_on_restart(backbone: Backbone) -> None:
     ledger_topic, source = backbone.topics.ledger, backbone.topics.listings("court")
-    set_max_message_bytes(backbone.bootstrap, ledger_topic, 256)  # every listing state is larger
+    set_max_message_bytes(backbone.connection, ledger_topic, 256)  # every listing state is larger
     book = backbone.book()
     backbone.publish([book.issue("W-1")])
     process = backbone.start_ledger()
@@ -83,7 +83,7 @@ def test_a_failed_write_stops_the_worker_and_is_redone_on_restart(backbone: Back
     assert backbone.count(ledger_topic) == 0
     assert committed(backbone, source, partition_of(b"W-1", PARTITIONS)) == 0  # W-1 sits at offset 0
 
-    set_max_message_bytes(backbone.bootstrap, ledger_topic, 1048588)
+    set_max_message_bytes(backbone.connection, ledger_topic, 1048588)
     backbone.start_ledger()
 
     def written() -> list[ListingState] | None:
@@ -101,12 +101,12 @@ def test_a_failed_write_stops_the_worker_and_is_redone_on_restart(backbone: Back
 
 
 def test_the_ledger_refuses_to_start_when_partition_counts_disagree(
-    kafka_bootstrap: str, folder: Path
+    kafka_admin: KafkaConnection, folder: Path
 ) -> None:
     namespace = f"t{uuid.uuid4().hex[:10]}."
     court = f"{namespace}listings.court"
-    create_topics(kafka_bootstrap, [TopicSpec(court, "listing_id", (), KEEP_FOREVER)], PARTITIONS + 3, 1)
-    backbone = Backbone(kafka_bootstrap, namespace, folder)  # the other topics: PARTITIONS each
+    create_topics(kafka_admin, [TopicSpec(court, "listing_id", (), KEEP_FOREVER)], PARTITIONS + 3, 1)
+    backbone = Backbone(kafka_admin, namespace, folder)  # the other topics: PARTITIONS each
     try:
         process = backbone.start_ledger()
         assert exited(process, TIMEOUT) not in (0, None)

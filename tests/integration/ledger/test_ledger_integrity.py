@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message, Producer
 
+from services.core.connection import KafkaConnection
 from services.core.events import ListingState, Rejected, ViewChanged
 from services.core.kafka import decode_message, producer_config, read_all
 from services.core.partitioner import partition_of
@@ -26,9 +27,9 @@ HOLD_LIMIT_S = 4
 
 
 @pytest.fixture(scope="module")
-def backbone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
-    running = Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("integrity"))
-    running.start("ledger", ["ledger", "run"], ACCORD_LEDGER_HOLD_LIMIT_S=str(HOLD_LIMIT_S))
+def backbone(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
+    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("integrity"))
+    running.start_ledger(store="rocksdb://", ACCORD_LEDGER_HOLD_LIMIT_S=str(HOLD_LIMIT_S))
     try:
         yield running
     finally:
@@ -37,7 +38,7 @@ def backbone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def raw_message(backbone: Backbone, topic: str, listing_id: str, version: int) -> Message:
     """The bytes of one event exactly as the log holds them."""
-    for msg in read_all(backbone.bootstrap, [topic]):
+    for msg in read_all(backbone.connection, [topic]):
         if msg.key() == listing_id.encode() and decode_message(msg).event.envelope.version == version:
             return msg
     raise AssertionError(f"{listing_id} v{version} not in {topic}")
@@ -86,7 +87,7 @@ def test_a_revoked_listing_replayed_into_another_partition_or_its_own_stays_revo
     assert issued.partition() == own  # confluent-kafka's murmur2_random agrees with ours
     other = (own + 1) % PARTITIONS
 
-    raw = Producer(producer_config(backbone.bootstrap))
+    raw = Producer(producer_config(backbone.connection))
     raw.produce(topic, key=issued.key(), value=issued.value(), partition=other)
     raw.produce(topic, key=issued.key(), value=issued.value(), partition=own)
     assert raw.flush(30) == 0

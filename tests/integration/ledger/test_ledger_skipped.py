@@ -14,14 +14,15 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import TopicPartition
 
+from services.core.connection import KafkaConnection
 from services.core.events import ListingState
 from services.core.kafka import consumer, end_offsets
 from tests.integration.ledger.harness import Backbone, wait_for
 
 
 @pytest.fixture
-def backbone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
-    running = Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("skipped"))
+def backbone(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
+    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("skipped"))
     try:
         yield running
     finally:
@@ -29,11 +30,11 @@ def backbone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def commit_to_end(backbone: Backbone, topic: str) -> None:
-    group = consumer(backbone.bootstrap, f"{backbone.namespace}ledger")
+    group = consumer(backbone.connection, f"{backbone.namespace}ledger")
     try:
         ends = [
             TopicPartition(tp.topic, tp.partition, high)
-            for tp, high in end_offsets(backbone.bootstrap, [topic]).items()
+            for tp, high in end_offsets(backbone.connection, [topic]).items()
         ]
         group.commit(offsets=ends, asynchronous=False)
     finally:
@@ -69,7 +70,7 @@ def test_skipped_events_with_nothing_after_them_are_read_again_once_the_worker_i
     book = backbone.book()
     backbone.publish([book.issue(f"Q-{i}") for i in range(4)])
     commit_to_end(backbone, backbone.topics.listings("court"))
-    backbone.start("ledger", ["ledger", "run"], ACCORD_LEDGER_STALL_AFTER_S="2")
+    backbone.start_ledger(ACCORD_LEDGER_STALL_AFTER_S="2")
 
     def states() -> dict[str, ListingState] | None:
         backbone.assert_alive()
