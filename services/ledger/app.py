@@ -55,7 +55,6 @@ POSITION = b"\x00position\x00"  # listings-table key prefix: next offset of each
 EXIT_HANDLER_FAILED = 70  # EX_SOFTWARE: the supervisor restarts the worker; it resumes from its commits
 # The writes of the message (or tick) being handled: one list per asyncio task, so that the agents
 # and the timer, interleaved on one loop, never wait for (or ack past) each other's writes.
-FaustEvent = faust.EventT[bytes]
 WRITES: ContextVar[list[Awaitable[Any]]] = ContextVar("ledger_writes")
 RAW: dict[str, Any] = {
     "key_type": bytes,
