@@ -224,6 +224,7 @@ def start(backbone: Backbone, args: argparse.Namespace) -> None:
         ACCORD_LEDGER_SESSION_TIMEOUT_S=str(args.session_timeout),
         ACCORD_LEDGER_COMMIT_INTERVAL_S=str(args.commit_interval),
         ACCORD_LEDGER_STATIC_MEMBERSHIP=str(not args.dynamic).lower(),
+        ACCORD_LEDGER_LOG_LEVEL=args.log_level,
     )  # fmt: skip
 
 
@@ -257,6 +258,7 @@ def main() -> None:
     parser.add_argument("--session-timeout", type=float, default=10.0, help="ACCORD_LEDGER_SESSION_TIMEOUT_S")
     parser.add_argument("--commit-interval", type=float, default=1.0, help="ACCORD_LEDGER_COMMIT_INTERVAL_S")
     parser.add_argument("--dynamic", action="store_true", help="without static group membership")
+    parser.add_argument("--log-level", default="warn", help="the worker's (info: Faust's group joins)")
     parser.add_argument("--folder", type=Path, default=None, help="keep the worker's data and log here")
     args = parser.parse_args()
     with ExitStack() as stack:

@@ -115,7 +115,7 @@ def trust(settings: LedgerSettings) -> tuple[Policy, Ed25519PrivateKey]:
 
 
 class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
-    """A Faust table whose changelog writes can be waited for: each lands in `writes`.
+    """A Faust table whose changelog writes can be waited for: each is `recording()`-ed.
 
     Faust flushes its producer before it commits, but a flush does not report a failed
     delivery, so without this a lost changelog record would go unseen."""
@@ -191,9 +191,8 @@ class Ledger:
         self.handled_at = time.monotonic()
 
     def confirm(
-        self, event: faust.EventT[bytes], ack: Callable[[faust.EventT[bytes]], Awaitable[Any]],
-        crash: Callable[[BaseException], NoReturn],
-    ) -> None:  # fmt: skip
+        self, event: faust.EventT[bytes], ack: Callable[[faust.EventT[bytes]], Awaitable[Any]]
+    ) -> None:
         """Ack `event` once the broker confirmed every write it caused; crash if one failed."""
         pending = taken()
 
@@ -201,7 +200,11 @@ class Ledger:
             await asyncio.gather(*pending)
             await ack(event)
 
-        task = asyncio.ensure_future(guarded(confirmed(), crash))
+        self.in_background(confirmed())
+
+    def in_background(self, step: Awaitable[None]) -> None:
+        """Run `step` as a task of its own, kept referenced until done; its failure crashes the worker."""
+        task = asyncio.ensure_future(guarded(step, self.crash))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
@@ -327,9 +330,7 @@ class Ledger:
             self.index.merge(self.indexed())
             log.warning("ledger ready: %d live listings indexed for expiry", len(self.index))
             return
-        task = asyncio.ensure_future(guarded(self._reindex_off_loop(), self.crash))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        self.in_background(self._reindex_off_loop())
 
     async def _reindex_off_loop(self) -> None:
         started = time.monotonic()
@@ -386,14 +387,14 @@ def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoRetur
         manual = stream.noack()  # type: ignore[attr-defined]
         async for event in manual.events():
             await guarded(worker.step(event), crash)
-            worker.confirm(event, manual.ack, crash)
+            worker.confirm(event, manual.ack)
 
     @app.agent(worker.gaps, name="gaps")
     async def gaps(stream: faust.StreamT[bytes]) -> None:
         manual = stream.noack()  # type: ignore[attr-defined]
         async for event in manual.events():
             await guarded(worker.give_up(event), crash)
-            worker.confirm(event, manual.ack, crash)
+            worker.confirm(event, manual.ack)
 
     @app.timer(options.expiry_interval_s, name="expire")  # type: ignore[untyped-decorator]
     async def expire() -> None:
