@@ -134,5 +134,10 @@ def verify_report(result: Verification, topics: list[str]) -> Report:
         f"verified {result.events:,} events of {len(result.chains):,} listings in {len(topics)} topics: "
         f"{verdict}"
     )
-    notes = [note] + ([f"{result.duplicates} exact duplicate events (harmless)"] if result.duplicates else [])
+    suspicious = sum(b.code in ("replay", "wrong_partition") for b in result.broken)
+    notes = [note] + (
+        [f"{suspicious} of them replays or events on a wrong partition: refused by the ledger, suspicious"]
+        if suspicious
+        else []
+    )
     return Report([Table("broken", "Broken events and links", BROKEN_COLUMNS, rows)], notes)

@@ -6,6 +6,11 @@ its versions run 1, 2, 3... without gaps or forks and each event's `prev_hash` i
 the hash of the version before. Altering any byte of an event breaks its hash (or,
 if the hash was recomputed, its signature and the next link); removing one leaves a
 gap. Each break is reported where it sits: topic, partition, offset.
+
+Two kinds of event break no chain yet are reported too, because the ledger refuses them
+and someone wrote them: an event on a partition other than its listing's own (`wrong_partition`,
+even when byte-identical to a sound one: replayed there it would have started the listing
+over) and an exact copy of an event already in the log (`replay`). Neither is harmless.
 """
 
 from __future__ import annotations
@@ -13,10 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.audit.replay import Meter, Position, Replayed, Undecodable, decoded, messages
+from services.core.admission import Placement, misplaced
 from services.core.connection import KafkaConnection
 from services.core.crypto import check_seal
+from services.core.kafka import partition_counts
 from services.core.listing import is_listing_event
 from services.core.policy import Policy
+
+REFUSED = "the ledger refuses it; someone wrote it there"
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,6 @@ class Verification:
     events: int = 0
     chains: dict[str, list[Link]] = field(default_factory=dict)
     broken: list[Broken] = field(default_factory=list)
-    duplicates: int = 0
 
     @property
     def sound(self) -> bool:
@@ -72,21 +80,31 @@ def check_event(item: Replayed, owner: str, policy: Policy) -> Broken | None:
     return None if fault is None else _fault(item, *fault)
 
 
-def chain_breaks(listing: str, links: list[Link]) -> tuple[list[Broken], int]:
-    """Gaps, forks and broken links of one listing's chain, and how many exact duplicates it holds."""
+def check_placement(item: Replayed, partitions: dict[str, int]) -> Broken | None:
+    """Whether an event sits on its listing's own partition, as the ledger requires."""
+    count = partitions.get(item.position.topic)
+    if count is None or not is_listing_event(item.event):
+        return None
+    decision = misplaced(item.event.envelope.listing_id, Placement(item.position.partition, count))
+    return None if decision is None else _fault(item, decision.code, f"{decision.reason} ({REFUSED})")
+
+
+def chain_breaks(listing: str, links: list[Link]) -> list[Broken]:
+    """Gaps, forks, broken links and replays (exact copies of an earlier event) of one listing's chain."""
     by_version: dict[int, dict[tuple[str, str], Link]] = {}
-    duplicates = 0
+    broken: list[Broken] = []
     for link in sorted(links, key=lambda k: k.position):
         same = by_version.setdefault(link.version, {})
-        duplicates += (link.event_id, link.hash) in same
-        same.setdefault((link.event_id, link.hash), link)
-    broken: list[Broken] = []
+        first = same.setdefault((link.event_id, link.hash), link)
+        if first is not link:
+            reason = f"an exact copy of the event at {first.position}: a replay ({REFUSED})"
+            broken.append(Broken(link.position, "replay", reason, listing, link.version))
     prev_hash, expected = "", 1
     for version in sorted(by_version):
         candidates = list(by_version[version].values())
         chosen = _step(listing, version, expected, prev_hash, candidates, broken)
         prev_hash, expected = chosen.hash, version + 1
-    return broken, duplicates
+    return broken
 
 
 def _step(
@@ -133,6 +151,7 @@ def verify(
 ) -> Verification:
     """Check every event of the listing topics in `owners` (topic -> owning agency), then every chain."""
     result = Verification()
+    partitions = partition_counts(connection, owners)
 
     def undecodable(bad: Undecodable) -> None:
         result.events += 1
@@ -141,15 +160,13 @@ def verify(
     for item in decoded(messages(connection, list(owners), meter), on_bad=undecodable):
         result.events += 1
         fault = check_event(item, owners[item.position.topic], policy)
-        if fault is not None:
-            result.broken.append(fault)
-        if is_listing_event(item.event):
+        misplaced_at = None if fault is not None else check_placement(item, partitions)
+        result.broken += [f for f in (fault, misplaced_at) if f is not None]
+        if is_listing_event(item.event) and misplaced_at is None:
             env = item.event.envelope
             link = Link(env.version, env.hash, env.prev_hash, env.event_id, item.position)
             result.chains.setdefault(env.listing_id, []).append(link)
     for listing, links in result.chains.items():
-        breaks, duplicates = chain_breaks(listing, links)
-        result.broken += breaks
-        result.duplicates += duplicates
+        result.broken += chain_breaks(listing, links)
     result.broken.sort(key=lambda b: b.position)
     return result

@@ -5,27 +5,52 @@ so what the audit says the ledger knew is what the ledger did know, by construct
 not by care. (The publisher asks the ledger itself: it reads `ledger` and `rejected`.)
 
 `gate` looks at the message alone (a listing event, on its author's topic, keyed by
-its listing, sealed by its agency's key); `judge` looks at it against the listing's
-state (`listing.admit` for order and authority, then `rules.check_event` for content).
+its listing, on its listing's own partition, sealed by its agency's key); `judge` looks
+at it against the listing's state (`listing.admit` for order and authority, then
+`rules.check_event` for content).
+
+The partition matters as much as the key: the ledger keeps each listing's state in the
+partition its key hashes to, so an event on another partition, even a byte-identical copy
+of one already applied, would be judged against no state at all and start the listing
+over. It is refused instead, whoever wrote it (a replay, or a producer whose partitioner
+is not murmur2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from services.core import rules
 from services.core.crypto import check_seal
 from services.core.errors import RuleViolation
 from services.core.events import ListingEvent, ListingState
 from services.core.listing import Decision, admit, is_listing_event, refuse
+from services.core.partitioner import partition_of
 from services.core.policy import Policy
 from services.core.serde import Decoded
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Which partition a message was read from, of how many its topic has."""
+
+    partition: int
+    partitions: int
+
+
 def gate(
-    decoded: Decoded, topic: str, key: bytes | None, authors: Mapping[str, str], policy: Policy
+    decoded: Decoded,
+    topic: str,
+    key: bytes | None,
+    authors: Mapping[str, str],
+    policy: Policy,
+    placement: Placement | None = None,
 ) -> Decision | None:
-    """The refusal of a message the ledger may not even consider, or None if it may."""
+    """The refusal of a message the ledger may not even consider, or None if it may.
+
+    Without a `placement` the partition is not checked (a reader that folds every
+    partition into one state, like the publisher's, cannot be misled by it)."""
     event, env = decoded.event, decoded.event.envelope
     if not is_listing_event(event):
         return refuse("not_a_listing_event", f"{type(event).__name__} on a listing topic")
@@ -35,11 +60,25 @@ def gate(
     if env.agency != author:
         return refuse("wrong_topic", f"an event by {env.agency} on {topic}, which only {author} may write")
     if key != env.listing_id.encode():
-        reason = f"keyed {key!r}, not by its listing id {env.listing_id}, so maybe in the wrong partition"
+        reason = f"keyed {key!r}, not by its listing id {env.listing_id}"
         return refuse("wrong_key", reason)
+    if placement is not None and (wrong := misplaced(env.listing_id, placement)) is not None:
+        return wrong
     agency = policy.agency_by_id.get(env.agency)
     fault = check_seal(decoded, agency.public_key if agency else "")
     return refuse(*fault) if fault is not None else None
+
+
+def misplaced(listing_id: str, placement: Placement) -> Decision | None:
+    """The refusal of an event read from a partition other than its listing's own."""
+    own = partition_of(listing_id.encode(), placement.partitions)
+    if placement.partition == own:
+        return None
+    reason = (
+        f"{listing_id} belongs in partition {own} of {placement.partitions}, not {placement.partition}: "
+        "a replay or a producer that does not partition by murmur2(listing id)"
+    )
+    return refuse("wrong_partition", reason)
 
 
 def judge(state: ListingState | None, event: ListingEvent, policy: Policy) -> Decision:

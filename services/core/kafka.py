@@ -182,6 +182,21 @@ def end_offsets(
         probe.close()
 
 
+def partition_counts(
+    connection: KafkaConnection, names: Iterable[str], timeout: float = 10.0
+) -> dict[str, int]:
+    """How many partitions each topic of `names` has; topics that do not exist (or that the
+    principal may not describe) are left out."""
+    probe = consumer(connection, connection.group("metadata"))
+    try:
+        found = probe.list_topics(timeout=timeout).topics
+    except KafkaException as e:
+        raise BrokerUnavailable(f"no topic metadata from {connection}: {e}") from e
+    finally:
+        probe.close()
+    return {name: len(found[name].partitions) for name in names if name in found}
+
+
 def _watermarks(probe: Consumer, topics: list[str], timeout: float) -> dict[TopicPartition, int]:
     out: dict[TopicPartition, int] = {}
     metadata = probe.list_topics(timeout=timeout)

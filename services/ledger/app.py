@@ -4,32 +4,46 @@ One agent reads every listing topic the policy names (an explicit list: Faust's
 pattern subscription does not work, faust-streaming issue 62) and hands each message
 to `handler.handle`; two tables keep each listing's entry and its held messages,
 recovered from their changelogs after a crash. A timer publishes the expiry of every
-listing that is due. Any failure in the agent or the timer ends the process at once,
+listing that is due, and asks (through the internal `ledger-gaps` topic, so that the
+change happens on the listing's own partition) for held messages that waited too long
+to be refused. Any failure in the agents or the timer ends the process at once,
 loudly, so a supervisor restarts it: a worker alive but idle is the failure to avoid.
+
+Every write is confirmed before its input commits: the agent acks a message (and Faust
+commits only acked offsets) once the broker confirmed everything the message caused,
+its table changelog records included. A failed write crashes the worker; the message,
+never committed, is processed again on restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
+import socket
+import time
 import traceback
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 import faust
+from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.core import serde
-from services.core.kafka import headers_of
+from services.core.kafka import end_offsets, headers_of
 from services.core.policy import Policy
 from services.core.topics import BACKBONE
+from services.core.views import LIVE
 from services.ledger.expiry import ExpiryIndex, expiry_of
-from services.ledger.handler import Context, Outbound, handle
+from services.ledger.handler import Context, Outbound, Outcome, give_up, handle, overdue
+from services.ledger.layout import app_id, gaps_topic
 from services.ledger.record import Entry, Inbound, decode_held, encode_held
 from services.ledger.refetch import read_range
 from services.ledger.settings import LedgerSettings
@@ -38,6 +52,9 @@ log = logging.getLogger("accord.ledger")
 HEALTH_FILE = "health.json"
 POSITION = b"\x00position\x00"  # listings-table key prefix: next offset of each source partition
 EXIT_HANDLER_FAILED = 70  # EX_SOFTWARE: the supervisor restarts the worker; it resumes from its commits
+# The writes of the message (or tick) being handled: one list per asyncio task, so that the agents
+# and the timer, interleaved on one loop, never wait for (or ack past) each other's writes.
+WRITES: ContextVar[list[Awaitable[Any]]] = ContextVar("ledger_writes")
 RAW: dict[str, Any] = {
     "key_type": bytes,
     "value_type": bytes,
@@ -77,8 +94,11 @@ class Progress:
     last_at: datetime | None = None
     expiries_asked: int = 0
     refetched: int = 0
+    reseeks: int = 0
     live: int = 0
     held: dict[str, int] = field(default_factory=dict)
+    held_oldest_s: float = 0.0
+    gaps_given_up: int = 0
 
     def write(self, path: Path) -> None:
         body = {**asdict(self), "last_at": self.last_at.isoformat() if self.last_at else None}
@@ -94,30 +114,72 @@ def trust(settings: LedgerSettings) -> tuple[Policy, Ed25519PrivateKey]:
     return settings.keys.policy_with_keys(), settings.keys.backbone_key()
 
 
-class Ledger:
-    """The worker's state and steps; `build_app` wires them to Faust's agent, timer and tables."""
+class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
+    """A Faust table whose changelog writes can be waited for: each is `recording()`-ed.
 
-    def __init__(self, app: faust.App, settings: LedgerSettings) -> None:
-        self.app, self.settings = app, settings
+    Faust flushes its producer before it commits, but a flush does not report a failed
+    delivery, so without this a lost changelog record would go unseen."""
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        recording().append(future)
+        return future
+
+
+def recording() -> list[Awaitable[Any]]:
+    """The writes made by the current task since it last called `taken`."""
+    try:
+        return WRITES.get()
+    except LookupError:
+        writes: list[Awaitable[Any]] = []
+        WRITES.set(writes)
+        return writes
+
+
+def taken() -> list[Awaitable[Any]]:
+    """The current task's writes, now handed over for confirmation; it starts a new list."""
+    pending = recording()
+    WRITES.set([])
+    return pending
+
+
+class Ledger:
+    """The worker's state and steps; `build_app` wires them to Faust's agents, timer and tables."""
+
+    def __init__(
+        self, app: faust.App, settings: LedgerSettings, crash: Callable[[BaseException], NoReturn] = exit_now
+    ) -> None:
+        self.app, self.settings, self.crash = app, settings, crash
         policy, self.backbone_key = trust(settings)
-        self.ctx = Context(policy, settings.kafka.topics)
         partitions = settings.kafka.partitions
-        self.listings = app.Table("listings", partitions=partitions, key_type=bytes, value_type=bytes)
-        self.held = app.Table("held", partitions=partitions, key_type=bytes, value_type=bytes)
+        self.ctx = Context(policy, settings.kafka.topics, partitions)
+        self.listings = self._table("listings", partitions)
+        self.held = self._table("held", partitions)
         self.index = ExpiryIndex()
         self.progress = Progress()
+        self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
+        self.gaps_asked: dict[bytes, datetime] = {}
+        self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
+        self.ready_at: float | None = None  # monotonic time of the last completed recovery
+        self.handled_at = self.watched_at = 0.0
+
+    def _table(self, name: str, partitions: int) -> ConfirmedTable:
+        table = self.app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
+        assert isinstance(table, ConfirmedTable)
+        return table
 
     async def send(self, outbound: Outbound) -> None:
-        """Straight to the producer: Faust's channel layer costs more than the ledger's own work.
-
-        It is the producer Faust flushes before it commits offsets, so a committed input still
-        implies that everything it caused was written."""
+        """Straight to the producer (Faust's channel layer costs more than the ledger's own work);
+        the delivery is recorded, and the message's ack waits for it."""
         headers = [(name, value) for name, value in headers_of(outbound.event) if isinstance(value, bytes)]
         value = serde.encode(outbound.event)
-        await self.app.producer.send(outbound.topic, outbound.key.encode(), value, None, None, headers)
+        key = outbound.key.encode()
+        delivery = await self.app.producer.send(outbound.topic, key, value, None, None, headers)
+        recording().append(delivery)
 
     async def step(self, event: faust.EventT[bytes]) -> None:
         """Process the message, first re-reading any that Faust skipped before it (see refetch)."""
+        taken()  # start afresh: this message's writes only
         msg = _inbound(event)
         position = POSITION + f"{msg.topic}:{msg.partition}".encode()
         expected = int(self.listings.get(position, b"0"))
@@ -126,6 +188,25 @@ class Ledger:
                 await self.process(earlier)
         await self.process(msg)
         self.listings[position] = str(max(expected, msg.offset + 1)).encode()
+        self.handled_at = time.monotonic()
+
+    def confirm(
+        self, event: faust.EventT[bytes], ack: Callable[[faust.EventT[bytes]], Awaitable[Any]]
+    ) -> None:
+        """Ack `event` once the broker confirmed every write it caused; crash if one failed."""
+        pending = taken()
+
+        async def confirmed() -> None:
+            await asyncio.gather(*pending)
+            await ack(event)
+
+        self.in_background(confirmed())
+
+    def in_background(self, step: Awaitable[None]) -> None:
+        """Run `step` as a task of its own, kept referenced until done; its failure crashes the worker."""
+        task = asyncio.ensure_future(guarded(step, self.crash))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def skipped(self, msg: Inbound, expected: int) -> list[Inbound]:
         log.warning(
@@ -146,38 +227,142 @@ class Ledger:
         if outcome.applied and outcome.entry is not None:
             self.listings[key] = outcome.entry.encode()
             self.index.track(outcome.entry.state)
+        await self.emit(key, waiting, outcome)
+        _count(self.progress, outcome.applied, key, len(outcome.held))
+
+    async def emit(self, key: bytes, waiting: list[Inbound], outcome: Outcome) -> None:
+        """Write the listing's held messages if they changed, and send what the outcome publishes."""
         if outcome.held != waiting:
             _write_held(self.held, key, outcome.held)
         for outbound in outcome.out:
             await self.send(outbound)
-        _count(self.progress, outcome.applied, key, len(outcome.held))
 
     async def tick(self) -> None:
-        """Ask for the expiry of every listing that is due, then report progress."""
+        """Ask for every due expiry and every overdue gap, then report progress."""
         now = self.settings.options.now()
+        taken()
         for listing_id in self.index.due(now):
-            entry = Entry.decode(self.listings.get(listing_id.encode()))
-            if entry is not None and entry.state.expires_at <= now:
-                expired = expiry_of(entry.state, now, self.backbone_key)
-                await self.send(Outbound(self.ctx.topics.listings(BACKBONE), listing_id, expired))
-                self.progress.expiries_asked += 1
+            await self.expire(listing_id, now)
+        await self.check_held(datetime.now(UTC))
+        await self.watch(time.monotonic())
         self.progress.live = len(self.index)
         self.progress.write(self.settings.options.data_dir / HEALTH_FILE)
 
+    async def expire(self, listing_id: str, now: datetime) -> None:
+        """Publish the listing's expiry and wait for the broker; only then may the index let go."""
+        entry = Entry.decode(self.listings.get(listing_id.encode()))
+        if entry is None:
+            self.index.forget(listing_id)
+        elif entry.state.expires_at > now or entry.state.status not in LIVE:
+            self.index.track(entry.state)  # moved or ended since it was indexed
+        else:
+            expired = expiry_of(entry.state, now, self.backbone_key)
+            await self.send(Outbound(self.ctx.topics.listings(BACKBONE), listing_id, expired))
+            await asyncio.gather(*taken())
+            self.index.written(listing_id)
+            self.progress.expiries_asked += 1
+
+    async def check_held(self, now: datetime) -> None:
+        """Report what is held and ask, once per limit, for overdue held messages to be refused.
+
+        The held table is empty but for gaps, so reading it whole each tick is cheap."""
+        limit = timedelta(seconds=self.settings.options.hold_limit_s)
+        held, oldest = {}, timedelta(0)
+        for key, value in list(self.held.items()):
+            messages = decode_held(value)
+            if not messages:
+                continue
+            held[key.decode(errors="replace")] = len(messages)
+            oldest = max(oldest, *(now - m.timestamp for m in messages))
+            asked = self.gaps_asked.get(key)
+            if overdue(messages, now, limit) and (asked is None or now - asked > limit):
+                assert self.gaps is not None
+                await (await self.gaps.send(key=key, value=now.isoformat().encode()))
+                self.gaps_asked[key] = now
+        self.progress.held, self.progress.held_oldest_s = held, round(oldest.total_seconds(), 1)
+
+    async def give_up(self, event: faust.EventT[bytes]) -> None:
+        """Refuse the overdue held messages of one listing (a request from `check_held`)."""
+        taken()
+        key, now = event.message.key or b"", datetime.fromisoformat((event.message.value or b"").decode())
+        held = decode_held(self.held.get(key))
+        outcome = give_up(held, now, timedelta(seconds=self.settings.options.hold_limit_s), self.ctx)
+        await self.emit(key, held, outcome)
+        self.progress.gaps_given_up += len(held) - len(outcome.held)
+
+    async def watch(self, now: float) -> None:
+        """Seek back any source partition whose log runs ahead of what the ledger handled while it idles.
+
+        faust-streaming can lose a fetched message around recovery (see refetch): when a later
+        message follows, `step` re-reads the gap; when none does, the worker would sit idle with
+        the messages unread, alive and healthy-looking. After `stall_after_s` without handling
+        anything, each such partition is resumed and sought back to the ledger's own position."""
+        stall_after = self.settings.options.stall_after_s
+        if self.ready_at is None or now - max(self.ready_at, self.handled_at, self.watched_at) < stall_after:
+            return
+        self.watched_at = now
+        assigned = [tp for tp in self.app.consumer.assignment() if tp.topic in self.ctx.authors]
+        if not assigned:
+            return
+        connection, topics = self.settings.kafka.connection, sorted({tp.topic for tp in assigned})
+        ends = await asyncio.to_thread(end_offsets, connection, topics)
+        for tp in assigned:
+            expected = int(self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0"))
+            waiting = ends.get(TopicPartition(tp.topic, tp.partition), 0) - expected
+            if waiting > 0:
+                log.warning(
+                    "%s[%d]: %d messages from %d unread while idle: seeking back", *tp, waiting, expected
+                )
+                self.app.consumer.resume_partitions({tp})
+                await self.app.consumer.seek(tp, expected)
+                self.progress.reseeks += 1
+
     async def reindex(self) -> None:
-        """Rebuild the expiry index from the recovered table (after start and each rebalance)."""
-        self.index.clear()
+        """After start and each rebalance: rebuild the expiry index from the recovered table.
+
+        A full pass over the table, so it runs in a thread, started here and not waited for:
+        Faust waits for this callback before it resumes the streams, and the agent must not
+        wait for the pass. What it applies meanwhile is tracked live; `merge` adds only what
+        the live index lacks, and `expire` re-checks each due listing against the table.
+        (The memory store is a plain dict, not safe to iterate from a thread: tests only.)"""
+        self.ready_at = time.monotonic()
+        if not self.settings.options.store.startswith("rocksdb"):
+            self.index.merge(self.indexed())
+            log.warning("ledger ready: %d live listings indexed for expiry", len(self.index))
+            return
+        self.in_background(self._reindex_off_loop())
+
+    async def _reindex_off_loop(self) -> None:
+        started = time.monotonic()
+        self.index.merge(await asyncio.to_thread(self.indexed))
+        took = time.monotonic() - started
+        log.warning("ledger ready: %d live listings indexed for expiry in %.2f s", len(self.index), took)
+
+    def indexed(self) -> ExpiryIndex:
+        index = ExpiryIndex()
         for key, value in self.listings.items():
             entry = None if key.startswith(POSITION) else Entry.decode(value)
             if entry is not None:
-                self.index.track(entry.state)
-        log.warning("ledger ready: %d live listings indexed for expiry", len(self.index))
+                index.track(entry.state)
+        return index
+
+
+def instance_id(settings: LedgerSettings) -> str | None:
+    """This worker's static group membership id: a restarted worker gets its partitions back at
+    once, instead of after the group waited out its dead predecessor's session. Two workers must
+    not share one; two cannot share a data directory either, so host and directory name it."""
+    if not settings.options.static_membership:
+        return None
+    if settings.options.instance_id:
+        return settings.options.instance_id
+    where = f"{socket.gethostname()}:{settings.options.data_dir.resolve()}"
+    return f"{app_id(settings.kafka)}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
 def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoReturn] = exit_now) -> faust.App:
     kafka, options = settings.kafka, settings.options
     app = faust.App(
-        f"{kafka.namespace}ledger",
+        app_id(kafka),
         broker=";".join(f"kafka://{hp}" for hp in kafka.bootstrap_servers.split(",")),
         broker_credentials=kafka.connection.faust_credentials(),
         store=options.store,
@@ -187,17 +372,29 @@ def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoRetur
         broker_commit_interval=options.commit_interval_s,
         broker_session_timeout=options.session_timeout_s,
         broker_heartbeat_interval=min(3.0, options.session_timeout_s / 3),
+        consumer_group_instance_id=instance_id(settings),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=False,
+        Table=ConfirmedTable,
     )
-    worker = Ledger(app, settings)
+    worker = Ledger(app, settings, crash)
     source = app.topic(*sorted(worker.ctx.authors), **RAW)
+    worker.gaps = app.topic(gaps_topic(kafka), **RAW)  # created by `layout.prepare` before the start
 
     @app.agent(source, name="ledger")
     async def ledger(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        manual = stream.noack()  # type: ignore[attr-defined]
+        async for event in manual.events():
             await guarded(worker.step(event), crash)
+            worker.confirm(event, manual.ack)
+
+    @app.agent(worker.gaps, name="gaps")
+    async def gaps(stream: faust.StreamT[bytes]) -> None:
+        manual = stream.noack()  # type: ignore[attr-defined]
+        async for event in manual.events():
+            await guarded(worker.give_up(event), crash)
+            worker.confirm(event, manual.ack)
 
     @app.timer(options.expiry_interval_s, name="expire")  # type: ignore[untyped-decorator]
     async def expire() -> None:

@@ -24,12 +24,14 @@ def run(data_dir: Path | None, store: str | None) -> None:
     """Run the worker until stopped; it exits non-zero if a handler ever fails."""
     import faust
 
-    from services.ledger.app import build_app
+    from services.ledger.app import build_app, trust
+    from services.ledger.layout import prepare
     from services.ledger.settings import LedgerSettings
 
     overrides = {k: v for k, v in {"data_dir": data_dir, "store": store}.items() if v is not None}
     try:
         settings = LedgerSettings.from_env(**overrides)
+        prepare(settings.kafka, trust(settings)[0])
         app = build_app(settings)
     except AccordError as e:
         raise click.ClickException(str(e)) from e

@@ -39,36 +39,63 @@ def expiry_of(state: ListingState, now: datetime, key: Ed25519PrivateKey) -> Lis
 class ExpiryIndex:
     """When each live listing of this worker's partitions expires, soonest first.
 
-    A heap with lazy deletion: `track` supersedes a listing's earlier entry, `due` pops
-    what is due. A popped listing comes back when the ledger applies its next version
-    (say a correction that won the race against the expiry), so nothing is forgotten.
+    A heap with lazy deletion. A due listing stays due, asked again on every tick, until
+    `written` says its expiry was confirmed by the broker; it stays known until the ledger
+    applies its end (`track` of an ended state). A listing whose expiry lost a race (a
+    correction applied first) is due again when that correction is tracked. So nothing is
+    forgotten before its expiry is written, and a written one is not asked for twice.
     """
 
     def __init__(self) -> None:
         self._heap: list[tuple[datetime, str]] = []
         self._current: dict[str, datetime] = {}
+        self._due: set[str] = set()
+        self._written: set[str] = set()
 
     def track(self, state: ListingState) -> None:
         listing_id = state.envelope.listing_id
+        pending = listing_id in self._due or listing_id in self._written
+        self._due.discard(listing_id)
+        self._written.discard(listing_id)
         if state.status not in LIVE:
             self._current.pop(listing_id, None)
             return
-        if self._current.get(listing_id) != state.expires_at:
+        if pending or self._current.get(listing_id) != state.expires_at:
             self._current[listing_id] = state.expires_at
             heapq.heappush(self._heap, (state.expires_at, listing_id))
 
     def due(self, now: datetime) -> list[str]:
-        found = []
+        """Listings due by `now` whose expiry is not written yet, in id order."""
         while self._heap and self._heap[0][0] <= now:
             expires_at, listing_id = heapq.heappop(self._heap)
-            if self._current.get(listing_id) == expires_at:
-                del self._current[listing_id]
-                found.append(listing_id)
-        return found
+            if self._current.get(listing_id) == expires_at and listing_id not in self._written:
+                self._due.add(listing_id)
+        return sorted(self._due)
+
+    def written(self, listing_id: str) -> None:
+        """The broker confirmed this listing's expiry: wait for it to be applied."""
+        if listing_id in self._due:
+            self._due.discard(listing_id)
+            self._written.add(listing_id)
+
+    def forget(self, listing_id: str) -> None:
+        """Drop a listing this worker no longer holds (its partition moved to another worker)."""
+        self._current.pop(listing_id, None)
+        self._due.discard(listing_id)
+        self._written.discard(listing_id)
+
+    def merge(self, other: ExpiryIndex) -> None:
+        """Add what `other` knows and this index does not (an index rebuilt off the event loop)."""
+        for listing_id, expires_at in other._current.items():
+            if listing_id not in self._current:
+                self._current[listing_id] = expires_at
+                heapq.heappush(self._heap, (expires_at, listing_id))
 
     def clear(self) -> None:
         self._heap.clear()
         self._current.clear()
+        self._due.clear()
+        self._written.clear()
 
     def __len__(self) -> int:
         return len(self._current)

@@ -6,19 +6,26 @@ The Faust agent (`app.py`) only reads the tables, calls `handle`, writes the tab
 and sends what it returns, so everything the ledger decides is tested here directly.
 
 Order of checks: the bytes must decode; `admission.gate` then asks for a listing event
-on its author's topic, keyed by its listing, with a seal that holds; `admission.judge`
-rules on versions, authority and content. A refusal at any step goes to `rejected`
-with the reason and the raw payload, and processing goes on.
+on its author's topic, keyed by its listing, on its listing's partition, with a seal
+that holds; `admission.judge` rules on versions, authority and content. A refusal at
+any step goes to `rejected` with the reason and the raw payload, and processing goes on.
+
+An event already applied comes back two ways. Read again at the position it was applied
+from, it is the ledger's own re-reading after a crash (Faust re-delivers what it had not
+committed): what it was to publish is re-stated, byte for byte, and nothing goes to
+`rejected`. Anywhere else it is a replay: refused into `rejected` ("replay"), with an id
+that depends only on its position, so re-reading the replay itself adds no second record.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Literal
 
-from services.core.admission import gate, judge
+from services.core.admission import Placement, gate, judge
 from services.core.errors import ContractError
 from services.core.events import Envelope, Event, ListingEvent, ListingState, Rejected
 from services.core.listing import evolve, is_listing_event
@@ -47,6 +54,7 @@ class Context:
 
     policy: Policy
     topics: Topics
+    partitions: int  # of every listing topic (the ledger refuses to start otherwise)
 
     @cached_property
     def authors(self) -> dict[str, str]:
@@ -89,9 +97,13 @@ def _consider(msg: Inbound, outcome: Outcome, ctx: Context) -> Action:
         return "refuse"
     decision = judge(outcome.entry.state if outcome.entry else None, parsed, ctx.policy)
     if decision.action == "apply":
-        _apply(parsed, outcome, ctx)
+        _apply(parsed, msg, outcome, ctx)
     elif decision.action == "duplicate" and outcome.entry is not None:
-        outcome.out.extend(restate(outcome.entry, ctx))
+        first = outcome.entry.read_from(parsed.envelope.event_id)
+        if first is None or first == msg.position:
+            outcome.out.extend(restate(outcome.entry, ctx))
+        else:
+            outcome.out.append(rejected(msg, ctx, "replay", _replay_reason(parsed, first), parsed.envelope))
     elif decision.action == "hold" and msg.position not in {m.position for m in outcome.held}:
         outcome.held.append(msg)
     elif decision.action == "refuse":
@@ -105,7 +117,8 @@ def parse(msg: Inbound, ctx: Context) -> ListingEvent | Outbound:
         decoded = decode_full(msg.payload, msg.topic, msg.partition, msg.offset)
     except ContractError as e:
         return rejected(msg, ctx, "undecodable", str(e))
-    refusal = gate(decoded, msg.topic, msg.key, ctx.authors, ctx.policy)
+    placement = Placement(msg.partition, ctx.partitions)
+    refusal = gate(decoded, msg.topic, msg.key, ctx.authors, ctx.policy, placement)
     event = decoded.event
     if refusal is not None:
         # A bad listing id cannot key the rejection; the message's own key does.
@@ -115,17 +128,34 @@ def parse(msg: Inbound, ctx: Context) -> ListingEvent | Outbound:
     return event
 
 
-def _apply(event: ListingEvent, outcome: Outcome, ctx: Context) -> None:
+def _replay_reason(event: ListingEvent, first: tuple[str, int, int]) -> str:
+    topic, partition, offset = first
+    env = event.envelope
+    return (
+        f"a replay of event {env.event_id} (version {env.version} of {env.listing_id}), "
+        f"applied from {topic}[{partition}]@{offset}; it changes nothing"
+    )
+
+
+def _apply(event: ListingEvent, msg: Inbound, outcome: Outcome, ctx: Context) -> None:
     before = outcome.entry.state if outcome.entry else None
     after = evolve(before, event)
     ever = outcome.entry.ever if outcome.entry else frozenset()
-    outcome.entry = Entry(after, ever | entitled(after, ctx.policy))
+    outcome.entry = Entry(after, ever | entitled(after, ctx.policy), _read_at(outcome.entry, msg))
     outcome.applied += 1
     outcome.out.append(Outbound(ctx.topics.ledger, after.envelope.listing_id, after))
     for agency in ctx.policy.enforcers:
         change = view_change(before, after, agency, ctx.policy, after.envelope.recorded_at)
         if change is not None:
             outcome.out.append(Outbound(ctx.topics.views(agency), after.envelope.listing_id, change))
+
+
+def _read_at(entry: Entry | None, msg: Inbound) -> tuple[tuple[str, int, int], ...]:
+    """Positions of the listing's events, this one added; none for an entry kept without them."""
+    if entry is None:
+        return (msg.position,)
+    known = len(entry.read_at) == len(entry.state.event_ids)
+    return (*entry.read_at, msg.position) if known else ()
 
 
 def entitled(state: ListingState, policy: Policy) -> frozenset[str]:
@@ -166,6 +196,28 @@ def _as_held_by(state: ListingState, agency: str, policy: Policy) -> ListingStat
         return state
     enforced = [m for m in policy.measure_by_code if agency in policy.measure_by_code[m].enforced_by]
     return state.model_copy(update={"status": "active", "measures": enforced[:1]})
+
+
+def overdue(held: list[Inbound], now: datetime, limit: timedelta) -> list[Inbound]:
+    """The held messages that have waited longer than `limit` for their predecessor."""
+    return [m for m in held if now - m.timestamp >= limit]
+
+
+def give_up(held: list[Inbound], now: datetime, limit: timedelta, ctx: Context) -> Outcome:
+    """Refuse, as "gap never filled", every held message older than `limit` at `now`.
+
+    `now` is the time the worker decided to give up, carried by the message that asks for
+    it, so re-processing that message after a crash refuses the same messages again."""
+    late = overdue(held, now, limit)
+    outcome = Outcome(None, [m for m in held if m not in late])
+    for msg in late:
+        waited = int((now - msg.timestamp).total_seconds())
+        limit_s = int(limit.total_seconds())
+        reason = f"held {waited} s for the version before it, which never arrived (limit {limit_s} s)"
+        parsed = parse(msg, ctx)
+        env = parsed.envelope if not isinstance(parsed, Outbound) else None
+        outcome.out.append(rejected(msg, ctx, "gap_never_filled", reason, env))
+    return outcome
 
 
 def rejected(msg: Inbound, ctx: Context, code: str, reason: str, env: Envelope | None = None) -> Outbound:

@@ -1,8 +1,10 @@
 """What the ledger's two Faust tables hold, as bytes.
 
-`listings`: per listing id, its current `ListingState` and the agencies that have ever
+`listings`: per listing id, its current `ListingState`, the agencies that have ever
 been sent a row of it (so that, re-stating a listing after a crash, the ledger knows
-who may still hold a row it must delete). `held`: per listing id, the messages that
+who may still hold a row it must delete) and where each applied event was read (so
+that the ledger tells its own re-reading of a message after a crash, at the same
+position, from a replay of it written again elsewhere). `held`: per listing id, the messages that
 arrived before the version they follow, kept until the gap fills.
 """
 
@@ -16,25 +18,40 @@ from datetime import datetime
 from services.core import serde
 from services.core.events import ListingState
 
+Position = tuple[str, int, int]  # topic, partition, offset
+
 
 @dataclass(frozen=True)
 class Entry:
-    """A listing as the ledger keeps it."""
+    """A listing as the ledger keeps it; `read_at[i]` is where `state.event_ids[i]` was read."""
 
     state: ListingState
     ever: frozenset[str]
+    read_at: tuple[Position, ...] = ()
+
+    def read_from(self, event_id: str) -> Position | None:
+        """Where the applied event `event_id` was read; None if unknown (an entry of an older ledger)."""
+        ids = self.state.event_ids
+        if event_id not in ids or len(self.read_at) != len(ids):
+            return None
+        return self.read_at[ids.index(event_id)]
 
     def encode(self) -> bytes:
-        return ",".join(sorted(self.ever)).encode() + b"\n" + serde.encode(self.state)
+        header = {"ever": sorted(self.ever), "read_at": [list(p) for p in self.read_at]}
+        return json.dumps(header, separators=(",", ":")).encode() + b"\n" + serde.encode(self.state)
 
     @classmethod
     def decode(cls, data: bytes | None) -> Entry | None:
         if data is None:
             return None
-        agencies, _, state = data.partition(b"\n")
+        header, _, state = data.partition(b"\n")
         decoded = serde.decode(state, "ledger table")
         assert isinstance(decoded, ListingState)
-        return cls(decoded, frozenset(a for a in agencies.decode().split(",") if a))
+        if not header.startswith(b"{"):  # written before positions were kept: agencies only
+            return cls(decoded, frozenset(a for a in header.decode().split(",") if a))
+        fields = json.loads(header)
+        read_at = tuple((str(t), int(p), int(o)) for t, p, o in fields["read_at"])
+        return cls(decoded, frozenset(fields["ever"]), read_at)
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,7 @@ class Inbound:
     timestamp: datetime
 
     @property
-    def position(self) -> tuple[str, int, int]:
+    def position(self) -> Position:
         return (self.topic, self.partition, self.offset)
 
 

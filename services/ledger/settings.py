@@ -25,7 +25,19 @@ class LedgerOptions(BaseSettings):
     clock_offset_s: float = Field(default=0.0, description="added to the wall clock (drills and tests)")
     commit_interval_s: float = Field(default=1.0, gt=0, description="how often consumed offsets commit")
     session_timeout_s: float = Field(
-        default=30.0, gt=0, description="how soon the group gives a dead worker's partitions to another"
+        default=10.0, gt=0, description="how soon the group gives a dead worker's partitions to another"
+    )
+    hold_limit_s: float = Field(
+        default=300.0, gt=0, description="how long an event waits for its predecessor before it is refused"
+    )
+    stall_after_s: float = Field(
+        default=5.0, gt=0, description="idle this long with unread input: seek back to the ledger's position"
+    )
+    static_membership: bool = Field(
+        default=True, description="rejoin after a restart as the same member (group.instance.id)"
+    )
+    instance_id: str = Field(
+        default="", description="the static member id; empty: derived from the host and the data dir"
     )
     log_level: str = "warn"
 

@@ -6,9 +6,12 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
+from confluent_kafka import Message, Producer
+
 from services.core.crypto import seal
 from services.core.events import ListingIssued
-from services.core.kafka import Delivered
+from services.core.kafka import Delivered, producer_config, read_all
+from services.core.partitioner import partition_of
 from services.core.serde import encode
 from tests.integration.audit.world import World
 
@@ -125,3 +128,27 @@ def test_missing_topics_are_a_clear_error(world: World) -> None:
     )
     missing = other.run("verify")
     assert missing.exit_code == 1 and "missing topics" in missing.output
+
+
+def test_replays_and_events_on_a_wrong_partition_are_reported_never_as_harmless(world: World) -> None:
+    """The replay of issue 10: a revoked listing's issue, its very bytes, written again twice."""
+    honest_history(world)
+    topic = world.topics.listings("luoshan-police")
+    (issued,) = [m for m in read_all(world.connection, [topic]) if m.key() == b"L-a"]
+    own = partition_of(b"L-a", 3)
+    assert issued.partition() == own
+    raw = Producer(producer_config(world.connection))
+    landed: list[Message] = []
+    for partition in ((own + 1) % 3, own):
+        raw.produce(
+            topic, issued.value(), b"L-a", partition=partition, on_delivery=lambda e, m: landed.append(m)
+        )
+    assert raw.flush(30) == 0
+    code, rows, output = broken(world)
+    assert code == 1
+    expected = {(m.topic(), m.partition(), m.offset()): m.partition() == own for m in landed}
+    assert {where(r): r["code"] for r in rows} == {
+        at: "replay" if in_own else "wrong_partition" for at, in_own in expected.items()
+    }
+    assert "harmless" not in output and "2 of them replays or events on a wrong partition" in output
+    assert all("the ledger refuses it" in str(r["reason"]) for r in rows)

@@ -126,8 +126,9 @@ class Backbone:
         self.processes[name] = process
         return process
 
-    def start_ledger(self, store: str = "memory://") -> subprocess.Popen[bytes]:
-        return self.start("ledger", ["ledger", "run"], ACCORD_LEDGER_STORE=store, **self.as_("ledger"))
+    def start_ledger(self, store: str = "memory://", **env: str) -> subprocess.Popen[bytes]:
+        """The ledger worker, as the ledger's own principal; `env` adds its settings."""
+        return self.start("ledger", ["ledger", "run"], ACCORD_LEDGER_STORE=store, **self.as_("ledger"), **env)
 
     def start_copy(self, agency: str, url: str) -> subprocess.Popen[bytes]:
         return self.start(

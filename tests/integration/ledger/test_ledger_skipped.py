@@ -61,3 +61,21 @@ def test_events_committed_past_but_never_processed_are_read_again(backbone: Back
     found = wait_for("every listing at version 2", states, 90, every=0.5)
     assert {s.legal_basis for s in found.values()} == {"amended"}
     assert "skipped by Faust" in (backbone.folder / "ledger.log").read_text()
+
+
+def test_skipped_events_with_nothing_after_them_are_read_again_once_the_worker_idles(
+    backbone: Backbone,
+) -> None:
+    """No later message reveals the gap: the idle watch must, or the listings would never apply."""
+    book = backbone.book()
+    backbone.publish([book.issue(f"Q-{i}") for i in range(4)])
+    commit_to_end(backbone, backbone.topics.listings("court"))
+    backbone.start_ledger(ACCORD_LEDGER_STALL_AFTER_S="2")
+
+    def states() -> dict[str, ListingState] | None:
+        backbone.assert_alive()
+        found = {e.envelope.listing_id: e for e in backbone.read(backbone.topics.ledger)}
+        return found if len(found) == 4 else None  # type: ignore[return-value]
+
+    assert set(wait_for("every listing applied", states, 90, every=0.5)) == {f"Q-{i}" for i in range(4)}
+    assert "unread while idle: seeking back" in (backbone.folder / "ledger.log").read_text()

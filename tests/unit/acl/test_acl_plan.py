@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from services.acl.plan import GROUP, PREFIXED, READ, TOPIC, TRANSACTIONAL_ID, WRITE, Grant, plan, principals
+from services.acl.plan import (
+    ALL,
+    GROUP,
+    LITERAL,
+    PREFIXED,
+    READ,
+    TOPIC,
+    TRANSACTIONAL_ID,
+    WRITE,
+    Grant,
+    plan,
+    principals,
+)
 from services.core.policy import load_policy
+from services.core.settings import KafkaSettings
 from services.core.topics import Topics
+from services.ledger.layout import app_id, co_partitioned, gaps_topic
 
 NS = "t1."
 POLICY = load_policy()
@@ -55,6 +69,25 @@ def test_the_ledger_reads_every_listing_topic_and_writes_views_ledger_and_verdic
         if g.principal == f"User:{NS}ledger" and g.pattern == PREFIXED and g.resource == TOPIC
     ]
     assert [g.name for g in faust] == [f"{NS}ledger-"]  # its changelogs, nothing else by prefix
+
+
+def test_the_ledger_may_use_every_topic_it_creates_or_checks_and_its_faust_group() -> None:
+    """Its gaps topic and changelogs (created by the ledger itself), and every topic whose
+    partition count it checks at start: a topic it may not describe would go unchecked."""
+    kafka = KafkaSettings(namespace=NS, bootstrap_servers="x:1")
+    mine = [g for g in GRANTS if g.principal == f"User:{NS}ledger"]
+
+    def allowed(topic: str) -> bool:
+        return any(
+            g.resource == TOPIC
+            and (g.name == topic if g.pattern == LITERAL else topic.startswith(g.name))
+            and (g.pattern == LITERAL or g.operation == ALL)
+            for g in mine
+        )
+
+    assert allowed(gaps_topic(kafka))
+    assert [t for t in co_partitioned(kafka, POLICY) if not allowed(t)] == []
+    assert Grant(f"User:{NS}ledger", GROUP, app_id(kafka), LITERAL, READ) in mine
 
 
 def test_the_reconciler_writes_findings_and_repairs_and_the_audit_writes_nothing() -> None:

@@ -16,7 +16,7 @@ def link(version: int, hash_: str, prev: str, offset: int, event_id: str = "") -
 
 
 def codes(links: list[Link]) -> list[tuple[int, str]]:
-    broken, _ = chain_breaks("L", links)
+    broken = chain_breaks("L", links)
     return [(b.position.offset, b.code) for b in broken]
 
 
@@ -33,9 +33,10 @@ def test_gaps_forks_and_relinks_are_located() -> None:
     assert codes([link(0, "h0", "", 0)]) == [(0, "bad_version")]
 
 
-def test_an_exact_duplicate_is_counted_not_broken() -> None:
-    broken, duplicates = chain_breaks("L", [link(1, "h1", "", 0, "e"), link(1, "h1", "", 5, "e")])
-    assert broken == [] and duplicates == 1
+def test_an_exact_copy_of_an_event_is_reported_as_a_replay_where_the_copy_sits() -> None:
+    (replay,) = chain_breaks("L", [link(1, "h1", "", 5, "e"), link(1, "h1", "", 0, "e")])
+    assert (replay.code, replay.position.offset, replay.version) == ("replay", 5, 1)
+    assert "listings.court[0]@0" in replay.reason and "harmless" not in replay.reason
 
 
 def test_check_event_names_wrong_topic_bad_hash_and_bad_signature(tmp_path: Path) -> None:

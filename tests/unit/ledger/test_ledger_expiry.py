@@ -38,8 +38,21 @@ def test_the_index_names_each_due_listing_once(book: Ledgerbook) -> None:
     index.track(soon)
     assert index.due(T0 + timedelta(days=9)) == []
     assert index.due(T0 + timedelta(days=10)) == ["L-soon"]
-    assert index.due(T0 + timedelta(days=50)) == []
+    index.written("L-soon")
+    assert index.due(T0 + timedelta(days=150)) == ["L-late"]
+    assert len(index) == 2  # L-soon stays known until its expiry is applied
+    index.track(evolve(soon, expiry_of(soon, T0, book.keystore.private(BACKBONE))))
     assert len(index) == 1
+
+
+def test_a_due_listing_is_asked_for_until_its_expiry_is_written(book: Ledgerbook) -> None:
+    """A tick that could not write the expiry (the worker crashes) forgets nothing."""
+    index = ExpiryIndex()
+    index.track(evolve(None, book.issue("L-1", days=10)))  # type: ignore[arg-type]
+    assert index.due(T0 + timedelta(days=11)) == ["L-1"]
+    assert index.due(T0 + timedelta(days=11)) == ["L-1"]
+    index.written("L-1")
+    assert index.due(T0 + timedelta(days=12)) == []
 
 
 def test_the_index_follows_corrections_and_forgets_ended_listings(book: Ledgerbook) -> None:
@@ -58,8 +71,20 @@ def test_a_listing_whose_expiry_lost_a_race_is_due_again(book: Ledgerbook) -> No
     state = evolve(None, book.issue("L-1", days=10))  # type: ignore[arg-type]
     index.track(state)
     assert index.due(T0 + timedelta(days=11)) == ["L-1"]
+    index.written("L-1")
     index.track(evolve(state, book.correct("L-1", legal_basis="amended")))  # type: ignore[arg-type]
     assert index.due(T0 + timedelta(days=11)) == ["L-1"]
+
+
+def test_an_index_rebuilt_off_the_loop_adds_only_what_the_live_one_lacks(book: Ledgerbook) -> None:
+    live, rebuilt = ExpiryIndex(), ExpiryIndex()
+    issued = evolve(None, book.issue("L-1", days=10))  # type: ignore[arg-type]
+    rebuilt.track(issued)
+    rebuilt.track(evolve(None, book.issue("L-2", days=20)))  # type: ignore[arg-type]
+    moved = evolve(issued, book.correct("L-1", expires_at=T0 + timedelta(days=30)))  # type: ignore[arg-type]
+    live.track(moved)  # applied while the rebuild ran
+    live.merge(rebuilt)
+    assert live.due(T0 + timedelta(days=25)) == ["L-2"]
 
 
 def test_an_expiry_is_sealed_by_the_backbone_linked_and_admitted(tmp_path: Path) -> None:

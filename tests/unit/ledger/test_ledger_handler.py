@@ -17,16 +17,18 @@ from hypothesis import strategies as st
 from services.core.crypto import seal
 from services.core.events import Event, ListingState, Rejected, ViewChanged
 from services.core.listing import evolve
+from services.core.partitioner import partition_of
 from services.core.policy import Policy
 from services.core.serde import encode
 from services.core.topics import BACKBONE, Topics
 from services.core.views import project
 from services.ledger.expiry import expiry_of
-from services.ledger.handler import Context, Outbound, handle
+from services.ledger.handler import Context, Outbound, give_up, handle
 from services.ledger.record import Entry, Inbound
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
 
 TOPICS = Topics("t.")
+PARTITIONS = 3
 _offsets = itertools.count()
 
 
@@ -38,7 +40,7 @@ def trusted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Policy, Ledgerboo
 
 @pytest.fixture
 def ctx(trusted: tuple[Policy, Ledgerbook]) -> Context:
-    return Context(trusted[0], TOPICS)
+    return Context(trusted[0], TOPICS, PARTITIONS)
 
 
 @pytest.fixture
@@ -47,14 +49,15 @@ def book(trusted: tuple[Policy, Ledgerbook]) -> Ledgerbook:
 
 
 def inbound(
-    event: Event, topic: str | None = None, key: str | None = None, payload: bytes | None = None
+    event: Event, topic: str | None = None, key: str | None = None, partition: int | None = None
 ) -> Inbound:
     env = event.envelope
+    keyed = (key or env.listing_id).encode()
     return Inbound(
         topic=topic or TOPICS.listings(env.agency),
-        partition=0,
+        partition=partition_of(keyed, PARTITIONS) if partition is None else partition,
         offset=next(_offsets),
-        key=(key or env.listing_id).encode(),
+        key=keyed,
         payload=encode(event),
         timestamp=T0,
     )
@@ -143,18 +146,81 @@ def test_an_exemption_reaches_the_agency_that_enforces_its_measure(ctx: Context,
     assert sent[("railway", 2)].exemptions == []
 
 
-def test_a_duplicate_changes_nothing_and_restates_the_latest_version_byte_for_byte(
+def test_a_message_read_again_where_it_was_applied_restates_the_latest_version_byte_for_byte(
     ctx: Context, book: Ledgerbook
 ) -> None:
     ledger = Ledger(ctx)
-    issued, corrected = book.issue("L-1"), book.correct("L-1", measures=["rail_ban"])
+    issued = inbound(book.issue("L-1"))
     ledger.feed(issued)
-    first = ledger.feed(corrected)
+    first = ledger.feed(book.correct("L-1", measures=["rail_ban"]))
     entry = ledger.entries["L-1"]
     again = ledger.feed(issued)  # re-read after a crash: its effect is already in the table
     assert ledger.entries["L-1"] == entry
     assert sorted(encode(o.event) for o in again) == sorted(encode(o.event) for o in first)
     assert views(again)[("civil-aviation", 2)].op == "delete"
+    assert rejections(again) == []
+
+
+def test_an_exact_replay_elsewhere_in_the_log_is_rejected_as_a_replay_and_changes_nothing(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    ledger = Ledger(ctx)
+    issued = inbound(book.issue("L-1"))
+    ledger.feed(issued, book.revoke("L-1"))
+    entry = ledger.entries["L-1"]
+    replay = Inbound(issued.topic, issued.partition, issued.offset + 1000, issued.key, issued.payload, T0)
+    out = ledger.feed(replay)
+    (refusal,) = rejections(out)
+    assert len(out) == 1 and ledger.entries["L-1"] == entry
+    assert refusal.reason_code == "replay" and refusal.offset == replay.offset
+    assert f"applied from {issued.topic}[{issued.partition}]@{issued.offset}" in refusal.reason
+    assert rejections(ledger.feed(replay)) == [refusal]  # read again after a crash: the same record
+
+
+def test_an_event_on_another_partition_is_refused_even_if_byte_identical_to_an_applied_one(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    """The attack of the issue: a revoked listing's issue, written again into another partition,
+    would meet no state there and start the listing over."""
+    ledger = Ledger(ctx)
+    issued = book.issue("L-1")
+    ledger.feed(issued, book.revoke("L-1"))
+    own = partition_of(b"L-1", PARTITIONS)
+    for elsewhere in sorted(set(range(PARTITIONS)) - {own}):
+        fresh = Ledger(ctx)  # the other partition's table holds nothing of L-1
+        (refusal,) = rejections(fresh.feed(inbound(issued, partition=elsewhere)))
+        assert refusal.reason_code == "wrong_partition" and f"partition {own} of 3" in refusal.reason
+        assert fresh.entries == {} and fresh.out == [fresh.out[0]]
+    assert ledger.state("L-1").status == "revoked"
+
+
+def test_an_older_version_after_a_revocation_is_refused(ctx: Context, book: Ledgerbook) -> None:
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1"), book.revoke("L-1"))
+    stale = book.correct("L-1", legal_basis="back to life")
+    stale_v2 = seal(stale.model_copy(update={"envelope": stale.envelope.model_copy(update={"version": 2})}),
+                    ledger.entries["L-1"].state.envelope.hash, book.keystore.private("court"))  # fmt: skip
+    codes = [r.reason_code for r in rejections(ledger.feed(book.issue("L-1"), stale_v2))]
+    assert codes == ["listing_exists", "version_conflict"]
+    assert ledger.state("L-1").status == "revoked"
+
+
+def test_held_messages_older_than_the_limit_are_refused_as_gaps_never_filled(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    ledger = Ledger(ctx)
+    book.issue("L-1")
+    book.correct("L-1", legal_basis="lost")
+    revoked = inbound(book.revoke("L-1"))
+    ledger.feed(revoked)
+    limit = timedelta(minutes=5)
+    assert give_up(ledger.held["L-1"], T0 + timedelta(minutes=4), limit, ctx).out == []
+    outcome = give_up(ledger.held["L-1"], T0 + timedelta(minutes=6), limit, ctx)
+    (refusal,) = rejections(outcome.out)
+    assert outcome.held == [] and refusal.reason_code == "gap_never_filled"
+    env = refusal.envelope
+    assert (refusal.offset, env.version, env.listing_id) == (revoked.offset, 3, "L-1")
+    assert "held 360 s" in refusal.reason
 
 
 def test_a_version_gap_is_held_and_applied_in_order_when_it_fills(ctx: Context, book: Ledgerbook) -> None:
@@ -254,9 +320,9 @@ def test_a_held_message_refused_when_its_turn_comes_goes_to_rejected(ctx: Contex
 def test_a_restatement_deletes_from_every_agency_that_ever_held_a_row(ctx: Context, book: Ledgerbook) -> None:
     """A crash may have swallowed a delete sent versions ago; the restatement repeats it."""
     ledger = Ledger(ctx)
-    issued = book.issue("L-1")
+    issued = inbound(book.issue("L-1"))
     ledger.feed(issued, book.correct("L-1", measures=["rail_ban"]), book.exempt("L-1", "rail_ban"))
-    sent = views(ledger.feed(issued))
+    sent = views(ledger.feed(issued))  # re-read where it was applied
     assert {k: v.op for k, v in sent.items()} == {("civil-aviation", 3): "delete", ("railway", 3): "upsert"}
 
 
@@ -282,10 +348,13 @@ def test_only_the_backbone_may_expire_a_listing(ctx: Context, book: Ledgerbook) 
 
 def test_entries_survive_their_table_encoding(ctx: Context, book: Ledgerbook) -> None:
     ledger = Ledger(ctx)
-    ledger.feed(book.issue("L-1"))
+    ledger.feed(book.issue("L-1"), book.revoke("L-1"))
     entry = ledger.entries["L-1"]
+    assert len(entry.read_at) == 2
     assert Entry.decode(entry.encode()) == entry
     assert Entry.decode(None) is None
+    older = b"civil-aviation,railway\n" + encode(entry.state)  # an entry written before positions
+    assert Entry.decode(older) == Entry(entry.state, entry.ever)
 
 
 @settings(max_examples=40, deadline=None)
@@ -307,7 +376,7 @@ def test_any_order_and_any_duplicates_give_the_state_and_views_of_the_log(
     delivered = data.draw(
         st.permutations(messages + data.draw(st.lists(st.sampled_from(messages), max_size=4)))
     )
-    ledger = Ledger(Context(policy, TOPICS))
+    ledger = Ledger(Context(policy, TOPICS, PARTITIONS))
     ledger.feed(*delivered)
 
     final = None

@@ -1,0 +1,118 @@
+"""The ledger's own failures, on a real broker: a write the broker refuses, topics that disagree.
+
+A produce that fails (here: a `ledger` record over the topic's `max.message.bytes`) must stop
+the worker loudly, with nothing committed past the message that caused it, and the message is
+processed again once the worker restarts. A worker whose topics have different partition
+counts must refuse to start, saying which.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
+
+from services.core.connection import KafkaConnection
+from services.core.events import ListingState, ViewChanged
+from services.core.kafka import admin_client, consumer, create_topics
+from services.core.partitioner import partition_of
+from services.core.topics import KEEP_FOREVER, TopicSpec
+from services.ledger.app import EXIT_HANDLER_FAILED
+from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
+
+TIMEOUT = 90.0
+
+
+@pytest.fixture
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture
+def backbone(kafka_admin: KafkaConnection, folder: Path) -> Iterator[Backbone]:
+    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", folder)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def set_max_message_bytes(admin_connection: KafkaConnection, topic: str, limit: int) -> None:
+    admin = admin_client(admin_connection)
+    entry = ConfigEntry("max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+
+
+def committed(backbone: Backbone, topic: str, partition: int) -> int:
+    group = consumer(backbone.connection, f"{backbone.namespace}ledger")
+    try:
+        (tp,) = group.committed([TopicPartition(topic, partition)], timeout=10)
+        return max(tp.offset, 0)
+    finally:
+        group.close()
+
+
+def exited(process: subprocess.Popen[bytes], timeout: float) -> int:
+    wait_for("the ledger to exit", lambda: process.poll() is not None, timeout)
+    return process.returncode
+
+
+def test_a_failed_write_stops_the_worker_and_is_redone_on_restart(backbone: Backbone) -> None:
+    ledger_topic, source = backbone.topics.ledger, backbone.topics.listings("court")
+    set_max_message_bytes(backbone.connection, ledger_topic, 256)  # every listing state is larger
+    book = backbone.book()
+    backbone.publish([book.issue("W-1")])
+    process = backbone.start_ledger()
+
+    assert exited(process, TIMEOUT) == EXIT_HANDLER_FAILED
+    backbone.processes.pop("ledger")
+    log = (backbone.folder / "ledger.log").read_text()
+    assert "ledger handler failed; stopping the worker" in log and "MessageSizeTooLarge" in log
+    assert backbone.count(ledger_topic) == 0
+    assert committed(backbone, source, partition_of(b"W-1", PARTITIONS)) == 0  # W-1 sits at offset 0
+
+    set_max_message_bytes(backbone.connection, ledger_topic, 1048588)
+    backbone.start_ledger()
+
+    def written() -> list[ListingState] | None:
+        backbone.assert_alive()
+        found = [e for e in backbone.read(ledger_topic) if isinstance(e, ListingState)]
+        return found or None
+
+    (state,) = wait_for("W-1 in the ledger topic after the restart", written, TIMEOUT, every=0.5)
+    assert (state.envelope.listing_id, state.envelope.version) == ("W-1", 1)
+    railway = [e for e in backbone.read(backbone.topics.views("railway")) if isinstance(e, ViewChanged)]
+    assert [(c.envelope.listing_id, c.op) for c in railway][-1] == ("W-1", "upsert")
+    wait_for(
+        "the input committed", lambda: committed(backbone, source, partition_of(b"W-1", PARTITIONS)) == 1, 30
+    )
+
+
+def test_the_ledger_refuses_to_start_when_partition_counts_disagree(
+    kafka_admin: KafkaConnection, folder: Path
+) -> None:
+    namespace = f"t{uuid.uuid4().hex[:10]}."
+    court = f"{namespace}listings.court"
+    create_topics(kafka_admin, [TopicSpec(court, "listing_id", (), KEEP_FOREVER)], PARTITIONS + 3, 1)
+    backbone = Backbone(kafka_admin, namespace, folder)  # the other topics: PARTITIONS each
+    try:
+        process = backbone.start_ledger()
+        assert exited(process, TIMEOUT) not in (0, None)
+        backbone.processes.pop("ledger")
+    finally:
+        backbone.stop_all()
+    log = (folder / "ledger.log").read_text()
+    assert "partition counts disagree" in log
+    assert f"expects {PARTITIONS} partitions" in log and f"{court} has {PARTITIONS + 3}" in log
