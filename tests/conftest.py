@@ -1,6 +1,6 @@
 """Session-wide services for the tests: a real Kafka broker and a real PostgreSQL.
 
-Never mocks (DESIGN.md §8). Each is taken from the environment when given
+Never mocks (docs/architecture.md §8). Each is taken from the environment when given
 (`KAFKA_BOOTSTRAP_SERVERS`, `ACCORD_TEST_POSTGRES_URL`), else started here and
 stopped when the session ends, pass or fail. Kafka comes from a Docker engine
 when one answers, else from Kafka's jars (services.core.local_kafka), so the

@@ -3,7 +3,7 @@
 An answer always carries the copy's freshness (positions, lag per partition, time of the
 last applied change). A copy that is behind and has applied nothing for longer than the
 SLA, or whose lag cannot be measured, says so and sends the officer to the issuing
-agency: it never answers silently from a stale copy (DESIGN.md §5, the Yu case).
+agency: it never answers silently from a stale copy (docs/architecture.md §5, the Yu case).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ class AccordError(Exception):
 
 
 class RuleViolation(AccordError):
-    """A command the law (DESIGN.md §6) does not allow. `code` is stable and machine-readable."""
+    """A command the law (docs/architecture.md §6) does not allow. `code` is stable and machine-readable."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")

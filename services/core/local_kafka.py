@@ -1,6 +1,6 @@
 """Run a real Apache Kafka (KRaft) on this machine without Docker.
 
-Integration tests and `accord kafka up` need a real broker (DESIGN.md §8), and
+Integration tests and `accord kafka up` need a real broker (docs/architecture.md §8), and
 not every machine has a Docker engine, but all of ours have Java and Maven.
 So Kafka's own jars are resolved from Maven Central by `deploy/kafka-pom.xml`
 into a cache outside the repository, and each node runs `kafka.Kafka` in its own

@@ -1,4 +1,4 @@
-"""The rules of DESIGN.md §6 as pure functions: each refusal a `RuleViolation` a clerk can act on.
+"""The rules of docs/architecture.md §6 as pure functions: each refusal a `RuleViolation` a clerk can act on.
 
 Two families. Checks on a listing's *content* (`check_listing_content`,
 `check_event`) see only what events carry, so the ledger re-checks every event

@@ -1,4 +1,4 @@
-"""Every topic named once: its key, what it carries, and how Kafka keeps it (DESIGN.md §4).
+"""Every topic named once: its key, what it carries, and how Kafka keeps it (docs/architecture.md §4).
 
 A `namespace` prefixes every name, so tests (and side-by-side deployments) never
 see each other's data. Listing topics are the system of record: kept forever and

@@ -88,6 +88,7 @@ class LedgerReader:
     def _ends(self) -> dict[Partition, int]:
         """Each partition's high watermark, asked again (on a new client) until `timeout` passes."""
         deadline = time.monotonic() + self._timeout
+        refused: AccordError | None = None  # the clearest answer seen: kept over a later time-out
         while True:
             try:
                 with self._probing:  # one probe, shared by every caller's thread
@@ -95,9 +96,11 @@ class LedgerReader:
             except (KafkaException, KeyError, AccordError) as e:
                 with self._probing:
                     self._drop_probe()  # a client that failed once may keep failing (stale metadata)
+                if isinstance(e, AccordError) and not isinstance(refused, ConfigurationError):
+                    refused = e
                 if time.monotonic() > deadline:
-                    if isinstance(e, AccordError):
-                        raise
+                    if refused is not None:
+                        raise refused from (None if refused is e else e)
                     raise BrokerUnavailable(f"cannot read the ends of {self._topics}: {e}") from e
                 time.sleep(RETRY_S / 2)
 

@@ -1,4 +1,4 @@
-"""`accord demo luoshan`: the case of DESIGN.md §1, replayed on a running backbone in under a minute.
+"""`accord demo luoshan`: the case of docs/architecture.md §1, replayed on a running backbone in a minute.
 
 A county police bureau bans a subject from flights and trains; civil aviation and
 railway apply it. Civil aviation's database is backed up. The bureau revokes the

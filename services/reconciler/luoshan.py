@@ -1,7 +1,7 @@
 """The Luoshan case as listing events: a county police bureau's travel ban, and its revocation.
 
 Built and sealed here as the bureau's publisher would, so that `accord demo luoshan`
-needs only the backbone. The subject is fictional; the story is DESIGN.md §1.
+needs only the backbone. The subject is fictional; the story is docs/architecture.md §1.
 """
 
 from __future__ import annotations

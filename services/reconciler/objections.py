@@ -1,4 +1,4 @@
-"""Objections past their due date without an outcome (DESIGN.md §6: answered within a time limit)."""
+"""Objections past their due date without an outcome (docs/architecture.md §6: answered in a time limit)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every rule of DESIGN.md §6 refuses with its stable code, and lets the valid case through."""
+"""Every rule of docs/architecture.md §6 refuses with its stable code, and lets the valid case through."""
 
 from __future__ import annotations
 
