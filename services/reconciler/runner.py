@@ -242,7 +242,8 @@ class Runner:
         return min(size, math.ceil(size * self.settings.check_interval_s / self.settings.verify_cycle_s))
 
     def _verify(self, agency: str, probe: CopyProbe, now: datetime) -> None:
-        """Rolling verification of the next few buckets, the damage front-line checks met, and drift."""
+        """Rolling verification of the next few buckets, the damage front-line checks met, and drift;
+        once a cycle, the rows filed under a bucket their id does not fall in (a full read of ids)."""
         size, start = self.engine.expected.size, self._cursor.get(agency, 0)
         buckets = [(start + i) % size for i in range(self.verify_step())]
         self._cursor[agency] = (start + len(buckets)) % size
@@ -251,6 +252,8 @@ class Runner:
             outcome, report, read = self.engine.verify(agency, buckets, probe, now)
             if self._same_positions(agency, probe):
                 outcome += self.engine.drift(agency, read, now)
+            if start == 0 and probe.misplaced():  # once a cycle: rows filed under a bucket not their own
+                outcome += self._compare(agency, probe, now, deep=True)
         except AccordError as e:
             self.log(f"verification of {agency}'s copy failed, will retry: {e}")
             return
