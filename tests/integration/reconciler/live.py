@@ -92,13 +92,14 @@ class Live:
         config: ReconcilerSettings = FAST,
         lease: bool = False,
         stop: threading.Event | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> Runner:
         kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=self.bootstrap, namespace=self.topics.namespace)  # type: ignore[call-arg]
         probe = StoreProbe(open_store(self.url, CA))
         held = Lease(self.bootstrap, f"{self.topics.namespace}reconciler-lease", self.topics.ledger,
                      config.lease_session_s) if lease else None  # fmt: skip
-        log = self.logs.setdefault(name, [])
-        runner = Runner(kafka, config, self.policy, {CA: probe}, log.append, held)
+        lines = self.logs.setdefault(name, [])
+        runner = Runner(kafka, config, self.policy, {CA: probe}, log or lines.append, held)
         halt = stop or self.stop
 
         def run() -> None:
