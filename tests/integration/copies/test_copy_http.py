@@ -15,18 +15,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.core.copystore import StoreError, open_store
+from services.core.copystore import Damaged, StoreError, open_store
 from services.core.copystore.probe import StoreProbe
 from services.core.crypto import pseudonymise
 from services.core.digest import DEFAULT_BUCKETS, bucket_of
 from services.reconciler.probe import HttpProbe, open_probe
 from tests.integration.copies.support import caught_up, make_topics, open_sink, send
 from tests.unit.copies.changes import AGENCY, row, upsert
+from tests.unit.copies.test_copystore_behaviour import execute
 
 KEY = "http-test-pseudonym-key"
 NATIONAL_ID = "110101199003074518"
@@ -111,6 +113,11 @@ def test_the_reconciler_gets_the_same_answers_over_http_as_from_the_database(ser
         assert remote.digest() == local.digest() != before  # answered from the rows as they are now
         with pytest.raises(StoreError, match="422"):
             remote.leaves(bucket, DEFAULT_BUCKETS + 1)  # a split that does not refine the copy's buckets
+        assert remote.misplaced() == local.misplaced() == {}
+        store.record_damage([Damaged("L-3", "row 'L-3' is not a valid view row")], datetime.now(UTC))
+        execute(url, "UPDATE copy_rows SET status = 'revoked', bucket = NULL WHERE listing_id = 'L-3'")
+        assert remote.damaged() == local.damaged() and list(remote.damaged()) == ["L-3"]
+        assert remote.misplaced() == local.misplaced() and list(remote.misplaced()) == ["L-3"]
     finally:
         store.close()
     with pytest.raises(StoreError, match="did not answer"):
