@@ -298,6 +298,9 @@ class Runner:
             outcome = self.engine.resolve(agency, now, "a rescan of the copy's rows equals its view")
         else:
             outcome, report = self.engine.reconcile(agency, rescan, probe, now)
+            if report.unexplained:  # the sink may have written between the rescan and the leaves: again
+                rescan = probe.digest()
+                outcome, report = self.engine.reconcile(agency, rescan, probe, now)
             self._log_pass(report, "from a rescan of its rows")
             if report.unexplained:
                 outcome += self.engine.unexplained(agency, report.unexplained, root_of(rescan), now)

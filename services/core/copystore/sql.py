@@ -205,11 +205,7 @@ class SqlCopyStore:
         cur.execute("SELECT accumulator, rows FROM copy_buckets WHERE bucket = ?", (bucket,))
         found = cur.fetchone()
         accumulator, count = (int(found[0], 16), found[1]) if found else (0, 0)
-        cur.execute(
-            "INSERT INTO copy_buckets (bucket, accumulator, rows) VALUES (?, ?, ?) ON CONFLICT (bucket) "
-            "DO UPDATE SET accumulator = excluded.accumulator, rows = excluded.rows",
-            (bucket, f"{(accumulator + value) % MODULUS:064x}", count + rows),
-        )
+        self._set_bucket(cur, bucket, (accumulator + value) % MODULUS, count + rows)
 
     def _advance(self, cur: Cursor, partition: int, offset: int, ack: bytes | None) -> None:
         cur.execute(
@@ -320,19 +316,25 @@ class SqlCopyStore:
         return found
 
     def reindex(self) -> Reindexed:
-        with self._lock, self._write() as cur:
-            cur.execute(f"SELECT {ROW_COLUMNS}, bucket, leaf FROM copy_rows")
-            sums, counts, fixed = [0] * self.size, [0] * self.size, []
-            for values in cur.fetchall():
-                raw = columns.raw_row(tuple(values[:-2]))
-                lid, bucket = str(raw["listing_id"]), bucket_of(str(raw["listing_id"]), self.size)
-                value = leaf(lid, int(raw["version"]), str(raw["status"]), columns.row_hash(raw))
-                sums[bucket], counts[bucket] = (sums[bucket] + value) % MODULUS, counts[bucket] + 1
-                if (values[-2], _hex(values[-1])) != (bucket, value):
-                    fixed.append(lid)
-            for lid in fixed:
-                self._recache(cur, lid)
-            return Reindexed(fixed, self._replace_buckets(cur, sums, counts))
+        """One read of every row (the cost of a rescan); a write only for what it found wrong."""
+        sums, counts, fixed = [0] * self.size, [0] * self.size, []
+        for values in self._locked_read(f"SELECT {ROW_COLUMNS}, bucket, leaf FROM copy_rows"):
+            raw = columns.raw_row(tuple(values[:-2]))
+            lid, bucket = str(raw["listing_id"]), bucket_of(str(raw["listing_id"]), self.size)
+            value = leaf(lid, int(raw["version"]), str(raw["status"]), columns.row_hash(raw))
+            sums[bucket], counts[bucket] = (sums[bucket] + value) % MODULUS, counts[bucket] + 1
+            if (values[-2], _hex(values[-1])) != (bucket, value):
+                fixed.append(lid)
+        stored = self._locked_read("SELECT bucket, accumulator, rows FROM copy_buckets")
+        held = {int(b): (int(a, 16), int(n)) for b, a, n in stored}
+        wrong = [b for b in range(self.size) if held.get(b, (0, 0)) != (sums[b], counts[b])]
+        if fixed or wrong:
+            with self._lock, self._write() as cur:
+                for lid in fixed:
+                    self._recache(cur, lid)
+                for bucket in wrong:
+                    self._set_bucket(cur, bucket, sums[bucket], counts[bucket])
+        return Reindexed(fixed, wrong)
 
     def _recache(self, cur: Cursor, listing_id: str) -> None:
         cur.execute(f"SELECT {ROW_COLUMNS} FROM copy_rows WHERE listing_id = ?", (listing_id,))
@@ -343,19 +345,12 @@ class SqlCopyStore:
             (bucket_of(listing_id, self.size), f"{value:064x}", listing_id),
         )
 
-    def _replace_buckets(self, cur: Cursor, sums: list[int], counts: list[int]) -> list[int]:
-        """Set every accumulator to what the rows add up to; the buckets that were otherwise."""
-        cur.execute("SELECT bucket, accumulator, rows FROM copy_buckets")
-        held = {int(b): (int(a, 16), int(n)) for b, a, n in cur.fetchall()}
-        wrong = [b for b in range(self.size) if held.get(b, (0, 0)) != (sums[b], counts[b])]
-        cur.execute("DELETE FROM copy_buckets")
-        for bucket in range(self.size):
-            if counts[bucket]:
-                cur.execute(
-                    "INSERT INTO copy_buckets (bucket, accumulator, rows) VALUES (?, ?, ?)",
-                    (bucket, f"{sums[bucket]:064x}", counts[bucket]),
-                )
-        return wrong
+    def _set_bucket(self, cur: Cursor, bucket: int, accumulator: int, rows: int) -> None:
+        cur.execute(
+            "INSERT INTO copy_buckets (bucket, accumulator, rows) VALUES (?, ?, ?) ON CONFLICT (bucket) "
+            "DO UPDATE SET accumulator = excluded.accumulator, rows = excluded.rows",
+            (bucket, f"{accumulator:064x}", rows),
+        )
 
     def _leaves(self, sql: str, params: tuple[Any, ...]) -> dict[str, tuple[int, str, str]]:
         leaves = {}
