@@ -58,6 +58,7 @@ class Live:
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     logs: dict[str, list[str]] = field(default_factory=dict)
+    stops: list[threading.Event] = field(default_factory=list)  # of reconcilers stopped on their own
 
     def record(self, event: Event) -> None:
         """What the ledger does: the listing's new state on `ledger`, its view change on `views.<CA>`."""
@@ -101,6 +102,7 @@ class Live:
         lines = self.logs.setdefault(name, [])
         runner = Runner(kafka, config, self.policy, {CA: probe}, log or lines.append, held)
         halt = stop or self.stop
+        self.stops.append(halt)
 
         def run() -> None:
             try:
@@ -120,6 +122,8 @@ class Live:
 
     def close(self) -> None:
         self.stop.set()
+        for each in self.stops:
+            each.set()
         for thread in self.threads:
             thread.join(30)
         self.producer.close()

@@ -140,6 +140,7 @@ def test_two_reconcilers_repair_once_and_the_second_takes_over(world: Live) -> N
 
     [leader], [standby] = leaders, [n for n in stops if n not in leaders]
     stops[leader].set()  # the leader leaves; the standby takes the lease over
+    wait_for("the leader to stop", lambda: any("p50 s" in line for line in world.logs[leader]))
     execute(world.url, "DELETE FROM copy_rows WHERE listing_id = 'L-2'")
     wait_for("the standby's repair", lambda: world.rows() == world.expected(), timeout=90)
     assert any(line.startswith("FINDING stale_copy") and "L-2" in line for line in world.logs[standby])
