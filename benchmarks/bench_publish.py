@@ -31,25 +31,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.core.commands import AnyCommand, Changes, CorrectCommand, IssueCommand
-from services.core.crypto import Keystore
+from services.core.connection import KafkaConnection
+from services.core.crypto import AgencyKey, Keystore
 from services.core.kafka import create_topics, end_offsets
 from services.core.policy import Policy, load_policy
+from services.core.settings import KafkaSettings
 from services.core.topics import BACKBONE, Topics
 from services.publisher.client import Publisher
 
 
 @contextmanager
-def broker() -> Iterator[str]:
-    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if given:
-        yield given
+def broker() -> Iterator[KafkaConnection]:
+    """The environment's cluster (security from ACCORD_KAFKA_*), else a local secured one."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield KafkaSettings().connection
         return
     from services.core.local_kafka import LocalKafka
 
     with tempfile.TemporaryDirectory() as folder:
         local = LocalKafka(Path(folder))
         try:
-            yield local.start()
+            local.start()
+            admin = local.connection()
+            assert admin is not None
+            yield admin
         finally:
             local.stop()
 
@@ -115,9 +120,11 @@ def run(publisher: Publisher, plan: list[AnyCommand], threads: int) -> tuple[flo
 
 
 def make_publisher(
-    bootstrap: str, topics: Topics, policy: Policy, keystore: Keystore, key: bytes
+    connection: KafkaConnection, topics: Topics, policy: Policy, keystore: Keystore, key: bytes
 ) -> Publisher:
-    return Publisher(bootstrap, topics, policy, keystore, key, timeout=30.0)
+    return Publisher(
+        connection, topics, policy, AgencyKey("court", keystore.private("court")), key, timeout=30.0
+    )
 
 
 def main() -> None:
@@ -127,22 +134,22 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=3)
     args = parser.parse_args()
     policy = load_policy()
-    with tempfile.TemporaryDirectory() as folder, broker() as bootstrap:
+    with tempfile.TemporaryDirectory() as folder, broker() as connection:
         keystore = Keystore(Path(folder))
         policy = policy.with_public_keys(keystore.create([a.id for a in policy.agencies]))
         topics = Topics(f"bench{uuid.uuid4().hex[:8]}.")
         names = {topics.listings(a) for a in [*policy.issuers, BACKBONE]}
         specs = [s for s in topics.specs(policy.issuers, policy.enforcers) if s.name in names]
-        create_topics(bootstrap, specs, args.partitions, 1)
+        create_topics(connection, specs, args.partitions, 1)
         key, now = secrets.token_bytes(32), datetime.now(UTC)
-        with make_publisher(bootstrap, topics, policy, keystore, key) as publisher:
+        with make_publisher(connection, topics, policy, keystore, key) as publisher:
             run(publisher, commands(20, now, "warm-up"), 1)  # warm-up: connections, metadata
             wall, latencies = run(publisher, commands(args.count, now, "bench"), args.threads)
         restart = time.perf_counter()
-        with make_publisher(bootstrap, topics, policy, keystore, key) as fresh:
+        with make_publisher(connection, topics, policy, keystore, key) as fresh:
             fresh.current("none")
         cold = time.perf_counter() - restart
-        in_log = sum(end_offsets(bootstrap, sorted(names)).values())
+        in_log = sum(end_offsets(connection, sorted(names)).values())
     report(args, wall, latencies, cold)
     print(f"  events in the log   {in_log:8d}      (expected {args.count + 20}: each command exactly once)")
 

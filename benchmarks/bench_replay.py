@@ -16,7 +16,6 @@ Prints events/s for: producing, consume-only, consume+decode, the state-at repla
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -26,15 +25,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.audit.replay import decoded, messages
 from services.audit.state_at import replay_to
 from services.audit.verify import verify
-from services.core.kafka import create_topics, producer_config
+from services.core.connection import KafkaConnection
+from services.core.kafka import admin_client, create_topics, producer_config
 from services.core.serde import encode
+from services.core.settings import KafkaSettings
 from services.core.topics import KEEP_FOREVER, TopicSpec
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
 
@@ -59,8 +59,8 @@ def template_chain(book: Ledgerbook, listing: str) -> list[bytes]:
     return [encode(event) for event in events]
 
 
-def produce(bootstrap: str, topic: str, chain: list[bytes], listings: int) -> None:
-    producer = Producer(producer_config(bootstrap, **{"linger.ms": 50, "batch.size": 1_000_000}))
+def produce(connection: KafkaConnection, topic: str, chain: list[bytes], listings: int) -> None:
+    producer = Producer(producer_config(connection, **{"linger.ms": 50, "batch.size": 1_000_000}))
     template = TEMPLATE_ID.encode()
     for n in range(listings):
         listing = f"L-{n:07d}".encode()
@@ -94,42 +94,42 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--verify-events", type=int, default=20_000)
     args = parser.parse_args()
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    connection = KafkaSettings().connection  # KAFKA_BOOTSTRAP_SERVERS and ACCORD_KAFKA_* (README "Security")
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     topic, sealed_topic = f"{prefix}listings.court", f"{prefix}sealed.listings.court"
     specs = [TopicSpec(t, "listing_id", (), KEEP_FOREVER) for t in (topic, sealed_topic)]
-    create_topics(bootstrap, specs, partitions=3, replication=1)
+    create_topics(connection, specs, partitions=3, replication=1)
     try:
-        run(bootstrap, topic, sealed_topic, args.events, args.verify_events)
+        run(connection, topic, sealed_topic, args.events, args.verify_events)
     finally:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin = admin_client(connection)
         for future in admin.delete_topics([topic, sealed_topic], operation_timeout=60).values():
             future.result()
 
 
-def run(bootstrap: str, topic: str, sealed_topic: str, events: int, verify_events: int) -> None:
+def run(connection: KafkaConnection, topic: str, sealed_topic: str, events: int, verify_events: int) -> None:
     policy, keystore = policy_with_keys(Path(tempfile.mkdtemp(prefix="bench-keys-")))
     listings = events // CHAIN
     chain = template_chain(Ledgerbook(keystore), TEMPLATE_ID)
     total = listings * CHAIN
-    print(f"replay benchmark: {total:,} events ({listings:,} listings x {CHAIN}), 3 partitions, {bootstrap}")
-    timed("produce (pre-encoded, lz4, acks=all)", total, lambda: produce(bootstrap, topic, chain, listings))
-    timed("consume only (batched)", total, lambda: count(messages(bootstrap, [topic])))
-    timed("consume + decode (fastavro + model)", total, lambda: count(decoded(messages(bootstrap, [topic]))))
+    print(f"replay benchmark: {total:,} events ({listings:,} listings x {CHAIN}), 3 partitions, {connection}")
+    timed("produce (pre-encoded, lz4, acks=all)", total, lambda: produce(connection, topic, chain, listings))
+    timed("consume only (batched)", total, lambda: count(messages(connection, [topic])))
+    timed("consume + decode (fastavro + model)", total, lambda: count(decoded(messages(connection, [topic]))))
     at = datetime.now(UTC)
-    past = replay_to(bootstrap, [topic], policy, at)  # warm: the figure below is a second, measured run
-    timed("state-at replay (decode, fold, views)", total, lambda: replay_to(bootstrap, [topic], policy, at))
+    past = replay_to(connection, [topic], policy, at)  # warm: the figure below is a second, measured run
+    timed("state-at replay (decode, fold, views)", total, lambda: replay_to(connection, [topic], policy, at))
     assert len(past.replica.states) == listings and not past.replica.refused and not past.undecodable
     book = Ledgerbook(keystore)
     sealed = [book.issue(f"V-{n:07d}") for n in range(verify_events // 2)]
     sealed += [book.revoke(f"V-{n:07d}") for n in range(verify_events // 2)]
-    produce(bootstrap, sealed_topic, [encode(e) for e in sealed], 1)
+    produce(connection, sealed_topic, [encode(e) for e in sealed], 1)
     result: list[object] = []
     owners = {sealed_topic: "court"}
     timed(
         "verify (hash, Ed25519 signature, chain)",
         len(sealed),
-        lambda: result.append(verify(bootstrap, owners, policy)),
+        lambda: result.append(verify(connection, owners, policy)),
     )
     checked = result[0]
     assert getattr(checked, "sound", False), "the sealed topic must verify"

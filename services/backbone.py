@@ -1,10 +1,12 @@
 """`accord backbone up | down | status`: the whole backbone on one machine, in one command.
 
-Starts a local Kafka unless `KAFKA_BOOTSTRAP_SERVERS` names a cluster, creates
-every topic the policy implies, makes the development keystore and pseudonym key
-if missing, then runs the ledger, one copy sink per enforcing agency (SQLite
-files) and the reconciler as child processes whose pids it records, so `down`
-stops exactly what `up` started. This composes services; it is not one of them.
+Starts a local Kafka (secured) unless `KAFKA_BOOTSTRAP_SERVERS` names a cluster, creates
+every topic the policy implies, gives every agency and service its own SCRAM principal
+(password files 0600 under `credentials/`) and applies the policy's ACLs, makes the
+development keystore and pseudonym key if missing, then runs the ledger, one copy sink per
+enforcing agency (SQLite files, as that agency) and the reconciler, each as its own
+principal, as child processes whose pids it records, so `down` stops exactly what `up`
+started. This composes services; it is not one of them.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ from pathlib import Path
 
 import click
 
+from services.acl.apply import apply as apply_acls
+from services.acl.plan import SERVICES, agencies, plan, principal_name
+from services.acl.principals import ensure_credentials, environment_of
 from services.core import processes
-from services.core.crypto import Keystore
+from services.core.connection import SECURITY_VARIABLES, KafkaConnection
+from services.core.files import create_secret, private_folder
 from services.core.kafka import create_topics
 from services.core.local_kafka import LocalKafka
 from services.core.local_kafka_cli import state_dir as kafka_state_dir
@@ -32,26 +38,76 @@ def state_dir() -> Path:
     return state_root() / "backbone"
 
 
-def _bootstrap(nodes: int, folder: Path) -> str:
-    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if given:
-        return given
+def credentials_dir() -> Path:
+    return state_dir() / "credentials"
+
+
+def _admin(nodes: int, folder: Path) -> KafkaConnection:
+    """The super user's connection: the environment's cluster, else a local one started now."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return KafkaSettings().connection
     click.echo("no KAFKA_BOOTSTRAP_SERVERS: starting a local Kafka", err=True)
     (folder / "started-kafka").touch()
-    return LocalKafka(kafka_state_dir(), nodes=nodes, base_port=9092).start()
+    broker = LocalKafka(kafka_state_dir(), nodes=nodes, base_port=9092, secure=not _plaintext())
+    broker.start()
+    connection = broker.connection()
+    assert connection is not None, "a started broker records its bootstrap"
+    return connection
 
 
-def _environment(bootstrap: str, folder: Path) -> dict[str, str]:
-    """What every child service needs: the broker, the keystore and a pseudonym key."""
+def _plaintext() -> bool:
+    return os.environ.get("ACCORD_KAFKA_PLAINTEXT", "").lower() in ("1", "true", "yes")
+
+
+def provision(admin: KafkaConnection, settings: KafkaSettings, folder: Path) -> dict[str, str]:
+    """Topics, a principal per agency and service, and the policy's ACLs; returns each
+    principal's name by the role it plays (agency id or service name)."""
+    policy = load_policy()
+    specs = settings.topics.specs(policy.issuers, policy.enforcers)
+    create_topics(admin, specs, settings.partitions, settings.replication_factor)
+    click.echo(f"{len(specs)} topics ready", err=True)
+    roles = {role: principal_name(settings.namespace, role) for role in [*agencies(policy), *SERVICES]}
+    if not admin.uses_sasl:
+        click.echo(f"{admin.protocol}: no principals, no ACLs (every service connects as given)", err=True)
+        return roles
+    ensure_credentials(admin, roles.values(), folder)
+    for user in roles.values():
+        env = environment_of(admin, user, folder)
+        (folder / f"{user}.env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
+    changes = apply_acls(admin, plan(policy, settings.topics), settings.namespace)
+    click.echo(
+        f"{len(roles)} principals; {len(changes.added)} ACLs added, {len(changes.removed)} removed", err=True
+    )
+    return roles
+
+
+def _environment(folder: Path) -> dict[str, str]:
+    """What every child service needs: the trust anchor, the backbone's key, a pseudonym key (Kafka: `_as`).
+
+    No agency's private key: the backbone's services verify, they never sign for an agency.
+    """
     key_file = folder / "pseudonym.key"
     if not os.environ.get("ACCORD_PSEUDONYM_KEY") and not key_file.exists():
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
-    env = dict(os.environ)
+        create_secret(key_file, secrets.token_hex(32))
+    env = {k: v for k, v in os.environ.items() if k not in ("ACCORD_KEYSTORE", "ACCORD_SIGNING_KEY_FILE")}
     env.setdefault("ACCORD_PSEUDONYM_KEY", key_file.read_text().strip() if key_file.exists() else "")
-    env.setdefault("ACCORD_KEYSTORE", str(KeystoreSettings().keystore))
-    env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    keys = KeystoreSettings()
+    env.setdefault("ACCORD_TRUST_ANCHOR", str(keys.trust_anchor))
+    env.setdefault("ACCORD_BACKBONE_KEY_FILE", str(keys.backbone_key_file))
     return env
+
+
+def _as(env: dict[str, str], admin: KafkaConnection, user: str | None) -> dict[str, str]:
+    """`env` with the Kafka connection of `user` (the admin's address, the user's credentials)."""
+    base = {k: v for k, v in env.items() if k not in SECURITY_VARIABLES}
+    if user is None:
+        return {**base, **admin.environment()}
+    return {**base, **environment_of(admin, user, credentials_dir())}
+
+
+def _principal_of(service: str, roles: dict[str, str]) -> str | None:
+    """ledger / reconciler run as themselves; `copy-X` runs as agency X."""
+    return roles.get(service.removeprefix("copy-")) if roles else None
 
 
 def _service_commands(folder: Path, enforcers: list[str]) -> dict[str, list[str]]:
@@ -99,23 +155,26 @@ def up(nodes: str, topics_only: bool) -> None:
     """Start the backbone (and a local broker if none is given); print the bootstrap address."""
     folder = state_dir()
     for sub in ("logs", "copies", "ledger"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    bootstrap = _bootstrap(int(nodes), folder)
-    settings = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=bootstrap)  # type: ignore[call-arg]
-    policy = load_policy()
-    specs = settings.topics.specs(policy.issuers, policy.enforcers)
-    create_topics(bootstrap, specs, settings.partitions, min(settings.replication_factor, int(nodes)))
-    click.echo(f"{len(specs)} topics ready", err=True)
+        private_folder(folder / sub)  # copies hold personal data: 0700 from the start
+    admin = _admin(int(nodes), folder)
+    settings = KafkaSettings.of(admin)
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):  # a local cluster of `nodes`
+        settings = KafkaSettings.of(admin, replication_factor=min(settings.replication_factor, int(nodes)))
+    roles = provision(admin, settings, credentials_dir())
     if not topics_only:
-        env = _environment(bootstrap, folder)
-        Keystore(Path(env["ACCORD_KEYSTORE"])).create([a.id for a in policy.agencies])
+        policy = load_policy()
+        env = _environment(folder)
+        KeystoreSettings().create_local([a.id for a in policy.agencies])
         running = {name: pid for name, pid in _recorded().items() if _ours(pid)}
         for name, command in _service_commands(folder, policy.enforcers).items():
             if name not in running:
-                running[name] = _start(name, command, env, folder)
+                user = _principal_of(name, roles) if admin.uses_sasl else None
+                running[name] = _start(name, command, _as(env, admin, user), folder)
         _pids_file().write_text("".join(f"{name} {pid}\n" for name, pid in running.items()))
         click.echo(f"{len(running)} services running; logs in {folder / 'logs'}", err=True)
-    click.echo(bootstrap)
+    if admin.uses_sasl:
+        click.echo(f"credentials: {credentials_dir()}/<principal>.env", err=True)
+    click.echo(admin.bootstrap)
 
 
 @backbone.command()

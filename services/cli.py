@@ -14,7 +14,9 @@ import click
 COMMANDS: dict[str, str] = {
     "kafka": "services.core.local_kafka_cli:kafka",
     "backbone": "services.backbone:backbone",
+    "acl": "services.acl.cli:acl",
     "keys": "services.publisher.cli:keys",
+    "auth": "services.core.auth_cli:auth",
     "publish": "services.publisher.cli:publish",
     "ledger": "services.ledger.cli:ledger",
     "copy": "services.copies.cli:copy",

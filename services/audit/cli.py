@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
@@ -31,6 +32,7 @@ from services.audit.tables import (
     view_table,
 )
 from services.audit.verify import verify as verify_log
+from services.core.cli_input import read_identifier, refuse_flags
 from services.core.crypto import pseudonymise
 from services.core.errors import AccordError
 from services.core.policy import load_policy
@@ -76,28 +78,32 @@ def audit() -> None:
 
 @audit.command()
 @click.option("--listing", help="A listing id.")
-@click.option("--subject", help="A national id; pseudonymised here with ACCORD_PSEUDONYM_KEY.")
+@click.option("--subject-file", type=click.Path(allow_dash=True, path_type=Path),
+              help="A file whose first line is a national id (- : stdin, or a prompt on a terminal); "
+                   "pseudonymised here with ACCORD_PSEUDONYM_KEY.")  # fmt: skip
 @click.option("--subject-ref", help="A subject_ref (pseudonym), for who has no key.")
+@refuse_flags("--subject", "--national-id", source="--subject-file (- for standard input or the prompt)")
 @formatted
-def timeline(listing: str | None, subject: str | None, subject_ref: str | None) -> Report:
+def timeline(listing: str | None, subject_file: Path | None, subject_ref: str | None) -> Report:
     """Every event of a listing or subject, and when each agency's copy applied it."""
-    if sum(x is not None for x in (listing, subject, subject_ref)) != 1:
-        raise click.UsageError("give exactly one of --listing, --subject, --subject-ref")
+    if sum(x is not None for x in (listing, subject_file, subject_ref)) != 1:
+        raise click.UsageError("give exactly one of --listing, --subject-file, --subject-ref")
     kafka, policy = KafkaSettings(), load_policy()
-    bootstrap, topics = kafka.bootstrap_servers, kafka.topics
+    connection, topics = kafka.connection, kafka.topics
     names = listing_topics(topics, policy)
     if listing is not None:
         listings, title = {listing}, f"Timeline of listing {listing}"
     else:
         ref = subject_ref or pseudonymise(
-            subject or "", SecretSettings().pseudonym_key.get_secret_value().encode()
+            read_identifier("national id", subject_file),
+            SecretSettings().pseudonym_key.get_secret_value().encode(),
         )
-        with Progress("finding the subject's listings", size_of(bootstrap, names)) as meter:
-            listings = story.subject_listings(bootstrap, names, ref, meter)
+        with Progress("finding the subject's listings", size_of(connection, names)) as meter:
+            listings = story.subject_listings(connection, names, ref, meter)
         title = f"Timeline of subject {ref} ({len(listings)} listings)"
-    everything = [*names, topics.copies_applied, topics.findings, topics.rejected]
-    with Progress("replaying", size_of(bootstrap, everything)) as meter:
-        found = story.gather(bootstrap, topics, policy, listings, meter)
+    everything = [*names, *topics.all_copies_applied(policy.enforcers), topics.findings, topics.rejected]
+    with Progress("replaying", size_of(connection, everything)) as meter:
+        found = story.gather(connection, topics, policy, listings, meter)
     return story.report(found, title)
 
 
@@ -127,18 +133,18 @@ def state_at(at: str, agency: str | None, compare: bool, show_ledger: bool, cloc
     kafka, policy = KafkaSettings(), load_policy()
     if agency is not None and agency not in policy.enforcers:
         raise click.BadParameter(f"{agency} enforces no measure; enforcers: {', '.join(policy.enforcers)}")
-    bootstrap, topics = kafka.bootstrap_servers, kafka.topics
+    connection, topics = kafka.connection, kafka.topics
     names = listing_topics(topics, policy)
-    refused = refused_positions(bootstrap, topics.rejected)
-    with Progress("replaying", size_of(bootstrap, names)) as meter:
-        past = past_state.replay_to(bootstrap, names, policy, when, cast(Clock, clock), refused, meter)
+    refused = refused_positions(connection, topics.rejected)
+    with Progress("replaying", size_of(connection, names)) as meter:
+        past = past_state.replay_to(connection, names, policy, when, cast(Clock, clock), refused, meter)
     tables = [summary_table(past)]
     if show_ledger:
         tables.insert(0, ledger_table(past))
     if agency is not None:
         tables.insert(0, view_table(past, agency))
     if compare:
-        acks = past_state.acknowledged(bootstrap, topics.copies_applied, when)
+        acks = past_state.acknowledged(connection, topics.all_copies_applied(policy.enforcers), when)
         behind = [s for s in past_state.stale(past, acks, sla) if agency in (None, s.agency)]
         tables.insert(0, stale_table(past, behind))
     return Report(tables, state_notes(past))
@@ -149,11 +155,11 @@ def state_at(at: str, agency: str | None, compare: bool, show_ledger: bool, cloc
 def verify() -> Report:
     """Check every signature and every per-listing hash chain; exit 1 if anything is broken."""
     kafka, policy = KafkaSettings(), KeystoreSettings().policy_with_keys()
-    bootstrap, topics = kafka.bootstrap_servers, kafka.topics
+    connection, topics = kafka.connection, kafka.topics
     names = listing_topics(topics, policy)
     owners = listing_owners(topics, policy)
-    with Progress("verifying", size_of(bootstrap, names)) as meter:
-        result = verify_log(bootstrap, owners, policy, meter)
+    with Progress("verifying", size_of(connection, names)) as meter:
+        result = verify_log(connection, owners, policy, meter)
     report = verify_report(result, names)
     report.failed = not result.sound
     return report
@@ -168,11 +174,11 @@ def rebuild(agency: str, url: str) -> Report:
     kafka, policy = KafkaSettings(), load_policy()
     if agency not in policy.enforcers:
         raise click.BadParameter(f"{agency} enforces no measure; enforcers: {', '.join(policy.enforcers)}")
-    bootstrap, topics = kafka.bootstrap_servers, kafka.topics
+    connection, topics = kafka.connection, kafka.topics
     views, names = topics.views(agency), listing_topics(topics, policy)
-    with Progress(f"rebuilding from {views}", size_of(bootstrap, [views])) as meter:
-        result, built = write_copy(bootstrap, views, agency, url, meter)
-    refused = refused_positions(bootstrap, topics.rejected)
-    with Progress("checking against the listing log", size_of(bootstrap, names)) as meter:
-        check_against_log(result, built, bootstrap, names, policy, refused, meter)
+    with Progress(f"rebuilding from {views}", size_of(connection, [views])) as meter:
+        result, built = write_copy(connection, views, agency, url, meter)
+    refused = refused_positions(connection, topics.rejected)
+    with Progress("checking against the listing log", size_of(connection, names)) as meter:
+        check_against_log(result, built, connection, names, policy, refused, meter)
     return rebuild_report(result, url)

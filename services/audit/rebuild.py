@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from services.audit.output import Report, Table
 from services.audit.replay import Meter, Position, Undecodable, decoded, messages
 from services.audit.state_at import expected_digest, replay_to
+from services.core.connection import KafkaConnection
 from services.core.copystore import Applied, open_store
 from services.core.errors import ConfigurationError
 from services.core.events import ViewChanged
@@ -68,7 +69,7 @@ def differences(built: list[ViewRow], expected: list[ViewRow]) -> list[tuple[str
 
 
 def write_copy(
-    bootstrap: str, views_topic: str, agency: str, url: str, meter: Meter | None = None
+    connection: KafkaConnection, views_topic: str, agency: str, url: str, meter: Meter | None = None
 ) -> tuple[Rebuilt, list[ViewRow]]:
     """Apply every change of `views_topic` to the empty store at `url`, each at its real position."""
     result = Rebuilt(agency)
@@ -76,7 +77,7 @@ def write_copy(
     try:
         if store.positions() or next(iter(store.rows()), None) is not None:
             raise ConfigurationError(f"{url} already holds a copy: rebuild into an empty store")
-        for item in decoded(messages(bootstrap, [views_topic], meter), on_bad=result.undecodable.append):
+        for item in decoded(messages(connection, [views_topic], meter), on_bad=result.undecodable.append):
             change = item.event
             if isinstance(change, ViewChanged) and change.view_agency == agency:
                 taken = store.apply(change, item.position.partition, item.position.offset)
@@ -93,14 +94,14 @@ def write_copy(
 def check_against_log(
     result: Rebuilt,
     built: list[ViewRow],
-    bootstrap: str,
+    connection: KafkaConnection,
     listing_names: list[str],
     policy: Policy,
     refused: set[Position],
     meter: Meter | None = None,
 ) -> Rebuilt:
     """Compare the rebuilt copy with X's view as the listing log implies it now."""
-    truth = replay_to(bootstrap, listing_names, policy, END_OF_TIME, refused=refused, meter=meter)
+    truth = replay_to(connection, listing_names, policy, END_OF_TIME, refused=refused, meter=meter)
     expected = truth.view(result.agency)
     result.expected_root = expected_digest(expected).root()
     result.differences = differences(built, expected)

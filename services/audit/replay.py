@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
+from services.core.connection import KafkaConnection
 from services.core.errors import ConfigurationError, ContractError
 from services.core.events import Event, Rejected
 from services.core.kafka import consumer, decode_message, end_offsets, read_all
@@ -66,9 +67,9 @@ def listing_topics(topics: Topics, policy: Policy) -> list[str]:
     return list(listing_owners(topics, policy))
 
 
-def require_topics(bootstrap: str, names: Iterable[str], timeout: float = 10.0) -> None:
+def require_topics(connection: KafkaConnection, names: Iterable[str], timeout: float = 10.0) -> None:
     """Fail with the names of missing topics rather than a bare KeyError halfway through."""
-    probe = consumer(bootstrap, "accord-audit")
+    probe = consumer(connection, connection.group("audit"))
     try:
         present = probe.list_topics(timeout=timeout).topics
     finally:
@@ -78,17 +79,17 @@ def require_topics(bootstrap: str, names: Iterable[str], timeout: float = 10.0) 
         raise ConfigurationError(f"missing topics {missing}: run `accord backbone up --topics-only`")
 
 
-def size_of(bootstrap: str, names: Iterable[str]) -> int:
+def size_of(connection: KafkaConnection, names: Iterable[str]) -> int:
     """How many offsets the topics span: the length of a replay's progress bar."""
-    require_topics(bootstrap, names)
-    return sum(end_offsets(bootstrap, names).values())
+    require_topics(connection, names)
+    return sum(end_offsets(connection, names).values())
 
 
-def messages(bootstrap: str, names: list[str], meter: Meter | None = None) -> Iterator[Message]:
+def messages(connection: KafkaConnection, names: list[str], meter: Meter | None = None) -> Iterator[Message]:
     """Every current message of `names`, from the start, consumed in batches of `BATCH`."""
-    require_topics(bootstrap, names)
+    require_topics(connection, names)
     count = 0
-    for msg in read_all(bootstrap, names, batch=BATCH):
+    for msg in read_all(connection, names, batch=BATCH):
         yield msg
         count += 1
         if meter is not None and count % METER_EVERY == 0:
@@ -116,10 +117,10 @@ def decoded(
         yield Replayed(item, position_of(msg))
 
 
-def refused_positions(bootstrap: str, rejected_topic: str) -> set[Position]:
+def refused_positions(connection: KafkaConnection, rejected_topic: str) -> set[Position]:
     """Where the ledger refused events (bad seal, broken rule): the replica must not apply them either."""
     return {
         Position(r.event.source_topic, r.event.partition, r.event.offset)
-        for r in decoded(messages(bootstrap, [rejected_topic]))
+        for r in decoded(messages(connection, [rejected_topic]))
         if isinstance(r.event, Rejected)
     }

@@ -16,6 +16,7 @@ from typing import Literal
 
 from services.audit.fold import Change, LedgerReplica, Op
 from services.audit.replay import Meter, Position, Undecodable, decoded, messages
+from services.core.connection import KafkaConnection
 from services.core.digest import Digest, leaf
 from services.core.events import CopyApplied
 from services.core.policy import Policy
@@ -61,7 +62,7 @@ def event_time(env_recorded: datetime, env_decided: datetime, clock: Clock) -> d
 
 
 def replay_to(
-    bootstrap: str,
+    connection: KafkaConnection,
     names: list[str],
     policy: Policy,
     at: datetime,
@@ -72,7 +73,7 @@ def replay_to(
     """Fold every listing event known at `at` (by `clock`) from the topics `names`."""
     past = PastState(at, policy, LedgerReplica(policy))
     past.replica.on_change = past.record
-    for item in decoded(messages(bootstrap, names, meter), on_bad=past.undecodable.append):
+    for item in decoded(messages(connection, names, meter), on_bad=past.undecodable.append):
         env = item.event.envelope
         if refused and item.position in refused:
             past.rejected += 1
@@ -84,11 +85,11 @@ def replay_to(
 
 
 def acknowledged(
-    bootstrap: str, applied_topic: str, at: datetime, meter: Meter | None = None
+    connection: KafkaConnection, applied_topics: list[str], at: datetime, meter: Meter | None = None
 ) -> dict[tuple[str, str], int]:
     """The newest version each copy had acknowledged, per listing, by `at`."""
     newest: dict[tuple[str, str], int] = {}
-    for item in decoded(messages(bootstrap, [applied_topic], meter)):
+    for item in decoded(messages(connection, applied_topics, meter)):
         ack = item.event
         if isinstance(ack, CopyApplied) and ack.applied_at <= at:
             key = (ack.copy_agency, ack.envelope.listing_id)

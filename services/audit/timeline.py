@@ -17,6 +17,7 @@ from services.audit.entries import Gathered, copy_rows, story_rows
 from services.audit.fold import LedgerReplica
 from services.audit.output import Report, Table
 from services.audit.replay import Meter, Replayed, decoded, listing_topics, messages, refused_positions
+from services.core.connection import KafkaConnection
 from services.core.events import CopyApplied, Finding, ListingIssued, Rejected
 from services.core.policy import Policy
 from services.core.topics import Topics
@@ -31,17 +32,23 @@ def mentioning(source: Iterable[Message], needles: list[bytes]) -> Iterator[Mess
     return (msg for msg in source if any(needle in (msg.value() or b"") for needle in needles))
 
 
-def subject_listings(bootstrap: str, names: list[str], subject_ref: str, meter: Meter | None) -> set[str]:
+def subject_listings(
+    connection: KafkaConnection, names: list[str], subject_ref: str, meter: Meter | None
+) -> set[str]:
     """Every listing ever issued against `subject_ref` (a correction cannot change the subject)."""
     found = set()
-    for item in decoded(mentioning(messages(bootstrap, names, meter), [subject_ref.encode()])):
+    for item in decoded(mentioning(messages(connection, names, meter), [subject_ref.encode()])):
         if isinstance(item.event, ListingIssued) and item.event.subject_ref == subject_ref:
             found.add(item.event.envelope.listing_id)
     return found
 
 
 def gather(
-    bootstrap: str, topics: Topics, policy: Policy, listings: set[str], meter: Meter | None = None
+    connection: KafkaConnection,
+    topics: Topics,
+    policy: Policy,
+    listings: set[str],
+    meter: Meter | None = None,
 ) -> Gathered:
     """One pass over the listing topics and the backbone's own topics, keeping what names `listings`.
 
@@ -49,10 +56,10 @@ def gather(
     the timeline tells what the ledger did, and a forged revocation did not revoke anything.
     """
     sources = listing_topics(topics, policy)
-    found = Gathered(LedgerReplica(policy), refused=refused_positions(bootstrap, topics.rejected))
+    found = Gathered(LedgerReplica(policy), refused=refused_positions(connection, topics.rejected))
     found.replica.on_change = found.changes.append
-    names = [*sources, topics.copies_applied, topics.findings, topics.rejected]
-    stream = mentioning(messages(bootstrap, names, meter), [lid.encode() for lid in sorted(listings)])
+    names = [*sources, *topics.all_copies_applied(policy.enforcers), topics.findings, topics.rejected]
+    stream = mentioning(messages(connection, names, meter), [lid.encode() for lid in sorted(listings)])
     for item in decoded(stream, on_bad=found.undecodable.append):
         if item.event.envelope.listing_id in listings:
             _sort_in(found, item, item.position.topic in sources)

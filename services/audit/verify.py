@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.audit.replay import Meter, Position, Replayed, Undecodable, decoded, messages
+from services.core.connection import KafkaConnection
 from services.core.crypto import check_seal
 from services.core.listing import is_listing_event
 from services.core.policy import Policy
@@ -128,7 +129,7 @@ def _link_reason(version: int) -> str:
 
 
 def verify(
-    bootstrap: str, owners: dict[str, str], policy: Policy, meter: Meter | None = None
+    connection: KafkaConnection, owners: dict[str, str], policy: Policy, meter: Meter | None = None
 ) -> Verification:
     """Check every event of the listing topics in `owners` (topic -> owning agency), then every chain."""
     result = Verification()
@@ -137,7 +138,7 @@ def verify(
         result.events += 1
         result.broken.append(Broken(bad.position, "undecodable", bad.reason))
 
-    for item in decoded(messages(bootstrap, list(owners), meter), on_bad=undecodable):
+    for item in decoded(messages(connection, list(owners), meter), on_bad=undecodable):
         result.events += 1
         fault = check_event(item, owners[item.position.topic], policy)
         if fault is not None:

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 from functools import partial
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -14,7 +15,9 @@ from services.copies.check import CheckAnswer, answer
 from services.copies.lag import view_lag
 from services.copies.settings import CopySettings
 from services.copies.sink import Sink, utc_now
+from services.core.cli_input import read_identifier, refuse_flags
 from services.core.copystore import CopyStore, open_store
+from services.core.credentials import FileCredentials
 from services.core.crypto import pseudonymise
 from services.core.errors import AccordError
 from services.core.policy import load_policy
@@ -76,23 +79,28 @@ def run(agency: str, store: str) -> None:
 @copy.command()
 @AGENCY
 @STORE
-@click.option("--subject", "national_id", help="the subject's national id (pseudonymised here)")
+@click.option("--subject-file", type=click.Path(allow_dash=True, path_type=Path),
+              help="a file whose first line is the national id (- : stdin); else asked for")  # fmt: skip
 @click.option("--subject-ref", help="the subject's pseudonym, if you hold it instead")
 @click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
-def check(agency: str, store: str, national_id: str | None, subject_ref: str | None, as_json: bool) -> None:
-    """Is the subject under a measure this agency enforces? Exit 2 when the copy may be stale."""
+@refuse_flags("--subject", "--national-id", source="--subject-file, standard input or the prompt")
+def check(agency: str, store: str, subject_file: Path | None, subject_ref: str | None, as_json: bool) -> None:
+    """Is the subject under a measure this agency enforces? Exit 2 when the copy may be stale.
+
+    The national id is read from --subject-file, else standard input or a prompt: never a flag.
+    """
     settings = CopySettings.from_env()
-    if bool(national_id) == bool(subject_ref):
-        raise click.UsageError("give exactly one of --subject and --subject-ref")
+    if subject_file and subject_ref:
+        raise click.UsageError("give one of --subject-file and --subject-ref")
     key = settings.secrets.pseudonym_key.get_secret_value().encode()
     try:
-        ref = subject_ref or pseudonymise(str(national_id), key)
+        ref = subject_ref or pseudonymise(read_identifier("national id", subject_file), key)
     except AccordError as e:
         raise click.ClickException(str(e)) from e
     copy_store = _open(store, agency)
     try:
         lag = view_lag(
-            settings.kafka.bootstrap_servers,
+            settings.kafka.connection,
             settings.kafka.topics.views(agency),
             copy_store.positions(),
             settings.options.lag_timeout_s,
@@ -135,7 +143,7 @@ def render(result: CheckAnswer) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
 def serve(agency: str, store: str, host: str, port: int) -> None:
-    """Serve GET/POST /check and GET /health over HTTP."""
+    """Serve GET/POST /check (officers of AGENCY), /probe/* (the reconciler) and GET /health over HTTP."""
     import uvicorn
 
     from services.copies.http import build_http
@@ -144,12 +152,14 @@ def serve(agency: str, store: str, host: str, port: int) -> None:
     copy_store = _open(store, agency)
     lag = partial(
         view_lag,
-        settings.kafka.bootstrap_servers,
+        settings.kafka.connection,
         settings.kafka.topics.views(agency),
         timeout=settings.options.lag_timeout_s,
     )
     key = settings.secrets.pseudonym_key.get_secret_value().encode()
+    credentials = FileCredentials(settings.keys.credentials_file)
+    app = build_http(copy_store, lag, settings.options.sla_s, key, utc_now, credentials)
     try:
-        uvicorn.run(build_http(copy_store, lag, settings.options.sla_s, key, utc_now), host=host, port=port)
+        uvicorn.run(app, host=host, port=port)
     finally:
         copy_store.close()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from services.core.connection import KafkaConnection
 from services.core.kafka import consumer
 
 
-def view_lag(bootstrap: str, topic: str, positions: dict[int, int], timeout: float) -> dict[int, int] | None:
+def view_lag(
+    connection: KafkaConnection, topic: str, positions: dict[int, int], timeout: float
+) -> dict[int, int] | None:
     """Changes in `topic` the copy has not applied yet, or None when the broker does not answer."""
-    probe = consumer(bootstrap, "accord-copy-lag", **{"socket.timeout.ms": int(timeout * 1000)})
+    probe = consumer(connection, connection.group("copy-lag"), **{"socket.timeout.ms": int(timeout * 1000)})
     try:
         metadata = probe.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None:

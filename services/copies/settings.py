@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import KafkaSettings, SecretSettings
+from services.core.settings import KafkaSettings, KeystoreSettings, SecretSettings
 
 
 class CopyOptions(BaseSettings):
@@ -28,7 +28,8 @@ class CopySettings:
     kafka: KafkaSettings
     secrets: SecretSettings
     options: CopyOptions
+    keys: KeystoreSettings  # where the HTTP server's credentials are
 
     @classmethod
     def from_env(cls) -> CopySettings:
-        return cls(kafka=KafkaSettings(), secrets=SecretSettings(), options=CopyOptions())
+        return cls(KafkaSettings(), SecretSettings(), CopyOptions(), KeystoreSettings())

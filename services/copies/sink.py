@@ -46,8 +46,9 @@ class Sink:
         self.options = settings.options
         self.topics = settings.kafka.topics
         self.topic = self.topics.views(agency)
-        self.producer = EventProducer(settings.kafka.bootstrap_servers)
-        self.consumer = consumer(settings.kafka.bootstrap_servers, f"{settings.kafka.namespace}copy-{agency}")
+        connection = settings.kafka.connection
+        self.producer = EventProducer(connection)
+        self.consumer = consumer(connection, connection.group(f"copy-{agency}"))
         self.digests_sent = 0
         self.last_digest = 0.0
         self.applied = 0
@@ -147,7 +148,9 @@ class Sink:
             event = serde.decode(data, "copy outbox")
             listing_id = event.envelope.listing_id
             if isinstance(event, CopyApplied):
-                self.producer.send(self.topics.copies_applied, copy_key(self.agency, listing_id), event)
+                self.producer.send(
+                    self.topics.copies_applied(self.agency), copy_key(self.agency, listing_id), event
+                )
             else:
                 self.producer.send(self.topics.rejected, listing_id, event)
         if unsent:
@@ -162,7 +165,7 @@ class Sink:
             self._reindex()
         digest = self.store.digest()
         event = messages.digest_of(self.agency, digest, self.store.positions(), self.clock())
-        self.producer.send(self.topics.copies_digests, self.agency, event)
+        self.producer.send(self.topics.copies_digests(self.agency), self.agency, event)
         self.producer.poll(0)
         self.digests_sent += 1
         self.last_digest = time.monotonic()

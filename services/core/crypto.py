@@ -13,6 +13,8 @@ import copy
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,8 +22,17 @@ import yaml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from services.core.errors import ConfigurationError
+from services.core.errors import ConfigurationError, Forbidden
 from services.core.events import Event
+from services.core.files import (
+    PUBLIC_FILE,
+    create_secret,
+    private_folder,
+    public_folder,
+    refuse_readable_by_others,
+    refuse_writable_by_others,
+    replace_file,
+)
 from services.core.serde import Decoded, body_bytes, registry, to_record
 
 E = TypeVar("E", bound=Event)
@@ -112,33 +123,93 @@ def check_seal(decoded: Decoded, public_key: str) -> tuple[str, str] | None:
 
 
 class Keystore:
-    """A local folder of Ed25519 keys, one file per agency (`<agency>.key`, base64, mode 600)."""
+    """A folder (0700) of Ed25519 private keys, one file per agency (`<agency>.key`, base64, 0600).
+
+    An agency's own keystore holds its key alone; a development machine's (`accord keys
+    init`) holds every agency's. Public keys go to a `TrustAnchor`, never beside the keys.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
+    def key_file(self, agency: str) -> Path:
+        return self.folder / f"{agency}.key"
+
     def create(self, agencies: list[str]) -> dict[str, str]:
-        """Make a key for each agency that has none; return every agency's public key."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Make a key for each agency that has none; return those agencies' public keys."""
+        private_folder(self.folder)
         for agency in agencies:
-            path = self.folder / f"{agency}.key"
-            if not path.exists():
+            if not self.key_file(agency).exists():
                 raw = Ed25519PrivateKey.generate().private_bytes_raw()
-                path.write_text(base64.b64encode(raw).decode())
-                path.chmod(0o600)
-        public = {a: public_key_of(self.private(a)) for a in agencies}
-        (self.folder / "public_keys.yaml").write_text(yaml.safe_dump(public, sort_keys=True))
-        return public
+                create_secret(self.key_file(agency), base64.b64encode(raw).decode())
+        return {a: public_key_of(self.private(a)) for a in agencies}
 
     def private(self, agency: str) -> Ed25519PrivateKey:
-        path = self.folder / f"{agency}.key"
+        path = self.key_file(agency)
         if not path.exists():
             raise ConfigurationError(f"no signing key for {agency} in {self.folder}: run `accord keys init`")
+        refuse_readable_by_others(path)
         return private_key_from(path.read_text().strip())
 
+
+class TrustAnchor:
+    """The agencies' public keys the backbone believes: a YAML file only its owner may change.
+
+    It lives apart from every agency's private keys (in the backbone's own folder), and
+    is refused when group or others could write it or its folder: whoever can edit it
+    can make the ledger accept their signature as any agency's.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
     def public_keys(self) -> dict[str, str]:
-        path = self.folder / "public_keys.yaml"
-        if not path.exists():
-            raise ConfigurationError(f"{path} is missing: run `accord keys init`")
-        loaded = yaml.safe_load(path.read_text())
+        if not self.path.exists():
+            raise ConfigurationError(f"{self.path} is missing: run `accord keys init` or `accord keys trust`")
+        refuse_writable_by_others(self.path)
+        loaded = yaml.safe_load(self.path.read_text())
         return {str(k): str(v) for k, v in (loaded or {}).items()}
+
+    def register(self, keys: Mapping[str, str]) -> dict[str, str]:
+        """Trust `keys` (agency -> public key) besides those already trusted; a new key replaces the old."""
+        for agency, key in keys.items():
+            try:
+                Ed25519PublicKey.from_public_bytes(base64.b64decode(key, validate=True))
+            except ValueError as e:
+                raise ConfigurationError(f"{agency}'s public key is not a base64 Ed25519 key: {e}") from e
+        public_folder(self.path.parent)
+        trusted = {**(self.public_keys() if self.path.exists() else {}), **keys}
+        replace_file(self.path, yaml.safe_dump(trusted, sort_keys=True), PUBLIC_FILE)
+        return trusted
+
+
+@dataclass(frozen=True)
+class AgencyKey:
+    """The one signing key a publisher holds, and the agency the trust anchor says it belongs to."""
+
+    agency: str
+    private: Ed25519PrivateKey
+
+    @classmethod
+    def load(cls, path: Path, trusted: Mapping[str, str]) -> AgencyKey:
+        """The key in `path` (0600), and whose it is: the agency whose registered public key matches."""
+        if not path.is_file():
+            raise ConfigurationError(f"no signing key at {path}: set ACCORD_SIGNING_KEY_FILE to your key")
+        refuse_readable_by_others(path)
+        private = private_key_from(path.read_text().strip())
+        owners = [agency for agency, key in trusted.items() if key == public_key_of(private)]
+        if len(owners) != 1:
+            raise ConfigurationError(
+                f"the key in {path} is registered for {owners or 'no agency'} in the trust anchor; "
+                "register its public key for exactly one agency (`accord keys trust`)"
+            )
+        return cls(owners[0], private)
+
+    def signing_for(self, agency: str) -> Ed25519PrivateKey:
+        """This key, if `agency` is its owner: a publisher never signs in another agency's name."""
+        if agency != self.agency:
+            raise Forbidden(
+                "not_your_agency",
+                f"this publisher holds {self.agency}'s key and acts for {self.agency} only, not {agency}",
+            )
+        return self.private

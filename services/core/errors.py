@@ -38,3 +38,20 @@ class BrokerUnavailable(AccordError):
 
 class ConfigurationError(AccordError):
     """Settings or local tools missing or wrong; the message says what to fix."""
+
+
+class AccessDenied(AccordError):
+    """A caller who may not do what it asked. `code` is stable and machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Unauthenticated(AccessDenied):
+    """No credential, or one nobody issued (HTTP 401)."""
+
+
+class Forbidden(AccessDenied):
+    """A known caller acting beyond its credential or key: another agency, another role (HTTP 403)."""

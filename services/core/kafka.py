@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from services.core.connection import KafkaConnection
 from services.core.errors import BrokerUnavailable
 from services.core.events import Event
 from services.core.serde import Decoded, decode_full, encode
@@ -22,12 +23,16 @@ from services.core.topics import TopicSpec
 
 TYPE_HEADER = "accord-type"
 ID_HEADER = "accord-event-id"
+LEFT_AS_THEY_ARE = (KafkaError.TOPIC_ALREADY_EXISTS, KafkaError.TOPIC_AUTHORIZATION_FAILED)
 READ_POLL_S = 0.2  # how long `read_all` waits for a batch to fill before it checks its progress
 
 
-def create_topics(bootstrap: str, specs: Iterable[TopicSpec], partitions: int, replication: int) -> None:
-    """Create every topic in `specs` that does not exist yet; existing ones are left as they are."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def create_topics(
+    connection: KafkaConnection, specs: Iterable[TopicSpec], partitions: int, replication: int
+) -> None:
+    """Create every topic in `specs` that does not exist yet; existing ones are left as they are,
+    and so are those the caller's principal is not authorized to create."""
+    admin = admin_client(connection)
     new = [NewTopic(s.name, partitions, replication, config=dict(s.config)) for s in specs]
     if not new:
         return
@@ -35,25 +40,27 @@ def create_topics(bootstrap: str, specs: Iterable[TopicSpec], partitions: int, r
         try:
             future.result()
         except KafkaException as e:
-            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            # A principal that may not create topics leaves them to the admin (`accord backbone up`).
+            if e.args[0].code() not in LEFT_AS_THEY_ARE:
                 raise BrokerUnavailable(f"could not create topic {name}: {e}") from e
 
 
-def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+def producer_config(connection: KafkaConnection, **extra: Any) -> dict[str, Any]:
     """Idempotent, acks=all: a retried send never duplicates or reorders within a partition.
 
     murmur2 is the Java client's (and Faust's) partitioner: a listing's key lands in the
     same partition whichever client wrote it, so co-partitioned topics stay aligned.
     """
-    return {
-        "bootstrap.servers": bootstrap,
-        "partitioner": "murmur2_random",
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        **extra,
-    }
+    return connection.client_config(
+        **{
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            **extra,
+        }
+    )
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -97,8 +104,8 @@ class Delivered:
 class EventProducer:
     """Produces events and, on `send_sync`/`flush`, waits until the broker confirmed each one."""
 
-    def __init__(self, bootstrap: str, **extra: Any) -> None:
-        self._producer = Producer(producer_config(bootstrap, **extra))
+    def __init__(self, connection: KafkaConnection, **extra: Any) -> None:
+        self._producer = Producer(producer_config(connection, **extra))
 
     def send(
         self, topic: str, key: str, event: Event, on_delivery: Any = None, partition: int | None = None
@@ -151,17 +158,24 @@ class EventProducer:
             self._producer.close()
 
 
-def consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
-    """A consumer that commits only when told: services store positions where their effects are."""
+def consumer(connection: KafkaConnection, group: str, **extra: Any) -> Consumer:
+    """A consumer that commits only when told: services store positions where their effects are.
+
+    Name `group` with `connection.group(purpose)`: ACLs grant each principal only its own prefix.
+    """
     config = {
-        "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         **extra,
     }
-    return Consumer(config)
+    return Consumer(connection.client_config(**config))
+
+
+def admin_client(connection: KafkaConnection, **extra: Any) -> AdminClient:
+    """An admin client (topics, metadata, ACLs, credentials) on `connection`."""
+    return AdminClient(connection.client_config(**extra))
 
 
 def raise_on_error(msg: Message) -> None:
@@ -175,14 +189,16 @@ def decode_message(msg: Message) -> Decoded:
     return decode_full(msg.value(), msg.topic() or "?", msg.partition() or 0, msg.offset() or 0)
 
 
-def end_offsets(bootstrap: str, topics: Iterable[str], timeout: float = 10.0) -> dict[TopicPartition, int]:
+def end_offsets(
+    connection: KafkaConnection, topics: Iterable[str], timeout: float = 10.0
+) -> dict[TopicPartition, int]:
     """The high watermark of every partition of `topics`: where a reader that has 'caught up' stops.
 
     A topic created a moment ago may not be in the metadata yet, or have no leader:
     that is retried until `timeout`, then reported as `BrokerUnavailable`.
     """
     names = list(topics)
-    probe = consumer(bootstrap, "accord-watermarks")
+    probe = consumer(connection, connection.group("watermarks"))
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -207,13 +223,13 @@ def _watermarks(probe: Consumer, topics: list[str], timeout: float) -> dict[Topi
 
 
 def read_all(
-    bootstrap: str, topics: Iterable[str], batch: int = 1000, timeout: float = 10.0
+    connection: KafkaConnection, topics: Iterable[str], batch: int = 1000, timeout: float = 10.0
 ) -> Iterator[Message]:
     """Every message currently in `topics`, from the start, in batches; stops at the high watermarks."""
-    targets = {tp: high for tp, high in end_offsets(bootstrap, topics, timeout).items() if high > 0}
+    targets = {tp: high for tp, high in end_offsets(connection, topics, timeout).items() if high > 0}
     if not targets:
         return
-    reader = consumer(bootstrap, "accord-reader")
+    reader = consumer(connection, connection.group("reader"))
     try:
         reader.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in targets])
         remaining = {(tp.topic, tp.partition): high for tp, high in targets.items()}

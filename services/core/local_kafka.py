@@ -31,6 +31,14 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from services.core import processes
+from services.core.connection import KafkaConnection
+from services.core.files import SECRET_FILE, private_folder, replace_file
+from services.core.local_kafka_security import (
+    ADMIN,
+    BROKER_CN,
+    MECHANISM,
+    BrokerSecrets,
+)
 
 KAFKA_VERSION = "4.1.1"
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
@@ -44,6 +52,9 @@ MAVEN_PACKAGE = "maven"
 DEFAULT_PORT = 9092
 # Controller (KRaft quorum) port of a node = its client port + this: 9092 -> 19092.
 CONTROLLER_PORT_OFFSET = 10000
+# Inter-broker port of a node (secured clusters only) = its client port + this: 9092 -> 29092.
+BROKER_PORT_OFFSET = 20000
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 HOST = "127.0.0.1"
 # Per node. 192 MiB holds a dev broker with hundreds of partitions; the machine
 # has 2 cores and runs three of these for the replication tests.
@@ -194,6 +205,7 @@ class Node:
     node_id: int
     client_port: int
     controller_port: int
+    broker_port: int
     directory: Path
 
     @property
@@ -216,14 +228,19 @@ class Node:
     def address(self) -> str:
         return f"{HOST}:{self.client_port}"
 
+    @property
+    def broker_address(self) -> str:
+        return f"{HOST}:{self.broker_port}"
 
-def render_server_properties(node: Node, cluster: list[Node]) -> str:
+
+def render_server_properties(node: Node, cluster: list[Node], secured: BrokerSecrets | None = None) -> str:
     """The broker configuration of `node` in `cluster`.
 
     The quorum is static (`controller.quorum.voters`): every node is a voter
     fixed at format time, which needs no directory ids and behaves the same
     for one node and for three. Replication settings follow the cluster size
-    so that a single node works and three nodes tolerate one loss.
+    so that a single node works and three nodes tolerate one loss. `secured`
+    gives the listeners of `_security_properties`; without it, all is PLAINTEXT.
     """
     size = len(cluster)
     replicas, min_isr = min(size, 3), min(size, 2)
@@ -232,11 +249,8 @@ def render_server_properties(node: Node, cluster: list[Node]) -> str:
         "process.roles": "broker,controller",
         "node.id": node.node_id,
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{node.address},CONTROLLER://{HOST}:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{node.address}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        **(_security_properties(node, secured) if secured else _plaintext_properties(node)),
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(node.data),
         # Topics are declared by the code that owns them (§ topic registry).
         "auto.create.topics.enable": "false",
@@ -258,6 +272,44 @@ def render_server_properties(node: Node, cluster: list[Node]) -> str:
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
+def _plaintext_properties(node: Node) -> dict[str, str | int]:
+    """No authentication, no authorizer: only when asked for (`accord kafka up --plaintext`)."""
+    return {
+        "listeners": f"PLAINTEXT://{node.address},CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{node.address}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+    }
+
+
+def _security_properties(node: Node, secured: BrokerSecrets) -> dict[str, str | int]:
+    """Clients: SASL_SSL with SCRAM-SHA-512. Nodes among themselves (replication, KRaft quorum):
+    mutual TLS with the nodes' certificate, since KRaft controllers cannot use SCRAM (its
+    credentials live in the metadata log they serve). The StandardAuthorizer denies whatever
+    no ACL grants; the super users are `admin` and the nodes' certificate, nobody else."""
+    return {
+        "listeners": f"CLIENT://{node.address},BROKER://{node.broker_address},"
+        f"CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"CLIENT://{node.address},BROKER://{node.broker_address}",
+        "listener.security.protocol.map": "CLIENT:SASL_SSL,BROKER:SSL,CONTROLLER:SSL",
+        "inter.broker.listener.name": "BROKER",
+        "sasl.enabled.mechanisms": MECHANISM,
+        "listener.name.client.sasl.enabled.mechanisms": MECHANISM,
+        "listener.name.client.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.broker.ssl.client.auth": "required",
+        "listener.name.controller.ssl.client.auth": "required",
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": str(secured.keystore),
+        "ssl.keystore.password": secured.keystore_password(),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(secured.ca_file),
+        "authorizer.class.name": AUTHORIZER,
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{ADMIN};User:CN={BROKER_CN}",
+    }  # fmt: skip
+
+
 Launched = list[tuple[Node, "subprocess.Popen[bytes]"]]
 
 
@@ -266,7 +318,11 @@ class LocalKafka:
 
     `base_port=None` picks free ports (tests, which may run beside a developer's
     broker); a number gives client ports base, base+1, ... and controller ports
-    base+10000, ... (the CLI's predictable 9092).
+    base+10000, ... (the CLI's predictable 9092), inter-broker ports base+20000, ...
+
+    Secured unless `secure=False`: see `_security_properties`. `connection()` is then the
+    super user's, and `client.env` in the state directory tells other processes how to
+    reach the cluster (bootstrap, protocol, CA file, the admin's password file).
     """
 
     def __init__(
@@ -275,6 +331,7 @@ class LocalKafka:
         nodes: int = 1,
         base_port: int | None = None,
         heap_mb: int = HEAP_MB,
+        secure: bool = True,
     ) -> None:
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
@@ -282,6 +339,7 @@ class LocalKafka:
         self.nodes = nodes
         self.base_port = base_port
         self.heap_mb = heap_mb
+        self.secrets = BrokerSecrets(self.state_dir / "security") if secure else None
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
@@ -291,6 +349,19 @@ class LocalKafka:
     @property
     def bootstrap_file(self) -> Path:
         return self.state_dir / "bootstrap"
+
+    @property
+    def client_env_file(self) -> Path:
+        return self.state_dir / "client.env"
+
+    def connection(self) -> KafkaConnection | None:
+        """How to reach the running cluster: as its super user when secured."""
+        bootstrap = self.bootstrap()
+        if bootstrap is None:
+            return None
+        if self.secrets is None or not self.secrets.admin_password_file.is_file():
+            return KafkaConnection(bootstrap)
+        return self.secrets.admin_connection(bootstrap)
 
     def pids(self) -> list[int]:
         """The JVMs recorded by whichever process started this cluster."""
@@ -320,6 +391,8 @@ class LocalKafka:
             return current
         self.stop()
         java, libs = require_java(), resolve_jars()
+        if self.secrets is not None:
+            self.secrets.ensure()
         cluster = self._layout()
         self._prepare(cluster, java, libs)
         try:
@@ -330,7 +403,19 @@ class LocalKafka:
             raise
         bootstrap = ",".join(node.address for node in cluster)
         self.bootstrap_file.write_text(bootstrap + "\n")
+        self._write_client_env(bootstrap)
         return bootstrap
+
+    def _write_client_env(self, bootstrap: str) -> None:
+        """`source`-able variables for the super user: the password stays in its 0600 file."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "ACCORD_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+        if self.secrets is not None:
+            env = {
+                **self.secrets.admin_connection(bootstrap).environment(),
+                "ACCORD_KAFKA_PASSWORD_FILE": str(self.secrets.admin_password_file),
+            }
+            env.pop("ACCORD_KAFKA_PASSWORD")
+        self.client_env_file.write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM the recorded JVMs, SIGKILL those still alive after `timeout`."""
@@ -347,6 +432,7 @@ class LocalKafka:
         self._procs.clear()
         self.pid_file.unlink(missing_ok=True)
         self.bootstrap_file.unlink(missing_ok=True)
+        self.client_env_file.unlink(missing_ok=True)
 
     def _alive(self, pid: int) -> bool:
         """A recorded pid that still runs our JVM."""
@@ -371,14 +457,15 @@ class LocalKafka:
     def _layout(self) -> list[Node]:
         """Assign ports: fixed from base_port, else whatever the kernel has free."""
         if self.base_port is None:
-            ports = free_ports(2 * self.nodes)
-            clients, controllers = ports[: self.nodes], ports[self.nodes :]
+            ports = free_ports(3 * self.nodes)
+            clients, controllers, brokers = (ports[i * self.nodes : (i + 1) * self.nodes] for i in range(3))
         else:
             clients = [self.base_port + i for i in range(self.nodes)]
             controllers = [port + CONTROLLER_PORT_OFFSET for port in clients]
-            _check_ports_free(clients + controllers)
+            brokers = [port + BROKER_PORT_OFFSET for port in clients]
+            _check_ports_free(clients + controllers + (brokers if self.secrets else []))
         return [
-            Node(i + 1, clients[i], controllers[i], self.state_dir / f"node-{i + 1}")
+            Node(i + 1, clients[i], controllers[i], brokers[i], self.state_dir / f"node-{i + 1}")
             for i in range(self.nodes)
         ]
 
@@ -389,13 +476,13 @@ class LocalKafka:
         any other layout gets fresh storage, since a KRaft log formatted for
         other voters would not start.
         """
-        rendered = {node: render_server_properties(node, cluster) for node in cluster}
+        rendered = {node: render_server_properties(node, cluster, self.secrets) for node in cluster}
         if all(self._reusable(node, text) for node, text in rendered.items()):
             return
         self._wipe_nodes()
         for node, text in rendered.items():
-            node.directory.mkdir(parents=True, exist_ok=True)
-            node.config.write_text(text)
+            private_folder(node.directory)
+            replace_file(node.config, text, SECRET_FILE)  # it holds the keystore's password
         self._format(cluster, java, libs)
 
     def _reusable(self, node: Node, config: str) -> bool:
@@ -463,22 +550,37 @@ class LocalKafka:
 
     def _await_ready(self, launched: Launched, deadline: float) -> None:
         """Ready means: every client port accepts TCP, and the metadata a client
-        gets lists every node (the controller has unfenced all brokers)."""
+        gets lists every node (the controller has unfenced all brokers). Secured,
+        the super user's credential is then made and ready means it logs in too."""
         for node, proc in launched:
             while not _port_open(node.client_port):
                 _check_progress(node, proc, deadline)
                 time.sleep(0.2)
-        admin = AdminClient({"bootstrap.servers": ",".join(n.address for n, _ in launched)})
-        expected = {node.node_id for node, _ in launched}
-        while True:
-            try:
-                if set(admin.list_topics(timeout=5).brokers) == expected:
-                    return
-            except Exception:  # KafkaException while the controller elects a leader
-                pass
-            for node, proc in launched:
-                _check_progress(node, proc, deadline)
-            time.sleep(0.2)
+        bootstrap = ",".join(n.address for n, _ in launched)
+        if self.secrets is None:
+            _until_listed(AdminClient(KafkaConnection(bootstrap).client_config()), launched, deadline)
+            return
+        nodes = self.secrets.node_connection(",".join(n.broker_address for n, _ in launched))
+        as_nodes = AdminClient(nodes.client_config())
+        _until_listed(as_nodes, launched, deadline)
+        self.secrets.enroll_admin(as_nodes)
+        _until_listed(
+            AdminClient(self.secrets.admin_connection(bootstrap).client_config()), launched, deadline
+        )
+
+
+def _until_listed(admin: AdminClient, launched: Launched, deadline: float) -> None:
+    """Until the metadata `admin` gets lists every node of `launched`."""
+    expected = {node.node_id for node, _ in launched}
+    while True:
+        try:
+            if set(admin.list_topics(timeout=5).brokers) == expected:
+                return
+        except Exception:  # KafkaException while the controller elects a leader
+            pass
+        for node, proc in launched:
+            _check_progress(node, proc, deadline)
+        time.sleep(0.2)
 
 
 def _check_progress(node: Node, proc: subprocess.Popen[bytes], deadline: float) -> None:

@@ -2,8 +2,10 @@
 
 `up` prints only the bootstrap address on stdout, so that a script can write
 `export KAFKA_BOOTSTRAP_SERVERS=$(accord kafka up)`; everything else goes to
-stderr. A missing Java or Maven is reported in one line with exit status 2,
-the usual status for "cannot run as invoked".
+stderr, with the file to `source` for the super user's credentials (`client.env`:
+bootstrap, SASL_SSL, CA file, password file). The cluster is secured unless
+`--plaintext` (or `ACCORD_KAFKA_PLAINTEXT=1`) asks otherwise. A missing Java or
+Maven is reported in one line with exit status 2, the usual status for "cannot run as invoked".
 """
 
 from __future__ import annotations
@@ -49,15 +51,21 @@ def kafka() -> None:
 )
 @click.option(
     "--port",
-    type=click.IntRange(1, 55535),
+    type=click.IntRange(1, 45535),
     default=DEFAULT_PORT,
     show_default=True,
     help="Client port of the first node; the others follow it, and each "
-    "node's controller listens 10000 above.",
+    "node's controller listens 10000 above, its inter-broker listener 20000 above.",
 )
-def up(nodes: str, port: int) -> None:
+@click.option(
+    "--plaintext",
+    is_flag=True,
+    envvar="ACCORD_KAFKA_PLAINTEXT",
+    help="No TLS, no authentication, no authorizer (never the default).",
+)
+def up(nodes: str, port: int, plaintext: bool) -> None:
     """Start the cluster (or find it running) and print its bootstrap servers."""
-    broker = LocalKafka(state_dir(), nodes=int(nodes), base_port=port)
+    broker = LocalKafka(state_dir(), nodes=int(nodes), base_port=port, secure=not plaintext)
     running = broker.bootstrap() if broker.is_running() else None
     wanted = ",".join(f"{HOST}:{port + i}" for i in range(broker.nodes))
     if running is not None and running != wanted:
@@ -68,6 +76,8 @@ def up(nodes: str, port: int) -> None:
         bootstrap = broker.start()
     except LocalKafkaError as error:
         _fail(str(error), EXIT_UNUSABLE)
+    mode = "PLAINTEXT, no authentication" if plaintext else "SASL_SSL (SCRAM-SHA-512), ACLs enforced"
+    click.echo(f"{mode}; clients: source {broker.client_env_file}", err=True)
     click.echo(bootstrap)
 
 

@@ -11,7 +11,6 @@ library, pydantic and core models only: no Kafka, no clock (callers pass `now`).
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
@@ -29,14 +28,6 @@ from services.core.events import (
 )
 from services.core.listing import ENDED, evolve
 from services.core.policy import SEVERITY_TIERS, Policy
-
-# The spelling rule of crypto.normalise_national_id, repeated so the rules stay free of
-# crypto and Avro imports; tests/unit/publisher/test_publisher_rules.py keeps them equal.
-_ID_SEPARATORS = re.compile(r"[\s\-]")
-
-
-def normalise_id(value: str) -> str:
-    return _ID_SEPARATORS.sub("", value).upper()
 
 
 class ListingContent(Protocol):
@@ -185,7 +176,6 @@ def check_subject(command: IssueCommand, now: datetime, policy: Policy) -> None:
             "force_majeure",
             "the default was caused by force majeure, which is grounds for refusal; do not list",
         )
-    check_no_raw_identifiers(command)
 
 
 def age_on(birth_date: date, day: date) -> int:
@@ -196,19 +186,6 @@ def age_on(birth_date: date, day: date) -> int:
 def check_adult(birth_date: date, today: date, min_age: int) -> None:
     if age_on(birth_date, today) < min_age:
         raise RuleViolation("minor_subject", f"the subject is under {min_age}: minors are never listed")
-
-
-def check_no_raw_identifiers(command: IssueCommand) -> None:
-    """Free-text fields are published: they must not repeat the raw id or full name."""
-    national_id = normalise_id(command.national_id.get_secret_value())
-    name = command.full_name.get_secret_value().strip().casefold()
-    for label, text in [("case_ref", command.case_ref), *command.details.items()]:
-        if (national_id and national_id in normalise_id(text)) or (len(name) > 1 and name in text.casefold()):
-            raise RuleViolation(
-                "raw_identifier",
-                f"{label} repeats the subject's national id or full name, which may not be published; "
-                "remove it (the listing carries a pseudonym and masked fields)",
-            )
 
 
 # --- changes to an existing listing ---------------------------------------------------

@@ -53,13 +53,25 @@ class Topics:
     def ledger(self) -> str:
         return f"{self.namespace}ledger"
 
-    @property
-    def copies_applied(self) -> str:
-        return f"{self.namespace}copies.applied"
+    def copies_applied(self, agency: str) -> str:
+        """One topic per copy, so ACLs stop a copy acknowledging in another agency's name."""
+        return f"{self.namespace}copies.applied.{agency}"
 
-    @property
-    def copies_digests(self) -> str:
-        return f"{self.namespace}copies.digests"
+    def copies_digests(self, agency: str) -> str:
+        return f"{self.namespace}copies.digests.{agency}"
+
+    def all_copies_applied(self, enforcers: Iterable[str]) -> list[str]:
+        return [self.copies_applied(a) for a in sorted(set(enforcers))]
+
+    def all_copies_digests(self, enforcers: Iterable[str]) -> list[str]:
+        return [self.copies_digests(a) for a in sorted(set(enforcers))]
+
+    def reporting_copy(self, topic: str) -> str | None:
+        """The agency whose copy alone may write `topic` (an acknowledgement or digest topic)."""
+        for prefix in (self.copies_applied(""), self.copies_digests("")):
+            if topic.startswith(prefix):
+                return topic[len(prefix) :]
+        return None
 
     @property
     def findings(self) -> str:
@@ -80,16 +92,20 @@ class Topics:
             TopicSpec(name, "listing_id", LISTING_EVENT_NAMES, KEEP_FOREVER)
             for name in self.listing_authors(issuers)
         ]
-        views = [
-            TopicSpec(self.views(a), "listing_id", ("ViewChanged",), COMPACTED)
-            for a in sorted(set(enforcers))
+        copies = sorted(set(enforcers))
+        views = [TopicSpec(self.views(a), "listing_id", ("ViewChanged",), COMPACTED) for a in copies]
+        reports = [
+            *(
+                TopicSpec(self.copies_applied(a), "agency+listing_id", ("CopyApplied",), KEEP_FOREVER)
+                for a in copies
+            ),
+            *(TopicSpec(self.copies_digests(a), "agency", ("CopyDigest",), COMPACTED) for a in copies),
         ]
         return [
             *listing,
             TopicSpec(self.ledger, "listing_id", ("ListingState",), COMPACTED),
             *views,
-            TopicSpec(self.copies_applied, "agency+listing_id", ("CopyApplied",), KEEP_FOREVER),
-            TopicSpec(self.copies_digests, "agency", ("CopyDigest",), COMPACTED),
+            *reports,
             TopicSpec(self.findings, "agency+listing_id", ("Finding",), KEEP_FOREVER),
             TopicSpec(self.rejected, "listing_id", ("Rejected",), KEEP_FOREVER),
         ]

@@ -25,9 +25,8 @@ import faust
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.core import serde
-from services.core.crypto import Keystore
 from services.core.kafka import headers_of
-from services.core.policy import Policy, load_policy
+from services.core.policy import Policy
 from services.core.topics import BACKBONE
 from services.ledger.expiry import ExpiryIndex, expiry_of
 from services.ledger.handler import Context, Outbound, handle
@@ -91,9 +90,8 @@ class Progress:
 
 
 def trust(settings: LedgerSettings) -> tuple[Policy, Ed25519PrivateKey]:
-    """The policy with every agency's public key, and the backbone's own signing key."""
-    keystore = Keystore(settings.options.keystore)
-    return load_policy().with_public_keys(keystore.public_keys()), keystore.private(BACKBONE)
+    """The policy with every agency's trusted public key, and the backbone's own signing key."""
+    return settings.keys.policy_with_keys(), settings.keys.backbone_key()
 
 
 class Ledger:
@@ -133,9 +131,9 @@ class Ledger:
         log.warning(
             "re-reading %s[%d] %d..%d: skipped by Faust", msg.topic, msg.partition, expected, msg.offset - 1
         )
-        bootstrap = self.settings.kafka.bootstrap_servers
+        connection = self.settings.kafka.connection
         missed = await asyncio.to_thread(
-            read_range, bootstrap, msg.topic, msg.partition, expected, msg.offset
+            read_range, connection, msg.topic, msg.partition, expected, msg.offset
         )
         self.progress.refetched += len(missed)
         return missed
@@ -181,6 +179,7 @@ def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoRetur
     app = faust.App(
         f"{kafka.namespace}ledger",
         broker=";".join(f"kafka://{hp}" for hp in kafka.bootstrap_servers.split(",")),
+        broker_credentials=kafka.connection.faust_credentials(),
         store=options.store,
         datadir=str(options.data_dir),
         topic_partitions=kafka.partitions,

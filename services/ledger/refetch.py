@@ -14,16 +14,17 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message, TopicPartition
 
+from services.core.connection import KafkaConnection
 from services.core.errors import BrokerUnavailable
 from services.core.kafka import consumer, raise_on_error
 from services.ledger.record import Inbound
 
 
 def read_range(
-    bootstrap: str, topic: str, partition: int, start: int, end: int, timeout: float = 30.0
+    connection: KafkaConnection, topic: str, partition: int, start: int, end: int, timeout: float = 30.0
 ) -> list[Inbound]:
     """Messages [start, end) of one partition, in order."""
-    reader = consumer(bootstrap, "accord-ledger-refetch")
+    reader = consumer(connection, connection.group("refetch"))
     try:
         low, _ = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
         start = max(start, low)  # a partition whose retention dropped its head starts later

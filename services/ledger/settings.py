@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import KafkaSettings, state_root
+from services.core.settings import KafkaSettings, KeystoreSettings
 
 
 class LedgerOptions(BaseSettings):
-    """How the worker keeps its tables, how often it looks for expiries, whose keys it trusts."""
+    """How the worker keeps its tables and how often it looks for expiries."""
 
     model_config = SettingsConfigDict(env_prefix="ACCORD_LEDGER_", frozen=True, extra="ignore")
 
@@ -28,11 +28,6 @@ class LedgerOptions(BaseSettings):
         default=30.0, gt=0, description="how soon the group gives a dead worker's partitions to another"
     )
     log_level: str = "warn"
-    keystore: Path = Field(
-        default_factory=lambda: state_root() / "keys",
-        validation_alias=AliasChoices("ACCORD_KEYSTORE", "ACCORD_LEDGER_KEYSTORE"),
-        description="agencies' public keys and the backbone's signing key (env ACCORD_KEYSTORE)",
-    )
 
     def now(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=self.clock_offset_s)
@@ -42,7 +37,9 @@ class LedgerOptions(BaseSettings):
 class LedgerSettings:
     kafka: KafkaSettings
     options: LedgerOptions
+    keys: KeystoreSettings  # the trust anchor and the backbone's own key, no agency's private key
 
     @classmethod
     def from_env(cls, **overrides: object) -> LedgerSettings:
-        return cls(kafka=KafkaSettings(), options=LedgerOptions(**overrides))  # type: ignore[arg-type]
+        options = LedgerOptions(**overrides)  # type: ignore[arg-type]
+        return cls(kafka=KafkaSettings(), options=options, keys=KeystoreSettings())

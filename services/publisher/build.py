@@ -42,6 +42,7 @@ from services.core.rules import (
     latest_expiry,
     objection_due,
 )
+from services.core.screening import check_free_text
 
 # The event each command becomes: a retried request must be the same kind of command.
 EVENT_TYPES: dict[type[AnyCommand], str] = {
@@ -59,6 +60,7 @@ def decide(
 ) -> ListingEvent:
     """The event `command` stands for, if every rule allows it; else a `RuleViolation`."""
     check_agency(command.agency, policy)
+    check_free_text(command, [state.display_name] if state else [], [state.display_id] if state else [])
     if isinstance(command, IssueCommand):
         event: ListingEvent = issue_event(command, state, now, policy, pseudonym_key)
     else:

@@ -1,10 +1,14 @@
-"""`accord keys init` and `accord publish issue|correct|revoke|exempt|object|resolve|show|serve`.
+"""`accord keys init|trust` and `accord publish issue|correct|revoke|exempt|object|resolve|show|serve`.
 
-A command comes from `--file` (JSON or YAML) and/or flags (flags win). Every call
+A command comes from `--file` (JSON or YAML; `-` is standard input) and/or flags
+(flags win). The subject's national id and full name never come from a flag: from
+the file, else from standard input (one per line) or a prompt that does not echo.
+The acting agency is the one the signing key belongs to (`ACCORD_SIGNING_KEY_FILE`);
+`--agency` may only repeat it. Every call
 prints exactly one JSON document on stdout, whatever happens: the receipt, or
 `{"refused": code, "reason": sentence}`. The exit status says which (see
 `refusals`): 0 published, 3 refused by a rule or malformed, 4 version conflict,
-5 broker unreachable, 6 configuration missing.
+5 broker unreachable, 6 configuration missing, 7 not this agency's to do.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import click
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from services.core.cli_input import ask, refuse_flags
 from services.core.commands import (
     CorrectCommand,
     ExemptCommand,
@@ -27,12 +32,13 @@ from services.core.commands import (
     ResolveCommand,
     RevokeCommand,
 )
-from services.core.crypto import Keystore
+from services.core.crypto import Keystore, TrustAnchor
 from services.core.errors import AccordError
 from services.core.policy import load_policy
+from services.core.settings import KeystoreSettings
 from services.publisher.client import Publisher
 from services.publisher.refusals import Refusal, invalid_model, refusal_of
-from services.publisher.settings import PublisherOptions, PublisherSettings
+from services.publisher.settings import PublisherSettings
 
 # verb -> (command model, [(flag, dotted field, kind)]): kind "one" or "many" take text that pydantic
 # parses (dates, numbers); "flag" is a switch. "--detail key=value" may repeat.
@@ -41,8 +47,7 @@ LISTING: Spec = [("--listing-id", "listing_id", "one")]
 VERSION: Spec = [("--expected-version", "expected_version", "one")]
 VERBS: dict[str, tuple[type[BaseModel], Spec]] = {
     "issue": (IssueCommand, [
-        ("--subject-kind", "subject_kind", "one"), ("--national-id", "national_id", "one"),
-        ("--full-name", "full_name", "one"), ("--birth-date", "birth_date", "one"),
+        ("--subject-kind", "subject_kind", "one"), ("--birth-date", "birth_date", "one"),
         ("--student", "is_full_time_student", "flag"), ("--debt-kind", "debt_kind", "one"),
         ("--force-majeure", "force_majeure", "flag"), ("--category", "category", "one"),
         ("--measure", "measures", "many"), ("--legal-basis", "legal_basis", "one"),
@@ -53,7 +58,7 @@ VERBS: dict[str, tuple[type[BaseModel], Spec]] = {
     "correct": (CorrectCommand, [
         *LISTING, *VERSION, ("--reason", "reason", "one"), ("--measure", "changes.measures", "many"),
         ("--legal-basis", "changes.legal_basis", "one"), ("--severity", "changes.severity", "one"),
-        ("--full-name", "changes.full_name", "one"), ("--detail", "changes.details", "many"),
+        ("--detail", "changes.details", "many"),
         ("--expires-at", "changes.expires_at", "one"),
     ]),
     "revoke": (RevokeCommand, [*LISTING, *VERSION, ("--reason", "reason", "one"), ("--note", "note", "one")]),
@@ -84,7 +89,8 @@ def _read_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        loaded = yaml.safe_load(text)  # JSON is YAML too
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         _refuse(Refusal("invalid_command", f"{path} is not readable YAML or JSON: {e}", 422, 3))
     if not isinstance(loaded, dict):
@@ -114,17 +120,44 @@ def _merge(data: dict[str, Any], flags: dict[str, Any], spec: Spec) -> dict[str,
 
 @click.group()
 def keys() -> None:
-    """The agencies' Ed25519 signing keys."""
+    """The agencies' Ed25519 signing keys, and the public keys the backbone trusts."""
 
 
 @keys.command("init")
+@click.option("--agency", help="make this agency's key alone, as an agency does on its own host")
 @click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
               help="keystore folder (default $ACCORD_KEYSTORE or ~/.local/state/accord/keys)")  # fmt: skip
-def keys_init(folder: Path | None) -> None:
-    """Make a signing key for every agency of the policy that has none; print the public keys."""
-    target = folder or PublisherOptions().keystore
-    public = Keystore(target).create([a.id for a in load_policy().agencies])
-    _print({"keystore": str(target), "public_keys": public})
+def keys_init(agency: str | None, folder: Path | None) -> None:
+    """Make missing signing keys (0600, in a 0700 folder) and print the public keys.
+
+    Without --agency, one machine plays every part (development): a key for every agency
+    of the policy, the backbone's apart, all registered in the trust anchor.
+    """
+    settings = KeystoreSettings() if folder is None else KeystoreSettings(keystore=folder)
+    if agency is None:
+        public = settings.create_local([a.id for a in load_policy().agencies])
+        _print({"keystore": str(settings.keystore), "trust_anchor": str(settings.trust_anchor),
+                "public_keys": public})  # fmt: skip
+        return
+    store = Keystore(settings.keystore)
+    public = store.create([agency])
+    next_step = "give the public key to the backbone's operator: accord keys trust"
+    _print({"key_file": str(store.key_file(agency)), "public_keys": public, "next": next_step})
+
+
+@keys.command("trust")
+@click.option("--agency", required=True, help="the agency whose public key this is")
+@click.option("--public-key", required=True, help="its Ed25519 public key (base64), from `keys init`")
+def keys_trust(agency: str, public_key: str) -> None:
+    """Register (or rotate) an agency's public key in the trust anchor (the backbone operator's step)."""
+    if agency not in load_policy().agency_by_id:
+        raise click.BadParameter(f"{agency!r} is not an agency of the policy", param_hint="--agency")
+    settings = KeystoreSettings()
+    try:
+        trusted = TrustAnchor(settings.trust_anchor).register({agency: public_key})
+    except AccordError as e:
+        raise click.BadParameter(str(e), param_hint="--public-key") from e
+    _print({"trust_anchor": str(settings.trust_anchor), "agencies": sorted(trusted)})
 
 
 @click.group()
@@ -134,9 +167,14 @@ def publish() -> None:
 
 def _run(model: type[BaseModel], spec: Spec, options: dict[str, Any]) -> None:
     data = _merge(_read_file(options.pop("file")), options, spec)
-    for field in ("agency", "request_id"):
-        if options.get(field):
-            data[field] = options[field]
+    if options.get("request_id"):
+        data["request_id"] = options["request_id"]
+    if options.get("agency"):
+        data["agency"] = options["agency"]
+    if model is IssueCommand:
+        _ask_identifiers(data)
+    if not data.get("agency"):
+        data["agency"] = _own_agency()
     try:
         command = model.model_validate(data)
     except ValidationError as e:
@@ -147,6 +185,25 @@ def _run(model: type[BaseModel], spec: Spec, options: dict[str, Any]) -> None:
     except AccordError as e:
         _refuse(refusal_of(e))
     _print(receipt.model_dump(mode="json"))
+
+
+def _ask_identifiers(data: dict[str, Any]) -> None:
+    """The subject's national id and full name: from the command file, else stdin or a prompt."""
+    for field, label in (("national_id", "national id"), ("full_name", "full name")):
+        if not data.get(field):
+            try:
+                data[field] = ask(label)
+            except click.UsageError as e:
+                _refuse(Refusal("invalid_command", e.message, 422, 3))
+
+
+def _own_agency() -> str:
+    """The agency the signing key belongs to: whom this publisher may act for."""
+    keys = KeystoreSettings()
+    try:
+        return keys.agency_key(keys.policy_with_keys()).agency
+    except AccordError as e:
+        _refuse(refusal_of(e))
 
 
 def _verb(name: str, model: type[BaseModel], spec: Spec) -> click.Command:
@@ -167,10 +224,15 @@ def _verb(name: str, model: type[BaseModel], spec: Spec) -> click.Command:
     command = click.option("--request-id", help="idempotency key: a retry with it never publishes twice")(
         command
     )
-    command = click.option("--file", type=click.Path(exists=True, path_type=Path), help="JSON or YAML")(
+    command = click.option(
+        "--file",
+        type=click.Path(exists=True, allow_dash=True, path_type=Path),
+        help="JSON or YAML; - is stdin",
+    )(command)
+    command = click.option("--agency", help="the acting agency: that of the signing key, if omitted")(command)
+    command = refuse_flags("--national-id", "--full-name", source="--file, standard input or the prompt")(
         command
     )
-    command = click.option("--agency", help="the acting agency")(command)
     return click.command(name, help=(model.__doc__ or "").splitlines()[0])(command)
 
 

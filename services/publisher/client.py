@@ -35,10 +35,11 @@ from services.core.commands import (
     ResolveCommand,
     RevokeCommand,
 )
-from services.core.crypto import Keystore, seal
+from services.core.connection import KafkaConnection
+from services.core.crypto import AgencyKey, seal
 from services.core.errors import ConfigurationError, ConflictError, RuleViolation
 from services.core.events import ListingEvent, ListingState
-from services.core.policy import Policy, load_policy
+from services.core.policy import Policy
 from services.core.topics import Topics
 from services.publisher.build import EVENT_TYPES, decide
 from services.publisher.delivery import ConfirmingProducer
@@ -55,38 +56,42 @@ def utc_now() -> datetime:
 
 
 class Publisher:
-    """Publishes agencies' commands as sealed listing events, exactly once each."""
+    """Publishes one agency's commands as sealed listing events, exactly once each.
+
+    It holds that agency's key alone (`signer`) and refuses, before reading anything,
+    a command in any other agency's name.
+    """
 
     def __init__(
         self,
-        bootstrap: str,
+        connection: KafkaConnection,
         topics: Topics,
         policy: Policy,
-        keystore: Keystore,
+        signer: AgencyKey,
         pseudonym_key: bytes,
         timeout: float = 10.0,
         clock: Clock = utc_now,
     ) -> None:
         if not pseudonym_key:
             raise ConfigurationError("no pseudonym key: set ACCORD_PSEUDONYM_KEY (never commit it)")
-        self.policy, self.topics, self._keystore, self._key = policy, topics, keystore, pseudonym_key
+        self.policy, self.topics, self.signer, self._key = policy, topics, signer, pseudonym_key
         self._clock = clock
         authors = topics.listing_authors(policy.issuers)
         self.book = ListingBook(policy, authors)
-        self._reader = LogReader(bootstrap, list(authors), timeout)
-        self._producer = ConfirmingProducer(bootstrap, timeout)
+        self._reader = LogReader(connection, list(authors), timeout)
+        self._producer = ConfirmingProducer(connection, timeout)
         self._read_lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
     @classmethod
     def from_settings(cls, settings: PublisherSettings, clock: Clock = utc_now) -> Publisher:
-        """The publisher of a deployment: the repository's policy with the keystore's public keys."""
-        keystore = Keystore(settings.options.keystore)
+        """An agency's publisher: the policy with the trusted public keys, and the agency's own key."""
+        policy = settings.keys.policy_with_keys()
         return cls(
-            bootstrap=settings.kafka.bootstrap_servers,
+            connection=settings.kafka.connection,
             topics=settings.kafka.topics,
-            policy=load_policy().with_public_keys(keystore.public_keys()),
-            keystore=keystore,
+            policy=policy,
+            signer=settings.keys.agency_key(policy),
             pseudonym_key=settings.secrets.pseudonym_key.get_secret_value().encode(),
             timeout=settings.options.publish_timeout_s,
             clock=clock,
@@ -112,13 +117,14 @@ class Publisher:
 
     def submit(self, command: AnyCommand) -> Receipt:
         """Publish `command` once and return where its event stands; raise if it is refused."""
+        private = self.signer.signing_for(command.agency)  # before anything else: never another's name
         with self._stripe(command.listing_id):
             prior = self._catch_up(command)
             if prior is not None:
                 return self._answer_retry(prior, command)
             state = self.book.state(command.listing_id)
             event = decide(command, state, self._clock(), self.policy, self._key)
-            sealed = seal(event, state.envelope.hash if state else "", self._keystore.private(command.agency))
+            sealed = seal(event, state.envelope.hash if state else "", private)
             delivered = self._producer.send(self.topics.listings(command.agency), command.listing_id, sealed)
             return self._settle(sealed, Position(delivered.topic, delivered.partition, delivered.offset))
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
+from services.core.connection import KafkaConnection
 from services.core.errors import BrokerUnavailable
 from services.core.events import Event
 from services.core.kafka import Delivered, EventProducer
@@ -21,9 +22,9 @@ from services.core.kafka import Delivered, EventProducer
 class ConfirmingProducer:
     """Idempotent, acks=all (core's producer settings); a failed or late delivery is `BrokerUnavailable`."""
 
-    def __init__(self, bootstrap: str, timeout: float) -> None:
+    def __init__(self, connection: KafkaConnection, timeout: float) -> None:
         extra: dict[str, Any] = {"linger.ms": 0, "message.timeout.ms": int(timeout * 1000)}
-        self._producer = EventProducer(bootstrap, **extra)
+        self._producer = EventProducer(connection, **extra)
         self._timeout = timeout
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._serve, name="publisher-delivery", daemon=True)

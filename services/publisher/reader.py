@@ -16,8 +16,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+from services.core.connection import KafkaConnection
 from services.core.errors import BrokerUnavailable, ConfigurationError, ContractError
-from services.core.kafka import consumer, decode_message, raise_on_error
+from services.core.kafka import admin_client, consumer, decode_message, raise_on_error
 from services.core.serde import Decoded
 from services.publisher.state import Position
 
@@ -45,8 +46,8 @@ def transient(error: KafkaError) -> bool:
 class LogReader:
     """Tracks, per partition, the next offset to read; opens its clients on first use."""
 
-    def __init__(self, bootstrap: str, topics: Iterable[str], timeout: float) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, connection: KafkaConnection, topics: Iterable[str], timeout: float) -> None:
+        self._connection = connection
         self._topics = sorted(topics)
         self._timeout = timeout
         self._admin: Any = None
@@ -57,10 +58,10 @@ class LogReader:
     def _open(self) -> None:
         if self._consumer is not None:
             return
-        admin = AdminClient({"bootstrap.servers": self._bootstrap})
+        admin = admin_client(self._connection)
         for topic, partitions in self._partitions(admin).items():
             self.positions.update({(topic, p): 0 for p in partitions})
-        reader = consumer(self._bootstrap, "accord-publisher", **{"fetch.wait.max.ms": 50})
+        reader = consumer(self._connection, self._connection.group("publisher"), **{"fetch.wait.max.ms": 50})
         reader.assign([TopicPartition(t, p, 0) for t, p in self.positions])
         self._admin, self._consumer = admin, reader
 
@@ -71,7 +72,7 @@ class LogReader:
             try:
                 metadata = admin.list_topics(timeout=self._timeout)
             except KafkaException as e:
-                raise BrokerUnavailable(f"cannot reach Kafka at {self._bootstrap}: {e}") from e
+                raise BrokerUnavailable(f"cannot reach Kafka at {self._connection}: {e}") from e
             found = {t: metadata.topics.get(t) for t in self._topics}
             missing = [t for t, m in found.items() if m is None or m.error is not None]
             if not missing:

@@ -8,6 +8,8 @@
 | ConflictError     | stale_version      | 409  | 4    |
 | BrokerUnavailable | broker_unavailable | 503  | 5    |
 | ConfigurationError| configuration      | 500  | 6    |
+| Unauthenticated   | its reason code    | 401  | 7    |
+| Forbidden         | its reason code    | 403  | 7    |
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.core.errors import (
+    AccessDenied,
     AccordError,
     BrokerUnavailable,
     ConfigurationError,
     ConflictError,
     RuleViolation,
+    Unauthenticated,
     UnknownListing,
 )
 
@@ -39,6 +43,8 @@ class Refusal:
 
 
 def refusal_of(error: AccordError) -> Refusal:
+    if isinstance(error, AccessDenied):
+        return Refusal(error.code, error.message, 401 if isinstance(error, Unauthenticated) else 403, 7)
     if isinstance(error, ConflictError):
         return Refusal(error.code, error.message, 409, 4)
     if isinstance(error, UnknownListing):

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import KafkaSettings, SecretSettings, state_root
+from services.core.settings import KafkaSettings, KeystoreSettings, SecretSettings
 
 
 class PublisherOptions(BaseSettings):
-    """Where the agencies' signing keys are, and how long a command may wait for the broker."""
+    """How long a command may wait for the broker."""
 
     model_config = SettingsConfigDict(env_prefix="ACCORD_", frozen=True, extra="ignore")
 
-    keystore: Path = Field(default_factory=lambda: state_root() / "keys", description="env ACCORD_KEYSTORE")
     publish_timeout_s: float = Field(
         default=10.0,
         gt=0,
@@ -31,7 +29,8 @@ class PublisherSettings:
     kafka: KafkaSettings
     secrets: SecretSettings
     options: PublisherOptions
+    keys: KeystoreSettings  # this agency's one signing key, the trust anchor, the HTTP credentials
 
     @classmethod
     def from_env(cls) -> PublisherSettings:
-        return cls(kafka=KafkaSettings(), secrets=SecretSettings(), options=PublisherOptions())
+        return cls(KafkaSettings(), SecretSettings(), PublisherOptions(), KeystoreSettings())

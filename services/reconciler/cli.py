@@ -15,12 +15,13 @@ from types import FrameType
 
 import click
 
+from services.core.connection import KafkaConnection
 from services.core.copystore.probe import StoreProbe
 from services.core.errors import AccordError
 from services.core.kafka import create_topics
 from services.core.local_kafka import LocalKafka
 from services.core.policy import load_policy
-from services.core.settings import KafkaSettings
+from services.core.settings import KafkaSettings, SecretSettings
 from services.reconciler.lease import Lease
 from services.reconciler.probe import HttpProbe, open_probe
 from services.reconciler.report import replay
@@ -69,13 +70,13 @@ def run(copies: tuple[str, ...]) -> None:
     signal.signal(signal.SIGINT, stopping)
     probes: dict[str, HttpProbe | StoreProbe] = {}
     try:
-        probes.update({agency: open_probe(url, agency) for agency, url in urls.items()})
-        create_topics(kafka.bootstrap_servers, kafka.topics.specs(policy.issuers, policy.enforcers),
+        token = SecretSettings().http_token.get_secret_value()  # the reconciler's, for copies' servers
+        probes.update({agency: open_probe(url, agency, token=token) for agency, url in urls.items()})
+        create_topics(kafka.connection, kafka.topics.specs(policy.issuers, policy.enforcers),
                       kafka.partitions, kafka.replication_factor)  # fmt: skip
         for agency in sorted(set(policy.enforcers) - set(probes)):
             _log(f"no --copy for {agency}: acknowledgements only, no anti-entropy")
-        group = f"{kafka.topics.namespace}reconciler-lease"
-        lease = Lease(kafka.bootstrap_servers, group, kafka.topics.ledger, settings.lease_session_s)
+        lease = Lease(kafka.connection, kafka.topics.ledger, settings.lease_session_s)
         try:
             Runner(kafka, settings, policy, probes, _log, lease).run(stop)
         finally:
@@ -92,7 +93,7 @@ def report() -> None:
     """Time to consistency per agency (p50/p99/max) and findings, replayed from the log."""
     kafka = KafkaSettings()
     try:
-        click.echo(replay(kafka.bootstrap_servers, kafka.topics, load_policy()).text())
+        click.echo(replay(kafka.connection, kafka.topics, load_policy()).text())
     except AccordError as e:
         raise click.ClickException(str(e)) from e
 
@@ -112,8 +113,8 @@ def luoshan(workdir: Path | None) -> None:
         folder = workdir or Path(scratch)
         broker = _local_broker(folder)
         try:
-            bootstrap = broker.start() if broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-            timeline = run_luoshan(bootstrap, folder, click.echo)
+            connection = _connection(broker)
+            timeline = run_luoshan(connection, folder, click.echo)
         except AccordError as e:
             raise click.ClickException(str(e)) from e
         finally:
@@ -121,6 +122,16 @@ def luoshan(workdir: Path | None) -> None:
                 broker.stop()
     click.echo("")
     click.echo(timeline.summary())
+
+
+def _connection(broker: LocalKafka | None) -> KafkaConnection:
+    """The demo's broker: the local one it started (as its super user), else the environment's."""
+    if broker is None:
+        return KafkaSettings().connection
+    broker.start()
+    connection = broker.connection()
+    assert connection is not None, "a started broker records its bootstrap"
+    return connection
 
 
 def _local_broker(folder: Path) -> LocalKafka | None:

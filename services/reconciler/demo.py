@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.core.connection import KafkaConnection
 from services.core.copystore import open_store
 from services.core.crypto import Keystore
 from services.core.events import CopyApplied
 from services.core.kafka import EventProducer, create_topics
 from services.core.policy import load_policy
+from services.core.settings import KeystoreSettings
 from services.core.topics import Topics
 from services.reconciler import luoshan
 from services.reconciler.drill import Children, backup, restore_rows
@@ -45,34 +47,44 @@ DEMO_ENV = {
 }
 
 
-def run_luoshan(bootstrap: str, workdir: Path, say: Callable[[str], None]) -> Timeline:
-    """Tell the whole story against the broker at `bootstrap`; the child services run in `workdir`."""
+def run_luoshan(connection: KafkaConnection, workdir: Path, say: Callable[[str], None]) -> Timeline:
+    """Tell the whole story against the broker `connection` reaches; the child services run in `workdir`."""
     topics, policy = Topics(f"luoshan-{uuid.uuid4().hex[:8]}."), load_policy()
-    create_topics(bootstrap, topics.specs(policy.issuers, policy.enforcers), partitions=3, replication=1)
+    create_topics(connection, topics.specs(policy.issuers, policy.enforcers), partitions=3, replication=1)
     keystore = Keystore(workdir / "keys")
-    keystore.create([a.id for a in policy.agencies])
+    demo_keys(workdir).create_local([a.id for a in policy.agencies])
     key = secrets.token_hex(32)
-    children = Children(_environment(bootstrap, topics, workdir, key), workdir / "logs")
+    children = Children(_environment(connection, topics, workdir, key), workdir / "logs")
     timeline = Timeline(topics.namespace)
     say(timeline.header())
     try:
         _start(children, workdir)
-        watch = Watch(bootstrap, [topics.copies_applied, topics.findings], children)
+        watch = Watch(connection, [*topics.all_copies_applied(policy.enforcers), topics.findings], children)
         try:
-            Story(timeline, watch, children, workdir, keystore, key.encode(), topics, say).tell(bootstrap)
+            Story(timeline, watch, children, workdir, keystore, key.encode(), topics, say).tell(connection)
         finally:
             watch.close()
     finally:
         children.stop_all()
-    timeline.consistency = replay(bootstrap, topics, policy).text()
+    timeline.consistency = replay(connection, topics, policy).text()
     return timeline
 
 
-def _environment(bootstrap: str, topics: Topics, workdir: Path, key: str) -> dict[str, str]:
+def demo_keys(workdir: Path) -> KeystoreSettings:
+    """The demo plays every part on one host: agencies' keys, the backbone's, the trust anchor apart."""
+    return KeystoreSettings(
+        keystore=workdir / "keys",
+        trust_anchor=workdir / "trust" / "public_keys.yaml",
+        backbone_key_file=workdir / "backbone" / "backbone.key",
+    )
+
+
+def _environment(connection: KafkaConnection, topics: Topics, workdir: Path, key: str) -> dict[str, str]:
     given = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        **connection.environment(),
         "ACCORD_NAMESPACE": topics.namespace,
-        "ACCORD_KEYSTORE": str(workdir / "keys"),
+        "ACCORD_TRUST_ANCHOR": str(demo_keys(workdir).trust_anchor),
+        "ACCORD_BACKBONE_KEY_FILE": str(demo_keys(workdir).backbone_key_file),
         "ACCORD_PSEUDONYM_KEY": key,
     }
     return {**os.environ, **DEMO_ENV, **given}
@@ -110,8 +122,8 @@ class Story:
         self.timeline.add(at, text)
         self.say(f"  +{(at - start).total_seconds():6.2f} s  {text}")
 
-    def tell(self, bootstrap: str) -> None:
-        producer = EventProducer(bootstrap)
+    def tell(self, connection: KafkaConnection) -> None:
+        producer = EventProducer(connection)
         listing = luoshan.marking(self.keystore, self.key, datetime.now(UTC))
         lid = self.timeline.listing_id = listing.envelope.listing_id
         producer.send_sync(self.topics.listings(luoshan.BUREAU), lid, listing)

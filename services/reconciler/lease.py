@@ -2,7 +2,8 @@
 
 Every reconciler reads the whole backbone and keeps its state warm, but only the holder
 of the lease publishes findings and repairs, so two never repair everything twice. The
-lease is membership of one consumer group on the `ledger` topic: the coordinator assigns
+lease is membership of one consumer group on the `ledger` topic, the reconciler principal's
+own `<principal>.lease` (its ACLs grant it the `<principal>.` groups): the coordinator assigns
 partition 0 to exactly one live member, and hands it on when that member leaves or stops
 heartbeating (`session.timeout.ms`). The lease consumer reads nothing: its partitions are
 paused as soon as they are assigned.
@@ -14,17 +15,20 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from services.core.connection import KafkaConnection
 from services.core.kafka import consumer
+
+PURPOSE = "lease"
 
 
 class Lease:
-    def __init__(self, bootstrap: str, group: str, topic: str, session_s: float) -> None:
+    def __init__(self, connection: KafkaConnection, topic: str, session_s: float) -> None:
         self.topic = topic
         session_ms = int(session_s * 1000)
         self._held: set[int] = set()
         self._consumer: Consumer = consumer(
-            bootstrap,
-            group,
+            connection,
+            connection.group(PURPOSE),
             **{"session.timeout.ms": session_ms, "heartbeat.interval.ms": max(100, session_ms // 6)},
         )
         self._consumer.subscribe(

@@ -23,18 +23,23 @@ T = TypeVar("T")
 HTTP_PREFIXES = ("http://", "https://")
 
 
-def open_probe(url: str, agency: str, timeout_s: float = 10.0) -> HttpProbe | StoreProbe:
-    """The probe for a copy at `url`: its HTTP server, or its database."""
+def open_probe(url: str, agency: str, timeout_s: float = 10.0, token: str = "") -> HttpProbe | StoreProbe:
+    """The probe for a copy at `url`: its HTTP server (shown the reconciler's `token`), or its database."""
     if url.startswith(HTTP_PREFIXES):
-        return HttpProbe(url, agency, timeout_s)
+        return HttpProbe(url, agency, timeout_s, token)
     return StoreProbe.open(url, agency)
 
 
 class HttpProbe:
-    """Asks a copy's server (`/probe/...` of `accord copy serve`) the `CopyProbe` questions."""
+    """Asks a copy's server (`/probe/...` of `accord copy serve`) the `CopyProbe` questions.
 
-    def __init__(self, base_url: str, agency: str, timeout_s: float = 10.0) -> None:
+    Each request carries the reconciler's bearer token (`ACCORD_HTTP_TOKEN`): a copy
+    answers its probe to the reconciler alone.
+    """
+
+    def __init__(self, base_url: str, agency: str, timeout_s: float = 10.0, token: str = "") -> None:
         self.base_url, self.agency, self.timeout_s = base_url.rstrip("/"), agency, timeout_s
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def digest(self) -> list[str]:
         return list(self._get("digest"))
@@ -61,8 +66,9 @@ class HttpProbe:
     def _get(self, question: str, **params: int) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         url = f"{self.base_url}/probe/{question}{query}"
+        request = urllib.request.Request(url, headers=self._headers)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return json.load(response)
         except (urllib.error.URLError, OSError, ValueError) as e:
             raise StoreError(f"{self.agency}'s copy at {url} did not answer: {e}") from e

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from services.core.connection import KafkaConnection
 from services.core.errors import ContractError
 from services.core.events import CopyApplied, Event, Finding, ViewChanged
 from services.core.kafka import decode_message, read_all
@@ -47,25 +48,27 @@ class Report:
         return "\n".join(lines)
 
 
-def replay(bootstrap: str, topics: Topics, policy: Policy) -> Report:
+def replay(connection: KafkaConnection, topics: Topics, policy: Policy) -> Report:
     """Read the view topics, then the acknowledgements, then the findings: each ack after its change."""
     report, acks = Report(), AckTracker(REPLAY_SLA)
-    for event, at in _events(bootstrap, [*map(topics.views, policy.enforcers)], report):
+    for event, at in _events(connection, [*map(topics.views, policy.enforcers)], report):
         if isinstance(event, ViewChanged) and event.envelope.agency != RECONCILER:
             acks.expect(event, at)
-    for event, _ in _events(bootstrap, [topics.copies_applied], report):
+    for event, _ in _events(connection, topics.all_copies_applied(policy.enforcers), report):
         if isinstance(event, CopyApplied):
             for settled in acks.acknowledge(event):
                 report.times.add(settled.agency, CHANGE, settled.seconds)
-    for event, _ in _events(bootstrap, [topics.findings], report):
+    for event, _ in _events(connection, [topics.findings], report):
         if isinstance(event, Finding):
             _count(report, event)
     report.unacknowledged = acks.pending()
     return report
 
 
-def _events(bootstrap: str, names: list[str], report: Report) -> Iterator[tuple[Event, datetime]]:
-    for msg in read_all(bootstrap, names):
+def _events(
+    connection: KafkaConnection, names: list[str], report: Report
+) -> Iterator[tuple[Event, datetime]]:
+    for msg in read_all(connection, names):
         try:
             event = decode_message(msg).event
         except ContractError:

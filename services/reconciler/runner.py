@@ -1,11 +1,11 @@
 """`accord reconcile run`: read the backbone, feed the engine, publish what it finds and repairs.
 
-One plain consumer reads `ledger`, every `views.<agency>`, `copies.applied`,
-`copies.digests` and `findings` from the beginning (the reconciler's state is rebuilt
-from the log on start, like every other view of it; the findings tell it what was
-already published, so a restart repeats none). It acts only once it has read as far as
-the log reached when it started, and only while it holds the lease (`lease.py`), so a
-second reconciler stands by warm instead of repairing everything twice. Deadlines and
+One plain consumer reads `ledger`, every `views.<agency>`, every copy's
+`copies.applied.<agency>` and `copies.digests.<agency>`, and `findings` from the beginning
+(the reconciler's state is rebuilt from the log on start, like every other view of it; the
+findings tell it what was already published, so a restart repeats none). It acts only once
+it has read as far as the log reached when it started, and only while it holds the lease
+(`lease.py`), so a second reconciler stands by warm instead of repairing everything twice. Deadlines and
 anti-entropy then run on time, however busy the input: a deadline is judged only up to
 the horizon the acknowledgements have been read to, so a reconciler behind on its input
 never mistakes its own lag for a copy's fault. A bad message goes to `rejected` and the
@@ -60,8 +60,8 @@ DAWN = datetime.min.replace(tzinfo=UTC)
 
 def subscription(topics: Topics, agencies: list[str]) -> list[str]:
     """Every topic the reconciler reads, all from the start."""
-    return [topics.ledger, *map(topics.views, agencies), topics.copies_applied, topics.copies_digests,
-            topics.findings]  # fmt: skip
+    return [topics.ledger, *map(topics.views, agencies), *topics.all_copies_applied(agencies),
+            *topics.all_copies_digests(agencies), topics.findings]  # fmt: skip
 
 
 def from_the_start(reader: Consumer, names: list[str], wait_s: float = TOPIC_WAIT_S) -> list[TopicPartition]:
@@ -95,7 +95,7 @@ class Runner:
         self.kafka, self.settings, self.probes, self.log = kafka, settings, probes, log
         self.topics = kafka.topics
         self.engine = Reconciler(policy, policy.enforcers, settings.timing())
-        self.producer = EventProducer(kafka.bootstrap_servers)
+        self.producer = EventProducer(kafka.connection)
         self.lease = lease  # None: this reconciler is the only one
         self._last: dict[str, float] = {}
         self._digest_seen: dict[str, datetime] = {}
@@ -103,7 +103,7 @@ class Runner:
         self._partitions: dict[str, int] = {}  # topic -> partitions
         self._replay_to: dict[tuple[str, int], int] = {}  # the log's end when we started
         self._read_to: dict[tuple[str, int], int] = {}  # next offset, per partition read
-        self._acks_at: dict[int, datetime] = {}  # copies.applied partition -> time of the last ack read
+        self._acks_at: dict[tuple[str, int], datetime] = {}  # acks partition -> time of the last ack read
         self.replayed = False
         self.read = 0
 
@@ -124,10 +124,11 @@ class Runner:
 
     def _subscribe(self) -> Consumer:
         names = subscription(self.topics, self.engine.expected.agencies)
-        reader = consumer(self.kafka.bootstrap_servers, f"{self.topics.namespace}reconciler-{uuid.uuid4()}")
+        connection = self.kafka.connection
+        reader = consumer(connection, connection.group(f"follow-{uuid.uuid4()}"))
         try:
             assignment = from_the_start(reader, names)
-            ends = end_offsets(self.kafka.bootstrap_servers, names)
+            ends = end_offsets(connection, names)
         except (ConfigurationError, AccordError):
             reader.close()
             raise
@@ -147,14 +148,14 @@ class Runner:
         return self.replayed
 
     def acks_horizon(self, reader: Consumer, now: datetime) -> datetime:
-        """How far in time the acknowledgements are read: a partition read to its end, up to now;
-        one with more to read, up to its last acknowledgement read."""
-        topic = self.topics.copies_applied
+        """How far in time the acknowledgements are read: a partition of a copy's acks topic read to
+        its end, up to now; one with more to read, up to its last acknowledgement read."""
         horizon = now
-        for partition in range(self._partitions.get(topic, 0)):
-            _, high = reader.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-            if high < 0 or self._read_to.get((topic, partition), 0) < high:
-                horizon = min(horizon, self._acks_at.get(partition, DAWN))
+        for topic in self.topics.all_copies_applied(self.engine.expected.agencies):
+            for partition in range(self._partitions.get(topic, 0)):
+                _, high = reader.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+                if high < 0 or self._read_to.get((topic, partition), 0) < high:
+                    horizon = min(horizon, self._acks_at.get((topic, partition), DAWN))
         return horizon
 
     # --- reading -------------------------------------------------------------------
@@ -169,13 +170,15 @@ class Runner:
         except ContractError as e:
             self._reject(msg, e)
             return
+        if isinstance(event, CopyApplied | CopyDigest) and not self._own_topic(event, msg):
+            return
         at = timestamp_of(msg) or event.envelope.recorded_at
         if isinstance(event, ListingState):
             self.engine.on_state(event, at, msg.value())
         elif isinstance(event, ViewChanged):
             self.engine.on_view(event, partition, offset, at)
         elif isinstance(event, CopyApplied):
-            self._acks_at[partition] = at
+            self._acks_at[(topic, partition)] = at
             self.publish(self.engine.on_applied(event))
         elif isinstance(event, CopyDigest):
             self.engine.on_digest(event)
@@ -183,6 +186,14 @@ class Runner:
             self.engine.on_finding(event)
         else:
             self.log(f"ignored a {type(event).__name__} on {topic}: not an input of the reconciler")
+
+    def _own_topic(self, event: CopyApplied | CopyDigest, msg: Message) -> bool:
+        """A copy's report counts only on that copy's own topic (ACLs let only it write there)."""
+        if event.copy_agency == self.topics.reporting_copy(msg.topic() or ""):
+            return True
+        name = type(event).__name__
+        self._reject(msg, ContractError(f"a {name} for {event.copy_agency} on {msg.topic()}: not its topic"))
+        return False
 
     def _reject(self, msg: Message, error: ContractError) -> None:
         """A message nobody can read goes to `rejected` with the reason; the next one is read as usual."""

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from services.core.connection import KafkaConnection
 from services.core.errors import ContractError
 from services.core.events import CopyApplied, Event, Finding
 from services.core.kafka import consumer
@@ -19,9 +20,9 @@ WAIT_S = 90.0  # generous: the ledger's first start on a busy machine is the slo
 class Watch:
     """Reads `copies.applied` and `findings` from the start, keeping every event it has seen."""
 
-    def __init__(self, bootstrap: str, topics: list[str], children: Children) -> None:
+    def __init__(self, connection: KafkaConnection, topics: list[str], children: Children) -> None:
         self.children = children
-        self.reader = consumer(bootstrap, f"demo-watch-{uuid.uuid4()}")
+        self.reader = consumer(connection, connection.group(f"demo-watch-{uuid.uuid4()}"))
         self.reader.assign(from_the_start(self.reader, topics))
         self.seen: list[Event] = []
 

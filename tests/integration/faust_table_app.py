@@ -4,7 +4,8 @@ It counts words into a Table (backed by a changelog topic Faust declares
 itself) and forwards each new count to an output topic, which is what the
 project's services do at scale: state in a table, results in a topic.
 
-Configured by environment: FAUST_TEST_BROKERS (`host:port,...`),
+Configured by environment: FAUST_TEST_BROKERS (`host:port,...`), its credentials as
+`KafkaSettings` reads them (ACCORD_KAFKA_*),
 FAUST_TEST_NAMESPACE (prefix of the app id and topics), FAUST_TEST_DATADIR.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import os
 
 import faust
+
+from services.core.settings import KafkaSettings
 
 NAMESPACE = os.environ["FAUST_TEST_NAMESPACE"]
 PARTITIONS = 2
@@ -25,6 +28,7 @@ app = faust.App(
     topic_replication_factor=1,
     topic_partitions=PARTITIONS,
     web_enabled=False,
+    broker_credentials=KafkaSettings().connection.faust_credentials(),
 )
 
 words = app.topic(NAMESPACE + "words", key_type=bytes, value_type=bytes,

@@ -2,8 +2,8 @@
 
 The backbone is started against the session broker in its own namespace and state
 directory; a listing published through the CLI must reach an enforcing agency's copy
-(ledger and sink as the processes `up` started), a revocation must take it away, and
-`down` must stop every process `up` recorded.
+(ledger and sink as the processes `up` started, each as its own Kafka principal under the
+policy's ACLs), a revocation must take it away, and `down` must stop every process `up` recorded.
 """
 
 from __future__ import annotations
@@ -22,14 +22,19 @@ import pytest
 import yaml
 
 from services.core import processes
+from services.core.connection import KafkaConnection
+from services.core.policy import load_policy
 
 NATIONAL_ID = "420102199005171234"
 
 
-def accord(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def accord(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+        [sys.executable, "-m", "services", *args],
+        env=env, input=stdin, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
 
 
 def recorded_pids(state: Path) -> list[int]:
@@ -38,14 +43,15 @@ def recorded_pids(state: Path) -> list[int]:
 
 
 @pytest.fixture
-def backbone_env(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "ACCORD_NAMESPACE": namespace,
+def backbone_env(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {**os.environ, **kafka_admin.environment(), "ACCORD_NAMESPACE": namespace,
            "ACCORD_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
-    env.pop("ACCORD_PSEUDONYM_KEY", None)
-    env.pop("ACCORD_KEYSTORE", None)
+    for name in ("ACCORD_PSEUDONYM_KEY", "ACCORD_KEYSTORE", "ACCORD_SIGNING_KEY_FILE", "ACCORD_TRUST_ANCHOR",
+                 "ACCORD_BACKBONE_KEY_FILE", "ACCORD_CREDENTIALS_FILE"):  # fmt: skip
+        env.pop(name, None)
     started = accord(env, "backbone", "up")
     assert started.returncode == 0, started.stderr
-    assert started.stdout.strip() == kafka_bootstrap
+    assert started.stdout.strip() == kafka_admin.bootstrap
     try:
         yield env
     finally:
@@ -53,10 +59,37 @@ def backbone_env(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterat
             accord(env, "backbone", "down")
 
 
+def principal_env(state: Path, user: str) -> dict[str, str]:
+    """What `. credentials/<user>.env` gives a shell: the agency's own Kafka connection."""
+    lines = (state / "backbone" / "credentials" / f"{user}.env").read_text().splitlines()
+    return dict(line.removeprefix("export ").split("=", 1) for line in lines)
+
+
+def running_as(state: Path) -> dict[str, str]:
+    """The Kafka user each recorded service process was started with (from its environment)."""
+    users = {}
+    for line in (state / "backbone" / "pids").read_text().splitlines():
+        name, pid = line.split()
+        environ = dict(
+            item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
+        )
+        assert "ACCORD_KAFKA_PASSWORD" not in environ, f"{name}: the password belongs in its 0600 file"
+        assert Path(environ["ACCORD_KAFKA_PASSWORD_FILE"]).stat().st_mode & 0o777 == 0o600
+        users[name] = environ["ACCORD_KAFKA_USERNAME"]
+    return users
+
+
+def expected_principals(namespace: str) -> dict[str, str]:
+    """Each service as its own principal; each copy as its agency."""
+    copies = {f"copy-{a}": f"{namespace}{a}" for a in load_policy().enforcers}
+    return {"ledger": f"{namespace}ledger", "reconciler": f"{namespace}reconciler", **copies}
+
+
 def issue_file(folder: Path) -> Path:
+    """The README's listing, without the subject's identifiers: those come on standard input."""
     now = datetime.now(UTC)
     command = {
-        "national_id": NATIONAL_ID, "full_name": "Yu Zhenhua", "birth_date": "1990-05-17",
+        "birth_date": "1990-05-17",
         "category": "judgment_default", "measures": ["flight_ban"],
         "legal_basis": "SPC Provisions on Restricting High Consumption (2015), art. 3(1)",
         "severity": "serious", "case_ref": "(2026) Hu 0101 Zhi 12",
@@ -71,7 +104,7 @@ def check_until(env: dict[str, str], store: str, restricted: bool) -> dict[str, 
     deadline = time.monotonic() + 90
     while True:
         done = accord(env, "copy", "check", "--agency", "civil-aviation", "--store", store,
-                      "--subject", NATIONAL_ID, "--json")  # fmt: skip
+                      "--json", stdin=f"{NATIONAL_ID}\n")  # fmt: skip
         assert done.returncode in (0, 2), done.stderr
         answer: dict[str, Any] = json.loads(done.stdout)
         if answer["restricted"] == restricted:
@@ -87,18 +120,28 @@ def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
     pids = recorded_pids(state)
     status = accord(backbone_env, "backbone", "status")
     assert status.stdout.count("running") == len(pids) >= 3 and "STOPPED" not in status.stdout
-    env = {**backbone_env, "ACCORD_PSEUDONYM_KEY": (state / "backbone" / "pseudonym.key").read_text().strip()}
-    issued = accord(env, "publish", "issue", "--agency", "court", "--file", str(issue_file(tmp_path)))
+    for pid in pids:  # the backbone's services verify with public keys; none is given an agency's key
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        private = (b"ACCORD_KEYSTORE=", b"ACCORD_SIGNING_KEY_FILE=")
+        assert not [v for v in environment if v.startswith(private)]
+    assert (state / "trust" / "public_keys.yaml").stat().st_mode & 0o022 == 0
+    env = {**backbone_env, "ACCORD_PSEUDONYM_KEY": (state / "backbone" / "pseudonym.key").read_text().strip(),
+           "ACCORD_SIGNING_KEY_FILE": str(state / "keys" / "court.key")}  # fmt: skip
+    issued = accord(env, "publish", "issue", "--file", str(issue_file(tmp_path)),
+                    stdin=f"{NATIONAL_ID}\nYu Zhenhua\n")  # fmt: skip
     assert issued.returncode == 0, issued.stdout + issued.stderr
     listing_id = json.loads(issued.stdout)["listing_id"]
     store = f"sqlite:///{state / 'backbone' / 'copies' / 'civil-aviation.db'}"
 
-    listed = check_until(env, store, restricted=True)
+    officer = {**env, **principal_env(state, backbone_env["ACCORD_NAMESPACE"] + "civil-aviation")}
+    listed = check_until(officer, store, restricted=True)
     assert [hit["listing_id"] for hit in listed["listings"]] == [listing_id]
-    revoked = accord(env, "publish", "revoke", "--agency", "court", "--listing-id", listing_id,
+    revoked = accord(env, "publish", "revoke", "--listing-id", listing_id,
                      "--expected-version", "1", "--reason", "mislisting", "--note", "test")  # fmt: skip
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
-    assert check_until(env, store, restricted=False)["listings"] == []
+    assert check_until(officer, store, restricted=False)["listings"] == []
+
+    assert running_as(state) == expected_principals(backbone_env["ACCORD_NAMESPACE"])
 
     stopped = accord(backbone_env, "backbone", "down")
     assert stopped.returncode == 0, stopped.stderr

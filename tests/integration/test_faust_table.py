@@ -20,19 +20,24 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from services.core.connection import KafkaConnection
+from services.core.kafka import admin_client
+
 APP = Path(__file__).with_name("faust_table_app.py")
 PARTITIONS = 2  # as faust_table_app.PARTITIONS
 WORDS = ["alpha", "beta", "alpha", "gamma", "alpha", "beta"] * 5
 
 
 @pytest.mark.timeout(180)
-def test_faust_worker_counts_into_a_table(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> None:
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+def test_faust_worker_counts_into_a_table(
+    kafka_admin: KafkaConnection, namespace: str, tmp_path: Path
+) -> None:
+    admin = admin_client(kafka_admin)
     _declare(admin, [namespace + "words", namespace + "counts"])
-    worker, log = _start_worker(kafka_bootstrap, namespace, tmp_path)
+    worker, log = _start_worker(kafka_admin, namespace, tmp_path)
     try:
-        _produce_words(kafka_bootstrap, namespace + "words")
-        records = _read(kafka_bootstrap, namespace + "counts", len(WORDS), worker, log)
+        _produce_words(kafka_admin, namespace + "words")
+        records = _read(kafka_admin, namespace + "counts", len(WORDS), worker, log)
     finally:
         _stop(worker)
 
@@ -42,7 +47,7 @@ def test_faust_worker_counts_into_a_table(kafka_bootstrap: str, namespace: str, 
     expected = Counter(WORDS)
     assert {word: seen[-1] for word, seen in by_word.items()} == expected
     assert all(seen == list(range(1, expected[word] + 1)) for word, seen in by_word.items())
-    _assert_changelog(admin, kafka_bootstrap, namespace + "wordcount-counts-changelog", expected)
+    _assert_changelog(admin, kafka_admin, namespace + "wordcount-counts-changelog", expected)
 
 
 def _declare(admin: AdminClient, topics: list[str]) -> None:
@@ -52,11 +57,14 @@ def _declare(admin: AdminClient, topics: list[str]) -> None:
         future.result(timeout=30)
 
 
-def _start_worker(bootstrap: str, namespace: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def _start_worker(
+    connection: KafkaConnection, namespace: str, tmp_path: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
     log = tmp_path / "worker.log"
     env = {
         **os.environ,
-        "FAUST_TEST_BROKERS": bootstrap,
+        **connection.environment(),
+        "FAUST_TEST_BROKERS": connection.bootstrap,
         "FAUST_TEST_NAMESPACE": namespace,
         "FAUST_TEST_DATADIR": str(tmp_path / "faust-data"),
     }
@@ -69,20 +77,20 @@ def _start_worker(bootstrap: str, namespace: str, tmp_path: Path) -> tuple[subpr
     return worker, log
 
 
-def _produce_words(bootstrap: str, topic: str) -> None:
+def _produce_words(connection: KafkaConnection, topic: str) -> None:
     # murmur2 is what Java clients and aiokafka (Faust) use to place keys.
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    producer = Producer(connection.client_config(**{"partitioner": "murmur2_random"}))
     for word in WORDS:
         producer.produce(topic, key=word.encode(), value=word.encode())
     assert producer.flush(30) == 0
 
 
 def _read(
-    bootstrap: str, topic: str, count: int, worker: subprocess.Popen[bytes], log: Path
+    connection: KafkaConnection, topic: str, count: int, worker: subprocess.Popen[bytes], log: Path
 ) -> list[tuple[bytes, bytes]]:
     """`count` records of `topic`, failing early (with the worker's log) if it dies."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(connection.client_config(**{"group.id": "unused",
+                         "enable.auto.commit": False}))  # fmt: skip
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
     records: list[tuple[bytes, bytes]] = []
     deadline = time.monotonic() + 120
@@ -110,7 +118,9 @@ def _stop(worker: subprocess.Popen[bytes]) -> None:
         worker.wait(timeout=10)
 
 
-def _assert_changelog(admin: AdminClient, bootstrap: str, topic: str, expected: Counter[str]) -> None:
+def _assert_changelog(
+    admin: AdminClient, connection: KafkaConnection, topic: str, expected: Counter[str]
+) -> None:
     """Faust declared the table's changelog itself, compacted, with the table's
     partitions, and its last record per key is the final count."""
     metadata = admin.list_topics(topic, timeout=10).topics[topic]
@@ -121,14 +131,14 @@ def _assert_changelog(admin: AdminClient, bootstrap: str, topic: str, expected: 
     assert config["cleanup.policy"].value == "compact"
 
     # Faust's table keys and values are JSON: b'"alpha"' -> b'15'.
-    latest = {json.loads(key): json.loads(value) for key, value in _read_to_end(bootstrap, topic)}
+    latest = {json.loads(key): json.loads(value) for key, value in _read_to_end(connection, topic)}
     assert latest == expected
 
 
-def _read_to_end(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
+def _read_to_end(connection: KafkaConnection, topic: str) -> list[tuple[bytes, bytes]]:
     """Every record of every partition of `topic`, up to its end offsets now."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(connection.client_config(**{"group.id": "unused",
+                         "enable.auto.commit": False}))  # fmt: skip
     try:
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
                 for p in range(PARTITIONS)}  # fmt: skip

@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, PartitionMetadata
 
+from services.core.connection import KafkaConnection
+from services.core.kafka import admin_client
 from services.core.local_kafka import LocalKafka, MissingToolError
 from services.core.local_kafka_cli import kafka
 
@@ -20,10 +22,10 @@ def _create_topic(admin: AdminClient, topic: NewTopic) -> None:
     admin.create_topics([topic])[topic.topic].result(timeout=30)
 
 
-def _read_one(bootstrap: str, topic: str) -> Message:
+def _read_one(connection: KafkaConnection, topic: str) -> Message:
     """The first record of partition 0, read by assignment (no group to join)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(connection.client_config(**{"group.id": "unused",
+                         "enable.auto.commit": False}))  # fmt: skip
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         deadline = time.monotonic() + 30
@@ -36,23 +38,25 @@ def _read_one(bootstrap: str, topic: str) -> Message:
         consumer.close()
 
 
-def test_session_broker_round_trips_a_record(kafka_bootstrap: str, namespace: str) -> None:
+def test_session_broker_round_trips_a_record(kafka_admin: KafkaConnection, namespace: str) -> None:
     topic = namespace + "round-trip"
-    _create_topic(AdminClient({"bootstrap.servers": kafka_bootstrap}), NewTopic(topic, 1, 1))
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    _create_topic(admin_client(kafka_admin), NewTopic(topic, 1, 1))
+    producer = Producer(kafka_admin.client_config(**{"acks": "all"}))
     producer.produce(topic, key=b"listing-1", value=b'{"v":1}', headers=[("agency", b"a1")])
     assert producer.flush(30) == 0
 
-    record = _read_one(kafka_bootstrap, topic)
+    record = _read_one(kafka_admin, topic)
 
     assert (record.key(), record.value()) == (b"listing-1", b'{"v":1}')
     assert record.headers() == [("agency", b"a1")]
 
 
-def test_session_broker_does_not_create_topics_on_demand(kafka_bootstrap: str, namespace: str) -> None:
+def test_session_broker_does_not_create_topics_on_demand(
+    kafka_admin: KafkaConnection, namespace: str
+) -> None:
     """Topics are declared by their owners; a typo must not conjure a topic."""
     topic = namespace + "never-declared"
-    metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(topic, timeout=10)
+    metadata = admin_client(kafka_admin).list_topics(topic, timeout=10)
     error = metadata.topics[topic].error
     assert error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
 
@@ -61,18 +65,21 @@ def test_session_broker_does_not_create_topics_on_demand(kafka_bootstrap: str, n
 def test_three_node_cluster_keeps_three_in_sync_replicas(tmp_path: Path) -> None:
     cluster = LocalKafka(tmp_path / "cluster", nodes=3)
     try:
-        _check_replication(cluster.start())
+        cluster.start()
+        admin = cluster.connection()
+        assert admin is not None and admin.protocol == "SASL_SSL"  # secured by default, three nodes too
+        _check_replication(admin)
     finally:
         cluster.stop()
     assert not cluster.is_running()
 
 
-def _check_replication(bootstrap: str) -> None:
+def _check_replication(connection: KafkaConnection) -> None:
     """A topic with replication factor 3 has every replica in sync, on three nodes.
 
     Its own function so that the admin client is gone before the cluster stops.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = admin_client(connection)
     assert len(admin.list_topics(timeout=10).brokers) == 3
     _create_topic(admin, NewTopic("replicated", 3, 3, config={"min.insync.replicas": "2"}))
 
@@ -140,10 +147,10 @@ def _which(tool: str) -> str:
 
 
 def _unused_port() -> int:
-    """A free port the CLI accepts (its controller listens 10000 above, so the OS's pick may be too high)."""
+    """A free port the CLI accepts (the inter-broker listener is 20000 above: the OS may pick too high)."""
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port <= 55535:
+        if port <= 45535:
             return port

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from services.copies.check import answer
+from services.core.connection import KafkaConnection
 from services.core.copystore import open_store
 from services.core.events import Event, ListingState
 from services.core.kafka import end_offsets
@@ -54,11 +55,11 @@ def pg_copy(postgres_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def world(
-    kafka_bootstrap: str, pg_copy: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_admin: KafkaConnection, pg_copy: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Backbone, dict[str, str], list[str]]]:
     """The backbone with its ledger and copies running; the copies' store URLs; listings that expire."""
     folder = tmp_path_factory.mktemp("scenario")
-    backbone = Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", folder)
+    backbone = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", folder)
     stores = {
         "civil-aviation": f"sqlite:///{folder / 'civil-aviation.db'}",
         "railway": pg_copy,
@@ -239,7 +240,7 @@ def test_killed_ledger_and_copy_recover_with_nothing_lost_or_applied_twice(
     pacer.join(timeout=120)
     assert pacer.failure is None and not pacer.is_alive()
     states = converge(backbone, stores, expiring)
-    assert at_kill < sum(end_offsets(backbone.bootstrap, [views]).values()), "the copy was killed mid-stream"
+    assert at_kill < sum(end_offsets(backbone.connection, [views]).values()), "the copy was killed mid-stream"
     assert_entitled_only(backbone, stores)
     assert_ledger_applied_each_event_once(backbone, states)
     for agency in stores:

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
+from services.core.connection import KafkaConnection
 from services.core.copystore import open_store
 from services.core.events import Finding
-from services.core.kafka import decode_message, read_all
+from services.core.kafka import admin_client, decode_message, read_all
 from services.core.topics import Topics
 from services.reconciler.demo import run_luoshan
 from services.reconciler.timeline import Timeline
@@ -28,14 +28,14 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def luoshan(kafka_bootstrap: str, workdir: Path) -> Iterator[tuple[Timeline, list[str]]]:
+def luoshan(kafka_admin: KafkaConnection, workdir: Path) -> Iterator[tuple[Timeline, list[str]]]:
     """One run of the demo for both tests (it takes several seconds)."""
     narrated: list[str] = []
-    timeline = run_luoshan(kafka_bootstrap, workdir, narrated.append)
+    timeline = run_luoshan(kafka_admin, workdir, narrated.append)
     try:
         yield timeline, narrated
     finally:
-        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        admin = admin_client(kafka_admin)
         ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(timeline.namespace)]
         for future in admin.delete_topics(ours, operation_timeout=30).values():
             future.result()
@@ -62,7 +62,7 @@ def test_the_stale_copy_is_detected_repaired_and_timed(luoshan: tuple[Timeline, 
 
 
 def test_civil_aviation_ends_without_the_listing_and_nothing_else_was_raised(
-    luoshan: tuple[Timeline, list[str]], kafka_bootstrap: str, workdir: Path
+    luoshan: tuple[Timeline, list[str]], kafka_admin: KafkaConnection, workdir: Path
 ) -> None:
     timeline, _ = luoshan
     store = open_store(f"sqlite:///{workdir / 'copies' / 'civil-aviation.db'}", "civil-aviation")
@@ -70,9 +70,7 @@ def test_civil_aviation_ends_without_the_listing_and_nothing_else_was_raised(
         assert store.row(timeline.listing_id) is None
     finally:
         store.close()
-    events = [
-        decode_message(m).event for m in read_all(kafka_bootstrap, [Topics(timeline.namespace).findings])
-    ]
+    events = [decode_message(m).event for m in read_all(kafka_admin, [Topics(timeline.namespace).findings])]
     findings = [e for e in events if isinstance(e, Finding)]
     assert len(findings) == len(events)
     kinds = sorted((f.kind, f.copy_agency, f.envelope.listing_id) for f in findings)

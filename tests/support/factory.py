@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from services.core.crypto import Keystore, seal
+from services.core.crypto import Keystore, TrustAnchor, seal
 from services.core.events import (
     Envelope,
     Event,
@@ -27,6 +27,7 @@ from services.core.events import (
     RevocationReason,
 )
 from services.core.policy import Policy, load_policy
+from services.core.topics import BACKBONE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -48,6 +49,17 @@ def policy_with_keys(folder: Path) -> tuple[Policy, Keystore]:
     keystore = Keystore(folder)
     keys = keystore.create([a.id for a in policy.agencies])
     return policy.with_public_keys(keys), keystore
+
+
+def trust_env(keystore: Keystore, policy: Policy) -> dict[str, str]:
+    """What a backbone process needs to believe `keystore`'s agencies: a trust anchor kept apart
+    from the keys (beside the keystore's folder), and the backbone's own key."""
+    anchor = TrustAnchor(keystore.folder.parent / f"{keystore.folder.name}-trust" / "public_keys.yaml")
+    anchor.register({a.id: a.public_key for a in policy.agencies})
+    return {
+        "ACCORD_TRUST_ANCHOR": str(anchor.path),
+        "ACCORD_BACKBONE_KEY_FILE": str(keystore.key_file(BACKBONE)),
+    }
 
 
 @dataclass

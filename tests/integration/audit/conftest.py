@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core.connection import KafkaConnection
 from services.core.kafka import EventProducer
 from services.core.topics import Topics
 from tests.integration.audit.world import World, drop_topics, make_topics
@@ -14,18 +15,18 @@ from tests.support.factory import Ledgerbook, policy_with_keys
 
 
 @pytest.fixture
-def world(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[World]:
+def world(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -> Iterator[World]:
     policy, keystore = policy_with_keys(tmp_path / "keys")
     topics = Topics(namespace)
-    names = make_topics(kafka_bootstrap, topics, policy)
+    names = make_topics(kafka_admin, topics, policy)
     try:
         yield World(
-            kafka_bootstrap,
+            kafka_admin,
             topics,
             policy,
             Ledgerbook(keystore),
             tmp_path / "keys",
-            EventProducer(kafka_bootstrap),
+            EventProducer(kafka_admin),
         )
     finally:
-        drop_topics(kafka_bootstrap, names)
+        drop_topics(kafka_admin, names)

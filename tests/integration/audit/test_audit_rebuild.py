@@ -48,7 +48,7 @@ def test_a_rebuilt_sqlite_copy_has_the_expected_digest_and_positions(world: Worl
         expected = independent_digest(world, "civil-aviation")
         assert store.digest().root() == expected.root() and expected.rows == 6
         assert {row.listing_id for row in store.rows()} == {"L-0", "L-2", "L-4", "L-5", "L-6", "L-7"}
-        highs = end_offsets(world.bootstrap, [world.topics.views("civil-aviation")])
+        highs = end_offsets(world.connection, [world.topics.views("civil-aviation")])
         assert store.positions() == {tp.partition: high for tp, high in highs.items() if high > 0}
     finally:
         store.close()

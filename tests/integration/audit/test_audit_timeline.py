@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from services.core.crypto import pseudonymise, seal
 from tests.integration.audit.world import PSEUDONYM_KEY, World
@@ -96,21 +97,24 @@ def test_a_repair_shows_when_the_copy_finally_applied_the_revocation(world: Worl
     assert issued["decided"] == LISTED.isoformat()
 
 
-def test_a_subject_timeline_gathers_every_listing_of_that_person_only(world: World) -> None:
+def test_a_subject_timeline_gathers_every_listing_of_that_person_only(world: World, tmp_path: Path) -> None:
     luoshan(world)
     book = world.book
     book.now = UPHELD + timedelta(days=1)
     ref = pseudonymise(MR_YU, PSEUDONYM_KEY.encode())
     world.publish(book.issue("L-court-7", agency="court", subject_ref=ref, measures=("high_consumption",)))
     world.publish(book.issue("L-other", agency="court", subject_ref="s-someone-else"))
-    by_id = world.run_json("timeline", "--subject", "411521-19800101-123x")
+    by_id = world.run_json("timeline", "--subject-file", "-", stdin="411521-19800101-123x\n")
     by_ref = world.run_json("timeline", "--subject-ref", ref)
     assert by_id == by_ref
     assert {e["listing"] for e in by_id["timeline"]} == {"L-luoshan-1", "L-court-7"}
     court = [e for e in by_id["timeline"] if e["listing"] == "L-court-7"]
     assert (court[0]["agency"], court[0]["event"]) == ("court", "ISSUED v1")
-    text = world.run("timeline", "--subject", MR_YU).stdout
+    (tmp_path / "subject.txt").write_text(f"{MR_YU}\n")
+    text = world.run("timeline", "--subject-file", str(tmp_path / "subject.txt")).stdout
     assert "L-court-7" in text and "L-other" not in text
+    flagged = world.run("timeline", "--subject", MR_YU)
+    assert flagged.exit_code == 2 and "never taken from the command line" in flagged.output
 
 
 def test_a_court_revocation_on_another_topic_joins_the_listing_story(world: World) -> None:

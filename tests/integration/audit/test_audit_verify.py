@@ -116,7 +116,7 @@ def test_missing_topics_are_a_clear_error(world: World) -> None:
     result = world.run("verify")
     assert result.exit_code == 0
     other = World(
-        world.bootstrap,
+        world.connection,
         type(world.topics)("tnothere."),
         world.policy,
         world.book,

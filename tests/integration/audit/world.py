@@ -18,16 +18,16 @@ from typing import Any, Literal
 
 from click.testing import CliRunner, Result
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient
 
 from services.audit.cli import audit
+from services.core.connection import KafkaConnection
 from services.core.events import CopyApplied, Envelope, Event, Finding, ListingState, Rejected
-from services.core.kafka import Delivered, EventProducer, create_topics, end_offsets
+from services.core.kafka import Delivered, EventProducer, admin_client, create_topics, end_offsets
 from services.core.listing import evolve, is_listing_event
 from services.core.policy import Policy
 from services.core.topics import Topics, copy_key
 from services.core.views import view_change
-from tests.support.factory import Ledgerbook
+from tests.support.factory import Ledgerbook, trust_env
 
 PSEUDONYM_KEY = "audit-test-pseudonym-key"
 Op = Literal["upsert", "delete"]
@@ -35,7 +35,7 @@ Op = Literal["upsert", "delete"]
 
 @dataclass
 class World:
-    bootstrap: str
+    connection: KafkaConnection
     topics: Topics
     policy: Policy
     book: Ledgerbook
@@ -50,7 +50,7 @@ class World:
 
     def publish_bytes(self, agency: str, key: str, value: bytes) -> Delivered:
         """Write raw bytes to a listing topic: what a tamperer with broker access could do."""
-        raw = Producer({"bootstrap.servers": self.bootstrap})
+        raw = Producer(self.connection.client_config())
         where: list[Any] = []
         raw.produce(
             self.topics.listings(agency),
@@ -89,7 +89,7 @@ class World:
             row_hash="0" * 64,
             applied_at=at,
         )
-        self.producer.send_sync(self.topics.copies_applied, copy_key(agency, listing), ack)
+        self.producer.send_sync(self.topics.copies_applied(agency), copy_key(agency, listing), ack)
 
     def finding(
         self,
@@ -131,17 +131,17 @@ class World:
 
     def env(self) -> dict[str, str]:
         return {
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            **self.connection.environment(),
             "ACCORD_NAMESPACE": self.topics.namespace,
-            "ACCORD_KEYSTORE": str(self.keystore_dir),
+            **trust_env(self.book.keystore, self.policy),
             "ACCORD_PSEUDONYM_KEY": PSEUDONYM_KEY,
         }
 
-    def run(self, *args: str) -> Result:
-        return CliRunner().invoke(audit, list(args), env=self.env(), catch_exceptions=False)
+    def run(self, *args: str, stdin: str | None = None) -> Result:
+        return CliRunner().invoke(audit, list(args), env=self.env(), input=stdin, catch_exceptions=False)
 
-    def run_json(self, *args: str) -> dict[str, Any]:
-        result = self.run(*args, "--json")
+    def run_json(self, *args: str, stdin: str | None = None) -> dict[str, Any]:
+        result = self.run(*args, "--json", stdin=stdin)
         assert result.exit_code == 0, result.output
         parsed: dict[str, Any] = json.loads(result.stdout)
         return parsed
@@ -158,15 +158,15 @@ def _envelope(listing: str, version: int, agency: str, at: datetime) -> Envelope
     )
 
 
-def make_topics(bootstrap: str, topics: Topics, policy: Policy) -> list[str]:
+def make_topics(connection: KafkaConnection, topics: Topics, policy: Policy) -> list[str]:
     """Create every topic, and wait until each partition has a leader that answers for it."""
     specs = topics.specs(policy.issuers, policy.enforcers)
-    create_topics(bootstrap, specs, partitions=3, replication=1)
+    create_topics(connection, specs, partitions=3, replication=1)
     names = [s.name for s in specs]
     deadline = time.monotonic() + 30
     while True:
         try:
-            end_offsets(bootstrap, names)
+            end_offsets(connection, names)
             return names
         except (KafkaException, KeyError):  # not yet in the metadata, or no leader yet
             if time.monotonic() > deadline:
@@ -174,7 +174,7 @@ def make_topics(bootstrap: str, topics: Topics, policy: Policy) -> list[str]:
             time.sleep(0.2)
 
 
-def drop_topics(bootstrap: str, names: list[str]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def drop_topics(connection: KafkaConnection, names: list[str]) -> None:
+    admin = admin_client(connection)
     for future in admin.delete_topics(names, operation_timeout=30).values():
         future.result()

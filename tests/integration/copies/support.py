@@ -7,45 +7,47 @@ from collections.abc import Iterable
 
 from services.copies.settings import CopyOptions, CopySettings
 from services.copies.sink import Sink
+from services.core.connection import KafkaConnection
 from services.core.copystore import CopyStore
 from services.core.events import ViewChanged
 from services.core.kafka import EventProducer, create_topics, end_offsets
 from services.core.policy import load_policy
-from services.core.settings import KafkaSettings, SecretSettings
+from services.core.settings import KafkaSettings, KeystoreSettings, SecretSettings
 from services.core.topics import Topics
 
 PARTITIONS = 3
 POLICY = load_policy()
 
 
-def settings(bootstrap: str, namespace: str, **options: float) -> CopySettings:
-    kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=bootstrap, namespace=namespace)  # type: ignore[call-arg]
-    return CopySettings(kafka=kafka, secrets=SecretSettings(), options=CopyOptions(**options))  # type: ignore[arg-type]
+def settings(connection: KafkaConnection, namespace: str, **options: float) -> CopySettings:
+    kafka = KafkaSettings.of(connection, namespace=namespace)
+    options_ = CopyOptions(**options)  # type: ignore[arg-type]
+    return CopySettings(kafka=kafka, secrets=SecretSettings(), options=options_, keys=KeystoreSettings())
 
 
-def make_topics(bootstrap: str, namespace: str) -> Topics:
+def make_topics(connection: KafkaConnection, namespace: str) -> Topics:
     topics = Topics(namespace)
-    create_topics(bootstrap, topics.specs(POLICY.issuers, POLICY.enforcers), PARTITIONS, 1)
+    create_topics(connection, topics.specs(POLICY.issuers, POLICY.enforcers), PARTITIONS, 1)
     return topics
 
 
-def send(bootstrap: str, topic: str, changes: Iterable[ViewChanged]) -> None:
-    producer = EventProducer(bootstrap)
+def send(connection: KafkaConnection, topic: str, changes: Iterable[ViewChanged]) -> None:
+    producer = EventProducer(connection)
     for change in changes:
         producer.send(topic, change.envelope.listing_id, change)
     producer.flush()
 
 
-def caught_up(sink: Sink, bootstrap: str, timeout: float = 60.0) -> None:
+def caught_up(sink: Sink, connection: KafkaConnection, timeout: float = 60.0) -> None:
     """Poll until the store's positions reach the view topic's end offsets."""
-    ends = {tp.partition: high for tp, high in end_offsets(bootstrap, [sink.topic]).items()}
+    ends = {tp.partition: high for tp, high in end_offsets(connection, [sink.topic]).items()}
     deadline = time.monotonic() + timeout
     while any(sink.store.positions().get(p, 0) < high for p, high in ends.items() if high):
         assert time.monotonic() < deadline, f"sink stuck at {sink.store.positions()}, topic ends at {ends}"
         sink.poll()
 
 
-def open_sink(store: CopyStore, bootstrap: str, namespace: str, **options: float) -> Sink:
-    sink = Sink(store.agency, store, settings(bootstrap, namespace, **options), POLICY)
+def open_sink(store: CopyStore, connection: KafkaConnection, namespace: str, **options: float) -> Sink:
+    sink = Sink(store.agency, store, settings(connection, namespace, **options), POLICY)
     sink.start()
     return sink

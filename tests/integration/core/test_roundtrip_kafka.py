@@ -15,9 +15,18 @@ import pytest
 from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
+from services.core.connection import KafkaConnection
 from services.core.errors import ContractError
 from services.core.events import ALL_EVENTS, Event
-from services.core.kafka import ID_HEADER, TYPE_HEADER, EventProducer, create_topics, decode_message, read_all
+from services.core.kafka import (
+    ID_HEADER,
+    TYPE_HEADER,
+    EventProducer,
+    admin_client,
+    create_topics,
+    decode_message,
+    read_all,
+)
 from services.core.policy import load_policy
 from services.core.serde import MARKER, encode
 from services.core.topics import BACKBONE, Topics, TopicSpec
@@ -27,23 +36,23 @@ PARTITIONS = 3
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str, namespace: str) -> Iterator[Topics]:
+def topics(kafka_admin: KafkaConnection, namespace: str) -> Iterator[Topics]:
     """This test's topics; deleted afterwards so the shared broker does not fill up."""
     yield Topics(namespace)
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = admin_client(kafka_admin)
     mine = [name for name in admin.list_topics(timeout=10).topics if name.startswith(namespace)]
     if mine:
         for future in admin.delete_topics(mine, operation_timeout=30).values():
             future.result()
 
 
-def make_topic(bootstrap: str, name: str, partitions: int = PARTITIONS) -> str:
-    create_topics(bootstrap, [TopicSpec(name, "listing_id", tuple(ALL_EVENTS))], partitions, 1)
+def make_topic(connection: KafkaConnection, name: str, partitions: int = PARTITIONS) -> str:
+    create_topics(connection, [TopicSpec(name, "listing_id", tuple(ALL_EVENTS))], partitions, 1)
     return name
 
 
-def read(bootstrap: str, topic: str) -> list[Message]:
-    return list(read_all(bootstrap, [topic]))
+def read(connection: KafkaConnection, topic: str) -> list[Message]:
+    return list(read_all(connection, [topic]))
 
 
 def header(message: Message, name: str) -> str:
@@ -52,14 +61,14 @@ def header(message: Message, name: str) -> str:
     return value.decode()
 
 
-def test_every_event_type_round_trips_through_a_topic(kafka_bootstrap: str, topics: Topics) -> None:
-    topic = make_topic(kafka_bootstrap, topics.listings("court"))
-    producer = EventProducer(kafka_bootstrap)
+def test_every_event_type_round_trips_through_a_topic(kafka_admin: KafkaConnection, topics: Topics) -> None:
+    topic = make_topic(kafka_admin, topics.listings("court"))
+    producer = EventProducer(kafka_admin)
     for name, event in SAMPLES.items():
         producer.send(topic, key=name, event=event)
     producer.flush()
 
-    messages = read(kafka_bootstrap, topic)
+    messages = read(kafka_admin, topic)
 
     assert sorted(header(m, TYPE_HEADER) for m in messages) == sorted(ALL_EVENTS)
     for message in messages:
@@ -72,25 +81,25 @@ def test_every_event_type_round_trips_through_a_topic(kafka_bootstrap: str, topi
         assert message.value() == encode(SAMPLES[name])
 
 
-def test_send_sync_reports_where_the_event_landed(kafka_bootstrap: str, topics: Topics) -> None:
-    topic = make_topic(kafka_bootstrap, topics.ledger)
-    producer = EventProducer(kafka_bootstrap)
+def test_send_sync_reports_where_the_event_landed(kafka_admin: KafkaConnection, topics: Topics) -> None:
+    topic = make_topic(kafka_admin, topics.ledger)
+    producer = EventProducer(kafka_admin)
     first = producer.send_sync(topic, "L-1", SAMPLES["ListingState"])
     second = producer.send_sync(topic, "L-1", SAMPLES["ListingState"])
     assert (first.topic, second.partition, second.offset) == (topic, first.partition, first.offset + 1)
-    landed = [m for m in read(kafka_bootstrap, topic) if m.offset() == second.offset]
+    landed = [m for m in read(kafka_admin, topic) if m.offset() == second.offset]
     assert decode_message(landed[0]).event == SAMPLES["ListingState"]
 
 
 def test_closing_delivers_what_was_queued_and_releases_the_client(
-    kafka_bootstrap: str, topics: Topics
+    kafka_admin: KafkaConnection, topics: Topics
 ) -> None:
-    topic = make_topic(kafka_bootstrap, topics.ledger)
-    producer = EventProducer(kafka_bootstrap)
+    topic = make_topic(kafka_admin, topics.ledger)
+    producer = EventProducer(kafka_admin)
     for _ in range(3):
         producer.send(topic, "L-1", SAMPLES["ListingState"])  # queued, never flushed by the test
     producer.close()
-    assert len(read(kafka_bootstrap, topic)) == 3
+    assert len(read(kafka_admin, topic)) == 3
     with pytest.raises(RuntimeError, match="closed"):
         producer.send(topic, "L-1", SAMPLES["ListingState"])
 
@@ -104,11 +113,11 @@ BAD_VALUES: list[bytes | None] = [
 
 
 def test_bad_bytes_are_named_and_the_good_events_around_them_are_all_read(
-    kafka_bootstrap: str, topics: Topics
+    kafka_admin: KafkaConnection, topics: Topics
 ) -> None:
-    topic = make_topic(kafka_bootstrap, topics.listings("luoshan-police"), partitions=1)
+    topic = make_topic(kafka_admin, topics.listings("luoshan-police"), partitions=1)
     good: list[Event] = [SAMPLES["ListingIssued"], SAMPLES["ListingCorrected"], SAMPLES["ListingRevoked"]]
-    events, foreign = EventProducer(kafka_bootstrap), Producer({"bootstrap.servers": kafka_bootstrap})
+    events, foreign = EventProducer(kafka_admin), Producer(kafka_admin.client_config())
     events.send_sync(topic, "L-1", good[0])
     for bad in BAD_VALUES:
         foreign.produce(topic, key=b"L-1", value=bad)
@@ -117,7 +126,7 @@ def test_bad_bytes_are_named_and_the_good_events_around_them_are_all_read(
         events.send_sync(topic, "L-1", event)
 
     decoded, errors = [], []
-    for message in read(kafka_bootstrap, topic):  # what every consumer loop does: name it, go on
+    for message in read(kafka_admin, topic):  # what every consumer loop does: name it, go on
         try:
             decoded.append(decode_message(message).event)
         except ContractError as error:
@@ -130,14 +139,14 @@ def test_bad_bytes_are_named_and_the_good_events_around_them_are_all_read(
 
 
 def test_topics_from_the_registry_are_kept_or_compacted_as_designed(
-    kafka_bootstrap: str, topics: Topics
+    kafka_admin: KafkaConnection, topics: Topics
 ) -> None:
     policy = load_policy()
     specs = topics.specs(policy.issuers, policy.enforcers)
-    create_topics(kafka_bootstrap, specs, PARTITIONS, 1)
-    create_topics(kafka_bootstrap, specs, PARTITIONS, 1)  # a second run leaves them as they are
+    create_topics(kafka_admin, specs, PARTITIONS, 1)
+    create_topics(kafka_admin, specs, PARTITIONS, 1)  # a second run leaves them as they are
 
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = admin_client(kafka_admin)
     configs = describe(admin, [s.name for s in specs])
     listing_topics = [topics.listings(a) for a in [*policy.issuers, BACKBONE]]
     for name in listing_topics:

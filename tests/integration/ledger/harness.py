@@ -2,8 +2,9 @@
 
 Processes are started with `sys.executable -m services ...` (the `accord` command line),
 each in its own session with its output in a log file, and stopped by pid, never by
-name. Expected views are computed here independently of the ledger: the test's own
-events folded with `listing.evolve` and projected with `views.project`.
+name; on a secured broker the ledger and each copy run as their own principals, provisioned
+as `accord backbone up` provisions them. Expected views are computed here independently of
+the ledger: the test's own events folded with `listing.evolve` and projected with `views.project`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from services.acl.principals import connection_of
+from services.backbone import provision
+from services.core.connection import KafkaConnection
 from services.core.copystore import Applied, open_store
 from services.core.copystore.sql import judge
 from services.core.crypto import Keystore
@@ -26,9 +30,10 @@ from services.core.events import CopyApplied, Envelope, Event, ListingExpired, L
 from services.core.kafka import EventProducer, create_topics, decode_message, end_offsets, read_all
 from services.core.listing import evolve
 from services.core.policy import Policy
+from services.core.settings import KafkaSettings
 from services.core.topics import BACKBONE, Topics
 from services.core.views import ViewRow, project
-from tests.support.factory import Ledgerbook, policy_with_keys
+from tests.support.factory import Ledgerbook, policy_with_keys, trust_env
 
 REPO = Path(__file__).resolve().parents[3]
 PARTITIONS = 3
@@ -51,7 +56,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
 class Backbone:
     """Topics of one namespace, the keys, and the processes started for them."""
 
-    bootstrap: str
+    connection: KafkaConnection
     namespace: str
     folder: Path
     policy: Policy = field(init=False)
@@ -62,9 +67,26 @@ class Backbone:
     def __post_init__(self) -> None:
         self.policy, self.keystore = policy_with_keys(self.folder / "keys")
         self.topics = Topics(self.namespace)
-        self.producer = EventProducer(self.bootstrap)
+        self.producer = EventProducer(self.connection)
         specs = self.topics.specs(self.policy.issuers, self.policy.enforcers)
-        create_topics(self.bootstrap, specs, PARTITIONS, 1)
+        create_topics(self.connection, specs, PARTITIONS, 1)
+        self.credentials = self._provision()
+
+    def _provision(self) -> Path | None:
+        """Principals and ACLs of this namespace, on a broker that authenticates (else None)."""
+        if not self.connection.uses_sasl:
+            return None
+        layout = KafkaSettings.of(
+            self.connection, namespace=self.namespace, partitions=PARTITIONS, replication_factor=1
+        )
+        provision(self.connection, layout, self.folder / "credentials")
+        return self.folder / "credentials"
+
+    def as_(self, role: str) -> dict[str, str]:
+        """The environment of a process running as `role` (an agency or a service)."""
+        if self.credentials is None:
+            return {}
+        return connection_of(self.connection, f"{self.namespace}{role}", self.credentials).environment()
 
     def book(self) -> Ledgerbook:
         """A ledgerbook whose listings took effect yesterday and run for a year from now on."""
@@ -74,10 +96,10 @@ class Backbone:
         return {
             **os.environ,
             "PYTHONPATH": str(REPO),
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            **self.connection.environment(),
             "ACCORD_NAMESPACE": self.namespace,
             "ACCORD_PARTITIONS": str(PARTITIONS),
-            "ACCORD_KEYSTORE": str(self.folder / "keys"),
+            **trust_env(self.keystore, self.policy),
             "ACCORD_LEDGER_DATA_DIR": str(self.folder / "ledger"),
             "ACCORD_LEDGER_EXPIRY_INTERVAL_S": "0.5",
             "ACCORD_LEDGER_COMMIT_INTERVAL_S": "0.5",
@@ -101,10 +123,12 @@ class Backbone:
         return process
 
     def start_ledger(self, store: str = "memory://") -> subprocess.Popen[bytes]:
-        return self.start("ledger", ["ledger", "run"], ACCORD_LEDGER_STORE=store)
+        return self.start("ledger", ["ledger", "run"], ACCORD_LEDGER_STORE=store, **self.as_("ledger"))
 
     def start_copy(self, agency: str, url: str) -> subprocess.Popen[bytes]:
-        return self.start(f"copy-{agency}", ["copy", "run", "--agency", agency, "--store", url])
+        return self.start(
+            f"copy-{agency}", ["copy", "run", "--agency", agency, "--store", url], **self.as_(agency)
+        )
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)
@@ -138,10 +162,10 @@ class Backbone:
         self.producer.flush()
 
     def count(self, topic: str) -> int:
-        return sum(end_offsets(self.bootstrap, [topic]).values())
+        return sum(end_offsets(self.connection, [topic]).values())
 
     def read(self, topic: str) -> list[Event]:
-        return [decode_message(m).event for m in read_all(self.bootstrap, [topic])]
+        return [decode_message(m).event for m in read_all(self.connection, [topic])]
 
 
 def fold(events: Iterable[Event], expired: Iterable[str] = ()) -> dict[str, ListingState]:
@@ -196,7 +220,7 @@ def taken_positions(backbone: Backbone, topic: str) -> set[tuple[int, int]]:
     delivered (a restarted ledger re-sends them), which a copy takes once and acknowledges once."""
     known: dict[str, int] = {}
     taken = set()
-    for msg in read_all(backbone.bootstrap, [topic]):
+    for msg in read_all(backbone.connection, [topic]):
         change = decode_message(msg).event
         assert isinstance(change, ViewChanged)
         lid = change.envelope.listing_id
@@ -216,7 +240,7 @@ def applied_once(backbone: Backbone, agency: str) -> None:
     positions = taken_positions(backbone, topic)
     acks: dict[str, set[datetime]] = {}
     acked = set()
-    for event in backbone.read(backbone.topics.copies_applied):
+    for event in backbone.read(backbone.topics.copies_applied(agency)):
         if isinstance(event, CopyApplied) and event.copy_agency == agency:
             acks.setdefault(event.envelope.event_id, set()).add(event.applied_at)
             acked.add((event.partition, event.offset))

@@ -14,14 +14,15 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import TopicPartition
 
+from services.core.connection import KafkaConnection
 from services.core.events import ListingState
 from services.core.kafka import consumer, end_offsets
 from tests.integration.ledger.harness import Backbone, wait_for
 
 
 @pytest.fixture
-def backbone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
-    running = Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("skipped"))
+def backbone(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
+    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("skipped"))
     try:
         yield running
     finally:
@@ -29,11 +30,11 @@ def backbone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def commit_to_end(backbone: Backbone, topic: str) -> None:
-    group = consumer(backbone.bootstrap, f"{backbone.namespace}ledger")
+    group = consumer(backbone.connection, f"{backbone.namespace}ledger")
     try:
         ends = [
             TopicPartition(tp.topic, tp.partition, high)
-            for tp, high in end_offsets(backbone.bootstrap, [topic]).items()
+            for tp, high in end_offsets(backbone.connection, [topic]).items()
         ]
         group.commit(offsets=ends, asynchronous=False)
     finally:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Producer
 
+from services.core.connection import KafkaConnection
 from services.core.crypto import seal
 from services.core.events import ListingExpired, ListingState, Rejected, ViewChanged
 from services.core.kafka import producer_config
@@ -25,8 +26,8 @@ TIMEOUT = 90.0
 
 
 @pytest.fixture(scope="module")
-def backbone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
-    running = Backbone(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("ledger"))
+def backbone(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
+    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("ledger"))
     running.start_ledger(store="rocksdb://")
     try:
         yield running
@@ -86,7 +87,7 @@ def test_a_listing_life_reaches_every_entitled_view_and_the_ledger_topic(backbon
 def test_bad_input_goes_to_rejected_and_the_good_events_around_it_apply(backbone: Backbone) -> None:
     book = backbone.book()
     garbage = b"\xc3\x01 not an event"
-    raw = Producer(producer_config(backbone.bootstrap))
+    raw = Producer(producer_config(backbone.connection))
     backbone.publish([book.issue("B-1")])
     raw.produce(backbone.topics.listings("court"), key=b"B-1", value=garbage)
     assert raw.flush(30) == 0

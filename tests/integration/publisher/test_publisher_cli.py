@@ -11,11 +11,12 @@ import yaml
 from click.testing import CliRunner, Result
 
 from services.cli import main
-from tests.integration.publisher.conftest import closed_port
+from services.core.events import ListingIssued
+from tests.integration.publisher.conftest import Backbone, closed_port
 
 
-def accord(env: dict[str, str], *args: str) -> tuple[Result, dict[str, Any]]:
-    result = CliRunner(env=env).invoke(main, list(args))
+def accord(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[Result, dict[str, Any]]:
+    result = CliRunner(env=env).invoke(main, list(args), input=stdin)
     return result, json.loads(result.output)
 
 
@@ -76,3 +77,26 @@ def test_an_unreachable_broker_exits_5_and_says_so(publisher_env: dict[str, str]
         down, "publish", "issue", "--agency", "court", "--file", str(issue_file(tmp_path))
     )
     assert result.exit_code == 5 and answer["refused"] == "broker_unavailable"
+
+
+def test_the_cli_acts_for_its_keys_agency_with_identifiers_from_stdin(
+    publisher_env: dict[str, str], backbone: Backbone, tmp_path: Path
+) -> None:
+    path = issue_file(tmp_path)
+    command = yaml.safe_load(path.read_text())
+    del command["national_id"], command["full_name"]
+    path.write_text(yaml.safe_dump(command))
+    issued, receipt = accord(publisher_env, "publish", "issue", "--file", str(path),
+                             stdin="420102199005171234\nYu Zhenhua\n")  # fmt: skip
+    assert issued.exit_code == 0, issued.output
+    assert receipt["topic"] == backbone.topics.listings("court")  # the key's agency: no --agency given
+    (event,) = [d.event for d in backbone.published()]
+    assert isinstance(event, ListingIssued) and event.display_name == "Y* Z******"
+    posing, refusal = accord(publisher_env, "publish", "issue", "--agency", "luoshan-police", "--file",
+                             str(path), stdin="420102199005171234\nYu Zhenhua\n")  # fmt: skip
+    assert posing.exit_code == 7 and refusal["refused"] == "not_your_agency"
+    unkeyed = {k: v for k, v in publisher_env.items() if k != "ACCORD_SIGNING_KEY_FILE"}
+    nokey, refusal = accord(unkeyed, "publish", "revoke", "--listing-id", receipt["listing_id"],
+                            "--expected-version", "1", "--reason", "other")  # fmt: skip
+    assert nokey.exit_code == 6 and "ACCORD_SIGNING_KEY_FILE" in refusal["reason"]
+    assert len(backbone.published()) == 1

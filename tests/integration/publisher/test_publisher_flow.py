@@ -41,10 +41,10 @@ def assert_sealed_chain(backbone: Backbone, events: list[Decoded]) -> None:
 
 
 def test_issue_correct_revoke_lands_in_each_agencys_topic_as_one_chain(backbone: Backbone) -> None:
-    publisher = backbone.publisher()
+    publisher, court = backbone.publisher(agency="luoshan-police"), backbone.publisher()
     police = samples.issue(agency="luoshan-police", category="public_security_risk", details={})
     issued = publisher.issue(police)
-    corrected = publisher.correct(samples.correct(issued.listing_id, 1, agency="court"))
+    corrected = court.correct(samples.correct(issued.listing_id, 1, agency="court"))
     revoked = publisher.revoke(samples.revoke(issued.listing_id, 2, agency="luoshan-police"))
     assert [issued.version, corrected.version, revoked.version] == [1, 2, 3]
     assert issued.topic == backbone.topics.listings("luoshan-police")
@@ -52,7 +52,7 @@ def test_issue_correct_revoke_lands_in_each_agencys_topic_as_one_chain(backbone:
     events = of_listing(backbone, issued.listing_id)
     assert [type(d.event).__name__ for d in events] == ["ListingIssued", "ListingCorrected", "ListingRevoked"]
     assert_sealed_chain(backbone, events)
-    keys = {m.key() for m in read_all(backbone.bootstrap, backbone.listing_topics)}
+    keys = {m.key() for m in read_all(backbone.connection, backbone.listing_topics)}
     assert keys == {issued.listing_id.encode()}
     state = publisher.current(issued.listing_id)
     assert state is not None and state.status == "revoked" and state.measures == ["flight_ban"]
@@ -144,7 +144,7 @@ def test_two_publisher_processes_racing_on_one_version_learn_who_won(backbone: B
     (winner,) = [o for o in outcomes if isinstance(o, Receipt)]
     assert sum(isinstance(o, ConflictError) for o in outcomes) == 1
     in_log = [
-        (m.offset(), decode_message(m).event.envelope) for m in read_all(backbone.bootstrap, [winner.topic])
+        (m.offset(), decode_message(m).event.envelope) for m in read_all(backbone.connection, [winner.topic])
     ]
     assert sorted(env.version for _, env in in_log) == [1, 2, 2]  # the loser's event is there too...
     first_v2 = min((offset, env) for offset, env in in_log if env.version == 2)[1]
@@ -161,12 +161,12 @@ def every_byte(message: Any) -> bytes:
 
 @pytest.mark.parametrize("agency", ["court", "luoshan-police"])
 def test_no_raw_national_id_or_name_ever_reaches_a_topic(backbone: Backbone, agency: str) -> None:
-    publisher = backbone.publisher()
+    publisher = backbone.publisher(agency=agency)
     details = {"court_case": "(2025) Hu 0101 Min Chu 7"} if agency == "court" else {}
     category = "judgment_default" if agency == "court" else "public_security_risk"
     issued = publisher.issue(samples.issue(agency=agency, category=category, details=details))
     publisher.correct(samples.correct(issued.listing_id, 1, agency=agency, full_name=FULL_NAME))
-    messages = list(read_all(backbone.bootstrap, backbone.listing_topics))
+    messages = list(read_all(backbone.connection, backbone.listing_topics))
     assert len(messages) == 2
     wire = b"".join(every_byte(m) for m in messages)
     secrets = [NATIONAL_ID, normalise_national_id(NATIONAL_ID), NATIONAL_ID.lower(), FULL_NAME, "Zhenhua"]
@@ -180,7 +180,7 @@ def test_bad_bytes_and_transaction_markers_in_a_listing_topic_neither_stop_nor_f
     backbone: Backbone,
 ) -> None:
     """Another writer's transaction leaves a commit marker (an offset no reader receives)."""
-    writer = Producer({"bootstrap.servers": backbone.bootstrap, "transactional.id": f"tx-{uuid.uuid4()}"})
+    writer = Producer(backbone.connection.client_config(**{"transactional.id": f"tx-{uuid.uuid4()}"}))
     writer.init_transactions(30)
     writer.begin_transaction()
     writer.produce(backbone.topics.listings(BACKBONE), key=b"garbage", value=b"\x00not an event")

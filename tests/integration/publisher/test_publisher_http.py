@@ -1,5 +1,6 @@
-"""The HTTP API end to end: a real uvicorn process, a real broker, real status codes; and a
-server that has read the log before its first request."""
+"""The HTTP API end to end: a real uvicorn process, a real broker, real status codes; every route
+for the court's clerks alone (the server holds the court's key); and a server that has read the
+log before its first request."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from services.core.credentials import FileCredentials
 from services.core.events import ListingState
 from services.publisher.client import Publisher
 from services.publisher.http import app_from_env
 from tests.integration.publisher.conftest import Backbone, closed_port
+from tests.support.openapi import assert_every_route_is_protected
 from tests.unit.publisher import samples
 
 Server = Callable[[dict[str, str]], str]
@@ -57,6 +61,18 @@ def serve() -> Iterator[Server]:
                 process.wait()
 
 
+@pytest.fixture
+def tokens(publisher_env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Authorization headers of principals the court's server knows: its clerk, and others."""
+    credentials = FileCredentials(Path(publisher_env["ACCORD_CREDENTIALS_FILE"]))
+    made = {
+        "court": credentials.issue("court", "clerk"),
+        "police": credentials.issue("luoshan-police", "clerk"),
+        "court-officer": credentials.issue("court", "officer"),
+    }
+    return {who: {"Authorization": f"Bearer {token}"} for who, token in made.items()}
+
+
 def issue_body(**changes: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     body = {
@@ -76,10 +92,10 @@ def issue_body(**changes: Any) -> dict[str, Any]:
 
 
 def test_the_api_answers_201_409_422_404_and_publishes_each_accepted_command_once(
-    serve: Server, publisher_env: dict[str, str], backbone: Backbone
+    serve: Server, publisher_env: dict[str, str], backbone: Backbone, tokens: dict[str, dict[str, str]]
 ) -> None:
     url = serve(publisher_env)
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=tokens["court"]) as http:
         created = http.post("/listings", json=issue_body(request_id="req-1"))
         assert created.status_code == 201, created.text
         receipt = created.json()
@@ -129,7 +145,7 @@ def test_the_api_answers_201_409_422_404_and_publishes_each_accepted_command_onc
 
 
 def test_the_api_answers_503_when_kafka_cannot_be_reached(
-    serve: Server, publisher_env: dict[str, str]
+    serve: Server, publisher_env: dict[str, str], tokens: dict[str, dict[str, str]]
 ) -> None:
     down = {
         **publisher_env,
@@ -137,7 +153,7 @@ def test_the_api_answers_503_when_kafka_cannot_be_reached(
         "ACCORD_PUBLISH_TIMEOUT_S": "2",
     }
     url = serve(down)
-    answer = httpx.post(f"{url}/listings", json=issue_body(), timeout=30)
+    answer = httpx.post(f"{url}/listings", json=issue_body(), headers=tokens["court"], timeout=30)
     assert answer.status_code == 503 and answer.json()["code"] == "broker_unavailable"
 
 
@@ -156,3 +172,35 @@ def test_the_server_reads_the_log_before_it_accepts_a_request(
 
     state = asyncio.run(started())
     assert state is not None and state.envelope.version == 1
+
+
+def test_only_the_courts_clerks_act_and_only_for_the_court(
+    serve: Server, publisher_env: dict[str, str], backbone: Backbone, tokens: dict[str, dict[str, str]]
+) -> None:
+    url = serve(publisher_env)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        bare = http.post("/listings", json=issue_body())
+        assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"
+        assert bare.json()["code"] == "no_credential"
+        wrong = http.post("/listings", json=issue_body(), headers={"Authorization": "Bearer guessed"})
+        assert wrong.status_code == 401 and wrong.json()["code"] == "bad_credential"
+        assert http.get("/listings/anything").status_code == 401
+        posing = http.post("/listings", json=issue_body(agency="luoshan-police"), headers=tokens["court"])
+        assert posing.status_code == 403 and posing.json()["code"] == "agency_mismatch"
+        assert "luoshan-police" in posing.json()["reason"]
+        police = http.post("/listings", json=issue_body(agency="luoshan-police"), headers=tokens["police"])
+        assert police.status_code == 403 and police.json()["code"] == "other_agency"  # court's server
+        officer = http.post("/listings", json=issue_body(), headers=tokens["court-officer"])
+        assert officer.status_code == 403 and officer.json()["code"] == "wrong_role"
+        assert backbone.published() == []  # nothing refused was written
+        created = http.post("/listings", json=issue_body(), headers=tokens["court"])
+        assert created.status_code == 201, created.text
+        listing = created.json()["listing_id"]
+        posing_fix = {"agency": "luoshan-police", "expected_version": 1, "reason": "other"}
+        refused = http.post(f"/listings/{listing}/revocations", json=posing_fix, headers=tokens["court"])
+        assert refused.status_code == 403 and refused.json()["code"] == "agency_mismatch"
+        shown = http.get(f"/listings/{listing}", headers=tokens["court"])
+        assert shown.status_code == 200 and shown.json()["envelope"]["version"] == 1
+        document = http.get("/openapi.json").json()
+    assert len(backbone.published()) == 1
+    assert_every_route_is_protected(document, open_paths=set())

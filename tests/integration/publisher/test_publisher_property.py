@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.core.commands import AnyCommand
-from services.core.errors import RuleViolation
+from services.core.errors import AccessDenied, RuleViolation
 from services.core.kafka import end_offsets
 from services.publisher.client import Publisher
 from tests.integration.publisher.conftest import Backbone
@@ -61,13 +61,13 @@ class Run:
         return samples.revoke(listing, version).model_copy(update=request)
 
     def published_count(self) -> int:
-        return sum(end_offsets(self.backbone.bootstrap, self.backbone.listing_topics).values())
+        return sum(end_offsets(self.backbone.connection, self.backbone.listing_topics).values())
 
     def step(self, command: AnyCommand) -> None:
         before = self.published_count()
         try:
             receipt = self.publisher.submit(command)
-        except RuleViolation:
+        except (RuleViolation, AccessDenied):  # a rule, or another agency's name (the court's key)
             assert command.event_id not in self.accepted
             self.refused.add(command.event_id)
             assert self.published_count() == before, "a refused command reached a topic"

@@ -19,7 +19,7 @@ TIMEOUT_S = 0.3
 def test_a_log_longer_than_the_timeout_to_read_is_read_to_its_end(backbone: Backbone) -> None:
     book = Ledgerbook(backbone.keystore)
     topic = backbone.topics.listings("court")
-    producer = EventProducer(backbone.bootstrap)
+    producer = EventProducer(backbone.connection)
     for i in range(EVENTS):
         producer.send(topic, f"L-{i}", book.issue(f"L-{i}"))
     producer.flush()
@@ -29,7 +29,7 @@ def test_a_log_longer_than_the_timeout_to_read_is_read_to_its_end(backbone: Back
         time.sleep(0.001)  # 1,000 events take at least 1 s: more than three timeouts
         seen.append(at)
 
-    reader = LogReader(backbone.bootstrap, backbone.listing_topics, TIMEOUT_S)
+    reader = LogReader(backbone.connection, backbone.listing_topics, TIMEOUT_S)
     try:
         started = time.monotonic()
         reader.catch_up(slow_sink)

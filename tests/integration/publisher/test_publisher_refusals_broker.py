@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.core.errors import RuleViolation
+from services.core.errors import Forbidden, RuleViolation
 from tests.integration.publisher.conftest import Backbone
 from tests.unit.publisher import samples
 from tests.unit.publisher.cases import CHANGE_REFUSALS, ISSUE_REFUSALS, Step
@@ -15,10 +15,10 @@ from tests.unit.publisher.cases import CHANGE_REFUSALS, ISSUE_REFUSALS, Step
 
 @pytest.mark.parametrize(("code", "changes"), ISSUE_REFUSALS, ids=[c for c, _ in ISSUE_REFUSALS])
 def test_a_refused_issue_reaches_no_topic(backbone: Backbone, code: str, changes: dict[str, Any]) -> None:
-    publisher = backbone.publisher()
-    publisher.issue(samples.issue())  # the topics are live and take valid commands
+    backbone.publisher().issue(samples.issue())  # the topics are live and take valid commands
+    command = samples.issue(**changes)
     with pytest.raises(RuleViolation) as refused:
-        publisher.issue(samples.issue(**changes))
+        backbone.publisher(agency=command.agency).issue(command)  # its own agency's publisher
     assert refused.value.code == code
     assert len(backbone.published()) == 1
 
@@ -35,10 +35,22 @@ def test_a_refused_change_reaches_no_topic(
         done.append(publisher.submit(step(done)))
     before = backbone.published()
     assert len(before) == 1 + len(preparation)
+    command = last(done)
     with pytest.raises(RuleViolation) as refused:
-        publisher.submit(last(done))
+        backbone.publisher(agency=command.agency).submit(command)  # its own agency's publisher
     assert refused.value.code == code
     assert len(backbone.published()) == len(before)
+
+
+def test_a_command_in_another_agencys_name_is_refused_before_anything_is_sent(backbone: Backbone) -> None:
+    court = backbone.publisher()
+    listing = court.issue(samples.issue()).listing_id
+    posing = [samples.issue(agency="luoshan-police", category="public_security_risk", details={}),
+              samples.revoke(listing, 1, agency="luoshan-police")]  # fmt: skip
+    for command in posing:
+        with pytest.raises(Forbidden, match="not_your_agency"):
+            court.submit(command)
+    assert len(backbone.published()) == 1
 
 
 def test_a_request_id_reused_for_another_command_is_refused(backbone: Backbone) -> None:

@@ -1,5 +1,7 @@
 """A live backbone for reconciler tests: the test plays the ledger, a real copy sink keeps civil
-aviation's copy (SQLite or PostgreSQL) and a real `Runner` reconciles it, all on the real broker."""
+aviation's copy (SQLite or PostgreSQL) and a real `Runner` reconciles it, all on the real broker.
+Principals and ACLs are provisioned as `accord backbone up` does: the sink runs as civil
+aviation, the reconciler (and its lease) as the reconciler; the test itself as the super user."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from services.acl.principals import connection_of
+from services.backbone import provision
 from services.copies.sink import Sink
+from services.core.connection import KafkaConnection
 from services.core.copystore import CopyStore, open_store
 from services.core.copystore.probe import StoreProbe
 from services.core.events import Event, Finding, ListingState
@@ -24,7 +29,7 @@ from services.core.views import ViewRow, project, view_change
 from services.reconciler.lease import Lease
 from services.reconciler.runner import Runner
 from services.reconciler.settings import ReconcilerSettings
-from tests.integration.copies.support import POLICY, make_topics, settings
+from tests.integration.copies.support import PARTITIONS, POLICY, make_topics, settings
 from tests.support.factory import Ledgerbook, policy_with_keys
 
 CA = "civil-aviation"
@@ -47,7 +52,8 @@ def wait_for(what: str, found: Callable[[], T | None], timeout: float = 60.0) ->
 
 @dataclass
 class Live:
-    bootstrap: str
+    connection: KafkaConnection  # the super user's
+    credentials: Path  # the provisioned principals' passwords
     topics: Topics
     policy: Policy
     book: Ledgerbook
@@ -59,6 +65,10 @@ class Live:
     threads: list[threading.Thread] = field(default_factory=list)
     logs: dict[str, list[str]] = field(default_factory=dict)
     stops: list[threading.Event] = field(default_factory=list)  # of reconcilers stopped on their own
+
+    def as_(self, role: str) -> KafkaConnection:
+        """The connection of `role` (an agency or a service), as provisioned."""
+        return connection_of(self.connection, f"{self.topics.namespace}{role}", self.credentials)
 
     def record(self, event: Event) -> None:
         """What the ledger does: the listing's new state on `ledger`, its view change on `views.<CA>`."""
@@ -79,12 +89,12 @@ class Live:
         return {row.listing_id: row for row in self.store.rows()}
 
     def findings(self) -> list[Finding]:
-        return [e for m in read_all(self.bootstrap, [self.topics.findings])
+        return [e for m in read_all(self.connection, [self.topics.findings])
                 if isinstance(e := decode_message(m).event, Finding)]  # fmt: skip
 
     def start_sink(self, **options: float) -> None:
         store = open_store(self.url, CA)
-        sink = Sink(CA, store, settings(self.bootstrap, self.topics.namespace, **options), POLICY)
+        sink = Sink(CA, store, settings(self.as_(CA), self.topics.namespace, **options), POLICY)
         self._thread(lambda: _closing(store, lambda: sink.run(self.stop.is_set)))
 
     def start_reconciler(
@@ -95,10 +105,9 @@ class Live:
         stop: threading.Event | None = None,
         log: Callable[[str], None] | None = None,
     ) -> Runner:
-        kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=self.bootstrap, namespace=self.topics.namespace)  # type: ignore[call-arg]
+        kafka = KafkaSettings.of(self.as_("reconciler"), namespace=self.topics.namespace)
         probe = StoreProbe(open_store(self.url, CA))
-        held = Lease(self.bootstrap, f"{self.topics.namespace}reconciler-lease", self.topics.ledger,
-                     config.lease_session_s) if lease else None  # fmt: skip
+        held = Lease(kafka.connection, self.topics.ledger, config.lease_session_s) if lease else None
         lines = self.logs.setdefault(name, [])
         runner = Runner(kafka, config, self.policy, {CA: probe}, log or lines.append, held)
         halt = stop or self.stop
@@ -137,11 +146,13 @@ def _closing(store: CopyStore, run: Callable[[], None]) -> None:
         store.close()
 
 
-def live(bootstrap: str, namespace: str, url: str, folder: Path) -> Iterator[Live]:
+def live(admin: KafkaConnection, namespace: str, url: str, folder: Path) -> Iterator[Live]:
     policy, keystore = policy_with_keys(folder / "keys")
-    topics = make_topics(bootstrap, namespace)
-    world = Live(bootstrap, topics, policy, Ledgerbook(keystore), url, open_store(url, CA),
-                 EventProducer(bootstrap))  # fmt: skip
+    topics = make_topics(admin, namespace)
+    layout = KafkaSettings.of(admin, namespace=namespace, partitions=PARTITIONS, replication_factor=1)
+    provision(admin, layout, folder / "credentials")
+    world = Live(admin, folder / "credentials", topics, policy, Ledgerbook(keystore), url,
+                 open_store(url, CA), EventProducer(admin))  # fmt: skip
     try:
         yield world
     finally:

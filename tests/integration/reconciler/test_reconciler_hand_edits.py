@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.copies.check import answer
+from services.core.connection import KafkaConnection
 from services.core.digest import bucket_of
 from services.reconciler.report import replay
 from tests.integration.reconciler.live import CA, Live, live, wait_for
@@ -27,8 +28,8 @@ DETECTIONS = ("stale_copy", "revoked_still_active", "expired_still_active")
 
 
 @pytest.fixture
-def world(kafka_bootstrap: str, namespace: str, url: str, tmp_path: Path) -> Iterator[Live]:
-    yield from live(kafka_bootstrap, namespace, url, tmp_path)
+def world(kafka_admin: KafkaConnection, namespace: str, url: str, tmp_path: Path) -> Iterator[Live]:
+    yield from live(kafka_admin, namespace, url, tmp_path)
 
 
 def settled(world: Live) -> None:
@@ -84,7 +85,7 @@ def test_hand_edits_are_found_explained_repaired_and_timed_from_when_they_were_m
     agrees = lambda: store.digest().hex_buckets() == store.rescan_digest().hex_buckets()  # noqa: E731
     wait_for("the running digest to agree with the rows", agrees)
 
-    report = replay(world.bootstrap, world.topics, world.policy)
+    report = replay(world.connection, world.topics, world.policy)
     changed = report.times.summary()[(CA, "changed")]
     assert changed.count == len(wanted)
     assert changed.max <= (max(f.detected_at for f in found.values()) - injected).total_seconds() + 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from services.core.connection import KafkaConnection
 from services.core.events import CopyApplied, Envelope, Finding, ViewChanged
 from services.core.kafka import decode_message, producer_config, read_all
 from services.core.serde import encode
@@ -30,8 +31,8 @@ FLOOD = 60_000
 
 
 @pytest.fixture
-def world(kafka_bootstrap: str, namespace: str, url: str, tmp_path: Path) -> Iterator[Live]:
-    yield from live(kafka_bootstrap, namespace, url, tmp_path)
+def world(kafka_admin: KafkaConnection, namespace: str, url: str, tmp_path: Path) -> Iterator[Live]:
+    yield from live(kafka_admin, namespace, url, tmp_path)
 
 
 def flood(world: Live, count: int) -> None:
@@ -40,11 +41,11 @@ def flood(world: Live, count: int) -> None:
     env = Envelope(event_id="filler", listing_id="F-1", version=1, agency=CA, occurred_at=at, recorded_at=at)
     value = encode(CopyApplied(envelope=env, copy_agency=CA, op="upsert", partition=0, offset=0, row_hash="",
                                applied_at=at))  # fmt: skip
-    raw = Producer(producer_config(world.bootstrap, **{"linger.ms": 50}))
+    raw = Producer(producer_config(world.connection, **{"linger.ms": 50}))
     for i in range(count):
         while True:
             try:
-                raw.produce(world.topics.copies_applied, value=value, key=copy_key(CA, f"F-{i}").encode())
+                raw.produce(world.topics.copies_applied(CA), value=value, key=copy_key(CA, f"F-{i}").encode())
                 break
             except BufferError:
                 raw.poll(0.1)
@@ -64,7 +65,7 @@ def test_a_missed_acknowledgement_is_reported_on_time_under_sustained_load(world
 
 
 def reconciler_process(world: Live, folder: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KAFKA_BOOTSTRAP_SERVERS": world.bootstrap,
+    env = {**os.environ, "PYTHONPATH": str(REPO), **world.as_("reconciler").environment(),
            "ACCORD_NAMESPACE": world.topics.namespace, "ACCORD_RECONCILE_LISTING_SLA_S": "1",
            "ACCORD_RECONCILE_REVOCATION_SLA_S": "1", "ACCORD_RECONCILE_REPAIR_SLA_S": "5",
            "ACCORD_RECONCILE_CHECK_INTERVAL_S": "0.2", "ACCORD_RECONCILE_ANTIENTROPY_INTERVAL_S": "0.5",
@@ -149,6 +150,6 @@ def test_two_reconcilers_repair_once_and_the_second_takes_over(world: Live) -> N
 
 
 def repairs_of(world: Live, listing_id: str) -> list[ViewChanged]:
-    return [e for m in read_all(world.bootstrap, [world.topics.views(CA)])
+    return [e for m in read_all(world.connection, [world.topics.views(CA)])
             if isinstance(e := decode_message(m).event, ViewChanged)
             and e.envelope.agency == "reconciler" and e.envelope.listing_id == listing_id]  # fmt: skip

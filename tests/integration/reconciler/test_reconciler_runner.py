@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
+from services.core.connection import KafkaConnection
 from services.core.copystore import Applied, CopyStore, open_store
 from services.core.copystore.probe import StoreProbe
 from services.core.events import Event, Finding, ListingState, Rejected, ViewChanged
-from services.core.kafka import EventProducer, consumer, create_topics, decode_message, read_all
+from services.core.kafka import EventProducer, admin_client, consumer, create_topics, decode_message, read_all
 from services.core.listing import evolve
 from services.core.policy import Policy
 from services.core.settings import KafkaSettings
@@ -48,7 +48,7 @@ FAST = ReconcilerSettings(
 class Backbone:
     """The test's stand-in for the ledger and the sinks, writing to real topics."""
 
-    bootstrap: str
+    connection: KafkaConnection
     topics: Topics
     policy: Policy
     book: Ledgerbook
@@ -76,24 +76,24 @@ class Backbone:
             assert self.store.apply(change, partition, offset) is Applied.APPLIED
         ack = applied(change, offset, datetime.now(UTC), partition)
         self.producer.send_sync(
-            self.topics.copies_applied, copy_key(change.view_agency, ack.envelope.listing_id), ack
+            self.topics.copies_applied(change.view_agency),
+            copy_key(change.view_agency, ack.envelope.listing_id),
+            ack,
         )
 
 
 @pytest.fixture
-def backbone(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[Backbone]:
+def backbone(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -> Iterator[Backbone]:
     policy, keystore = policy_with_keys(tmp_path / "keys")
     topics = Topics(namespace)
     specs = topics.specs(policy.issuers, policy.enforcers)
-    create_topics(kafka_bootstrap, specs, 3, 1)
+    create_topics(kafka_admin, specs, 3, 1)
     store = open_store(f"sqlite:///{tmp_path / 'ca.db'}", CA)
     try:
-        yield Backbone(
-            kafka_bootstrap, topics, policy, Ledgerbook(keystore), store, EventProducer(kafka_bootstrap)
-        )
+        yield Backbone(kafka_admin, topics, policy, Ledgerbook(keystore), store, EventProducer(kafka_admin))
     finally:
         store.close()
-        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        admin = admin_client(kafka_admin)
         for future in admin.delete_topics([s.name for s in specs], operation_timeout=30).values():
             future.result()
 
@@ -101,7 +101,7 @@ def backbone(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[B
 def repairs_applied_for(backbone: Backbone, listing_id: str, stop: threading.Event) -> None:
     """A sink that applies the reconciler's repairs of one listing and ignores the others."""
     topic = backbone.topics.views(CA)
-    reader = consumer(backbone.bootstrap, f"{topic}-sink")
+    reader = consumer(backbone.connection, f"{topic}-sink")
     reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
     try:
         while not stop.is_set():
@@ -121,7 +121,7 @@ def findings_until(
     found: list[Finding] = []
     while time.monotonic() < deadline and len(found) < count and runner.is_alive():
         time.sleep(0.5)
-        found = [e for m in read_all(backbone.bootstrap, [backbone.topics.findings])
+        found = [e for m in read_all(backbone.connection, [backbone.topics.findings])
                  if isinstance(e := decode_message(m).event, Finding)]  # fmt: skip
     return found
 
@@ -129,8 +129,8 @@ def findings_until(
 def test_missing_acks_stale_copies_repairs_and_escalations_are_published(backbone: Backbone) -> None:
     book = backbone.book
     fine = backbone.record(book.issue("L-1"))
-    raw = Producer({"bootstrap.servers": backbone.bootstrap})
-    raw.produce(backbone.topics.copies_applied, value=b"not an event", key=b"garbage")
+    raw = Producer(backbone.connection.client_config())
+    raw.produce(backbone.topics.copies_applied(RAIL), value=b"not an event", key=b"garbage")
     raw.flush(10)
     for change, partition, offset in fine.values():
         backbone.ack(change, partition, offset)  # read after the unreadable message: must still count
@@ -148,7 +148,7 @@ def test_missing_acks_stale_copies_repairs_and_escalations_are_published(backbon
     stop = threading.Event()
     log: list[str] = []
     ns = backbone.topics.namespace
-    kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=backbone.bootstrap, namespace=ns)  # type: ignore[call-arg]
+    kafka = KafkaSettings.of(backbone.connection, namespace=ns)
     runner = Runner(kafka, FAST, backbone.policy, {CA: StoreProbe(backbone.store)}, log.append)
     threads = [threading.Thread(target=runner.run, args=(stop,)),
                threading.Thread(target=repairs_applied_for, args=(backbone, "L-3", stop))]  # fmt: skip
@@ -170,8 +170,8 @@ def test_missing_acks_stale_copies_repairs_and_escalations_are_published(backbon
         ("stale_copy", CA, "L-5"),
     ]
     assert backbone.store.row("L-3") is None and backbone.store.row("L-1") is not None
-    [rejected] = [decode_message(m).event for m in read_all(backbone.bootstrap, [backbone.topics.rejected])]
-    assert isinstance(rejected, Rejected) and rejected.source_topic == backbone.topics.copies_applied
+    [rejected] = [decode_message(m).event for m in read_all(backbone.connection, [backbone.topics.rejected])]
+    assert isinstance(rejected, Rejected) and rejected.source_topic == backbone.topics.copies_applied(RAIL)
     assert any("p50 s" in line for line in log)  # the time-to-consistency table is printed on exit
 
 
@@ -182,7 +182,7 @@ def test_the_report_replays_times_and_findings_from_the_log(backbone: Backbone) 
     backbone.record(backbone.book.issue("L-2"))  # nobody acknowledges it
     finding = findings.make("repaired", "f-1", CA, "L-9", 3, "repaired", T0 + timedelta(seconds=30), since=T0)
     backbone.producer.send_sync(backbone.topics.findings, copy_key(CA, "L-9"), finding)
-    env = {"KAFKA_BOOTSTRAP_SERVERS": backbone.bootstrap, "ACCORD_NAMESPACE": backbone.topics.namespace}
+    env = {**backbone.connection.environment(), "ACCORD_NAMESPACE": backbone.topics.namespace}
     result = CliRunner().invoke(reconcile, ["report"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -194,3 +194,27 @@ def test_the_report_replays_times_and_findings_from_the_log(backbone: Backbone) 
     ]
     assert [CA, "repaired", "1"] in [line.split() for line in lines]
     assert "changes not acknowledged yet: 2" in result.output  # L-2, for civil aviation and railway
+
+
+def test_an_acknowledgement_on_another_copys_topic_counts_for_nobody(backbone: Backbone) -> None:
+    """ACLs let civil aviation write only its own acknowledgement topic; an ack there that names
+    railway (railway's copy never applied the change) must not hide railway's stale copy."""
+    landed = backbone.record(backbone.book.issue("L-1"))
+    change, partition, offset = landed[RAIL]
+    forged = applied(change, offset, datetime.now(UTC), partition)
+    backbone.producer.send_sync(backbone.topics.copies_applied(CA), copy_key(RAIL, "L-1"), forged)
+    backbone.ack(*landed[CA])
+
+    stop, log = threading.Event(), []
+    kafka = KafkaSettings.of(backbone.connection, namespace=backbone.topics.namespace)
+    runner = threading.Thread(target=Runner(kafka, FAST, backbone.policy, {}, log.append).run, args=(stop,))
+    runner.start()
+    try:
+        findings = findings_until(backbone, 1, runner)
+    finally:
+        stop.set()
+        runner.join(30)
+    assert [(f.kind, f.copy_agency) for f in findings] == [("missing_ack", RAIL)]
+    [rejected] = [decode_message(m).event for m in read_all(backbone.connection, [backbone.topics.rejected])]
+    assert isinstance(rejected, Rejected) and rejected.source_topic == backbone.topics.copies_applied(CA)
+    assert "not its topic" in rejected.reason

@@ -86,24 +86,39 @@ def test_a_stale_answer_sends_the_officer_to_the_issuer(store: CopyStore) -> Non
     assert result.advice.startswith("CONFIRM BEFORE ACTING") and "court" in result.advice
 
 
-def test_the_cli_check_pseudonymises_and_exits_2_when_the_broker_is_unreachable(
-    store: CopyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def offline_subject(store: CopyStore, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`copy check` set up with a pseudonym key and no reachable broker; L-1 listed against the
+    subject 420102199001011234, whose pseudonym is returned."""
     key = "test-pseudonym-key"
     subject = pseudonymise("420102199001011234", key.encode())
     store.apply(upsert(row("L-1", subject_ref=subject)), 0, 0)
     monkeypatch.setenv("ACCORD_PSEUDONYM_KEY", key)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     monkeypatch.setenv("ACCORD_COPY_LAG_TIMEOUT_S", "0.5")
+    return subject
+
+
+def test_the_cli_check_pseudonymises_and_exits_2_when_the_broker_is_unreachable(
+    store: CopyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subject = offline_subject(store, monkeypatch)
     url = f"sqlite:///{tmp_path}/copy.db"
-    args = ["--agency", AGENCY, "--store", url, "--subject", "420102-19900101-1234"]
-    result = CliRunner().invoke(copy, ["check", *args, "--json"])
+    args = ["--agency", AGENCY, "--store", url]
+    result = CliRunner().invoke(
+        copy, ["check", *args, "--json", "--subject-file", "-"], input="420102-19900101-1234\n"
+    )
     assert result.exit_code == EXIT_STALE, result.output
     body = json.loads(result.output)
     assert body["subject_ref"] == subject and body["listings"][0]["listing_id"] == "L-1"
     assert body["freshness"]["stale"] and body["freshness"]["lag"] is None
-    text = CliRunner().invoke(copy, ["check", *args])
+    (tmp_path / "subject.txt").write_text("420102199001011234\n")
+    text = CliRunner().invoke(copy, ["check", *args, "--subject-file", str(tmp_path / "subject.txt")])
     assert "CONFIRM BEFORE ACTING" in text.output and "flight_ban: in force" in text.output
+    asked = CliRunner().invoke(copy, ["check", *args, "--json"], input="420102199001011234\n")
+    assert json.loads(asked.output)["subject_ref"] == subject  # no file: the next line of stdin (or a prompt)
+    flagged = CliRunner().invoke(copy, ["check", *args, "--subject", "420102199001011234"])
+    assert flagged.exit_code == 2 and "never taken from the command line" in flagged.output
+    assert "420102199001011234" not in flagged.output
 
 
 def test_the_sink_refuses_fields_and_measures_outside_the_entitlement() -> None:

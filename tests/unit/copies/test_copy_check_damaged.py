@@ -14,8 +14,8 @@ from services.copies.check import answer
 from services.copies.cli import EXIT_STALE, copy
 from services.core.copystore import CopyStore
 from services.core.copystore.probe import StoreProbe
-from services.core.crypto import pseudonymise
 from tests.unit.copies.changes import AGENCY, T0, by_reconciler, row, upsert
+from tests.unit.copies.test_copy_check import offline_subject
 from tests.unit.copies.test_copystore_behaviour import execute
 
 NOW = T0 + timedelta(days=1)
@@ -58,16 +58,12 @@ def test_a_copy_that_cannot_be_read_at_all_still_answers(store: CopyStore, url: 
 def test_the_cli_answers_a_damaged_row_and_exits_2(
     store: CopyStore, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    key = "test-pseudonym-key"
-    subject = pseudonymise("420102199001011234", key.encode())
-    store.apply(upsert(row("L-1", subject_ref=subject)), 0, 0)
+    offline_subject(store, monkeypatch)
     execute(url, "UPDATE copy_rows SET status = 'revoked' WHERE listing_id = 'L-1'")
-    monkeypatch.setenv("ACCORD_PSEUDONYM_KEY", key)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
-    monkeypatch.setenv("ACCORD_COPY_LAG_TIMEOUT_S", "0.5")
-    args = ["check", "--agency", AGENCY, "--store", url, "--subject", "420102199001011234"]
-    text = CliRunner().invoke(copy, args)
+    args = ["check", "--agency", AGENCY, "--store", url, "--subject-file", "-"]
+    national_id = "420102199001011234\n"  # on standard input: never a flag
+    text = CliRunner().invoke(copy, args, input=national_id)
     assert text.exit_code == EXIT_STALE, text.output
     assert "COPY DAMAGED, CONFIRM WITH THE ISSUING AGENCY" in text.output and "L-1: DAMAGED" in text.output
-    body = json.loads(CliRunner().invoke(copy, [*args, "--json"]).output)
+    body = json.loads(CliRunner().invoke(copy, [*args, "--json"], input=national_id).output)
     assert body["damaged"][0]["listing_id"] == "L-1" and not body["restricted"]

@@ -9,7 +9,6 @@ must fail with `bad_hash`, and a signature by anyone but the named agency with
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from services.core.crypto import (
     mask_name,
     normalise_national_id,
     pseudonymise,
+    public_key_of,
     seal,
 )
 from services.core.errors import ConfigurationError
@@ -97,7 +97,7 @@ def check(event: Event, public_key: str) -> tuple[str, str] | None:
 def test_a_sealed_event_checks_out_after_the_wire(name: str, keystore: Keystore) -> None:
     event = sealed(SAMPLES[name], keystore)
     assert event.envelope.prev_hash == "p" * 64
-    assert check(event, keystore.public_keys()["court"]) is None
+    assert check(event, public_key_of(keystore.private("court"))) is None
 
 
 def _altered(event: Event, path: tuple[str, ...], value: Any) -> Event:
@@ -124,14 +124,14 @@ def test_altering_any_field_after_sealing_breaks_the_hash(
     model = Envelope if path[0] == "envelope" else type(event)
     old = getattr(event.envelope, path[1]) if path[0] == "envelope" else getattr(event, path[0])
     new = data.draw(field_strategy(model.model_fields[path[-1]]).filter(lambda v: bool(v != old)))
-    problem = check(_altered(event, path, new), keystore.public_keys()["court"])
+    problem = check(_altered(event, path, new), public_key_of(keystore.private("court")))
     assert problem is not None and problem[0] == "bad_hash", f"altering {'.'.join(path)} went unnoticed"
 
 
 @pytest.mark.parametrize("name", sorted(ALL_EVENTS))
 def test_a_replaced_hash_or_signature_is_caught(name: str, keystore: Keystore) -> None:
     event = sealed(SAMPLES[name], keystore)
-    court = keystore.public_keys()["court"]
+    court = public_key_of(keystore.private("court"))
     rehashed = _altered(event, ("envelope", "hash"), "0" * 64)
     assert check(rehashed, court)[0] == "bad_hash"  # type: ignore[index]
     other = base64.b64encode(Ed25519PrivateKey.generate().sign(bytes.fromhex(event.envelope.hash))).decode()
@@ -143,7 +143,7 @@ def test_another_agencys_key_is_a_bad_signature(keystore: Keystore) -> None:
     event = SAMPLES["ListingRevoked"]
     envelope = event.envelope.model_copy(update={"agency": "court", "hash": "", "signature": ""})
     forged = seal(event.model_copy(update={"envelope": envelope}), "", keystore.private("luoshan-police"))
-    keys = keystore.public_keys()
+    keys = {a: public_key_of(keystore.private(a)) for a in ("court", "luoshan-police")}
     assert check(forged, keys["court"])[0] == "bad_signature"  # type: ignore[index]
     assert check(sealed(event, keystore), keys["luoshan-police"])[0] == "bad_signature"  # type: ignore[index]
     assert check(sealed(event, keystore), "")[0] == "unknown_key"  # type: ignore[index]
@@ -161,13 +161,4 @@ def test_an_event_sealed_under_an_old_schema_still_checks_out(keystore: Keystore
     envelope = unsealed.envelope.model_copy(update={"hash": digest, "signature": signature})
     decoded = decode_full(encode_with(1, unsealed.model_copy(update={"envelope": envelope})))
     assert decoded.writer.version == 1
-    assert check_seal(decoded, keystore.public_keys()["luoshan-police"]) is None
-
-
-def test_keystore_keeps_keys_private_and_stable(tmp_path: Path) -> None:
-    store = Keystore(tmp_path / "keys")
-    first = store.create(["court"])
-    assert store.create(["court"]) == first == store.public_keys()
-    assert (tmp_path / "keys" / "court.key").stat().st_mode & 0o777 == 0o600
-    with pytest.raises(ConfigurationError, match="accord keys init"):
-        store.private("railway")
+    assert check_seal(decoded, public_key_of(keystore.private("luoshan-police"))) is None

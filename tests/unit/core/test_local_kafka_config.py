@@ -17,10 +17,11 @@ from services.core.local_kafka import (
     new_cluster_id,
     render_server_properties,
 )
+from services.core.local_kafka_security import BrokerSecrets
 
 
 def _cluster(size: int, root: Path) -> list[Node]:
-    return [Node(i, 9091 + i, 19091 + i, root / f"node-{i}") for i in range(1, size + 1)]
+    return [Node(i, 9091 + i, 19091 + i, 29091 + i, root / f"node-{i}") for i in range(1, size + 1)]
 
 
 def _properties(text: str) -> dict[str, str]:
@@ -107,3 +108,37 @@ def test_recorded_pids_of_other_programs_are_not_ours(tmp_path: Path) -> None:
     broker.stop()  # would SIGTERM pytest itself if it trusted the pid file
 
     assert not broker.pid_file.exists()
+
+
+def test_a_secured_node_authenticates_clients_by_scram_and_nodes_by_certificate(tmp_path: Path) -> None:
+    cluster = _cluster(3, tmp_path)
+    secrets = BrokerSecrets(tmp_path / "security").ensure()
+    props = _properties(render_server_properties(cluster[1], cluster, secrets))
+
+    assert props["listeners"] == (
+        "CLIENT://127.0.0.1:9093,BROKER://127.0.0.1:29093,CONTROLLER://127.0.0.1:19093"
+    )
+    assert props["listener.security.protocol.map"] == "CLIENT:SASL_SSL,BROKER:SSL,CONTROLLER:SSL"
+    assert props["inter.broker.listener.name"] == "BROKER"
+    assert props["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["listener.name.broker.ssl.client.auth"] == "required"
+    assert props["listener.name.controller.ssl.client.auth"] == "required"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:CN=accord-broker"
+    assert "PLAINTEXT" not in props["listeners"]
+
+
+def test_secrets_are_private_from_their_first_byte(tmp_path: Path) -> None:
+    secrets = BrokerSecrets(tmp_path / "security").ensure()
+
+    assert secrets.folder.stat().st_mode & 0o777 == 0o700
+    for path in (
+        secrets.keystore,
+        secrets.keystore_password_file,
+        secrets.admin_password_file,
+        secrets.node_key,
+    ):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    before = secrets.admin_password()
+    assert BrokerSecrets(secrets.folder).ensure().admin_password() == before  # kept across restarts

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from services.core import rules
 from services.core.commands import IssueCommand
-from services.core.crypto import normalise_national_id
 from services.core.errors import ConflictError, RuleViolation, UnknownListing
 from services.core.events import ObjectionFiled
 from services.core.policy import load_policy
@@ -111,11 +110,6 @@ def test_an_objection_due_date_beyond_the_policy_limit_is_refused_on_recheck() -
     late = filed.model_copy(update={"due_at": NOW + timedelta(days=POLICY.redress.objection_due_days + 1)})
     with pytest.raises(RuleViolation, match="objection_due_date"):
         rules.check_event(desk.states[listing], late, POLICY)
-
-
-def test_id_spelling_matches_the_pseudonym_normalisation() -> None:
-    for raw in ["42010219900517123x", "420102 1990 0517 123X", "420102-19900517-123x"]:
-        assert rules.normalise_id(raw) == normalise_national_id(raw)
 
 
 def test_a_person_needs_a_birth_date_but_an_organisation_does_not() -> None:

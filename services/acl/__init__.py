@@ -1,0 +1,1 @@
+"""Kafka principals and ACLs derived from the policy: `accord acl plan | apply`, used by the backbone."""
