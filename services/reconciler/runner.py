@@ -296,28 +296,37 @@ class Runner:
 
     def _compare(self, agency: str, probe: CopyProbe, now: datetime, deep: bool) -> Outcome:
         """One digest comparison; a mismatch the copy's running digest cannot explain is looked at
-        again in a rescan of its rows, and what a rescan cannot explain is reported as such."""
+        again in a rescan of its rows, and what a rescan cannot explain is reported as such.
+
+        Every pass's outcome is kept, also that of a pass looked at again: the engine opened its
+        repairs when it planned them, so a repair dropped here would never be sent, yet stay open,
+        and the listing, judged "being repaired", would never be repaired (seen under load).
+        """
         published = self.engine.digests.get(agency)
+        planned = Outcome()
         if not deep and published is not None:
             outcome, report = self.engine.reconcile(agency, published.buckets, probe, now, published.taken_at)
+            planned += outcome
             if not report.unexplained:
                 self._log_pass(report, "from its digest")
-                return outcome
+                return planned
         rescan = probe.digest()
         same = self._same_positions(agency, probe)
         if self.engine.healthy(agency, rescan):
-            outcome = self.engine.resolve(agency, now, "a rescan of the copy's rows equals its view")
+            planned += self.engine.resolve(agency, now, "a rescan of the copy's rows equals its view")
         else:
             outcome, report = self.engine.reconcile(agency, rescan, probe, now)
+            planned += outcome
             if report.unexplained:  # the sink may have written between the rescan and the leaves: again
                 rescan = probe.digest()
                 outcome, report = self.engine.reconcile(agency, rescan, probe, now)
+                planned += outcome
             self._log_pass(report, "from a rescan of its rows")
             if report.unexplained:
-                outcome += self.engine.unexplained(agency, report.unexplained, root_of(rescan), now)
+                planned += self.engine.unexplained(agency, report.unexplained, root_of(rescan), now)
         if same:
-            outcome += self.engine.drift(agency, dict(enumerate(rescan)), now)
-        return outcome
+            planned += self.engine.drift(agency, dict(enumerate(rescan)), now)
+        return planned
 
     def _log_pass(self, report: PassReport, how: str) -> None:
         if report.differences or report.unexplained:

@@ -70,7 +70,10 @@ def test_hand_edits_are_found_explained_repaired_and_timed_from_when_they_were_m
     injected = datetime.now(UTC)
     wanted = inject(world)
 
-    wait_for("every edit repaired", lambda: world.rows() == world.expected(), timeout=90)
+    try:
+        wait_for("every edit repaired", lambda: world.rows() == world.expected(), timeout=90)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{_dump(world)}") from None
     found = wait_for("every repair acknowledged", lambda: _repaired(world, set(wanted)), timeout=60)
     detections = {f.envelope.listing_id: f for f in world.findings() if f.kind in DETECTIONS}
     assert {lid: detections[lid].detail.split(":")[0] for lid in wanted} == wanted
@@ -90,6 +93,17 @@ def test_hand_edits_are_found_explained_repaired_and_timed_from_when_they_were_m
     assert changed.count == len(wanted)
     assert changed.max <= (max(f.detected_at for f in found.values()) - injected).total_seconds() + 1
     assert "changed under its sink" in report.text()
+
+
+def _dump(world: Live) -> str:
+    """What the copy holds against what it should, and what the reconciler said: why it is not repaired."""
+    rows, expected = world.rows(), world.expected()
+    wrong = {lid: (rows.get(lid), expected.get(lid)) for lid in rows.keys() | expected.keys()
+             if rows.get(lid) != expected.get(lid)}  # fmt: skip
+    lines = [f"{lid}: copy {have} / expected {want}" for lid, (have, want) in sorted(wrong.items())]
+    kinds = [f"{f.kind} {f.envelope.listing_id} {f.detail}" for f in world.findings()]
+    logs = [f"[{name}] {line}" for name, each in world.logs.items() for line in each]
+    return "\n".join(["rows that differ:", *lines, "findings:", *kinds, "reconciler log:", *logs])
 
 
 def _repaired(world: Live, wanted: set[str]) -> dict[str, object] | None:
