@@ -254,23 +254,24 @@ class Runner:
 
     def _verify(self, agency: str, probe: CopyProbe, now: datetime) -> None:
         """Rolling verification of the next few buckets, the damage front-line checks met, and drift;
-        once a cycle, the rows filed under a bucket their id does not fall in (a full read of ids)."""
+        once a cycle, the rows filed under a bucket their id does not fall in (a full read of ids).
+        What was planned before a failing read is still published (see `_compare`)."""
         size, start = self.engine.expected.size, self._cursor.get(agency, 0)
         buckets = [(start + i) % size for i in range(self.verify_step())]
         self._cursor[agency] = (start + len(buckets)) % size
+        planned = Outcome()
         try:
-            damaged = self.engine.damaged(agency, probe, now)
+            planned += self.engine.damaged(agency, probe, now)
             outcome, report, read = self.engine.verify(agency, buckets, probe, now)
+            planned += outcome
+            self._log_pass(report, "verified from its rows")
             if self._same_positions(agency, probe):
-                outcome += self.engine.drift(agency, read, now)
+                planned += self.engine.drift(agency, read, now)
             if start == 0 and probe.misplaced():  # once a cycle: rows filed under a bucket not their own
-                outcome += self._compare(agency, probe, now, deep=True)
+                self._compare(agency, probe, now, deep=True, planned=planned)
         except AccordError as e:
             self.log(f"verification of {agency}'s copy failed, will retry: {e}")
-            return
-        self._log_pass(report, "verified from its rows")
-        self.publish(damaged)
-        self.publish(outcome)
+        self.publish(planned)
 
     def _same_positions(self, agency: str, probe: CopyProbe) -> bool:
         """Whether the copy's last published digest reflects the positions its rows are at now."""
@@ -287,29 +288,29 @@ class Runner:
         deep = published is None or self._due(f"deep:{agency}", self.settings.deep_interval_s)
         if published is not None:
             self._digest_seen[agency] = published.taken_at
+        planned = Outcome()
         try:
-            outcome = self._compare(agency, probe, now, deep)
+            self._compare(agency, probe, now, deep, planned)
         except AccordError as e:
             self.log(f"anti-entropy on {agency}'s copy failed, will retry: {e}")
-            return
-        self.publish(outcome)
+        self.publish(planned)
 
-    def _compare(self, agency: str, probe: CopyProbe, now: datetime, deep: bool) -> Outcome:
-        """One digest comparison; a mismatch the copy's running digest cannot explain is looked at
-        again in a rescan of its rows, and what a rescan cannot explain is reported as such.
+    def _compare(self, agency: str, probe: CopyProbe, now: datetime, deep: bool, planned: Outcome) -> None:
+        """One digest comparison, into `planned`; a mismatch the copy's running digest cannot explain
+        is looked at again in a rescan of its rows, and what a rescan cannot explain is reported.
 
-        Every pass's outcome is kept, also that of a pass looked at again: the engine opened its
-        repairs when it planned them, so a repair dropped here would never be sent, yet stay open,
-        and the listing, judged "being repaired", would never be repaired (seen under load).
+        Every pass's outcome is kept in `planned`, also that of a pass looked at again or cut short
+        by a failing read: the engine opened its repairs when it planned them, so a repair dropped
+        would never be sent, yet stay open, and the listing, judged "being repaired", would never
+        be repaired (seen under load).
         """
         published = self.engine.digests.get(agency)
-        planned = Outcome()
         if not deep and published is not None:
             outcome, report = self.engine.reconcile(agency, published.buckets, probe, now, published.taken_at)
             planned += outcome
             if not report.unexplained:
                 self._log_pass(report, "from its digest")
-                return planned
+                return
         rescan = probe.digest()
         same = self._same_positions(agency, probe)
         if self.engine.healthy(agency, rescan):
@@ -326,7 +327,6 @@ class Runner:
                 planned += self.engine.unexplained(agency, report.unexplained, root_of(rescan), now)
         if same:
             planned += self.engine.drift(agency, dict(enumerate(rescan)), now)
-        return planned
 
     def _log_pass(self, report: PassReport, how: str) -> None:
         if report.differences or report.unexplained:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from services.core.connection import KafkaConnection
 from services.core.digest import bucket_of
 from services.core.settings import KafkaSettings
+from services.reconciler.engine import Outcome
 from services.reconciler.runner import Runner
 from services.reconciler.settings import ReconcilerSettings
 from tests.support.factory import T0
@@ -34,7 +35,8 @@ def test_a_repair_planned_from_a_digest_the_rows_cannot_explain_is_still_sent(wo
                     {CA: copy}, lambda _: None)  # fmt: skip
     runner.engine = world.engine
 
-    outcome = runner._compare(CA, copy, T0 + timedelta(hours=1), deep=False)
+    outcome = Outcome()
+    runner._compare(CA, copy, T0 + timedelta(hours=1), deep=False, planned=outcome)
 
     assert [(r.envelope.listing_id, r.op) for r in outcome.repairs] == [("L-3", "upsert")]
     assert [f.envelope.listing_id for f in outcome.findings if f.kind == "stale_copy"] == ["L-3"]
