@@ -72,9 +72,9 @@ def test_hand_edits_are_found_explained_repaired_and_timed_from_when_they_were_m
 
     try:
         wait_for("every edit repaired", lambda: world.rows() == world.expected(), timeout=90)
+        found = wait_for("every repair acknowledged", lambda: _repaired(world, set(wanted)), timeout=60)
     except AssertionError as e:
         raise AssertionError(f"{e}\n{_dump(world)}") from None
-    found = wait_for("every repair acknowledged", lambda: _repaired(world, set(wanted)), timeout=60)
     detections = {f.envelope.listing_id: f for f in world.findings() if f.kind in DETECTIONS}
     assert {lid: detections[lid].detail.split(":")[0] for lid in wanted} == wanted
     for lid in wanted:
