@@ -28,7 +28,7 @@ from services.reconciler.model import DUE, SHOWN, Difference, problem_of
 from services.reconciler.objections import ObjectionWatch
 from services.reconciler.open_findings import FindingBook
 from services.reconciler.probe import MeteredProbe, wire_size
-from services.reconciler.repair import RepairBook, repair_change
+from services.reconciler.repair import Repair, RepairBook, repair_change
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,17 @@ class Reconciler:
         if self.expected.update(state, at, raw):
             self.objections.update(state)
 
-    def on_view(self, change: ViewChanged, partition: int, offset: int, at: datetime) -> None:
+    def on_view(self, change: ViewChanged, partition: int, offset: int, at: datetime) -> Outcome:
+        """A view change read back; a repair's, settled here when the copy's ack of it came first."""
         read = self._read_up_to.setdefault(change.view_agency, {})
         read[partition] = max(read.get(partition, 0), offset + 1)
-        if change.envelope.agency == RECONCILER:
-            self.repairs.delivered(change, partition, offset)
-        else:
+        if change.envelope.agency != RECONCILER:
             self._record(self.acks.expect(change, at))
+            return Outcome()
+        settled = self.repairs.delivered(change, partition, offset)
+        if settled is None:
+            return Outcome()
+        return self.novel(Outcome(findings=[self._repaired_by(*settled)]))
 
     def on_applied(self, applied: CopyApplied) -> Outcome:
         """Settle what the acknowledgement covers: close late ones' findings, and a repair it confirms."""
@@ -97,15 +101,18 @@ class Reconciler:
         self._record(settled)
         out = Outcome(findings=[findings.acknowledged_late(s, applied.applied_at) for s in settled if s.late])
         repair = self.repairs.acknowledged(applied)
-        if repair is None:
-            return self.novel(out)
+        if repair is not None:
+            out.findings.append(self._repaired_by(repair, applied))
+        return self.novel(out)
+
+    def _repaired_by(self, repair: Repair, applied: CopyApplied) -> Finding:
+        """The copy acknowledged a repair: time it from when the copy went wrong, and say so."""
         detection = repair.detection
         self._repaired.add(self._signatures.pop(detection.finding_id, ()))
         since = detection.since or detection.detected_at
         family = findings.family_of(detection)
         self.times.add(applied.copy_agency, family, max(0.0, (applied.applied_at - since).total_seconds()))
-        out.findings.append(findings.repaired(detection, applied.applied_at))
-        return self.novel(out)
+        return findings.repaired(detection, applied.applied_at)
 
     def on_digest(self, digest: CopyDigest) -> None:
         self.digests[digest.copy_agency] = digest

@@ -69,6 +69,7 @@ class Repair:
     deadline: datetime
     position: tuple[int, int] | None = None
     escalated: bool = False
+    early: CopyApplied | None = None  # the copy's latest ack of the listing, read before the repair itself
 
 
 class RepairBook:
@@ -88,17 +89,33 @@ class RepairBook:
     def pending(self, agency: str, listing_id: str) -> bool:
         return (agency, listing_id) in self._open
 
-    def delivered(self, change: ViewChanged, partition: int, offset: int) -> None:
-        """The repair was read back from the view topic: now its acknowledgement can be recognised."""
+    def delivered(
+        self, change: ViewChanged, partition: int, offset: int
+    ) -> tuple[Repair, CopyApplied] | None:
+        """The repair was read back from the view topic: now its acknowledgement can be recognised,
+        also one read before it (the reconciler reads the acks and the view topic side by side, so
+        a copy's ack of a repair may come first); returned with that ack when it settles it."""
         repair = self._by_event.get(change.envelope.event_id)
-        if repair is not None:
-            repair.position = (partition, offset)
+        if repair is None:
+            return None
+        repair.position = (partition, offset)
+        early, repair.early = repair.early, None
+        settled = self.acknowledged(early) if early is not None else None
+        return (settled, early) if settled is not None and early is not None else None
 
     def acknowledged(self, applied: CopyApplied) -> Repair | None:
-        """The repair this acknowledgement settles, if any (the copy applied it or something later)."""
+        """The repair this acknowledgement settles, if any (the copy applied it or something later).
+        One read before the repair itself is kept, to be recognised when the repair is (`delivered`)."""
         key = (applied.copy_agency, applied.envelope.listing_id)
         repair = self._open.get(key)
-        if repair is None or repair.position is None:
+        if repair is None:
+            return None
+        if repair.position is None:
+            if repair.early is None or (repair.early.partition, repair.early.offset) <= (
+                applied.partition,
+                applied.offset,
+            ):
+                repair.early = applied
             return None
         partition, offset = repair.position
         if applied.partition != partition or applied.offset < offset:

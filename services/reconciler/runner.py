@@ -176,7 +176,7 @@ class Runner:
         if isinstance(event, ListingState):
             self.engine.on_state(event, at, msg.value())
         elif isinstance(event, ViewChanged):
-            self.engine.on_view(event, partition, offset, at)
+            self.publish(self.engine.on_view(event, partition, offset, at))
         elif isinstance(event, CopyApplied):
             self._acks_at[(topic, partition)] = at
             self.publish(self.engine.on_applied(event))

@@ -257,3 +257,22 @@ def test_a_row_a_check_could_not_read_is_a_finding(world: World) -> None:
     [damaged] = world.engine.damaged(CA, copy, T0 + 9 * S).findings
     assert (damaged.kind, damaged.envelope.listing_id, damaged.since) == ("copy_damaged", "L-1", T0 + 5 * S)
     assert world.engine.damaged(CA, copy, T0 + 19 * S).findings == []
+
+
+def test_a_repair_acknowledged_before_it_is_read_back_is_settled_when_it_is(world: World) -> None:
+    """The acks and the view topic are read side by side: the copy's ack of a repair may come first."""
+    world.record(world.book.issue("L-1"), T0)
+    copy = world.copies[CA]
+    del copy.rows["L-1"]
+    outcome, _ = reconcile(world, CA, 3600 * S)
+    [repair] = outcome.repairs
+    offset = world.offsets[CA]
+    copy.next_offset = offset
+    ack = copy.apply(repair)
+    assert [f.kind for f in world.engine.on_applied(ack).findings] == []  # not recognisable yet
+    assert len(world.engine.repairs) == 1
+
+    [repaired] = world.engine.on_view(repair, 0, offset, T0 + 3600 * S).findings
+
+    assert repaired.kind == "repaired" and repaired.envelope.listing_id == "L-1"
+    assert len(world.engine.repairs) == 0
