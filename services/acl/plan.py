@@ -11,8 +11,9 @@ exactly what `accord acl apply` enforces. The authorizer denies everything else
   `copies.applied.<own>`, `copies.digests.<own>`, and `rejected` (a view message it cannot apply);
 - ledger: reads every listing topic, writes `listings.backbone` (expiries), `ledger`, `views.*`,
   `rejected`, and owns its Faust group and internal topics (`<namespace>ledger-*`);
-- reconciler: reads `ledger`, `views.*`, acknowledgements and digests; writes `findings`, repairs
-  into `views.*`, and `rejected`;
+- reconciler: reads `ledger`, `views.*`, acknowledgements, digests and `findings` (what it already
+  published); writes `findings`, repairs into `views.*`, and `rejected`; its lease is its own
+  group `<principal>.lease`;
 - audit: reads every topic, writes none;
 - every principal: consumer groups and transactional ids that start with `<principal>.`.
 The super user (`admin`) needs no grant: it is the cluster's, for administration only.
@@ -116,7 +117,7 @@ def _reconciler(topics: Topics, enforcers: list[str], ns: str) -> list[Grant]:
     views = [topics.views(a) for a in enforcers]
     reports = [*topics.all_copies_applied(enforcers), *topics.all_copies_digests(enforcers)]
     return [
-        *_topic(user, READ, [topics.ledger, *views, *reports]),
+        *_topic(user, READ, [topics.ledger, *views, *reports, topics.findings]),
         *_topic(user, WRITE, [topics.findings, *views, topics.rejected]),
     ]
 

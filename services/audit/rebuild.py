@@ -24,7 +24,7 @@ from services.audit.output import Report, Table
 from services.audit.replay import Meter, Position, Undecodable, decoded, messages
 from services.audit.state_at import expected_digest, replay_to
 from services.core.connection import KafkaConnection
-from services.core.copystore import open_store
+from services.core.copystore import Applied, open_store
 from services.core.errors import ConfigurationError
 from services.core.events import ViewChanged
 from services.core.policy import Policy
@@ -40,6 +40,7 @@ class Rebuilt:
 
     agency: str
     applied: int = 0
+    overtaken: int = 0  # changes older than one already applied (a repair the ledger overtook): refused
     rows: int = 0
     root: str = ""
     expected_root: str = ""
@@ -79,7 +80,9 @@ def write_copy(
         for item in decoded(messages(connection, [views_topic], meter), on_bad=result.undecodable.append):
             change = item.event
             if isinstance(change, ViewChanged) and change.view_agency == agency:
-                result.applied += store.apply(change, item.position.partition, item.position.offset)
+                taken = store.apply(change, item.position.partition, item.position.offset)
+                result.applied += taken is Applied.APPLIED
+                result.overtaken += taken is Applied.OVERTAKEN
         built = sorted(store.rows(), key=lambda row: row.listing_id)
         result.rows, result.root = len(built), store.digest().root()
         result.positions = dict(store.positions())
@@ -117,7 +120,8 @@ def rebuild_report(result: Rebuilt, url: str) -> Report:
     ]
     positions = ", ".join(f"{p}:{o}" for p, o in sorted(result.positions.items())) or "none"
     notes = [
-        f"rebuilt {result.agency}'s copy in {url}: {result.rows} rows from {result.applied} view changes;"
+        f"rebuilt {result.agency}'s copy in {url}: {result.rows} rows from {result.applied} view changes"
+        f" ({result.overtaken} older than a version already applied, refused);"
         f" positions (partition:next offset) {positions}",
         f"digest root {result.root}; expected from the listing log {result.expected_root}",
         "the copy equals the view the listing log implies: start its sink on this store"

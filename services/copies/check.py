@@ -4,15 +4,20 @@ An answer always carries the copy's freshness (positions, lag per partition, tim
 last applied change). A copy that is behind and has applied nothing for longer than the
 SLA, or whose lag cannot be measured, says so and sends the officer to the issuing
 agency: it never answers silently from a stale copy (docs/architecture.md §5, the Yu case).
+Nor from a damaged one: a row that no longer reads as a view row (edited by hand,
+corrupted), or a copy that cannot be read at all, makes the answer say the copy is
+damaged and send the officer to the issuing agency; the damaged rows are recorded in
+the copy for the reconciler to report as a finding and repair.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime
 
 from pydantic import BaseModel
 
-from services.core.copystore import CopyStore
+from services.core.copystore import CopyStore, Damaged, StoreError
 from services.core.events import Exemption
 from services.core.views import ViewRow
 
@@ -44,6 +49,11 @@ class Freshness(BaseModel):
     note: str
 
 
+class DamagedRow(BaseModel):
+    listing_id: str
+    reason: str
+
+
 class CheckAnswer(BaseModel):
     agency: str
     subject_ref: str
@@ -52,6 +62,12 @@ class CheckAnswer(BaseModel):
     listings: list[ListingAnswer]
     freshness: Freshness
     advice: str
+    damaged: list[DamagedRow] = []
+
+    @property
+    def trustworthy(self) -> bool:
+        """False when the officer must confirm with the issuing agency before acting."""
+        return not (self.freshness.stale or self.damaged)
 
 
 def freshness(
@@ -107,9 +123,16 @@ def listing_answer(row: ViewRow, now: datetime) -> ListingAnswer:
 def answer(
     store: CopyStore, subject_ref: str, lag: dict[int, int] | None, now: datetime, sla_s: float
 ) -> CheckAnswer:
-    listings = [listing_answer(row, now) for row in store.rows_for_subject(subject_ref)]
-    fresh = freshness(store.positions(), lag, store.last_applied_at(), now, sla_s)
+    try:
+        rows, damaged = store.rows_for_subject(subject_ref)
+        fresh = freshness(store.positions(), lag, store.last_applied_at(), now, sla_s)
+    except StoreError as e:  # the copy cannot be read at all: still an answer, never a traceback
+        return unreadable(store.agency, subject_ref, now, str(e))
+    if damaged:
+        _record(store, damaged, now)
+    listings = [listing_answer(row, now) for row in rows]
     restricted = any(m.in_force for listing in listings for m in listing.measures)
+    found = [DamagedRow(listing_id=d.listing_id, reason=d.reason) for d in damaged]
     return CheckAnswer(
         agency=store.agency,
         subject_ref=subject_ref,
@@ -117,12 +140,37 @@ def answer(
         restricted=restricted,
         listings=listings,
         freshness=fresh,
-        advice=advice(restricted, listings, fresh),
+        advice=advice(restricted, listings, fresh, found),
+        damaged=found,
     )
 
 
-def advice(restricted: bool, listings: list[ListingAnswer], fresh: Freshness) -> str:
+def _record(store: CopyStore, damaged: list[Damaged], now: datetime) -> None:
+    """Leave the damage where the reconciler looks; a copy too broken to record it is found anyway."""
+    with suppress(StoreError):
+        store.record_damage(damaged, now)
+
+
+def unreadable(agency: str, subject_ref: str, now: datetime, reason: str) -> CheckAnswer:
+    note = "the copy could not be read"
+    fresh = Freshness(positions={}, lag=None, last_applied_at=None, stale=True, note=note)
+    damaged = [DamagedRow(listing_id="", reason=reason)]
+    return CheckAnswer(agency=agency, subject_ref=subject_ref, checked_at=now, restricted=False,
+                       listings=[], freshness=fresh, advice=advice(False, [], fresh, damaged),
+                       damaged=damaged)  # fmt: skip
+
+
+def advice(
+    restricted: bool, listings: list[ListingAnswer], fresh: Freshness, damaged: list[DamagedRow]
+) -> str:
     issuers = sorted({x.issuer or "the issuing agency" for x in listings}) or ["the issuing agency"]
+    if damaged:
+        which = ", ".join(d.listing_id for d in damaged if d.listing_id) or "the copy itself"
+        return (
+            f"COPY DAMAGED, CONFIRM WITH THE ISSUING AGENCY: this copy cannot be read for {which}. "
+            f"Confirm the subject's status with {', '.join(issuers)} before applying or lifting any measure; "
+            "the damage is reported to the reconciler."
+        )
     if fresh.stale:
         return (
             f"CONFIRM BEFORE ACTING: this copy may be out of date ({fresh.note}). "

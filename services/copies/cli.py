@@ -22,7 +22,7 @@ from services.core.crypto import pseudonymise
 from services.core.errors import AccordError
 from services.core.policy import load_policy
 
-EXIT_STALE = 2  # `check` answered, but from a copy that may be out of date
+EXIT_STALE = 2  # `check` answered, but from a copy that may be out of date or is damaged
 
 
 def _enforcer(ctx: click.Context, param: click.Parameter, agency: str) -> str:
@@ -111,7 +111,7 @@ def check(agency: str, store: str, subject_file: Path | None, subject_ref: str |
     finally:
         copy_store.close()
     click.echo(result.model_dump_json(indent=1) if as_json else render(result))
-    if result.freshness.stale:
+    if not result.trustworthy:
         sys.exit(EXIT_STALE)
 
 
@@ -124,7 +124,8 @@ def render(result: CheckAnswer) -> str:
         if listing.legal_basis:
             lines.append(f"  legal basis: {listing.legal_basis}")
         lines += [f"  {m.measure}: {m.why}" for m in listing.measures]
-    if not result.listings:
+    lines += [f"listing {d.listing_id or '?'}: DAMAGED ({d.reason})" for d in result.damaged]
+    if not result.listings and not result.damaged:
         lines.append(f"no listing of {result.subject_ref} in the copy of {result.agency}")
     fresh = result.freshness
     lines += [

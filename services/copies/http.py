@@ -4,7 +4,7 @@
 with `{"national_id": ...}` for a desk that has the card (pseudonymised here, never
 logged or stored); `GET /health` answers with the copy's freshness alone.
 
-`GET /probe/digest | sub-digest | leaves | positions` answer the reconciler's questions
+`GET /probe/digest | sub-digest | leaves | positions | misplaced | damaged` answer the reconciler's questions
 (`CopyProbe`): bucket hashes, per-listing (version, status, row hash) and positions,
 no personal data, so the reconciler needs no credentials for the agency's database.
 
@@ -24,7 +24,7 @@ from pydantic import BaseModel, SecretStr
 
 from services.copies.check import CheckAnswer, Freshness, answer, freshness
 from services.core.copystore import CopyStore
-from services.core.copystore.probe import Leaf, StoreProbe
+from services.core.copystore.probe import Damage, Leaf, StoreProbe
 from services.core.credentials import CredentialStore
 from services.core.crypto import pseudonymise
 from services.core.httpauth import AUTH_RESPONSES, install, require
@@ -95,6 +95,14 @@ def mount_probe(app: FastAPI, probe: StoreProbe, credentials: CredentialStore) -
     @router.get("/positions")
     def positions() -> dict[int, int]:
         return probe.positions()
+
+    @router.get("/misplaced")
+    def misplaced() -> dict[str, Leaf]:
+        return probe.misplaced()
+
+    @router.get("/damaged")
+    def damaged() -> dict[str, Damage]:
+        return probe.damaged()
 
     app.include_router(router)
 

@@ -14,18 +14,19 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from services.copies import messages
 from services.copies.settings import CopySettings
 from services.core import serde
-from services.core.copystore import CopyStore
+from services.core.copystore import Applied, CopyStore, Holding
 from services.core.errors import ConfigurationError, ContractError
 from services.core.events import CopyApplied, Event, ViewChanged
 from services.core.kafka import EventProducer, consumer, decode_message, raise_on_error
 from services.core.policy import Policy
-from services.core.topics import RECONCILER, copy_key
+from services.core.topics import copy_key
 
 log = logging.getLogger("accord.copy")
 Clock = Callable[[], datetime]
@@ -115,28 +116,20 @@ class Sink:
             self._refuse(msg, *fault)
             return
         assert isinstance(event, ViewChanged)
-        if self._overtaken(event, partition, offset):
-            return
-        ack = messages.applied(event, partition, offset, self.agency, self.clock())
-        if self.store.apply(event, partition, offset, ack=serde.encode(ack)):
+        outcome = self.store.apply(event, partition, offset, ack=partial(self._ack, event, partition, offset))
+        if outcome is Applied.APPLIED:
             self.applied += 1
+        elif outcome is Applied.OVERTAKEN:
+            log.info("copy of %s passed over %s v%d from %s: it knows a later version", self.agency,
+                     event.envelope.listing_id, event.envelope.version, event.envelope.agency)  # fmt: skip
 
-    def _overtaken(self, change: ViewChanged, partition: int, offset: int) -> bool:
-        """A repair older than what the ledger has since delivered would undo the ledger's later word
-        (a revocation, say): it is passed over, and acknowledged with what the copy holds instead."""
-        if change.envelope.agency != RECONCILER:
-            return False  # the ledger's own changes: no extra read on the hot path
-        listing_id, version = change.envelope.listing_id, change.envelope.version
-        delivered = self.store.delivered_version(listing_id)
-        if delivered <= version:
-            return False
-        row = self.store.row(listing_id)
-        held = row.version if row is not None else delivered
-        ack = messages.holding(listing_id, held, row, partition, offset, self.agency, self.clock())
-        if self.store.skip(partition, offset, ack=serde.encode(ack)):
-            log.info("copy of %s passed over a repair of %s v%d: v%d came since", self.agency, listing_id,
-                     version, delivered)  # fmt: skip
-        return True
+    def _ack(self, change: ViewChanged, partition: int, offset: int, held: Holding) -> bytes:
+        """What the copy holds once it took the change: the change itself, or, when the change was
+        older than what it knew (a repair the ledger overtook), what it kept instead."""
+        listing_id = change.envelope.listing_id
+        return serde.encode(
+            messages.holding(listing_id, held.version, held.row, partition, offset, self.agency, self.clock())
+        )
 
     def _refuse(self, msg: Message, code: str, reason: str) -> None:
         partition, offset = msg.partition() or 0, msg.offset() or 0
@@ -165,14 +158,25 @@ class Sink:
             self.store.acks_sent([(p, o) for p, o, _ in unsent])
 
     def publish_digest(self, rescan: bool) -> None:
-        """The digest `apply` keeps (no row read) or, when `rescan`, one recomputed from the rows."""
-        digest = self.store.rescan_digest() if rescan else self.store.digest()
+        """The digest `apply` keeps (no row read); when `rescan`, first rebuilt from the rows, so that
+        a running digest that disagrees with its rows (hand edits, a row removed that was never
+        added) is corrected and the edits show in the digest the reconciler compares."""
+        if rescan:
+            self._reindex()
+        digest = self.store.digest()
         event = messages.digest_of(self.agency, digest, self.store.positions(), self.clock())
         self.producer.send(self.topics.copies_digests(self.agency), self.agency, event)
         self.producer.poll(0)
         self.digests_sent += 1
         self.last_digest = time.monotonic()
         self.applied_at_digest = self.applied
+
+    def _reindex(self) -> None:
+        fixed = self.store.reindex()
+        if fixed.rows or fixed.buckets:
+            log.warning("copy of %s: running digest disagreed with its rows in buckets %s (%d rows with a "
+                        "wrong bucket or leaf, e.g. %s): rebuilt from the rows", self.agency, fixed.buckets,
+                        len(fixed.rows), fixed.rows[:3])  # fmt: skip
 
     def close(self) -> None:
         try:

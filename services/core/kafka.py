@@ -63,6 +63,30 @@ def producer_config(connection: KafkaConnection, **extra: Any) -> dict[str, Any]
     )
 
 
+def partition_for(key: str, partitions: int) -> int:
+    """The partition `producer_config`'s partitioner (murmur2, the Java client's) gives `key`, so a
+    message can be sent under another key to the partition its listing's messages are in."""
+    return (_murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def _murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), on unsigned 32-bit words."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(data)) & mask
+    whole = len(data) - len(data) % 4
+    for i in range(0, whole, 4):
+        k = (int.from_bytes(data[i : i + 4], "little") * m) & mask
+        k = ((k ^ (k >> 24)) * m) & mask
+        h = ((h * m) & mask) ^ k
+    tail = data[whole:]
+    if tail:
+        for j in reversed(range(len(tail))):
+            h ^= tail[j] << (8 * j)
+        h = (h * m) & mask
+    h = ((h ^ (h >> 13)) * m) & mask
+    return h ^ (h >> 15)
+
+
 def headers_of(event: Event) -> list[tuple[str, str | bytes | None]]:
     return [
         (TYPE_HEADER, type(event).__name__.encode()),
@@ -83,14 +107,20 @@ class EventProducer:
     def __init__(self, connection: KafkaConnection, **extra: Any) -> None:
         self._producer = Producer(producer_config(connection, **extra))
 
-    def send(self, topic: str, key: str, event: Event, on_delivery: Any = None) -> None:
-        """Queue one event; call `flush` to wait for it. Never blocks for long on a full queue."""
+    def send(
+        self, topic: str, key: str, event: Event, on_delivery: Any = None, partition: int | None = None
+    ) -> None:
+        """Queue one event; call `flush` to wait for it. Never blocks for long on a full queue.
+
+        `partition`, when given, overrides the key's partition (see `partition_for`)."""
         value = encode(event)
+        where: dict[str, Any] = {} if partition is None else {"partition": partition}
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key.encode(), headers=headers_of(event), on_delivery=on_delivery
-                )
+                    topic, value=value, key=key.encode(), headers=headers_of(event), on_delivery=on_delivery,
+                    **where,
+                )  # fmt: skip
                 return
             except BufferError:
                 self._producer.poll(0.1)

@@ -110,13 +110,18 @@ class AckTracker:
         self._reported.discard(marker)
         return _settle(wanted, at, late)
 
-    def overdue(self, now: datetime) -> list[Overdue]:
-        """Expectations past their deadline, each returned the first time it is found overdue."""
+    def overdue(self, now: datetime, horizon: datetime | None = None) -> list[Overdue]:
+        """Expectations past their deadline, each returned the first time it is found overdue.
+
+        `horizon`: acknowledgements are read up to then, so only a deadline before it can be
+        judged (default `now`).
+        """
+        until = now if horizon is None else min(now, horizon)
         found = []
         for key, waiting in self._pending.items():
             for wanted in waiting:
                 marker = (*key, wanted.version)
-                if now > wanted.deadline and marker not in self._reported:
+                if until > wanted.deadline and marker not in self._reported:
                     self._reported.add(marker)
                     found.append(Overdue(wanted, self._applied.get(key), now - wanted.deadline))
         return found

@@ -22,6 +22,7 @@ from services.core.kafka import create_topics
 from services.core.local_kafka import LocalKafka
 from services.core.policy import load_policy
 from services.core.settings import KafkaSettings, SecretSettings
+from services.reconciler.lease import Lease
 from services.reconciler.probe import HttpProbe, open_probe
 from services.reconciler.report import replay
 from services.reconciler.runner import Runner
@@ -75,7 +76,11 @@ def run(copies: tuple[str, ...]) -> None:
                       kafka.partitions, kafka.replication_factor)  # fmt: skip
         for agency in sorted(set(policy.enforcers) - set(probes)):
             _log(f"no --copy for {agency}: acknowledgements only, no anti-entropy")
-        Runner(kafka, settings, policy, probes, _log).run(stop)
+        lease = Lease(kafka.connection, kafka.topics.ledger, settings.lease_session_s)
+        try:
+            Runner(kafka, settings, policy, probes, _log, lease).run(stop)
+        finally:
+            lease.close()
     except AccordError as e:
         raise click.ClickException(str(e)) from e
     finally:

@@ -1,9 +1,11 @@
 """Time-to-consistency: how long each agency's copy took to hold what its view said.
 
-Two families per agency: `change` (a view change, from its emission to the copy's
-acknowledgement) and `repair` (a stale listing, from when the view first asked for
-it to the acknowledgement of the reconciler's repair). The second is the figure
-that would have exposed Luoshan in seconds rather than years.
+Three families per agency: `change` (a view change, from its emission to the copy's
+acknowledgement) and two of repairs, from the moment the copy became wrong to the
+acknowledgement of the reconciler's repair: `missed` (a change the copy never applied:
+from when it was due, its emission) and `changed` (a copy changed under its sink, a
+restore or a hand edit: from the first digest that showed it). The repair figures are
+the ones that would have exposed Luoshan in seconds rather than years.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ import math
 from dataclasses import dataclass
 
 CHANGE = "change"
-REPAIR = "repair"
+MISSED = "missed"
+CHANGED = "changed"
+FAMILIES = {
+    CHANGE: "a view change, emitted -> acknowledged",
+    MISSED: "a repaired missed change, due (emitted) -> repair acknowledged",
+    CHANGED: "a repaired copy changed under its sink, first digest showing it -> repair acknowledged",
+}
 
 
 @dataclass(frozen=True)

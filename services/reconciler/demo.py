@@ -181,7 +181,7 @@ class Story:
         """What civil aviation's copy says about the subject, read straight from its database."""
         store = open_store(_store_url(self.workdir, CA), CA)
         try:
-            rows = store.rows_for_subject(subject_ref)
+            rows, _ = store.rows_for_subject(subject_ref)
         finally:
             store.close()
         measures = sorted({m for row in rows for m in row.measures})

@@ -11,10 +11,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from services.core.events import Envelope, Finding, Objection
+from services.core.copystore.probe import Damage
+from services.core.events import CopyDigest, Envelope, Finding, Objection
 from services.core.topics import RECONCILER
 from services.reconciler.acks import Overdue, Settled
-from services.reconciler.model import Difference
+from services.reconciler.consistency import CHANGED, MISSED
+from services.reconciler.model import SHOWN, Difference
 
 FINDING_NAMESPACE = uuid.UUID("9a3c1d77-52e4-4b0f-8d26-7e1f4c5b9a08")
 
@@ -26,6 +28,19 @@ REPAIRED = "repaired"
 ESCALATED = "escalated"
 ACKNOWLEDGED_LATE = "acknowledged_late"
 OVERDUE_OBJECTION = "overdue_objection"
+COPY_DAMAGED = "copy_damaged"
+DIGEST_DRIFT = "digest_drift"
+UNEXPLAINED_BUCKET = "unexplained_bucket"
+RESOLVED = "resolved"
+
+STALE_KINDS = frozenset({STALE_COPY, REVOKED_STILL_ACTIVE, EXPIRED_STILL_ACTIVE})
+# Detections stay open until a closer derived from their id (`finding_id(closer, detection id)`) is logged.
+DETECTIONS = frozenset({MISSING_ACK, STALE_COPY, REVOKED_STILL_ACTIVE, EXPIRED_STILL_ACTIVE, COPY_DAMAGED,
+                        DIGEST_DRIFT, UNEXPLAINED_BUCKET})  # fmt: skip
+CLOSERS = (ACKNOWLEDGED_LATE, REPAIRED, RESOLVED)
+# How a detection's `since` was chosen; the words are part of its detail, and `family_of` reads them.
+SINCE_DUE = "wrong since the change was due (missed change)"
+SINCE_SHOWN = "wrong since the first digest that showed it (changed under the sink)"
 
 
 def finding_id(*parts: object) -> str:
@@ -98,16 +113,53 @@ def stale(diff: Difference, now: datetime) -> Finding:
     if diff.ended_as is not None and diff.actual is not None:
         kind = REVOKED_STILL_ACTIVE if diff.ended_as == "revoked" else EXPIRED_STILL_ACTIVE
     fid = finding_id(kind, diff.agency, diff.listing_id, diff.expected_version, diff.actual, diff.since)
+    basis = SINCE_SHOWN if diff.basis == SHOWN else SINCE_DUE
+    detail = f"{diff.describe()}; {basis}, {diff.since.isoformat()}"
     return make(
-        kind, fid, diff.agency, diff.listing_id, diff.expected_version, diff.describe(), now,
+        kind, fid, diff.agency, diff.listing_id, diff.expected_version, detail, now,
         copy_version=diff.actual.version if diff.actual else None, since=diff.since,
     )  # fmt: skip
 
 
+def family_of(detection: Finding) -> str:
+    """Which time-to-consistency family the repair of `detection` belongs to (see consistency.py)."""
+    return CHANGED if SINCE_SHOWN in detection.detail else MISSED
+
+
 def repaired(detection: Finding, applied_at: datetime) -> Finding:
     took = (applied_at - (detection.since or detection.detected_at)).total_seconds()
-    detail = f"repair applied by the copy: consistent {took:.1f} s after the view asked ({detection.kind})"
+    basis = SINCE_SHOWN if family_of(detection) == CHANGED else SINCE_DUE
+    detail = f"repair applied: consistent {took:.1f} s after the copy went wrong ({detection.kind}; {basis})"
     return _follow_up(REPAIRED, detection, detail, applied_at)
+
+
+def resolved(detection: Finding, at: datetime, how: str) -> Finding:
+    """Closes a detection whose copy is now right, saying when and how that was established."""
+    detail = f"resolved at {at.isoformat()}: {how}; closes {detection.kind} finding {detection.finding_id}"
+    return _follow_up(RESOLVED, detection, detail, at)
+
+
+def copy_damaged(agency: str, listing_id: str, damage: Damage, version: int, now: datetime) -> Finding:
+    """A row a front-line check could not read: the officer was sent to the issuing agency."""
+    detail = f"a front-line check could not read the copy's row ({damage.reason})"
+    fid = finding_id(COPY_DAMAGED, agency, listing_id, damage.seen_at.isoformat())
+    return make(COPY_DAMAGED, fid, agency, listing_id, version, detail, now, since=damage.seen_at)
+
+
+def digest_drift(agency: str, buckets: list[int], published: CopyDigest, now: datetime) -> Finding:
+    """The copy's running digest disagrees with its own rows (hand edits, a row never added removed)."""
+    detail = (
+        f"the copy's running digest (root {published.root[:12]}, {published.taken_at.isoformat()}) disagrees "
+        f"with its rows in buckets {buckets}; the copy rebuilds it from its rows at its next rescan"
+    )
+    fid = finding_id(DIGEST_DRIFT, agency, published.root)
+    return make(DIGEST_DRIFT, fid, agency, "", 0, detail, now, since=published.taken_at)
+
+
+def unexplained(agency: str, buckets: list[int], root: str, now: datetime) -> Finding:
+    detail = f"buckets {buckets} of the copy differ from the view but no listing explains them"
+    fid = finding_id(UNEXPLAINED_BUCKET, agency, root, tuple(buckets))
+    return make(UNEXPLAINED_BUCKET, fid, agency, "", 0, detail, now)
 
 
 def escalated(detection: Finding, now: datetime) -> Finding:

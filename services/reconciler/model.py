@@ -13,6 +13,9 @@ from typing import Literal
 from services.core.copystore.probe import Leaf
 
 Problem = Literal["missing", "extra", "wrong_version", "wrong_status", "altered"]
+Basis = Literal["due", "shown"]
+DUE: Basis = "due"  # a change the copy missed: wrong since the view asked for it
+SHOWN: Basis = "shown"  # a copy changed under its sink: wrong since the first digest that showed it
 
 
 def problem_of(expected: Leaf | None, actual: Leaf | None) -> Problem:
@@ -39,7 +42,8 @@ class Difference:
     actual: Leaf | None
     expected_version: int
     ended_as: str | None  # "revoked" or "expired" when the listing has ended, else None
-    since: datetime  # when the view first asked for what the copy lacks
+    since: datetime  # since when the copy is wrong, on `basis`
+    basis: Basis = DUE
 
     def describe(self) -> str:
         copy = f"v{self.actual.version} {self.actual.status}" if self.actual else "no row"

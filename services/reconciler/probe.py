@@ -13,10 +13,11 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from typing import Any, TypeVar
 
 from services.core.copystore import StoreError
-from services.core.copystore.probe import CopyProbe, Leaf, StoreProbe
+from services.core.copystore.probe import CopyProbe, Damage, Leaf, StoreProbe
 
 T = TypeVar("T")
 HTTP_PREFIXES = ("http://", "https://")
@@ -52,6 +53,13 @@ class HttpProbe:
     def positions(self) -> dict[int, int]:
         return {int(p): int(offset) for p, offset in self._get("positions").items()}
 
+    def misplaced(self) -> dict[str, Leaf]:
+        return {lid: Leaf(*answer) for lid, answer in self._get("misplaced").items()}
+
+    def damaged(self) -> dict[str, Damage]:
+        found = self._get("damaged").items()
+        return {lid: Damage(reason, datetime.fromisoformat(seen)) for lid, (reason, seen) in found}
+
     def close(self) -> None:
         """Nothing to release: each question is one short request."""
 
@@ -68,7 +76,7 @@ class HttpProbe:
 
 def wire_size(answer: object) -> int:
     """Bytes of `answer` as compact JSON: what an HTTP probe would send."""
-    return len(json.dumps(answer, separators=(",", ":")))
+    return len(json.dumps(answer, separators=(",", ":"), default=str))
 
 
 class MeteredProbe:
@@ -89,6 +97,12 @@ class MeteredProbe:
 
     def positions(self) -> dict[int, int]:
         return self._count(self.probe.positions())
+
+    def misplaced(self) -> dict[str, Leaf]:
+        return self._count(self.probe.misplaced())
+
+    def damaged(self) -> dict[str, Damage]:
+        return self._count(self.probe.damaged())
 
     def _count(self, answer: T) -> T:
         self.bytes += wire_size(answer)

@@ -2,7 +2,9 @@
 
 Anyone can recompute these figures from the topics alone: view changes and their
 acknowledgements give each change's time to consistency; `repaired` findings give
-how long each stale listing stayed wrong. Nothing depends on a running reconciler.
+how long each stale listing stayed wrong, from the moment it went wrong: when a missed
+change was due, or the first digest that showed a copy changed under its sink. Nothing
+depends on a running reconciler.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from services.core.kafka import decode_message, read_all
 from services.core.policy import Policy
 from services.core.topics import RECONCILER, Topics
 from services.reconciler.acks import AckTracker, Sla
-from services.reconciler.consistency import CHANGE, REPAIR, ConsistencyTimes
-from services.reconciler.findings import REPAIRED
+from services.reconciler.consistency import CHANGE, FAMILIES, ConsistencyTimes
+from services.reconciler.findings import REPAIRED, family_of
 from services.reconciler.runner import timestamp_of
 
 # The SLA does not change a time to consistency; it only decides what counts as late.
@@ -35,7 +37,9 @@ class Report:
     unreadable: int = 0
 
     def text(self) -> str:
-        lines = ["Time to consistency (seconds): change = emitted -> applied; repair = wrong -> repaired", ""]
+        lines = ["Time to consistency (seconds), by kind:"]
+        lines += [f"  {kind:<8} {meaning}" for kind, meaning in FAMILIES.items()]
+        lines.append("")
         lines += [self.times.table(), "", f"{'agency':<20} {'finding':<22} {'count':>7}"]
         lines += [f"{agency:<20} {kind:<22} {n:>7}" for (agency, kind), n in sorted(self.findings.items())]
         lines += ["", f"changes not acknowledged yet: {self.unacknowledged}"]
@@ -76,4 +80,5 @@ def _events(
 def _count(report: Report, finding: Finding) -> None:
     report.findings[(finding.copy_agency, finding.kind)] += 1
     if finding.kind == REPAIRED and finding.since is not None:
-        report.times.add(finding.copy_agency, REPAIR, (finding.detected_at - finding.since).total_seconds())
+        seconds = max(0.0, (finding.detected_at - finding.since).total_seconds())
+        report.times.add(finding.copy_agency, family_of(finding), seconds)

@@ -1,15 +1,20 @@
 """`accord reconcile run`: read the backbone, feed the engine, publish what it finds and repairs.
 
-One plain consumer reads `ledger`, every `views.<agency>`, `copies.applied` and
-`copies.digests` from the beginning (the reconciler's state is rebuilt from the
-log on start, like every other view of it). Deadlines and anti-entropy run only
-when a poll comes back short — the reconciler has caught up — so a lagging
-reconciler never mistakes its own lag for a copy's fault. A bad message goes to
-`rejected` and the loop goes on; a bug in the engine stops the process loudly.
+One plain consumer reads `ledger`, every `views.<agency>`, every copy's
+`copies.applied.<agency>` and `copies.digests.<agency>`, and `findings` from the beginning
+(the reconciler's state is rebuilt from the log on start, like every other view of it; the
+findings tell it what was already published, so a restart repeats none). It acts only once
+it has read as far as the log reached when it started, and only while it holds the lease
+(`lease.py`), so a second reconciler stands by warm instead of repairing everything twice. Deadlines and
+anti-entropy then run on time, however busy the input: a deadline is judged only up to
+the horizon the acknowledgements have been read to, so a reconciler behind on its input
+never mistakes its own lag for a copy's fault. A bad message goes to `rejected` and the
+loop goes on; a bug in the engine stops the process loudly.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -19,19 +24,44 @@ from datetime import UTC, datetime
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from services.core.copystore.probe import CopyProbe
+from services.core.digest import root_of
 from services.core.errors import AccordError, ConfigurationError, ContractError
-from services.core.events import CopyApplied, CopyDigest, Envelope, ListingState, Rejected, ViewChanged
-from services.core.kafka import EventProducer, consumer, decode_message, raise_on_error
+from services.core.events import (
+    CopyApplied,
+    CopyDigest,
+    Envelope,
+    Finding,
+    ListingState,
+    Rejected,
+    ViewChanged,
+)  # fmt: skip
+from services.core.kafka import (
+    EventProducer,
+    consumer,
+    decode_message,
+    end_offsets,
+    partition_for,
+    raise_on_error,
+)
 from services.core.policy import Policy
 from services.core.settings import KafkaSettings
-from services.core.topics import RECONCILER, copy_key
-from services.reconciler.engine import Outcome, Reconciler
+from services.core.topics import RECONCILER, Topics, copy_key
+from services.reconciler.engine import Outcome, PassReport, Reconciler
+from services.reconciler.lease import Lease
+from services.reconciler.repair import repair_key
 from services.reconciler.settings import ReconcilerSettings
 
 BATCH = 500
 POLL_S = 0.2
 NEVER = float("-inf")
 TOPIC_WAIT_S = 15.0
+DAWN = datetime.min.replace(tzinfo=UTC)
+
+
+def subscription(topics: Topics, agencies: list[str]) -> list[str]:
+    """Every topic the reconciler reads, all from the start."""
+    return [topics.ledger, *map(topics.views, agencies), *topics.all_copies_applied(agencies),
+            *topics.all_copies_digests(agencies), topics.findings]  # fmt: skip
 
 
 def from_the_start(reader: Consumer, names: list[str], wait_s: float = TOPIC_WAIT_S) -> list[TopicPartition]:
@@ -60,24 +90,32 @@ class Runner:
         policy: Policy,
         probes: Mapping[str, CopyProbe],
         log: Callable[[str], None],
+        lease: Lease | None = None,
     ) -> None:
         self.kafka, self.settings, self.probes, self.log = kafka, settings, probes, log
         self.topics = kafka.topics
         self.engine = Reconciler(policy, policy.enforcers, settings.timing())
         self.producer = EventProducer(kafka.connection)
+        self.lease = lease  # None: this reconciler is the only one
         self._last: dict[str, float] = {}
         self._digest_seen: dict[str, datetime] = {}
+        self._cursor: dict[str, int] = {}  # next bucket of each copy to verify from its rows
+        self._partitions: dict[str, int] = {}  # topic -> partitions
+        self._replay_to: dict[tuple[str, int], int] = {}  # the log's end when we started
+        self._read_to: dict[tuple[str, int], int] = {}  # next offset, per partition read
+        self._acks_at: dict[tuple[str, int], datetime] = {}  # acks partition -> time of the last ack read
+        self.replayed = False
         self.read = 0
 
     def run(self, stop: threading.Event) -> None:
         reader = self._subscribe()
         try:
             while not stop.is_set():
-                batch = reader.consume(num_messages=BATCH, timeout=POLL_S)
-                for msg in batch:
+                for msg in reader.consume(num_messages=BATCH, timeout=POLL_S):
                     self.handle(msg)
-                if len(batch) < BATCH:
-                    self.tick(datetime.now(UTC))
+                if self._caught_up_once():
+                    now = datetime.now(UTC)
+                    self.tick(now, self.acks_horizon(reader, now))
         finally:
             reader.close()
             self.producer.flush()
@@ -85,23 +123,48 @@ class Runner:
             self.log(self.engine.times.table())
 
     def _subscribe(self) -> Consumer:
-        names = [self.topics.ledger, *map(self.topics.views, self.engine.expected.agencies),
-                 *self.topics.all_copies_applied(self.engine.expected.agencies),
-                 *self.topics.all_copies_digests(self.engine.expected.agencies)]  # fmt: skip
+        names = subscription(self.topics, self.engine.expected.agencies)
         connection = self.kafka.connection
         reader = consumer(connection, connection.group(f"follow-{uuid.uuid4()}"))
         try:
-            reader.assign(from_the_start(reader, names))
-        except ConfigurationError:
+            assignment = from_the_start(reader, names)
+            ends = end_offsets(connection, names)
+        except (ConfigurationError, AccordError):
             reader.close()
             raise
+        reader.assign(assignment)
+        for tp in assignment:
+            self._partitions[tp.topic] = self._partitions.get(tp.topic, 0) + 1
+        self._replay_to = {(tp.topic, tp.partition): high for tp, high in ends.items() if high > 0}
         return reader
+
+    def _caught_up_once(self) -> bool:
+        """True once everything in the log when we started is read (findings included): before
+        that, a deadline or a difference may already be answered further on, or already reported."""
+        if not self.replayed:
+            self.replayed = all(self._read_to.get(tp, 0) >= end for tp, end in self._replay_to.items())
+            if self.replayed:
+                self.log(f"replayed the log ({self.read} messages): {self.progress()}")
+        return self.replayed
+
+    def acks_horizon(self, reader: Consumer, now: datetime) -> datetime:
+        """How far in time the acknowledgements are read: a partition of a copy's acks topic read to
+        its end, up to now; one with more to read, up to its last acknowledgement read."""
+        horizon = now
+        for topic in self.topics.all_copies_applied(self.engine.expected.agencies):
+            for partition in range(self._partitions.get(topic, 0)):
+                _, high = reader.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+                if high < 0 or self._read_to.get((topic, partition), 0) < high:
+                    horizon = min(horizon, self._acks_at.get((topic, partition), DAWN))
+        return horizon
 
     # --- reading -------------------------------------------------------------------
 
     def handle(self, msg: Message) -> None:
         raise_on_error(msg)
         self.read += 1
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        self._read_to[(topic, partition)] = offset + 1
         try:
             event = decode_message(msg).event
         except ContractError as e:
@@ -113,13 +176,16 @@ class Runner:
         if isinstance(event, ListingState):
             self.engine.on_state(event, at, msg.value())
         elif isinstance(event, ViewChanged):
-            self.engine.on_view(event, msg.partition() or 0, msg.offset() or 0, at)
+            self.publish(self.engine.on_view(event, partition, offset, at))
         elif isinstance(event, CopyApplied):
+            self._acks_at[(topic, partition)] = at
             self.publish(self.engine.on_applied(event))
         elif isinstance(event, CopyDigest):
             self.engine.on_digest(event)
+        elif isinstance(event, Finding):
+            self.engine.on_finding(event)
         else:
-            self.log(f"ignored a {type(event).__name__} on {msg.topic()}: not an input of the reconciler")
+            self.log(f"ignored a {type(event).__name__} on {topic}: not an input of the reconciler")
 
     def _own_topic(self, event: CopyApplied | CopyDigest, msg: Message) -> bool:
         """A copy's report counts only on that copy's own topic (ACLs let only it write there)."""
@@ -140,13 +206,21 @@ class Runner:
         rejected = Rejected(envelope=env, source_topic=msg.topic() or "", partition=msg.partition() or 0,
                             offset=msg.offset() or 0, reason_code="contract", reason=str(error),
                             payload=msg.value() or b"")  # fmt: skip
-        self.producer.send(self.topics.rejected, key, rejected)
+        if self._acting():
+            self.producer.send(self.topics.rejected, key, rejected)
 
-    # --- acting when caught up -------------------------------------------------------
+    # --- acting, on time -------------------------------------------------------------
 
-    def tick(self, now: datetime) -> None:
+    def _acting(self) -> bool:
+        return self.lease is None or self.lease.held()
+
+    def tick(self, now: datetime, acks_read_to: datetime | None = None) -> None:
+        if not self._acting():
+            return
         if self._due("check", self.settings.check_interval_s):
-            self.publish(self.engine.check(now))
+            self.publish(self.engine.check(now, acks_read_to))
+            for agency, probe in self.probes.items():
+                self._verify(agency, probe, now)
         for agency, probe in self.probes.items():
             self._anti_entropy(agency, probe, now)
         if self._due("report", self.settings.report_interval_s, first=False):
@@ -161,6 +235,7 @@ class Runner:
             f"{len(engine.expected)} listings",
             f"{engine.acks.pending()} changes awaiting acknowledgement",
             f"{len(engine.repairs)} repairs open",
+            f"{len(engine.book)} findings open",
         ]
         return "progress: " + ", ".join(parts)
 
@@ -172,6 +247,39 @@ class Runner:
         self._last[name] = clock
         return True
 
+    def verify_step(self) -> int:
+        """Buckets verified from a copy's rows per check, so that all are within `verify_cycle_s`."""
+        size = self.engine.expected.size
+        return min(size, math.ceil(size * self.settings.check_interval_s / self.settings.verify_cycle_s))
+
+    def _verify(self, agency: str, probe: CopyProbe, now: datetime) -> None:
+        """Rolling verification of the next few buckets, the damage front-line checks met, and drift;
+        once a cycle, the rows filed under a bucket their id does not fall in (a full read of ids).
+        What was planned before a failing read is still published (see `_compare`)."""
+        size, start = self.engine.expected.size, self._cursor.get(agency, 0)
+        buckets = [(start + i) % size for i in range(self.verify_step())]
+        self._cursor[agency] = (start + len(buckets)) % size
+        planned = Outcome()
+        try:
+            planned += self.engine.damaged(agency, probe, now)
+            outcome, report, read = self.engine.verify(agency, buckets, probe, now)
+            planned += outcome
+            self._log_pass(report, "verified from its rows")
+            if self._same_positions(agency, probe):
+                planned += self.engine.drift(agency, read, now)
+            if start == 0 and probe.misplaced():  # once a cycle: rows filed under a bucket not their own
+                self._compare(agency, probe, now, deep=True, planned=planned)
+        except AccordError as e:
+            self.log(f"verification of {agency}'s copy failed, will retry: {e}")
+        self.publish(planned)
+
+    def _same_positions(self, agency: str, probe: CopyProbe) -> bool:
+        """Whether the copy's last published digest reflects the positions its rows are at now."""
+        published = self.engine.digests.get(agency)
+        if published is None:
+            return False
+        return {int(p): o for p, o in published.positions.items()} == probe.positions()
+
     def _anti_entropy(self, agency: str, probe: CopyProbe, now: datetime) -> None:
         published = self.engine.digests.get(agency)
         fresh = published is not None and published.taken_at != self._digest_seen.get(agency)
@@ -180,25 +288,63 @@ class Runner:
         deep = published is None or self._due(f"deep:{agency}", self.settings.deep_interval_s)
         if published is not None:
             self._digest_seen[agency] = published.taken_at
+        planned = Outcome()
         try:
-            buckets = probe.digest() if deep or published is None else published.buckets
-            if self.engine.healthy(agency, buckets):
-                return
-            outcome, report = self.engine.reconcile(agency, buckets, probe, now)
+            self._compare(agency, probe, now, deep, planned)
         except AccordError as e:
             self.log(f"anti-entropy on {agency}'s copy failed, will retry: {e}")
-            return
-        if report.differences:
-            self.log(f"{agency}: {len(report.differences)} stale listings in {report.differing_buckets} "
-                     f"buckets, {report.bytes_exchanged} bytes exchanged")  # fmt: skip
-        self.publish(outcome)
+        self.publish(planned)
+
+    def _compare(self, agency: str, probe: CopyProbe, now: datetime, deep: bool, planned: Outcome) -> None:
+        """One digest comparison, into `planned`; a mismatch the copy's running digest cannot explain
+        is looked at again in a rescan of its rows, and what a rescan cannot explain is reported.
+
+        Every pass's outcome is kept in `planned`, also that of a pass looked at again or cut short
+        by a failing read: the engine opened its repairs when it planned them, so a repair dropped
+        would never be sent, yet stay open, and the listing, judged "being repaired", would never
+        be repaired (seen under load).
+        """
+        published = self.engine.digests.get(agency)
+        if not deep and published is not None:
+            outcome, report = self.engine.reconcile(agency, published.buckets, probe, now, published.taken_at)
+            planned += outcome
+            if not report.unexplained:
+                self._log_pass(report, "from its digest")
+                return
+        rescan = probe.digest()
+        same = self._same_positions(agency, probe)
+        if self.engine.healthy(agency, rescan):
+            planned += self.engine.resolve(agency, now, "a rescan of the copy's rows equals its view")
+        else:
+            outcome, report = self.engine.reconcile(agency, rescan, probe, now)
+            planned += outcome
+            if report.unexplained:  # the sink may have written between the rescan and the leaves: again
+                rescan = probe.digest()
+                outcome, report = self.engine.reconcile(agency, rescan, probe, now)
+                planned += outcome
+            self._log_pass(report, "from a rescan of its rows")
+            if report.unexplained:
+                planned += self.engine.unexplained(agency, report.unexplained, root_of(rescan), now)
+        if same:
+            planned += self.engine.drift(agency, dict(enumerate(rescan)), now)
+
+    def _log_pass(self, report: PassReport, how: str) -> None:
+        if report.differences or report.unexplained:
+            self.log(f"{report.agency} ({how}): {len(report.differences)} stale listings in "
+                     f"{report.differing_buckets} buckets, {len(report.unexplained)} unexplained "
+                     f"{report.unexplained}, {report.bytes_exchanged} bytes exchanged")  # fmt: skip
 
     def publish(self, outcome: Outcome) -> None:
+        if not (outcome.findings or outcome.repairs) or not self._acting():
+            return
         for finding in outcome.findings:
             listing_id = finding.envelope.listing_id
             self.log(f"FINDING {finding.kind} {finding.copy_agency} {listing_id}: {finding.detail}")
             self.producer.send(self.topics.findings, copy_key(finding.copy_agency, listing_id), finding)
         for change in outcome.repairs:
-            self.producer.send(self.topics.views(change.view_agency), change.envelope.listing_id, change)
-        if outcome.findings or outcome.repairs:
-            self.producer.flush()
+            topic, listing_id = self.topics.views(change.view_agency), change.envelope.listing_id
+            partition = (
+                partition_for(listing_id, self._partitions[topic]) if topic in self._partitions else None
+            )
+            self.producer.send(topic, repair_key(listing_id), change, partition=partition)
+        self.producer.flush()

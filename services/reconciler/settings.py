@@ -22,6 +22,14 @@ class ReconcilerSettings(BaseSettings):
     check_interval_s: float = Field(default=1.0, gt=0, description="how often deadlines are checked")
     antientropy_interval_s: float = Field(default=10.0, gt=0, description="digest comparison per copy")
     deep_interval_s: float = Field(default=300.0, gt=0, description="digest recomputed from the copy's rows")
+    verify_cycle_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="every bucket of a copy re-read from its rows once a cycle",
+    )
+    lease_session_s: float = Field(
+        default=6.0, gt=0, description="a reconciler silent this long loses the lease to a standby"
+    )
     report_interval_s: float = Field(default=60.0, gt=0, description="time-to-consistency report on stderr")
     copies: dict[str, str] = Field(default_factory=dict, description="agency -> copy store URL (JSON)")
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from services.core.copystore import CopyStore, columns, open_store
+from services.core.copystore import Applied, CopyStore, columns, open_store
 from services.core.copystore.probe import StoreProbe
 from services.core.crypto import Keystore
 from services.core.digest import MODULUS, bucket_of, leaf
@@ -140,7 +140,7 @@ def fill(copy: Copy, changes: list[ViewChanged], dropped: set[str]) -> None:
     last = {c.envelope.listing_id: i for i, c in enumerate(changes)}
     for i, change in enumerate(changes):
         if not (change.envelope.listing_id in dropped and last[change.envelope.listing_id] == i):
-            assert copy.store.apply(change, 0, i)
+            assert copy.store.apply(change, 0, i) is Applied.APPLIED
     copy.offset = len(changes)
 
 
@@ -151,7 +151,7 @@ def inject(copy: Copy, backbone: Backbone, listing: int, fault: str, with_digest
     if fault == "duplicate" and mine:  # a re-delivery of an offset already applied changes nothing
         offset = backbone.changes[copy.agency].index(mine[-1])
         fresh = offset >= copy.store.positions().get(0, 0)  # only a dropped last change is still ahead
-        assert copy.store.apply(mine[-1], 0, offset) == fresh
+        assert (copy.store.apply(mine[-1], 0, offset) is Applied.APPLIED) == fresh
         return
     db = sqlite3.connect(copy.path, isolation_level=None)
     try:
@@ -206,7 +206,7 @@ def reconcile_all(engine: Reconciler, copies: list[Copy]) -> dict[tuple[str, str
 
 def repair(engine: Reconciler, copy: Copy, change: ViewChanged) -> str:
     engine.on_view(change, 0, copy.offset, LATER)
-    assert copy.store.apply(change, 0, copy.offset)
+    assert copy.store.apply(change, 0, copy.offset) is Applied.APPLIED
     env = Envelope(event_id=f"ack-{copy.offset}", listing_id=change.envelope.listing_id,
                    version=change.envelope.version, agency=copy.agency,
                    occurred_at=LATER, recorded_at=LATER)  # fmt: skip

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.core.copystore.port import CopyStore, StoreError
+from services.core.copystore.port import Applied, CopyStore, Damaged, Holding, Reindexed, StoreError
 from services.core.errors import ConfigurationError
 
-__all__ = ["CopyStore", "StoreError", "open_store"]
+__all__ = ["Applied", "CopyStore", "Damaged", "Holding", "Reindexed", "StoreError", "open_store"]
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")

@@ -58,6 +58,15 @@ def decode(values: tuple[Any, ...]) -> ViewRow:
         raise StoreError(f"row {raw['listing_id']!r} of the copy is not a valid view row: {e}") from e
 
 
+def readable(values: tuple[Any, ...]) -> str | None:
+    """Why these columns are not a valid view row, or None when they are."""
+    try:
+        decode(values)
+    except StoreError as e:
+        return str(e)
+    return None
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 

@@ -7,9 +7,11 @@ adapter, so SQLite and PostgreSQL copies cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from enum import StrEnum
+from typing import NamedTuple, Protocol
 
 from services.core.digest import Digest
 from services.core.errors import AccordError
@@ -21,18 +23,59 @@ class StoreError(AccordError):
     """The copy's database failed or holds something that is not a copy; the message says which."""
 
 
+class Applied(StrEnum):
+    """What `CopyStore.apply` did with one view change."""
+
+    APPLIED = "applied"  # the row now holds the change
+    REPEATED = "repeated"  # that offset, or that very version from the ledger, was already taken
+    OVERTAKEN = "overtaken"  # older than a version the copy already knows: passed over, position kept
+
+
+class Holding(NamedTuple):
+    """What the copy holds of one listing after `apply`: its row (None: no row) at a version."""
+
+    row: ViewRow | None
+    version: int
+
+
+# Builds the acknowledgement kept with the change, from what the copy holds once the change is taken.
+Acknowledge = Callable[[Holding], bytes]
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A row of the copy that no longer reads as a view row (edited by hand, corrupted)."""
+
+    listing_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reindexed:
+    """What `reindex` found wrong in the copy's caches (and corrected)."""
+
+    rows: list[str] = field(default_factory=list)  # rows whose stored bucket or leaf was not their own
+    buckets: list[int] = field(default_factory=list)  # buckets whose running accumulator disagreed
+
+
 class CopyStore(Protocol):
     """One agency's copy: its rows, its incremental digest and the view-topic positions it reached."""
 
     agency: str
 
-    def apply(self, change: ViewChanged, partition: int, offset: int, ack: bytes | None = None) -> bool:
-        """Apply one view change, in one transaction with its position (partition -> offset + 1).
+    def apply(
+        self, change: ViewChanged, partition: int, offset: int, ack: Acknowledge | None = None
+    ) -> Applied:
+        """Take one view change, in one transaction with its position (partition -> offset + 1).
 
-        Returns False, changing nothing, when that offset was already applied. Otherwise the
-        change is applied unconditionally (a repair may re-send a version to fix an altered
-        row). `ack`, if given, is kept in the same transaction until `acks_sent` clears it,
-        so an acknowledgement is never lost to a crash between the write and its sending.
+        REPEATED, changing nothing, when that offset was already taken, or when the ledger
+        delivers a version the copy already has (a re-emission: taken once, acknowledged once).
+        OVERTAKEN when the change is older than the newest version the copy was delivered (a
+        repair planned before the ledger's later word, a replayed old change): the position
+        advances and nothing else changes. Otherwise APPLIED (a repair may re-send the current
+        version to fix an altered row). `ack`, if given, is called with what the copy then
+        holds and its result kept in the same transaction until `acks_sent` clears it, so an
+        acknowledgement is never lost to a crash between the write and its sending.
         """
         ...
 
@@ -45,10 +88,11 @@ class CopyStore(Protocol):
         ...
 
     def delivered_version(self, listing_id: str) -> int:
-        """The newest version of the listing the ledger delivered (0: none), deletes included.
+        """The newest version of the listing delivered to the copy (0: none), deletes included.
 
-        Kept apart from the rows, which a restore or a hand edit may change, so the sink can
-        tell a reconciler's repair that the ledger has overtaken from one the copy needs.
+        Kept apart from the rows, which a restore or a hand edit may change, so `apply` can
+        tell a repair the ledger has overtaken from one the copy needs. A repair's version is
+        the ledger version it was planned at, so it counts too.
         """
         ...
 
@@ -60,7 +104,17 @@ class CopyStore(Protocol):
 
     def rows(self) -> Iterator[ViewRow]: ...
 
-    def rows_for_subject(self, subject_ref: str) -> list[ViewRow]: ...
+    def rows_for_subject(self, subject_ref: str) -> tuple[list[ViewRow], list[Damaged]]:
+        """The subject's rows, and those of its rows that no longer read as view rows."""
+        ...
+
+    def record_damage(self, damaged: list[Damaged], at: datetime) -> None:
+        """Remember rows a reader could not read, for the reconciler to report (`damage`)."""
+        ...
+
+    def damage(self) -> dict[str, tuple[str, datetime]]:
+        """listing_id -> (reason, first seen) of every damaged row recorded and still damaged."""
+        ...
 
     def digest(self) -> Digest:
         """The bucket accumulators kept incrementally by `apply`: no row is read."""
@@ -71,7 +125,26 @@ class CopyStore(Protocol):
         ...
 
     def bucket_leaves(self, bucket: int, buckets: int = 256) -> dict[str, tuple[int, str, str]]:
-        """listing_id -> (version, status, row_hash), recomputed from the rows of one bucket."""
+        """listing_id -> (version, status, row_hash), recomputed from the rows of one bucket.
+
+        The bucket is the one the listing id falls in; the stored `bucket` column only finds
+        rows fast, so a row stored under another bucket is left out here (see `misplaced`).
+        """
+        ...
+
+    def misplaced(self) -> dict[str, tuple[int, str, str]]:
+        """Leaves of the rows whose stored bucket is not the one their listing id falls in.
+
+        Rows inserted by hand with a copied, wrong or no bucket: a full read of ids, asked
+        for only when a bucket's leaves do not add up to its hash.
+        """
+        ...
+
+    def reindex(self) -> Reindexed:
+        """Recompute every row's bucket and leaf and every bucket's accumulator from the rows.
+
+        The running digest then agrees with the rows again, whatever was edited by hand.
+        """
         ...
 
     def last_applied_at(self) -> datetime | None: ...

@@ -10,6 +10,7 @@ the reconciler are services that may not import each other.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from services.core.copystore import CopyStore, open_store
@@ -30,6 +31,13 @@ class Leaf(NamedTuple):
     @classmethod
     def of(cls, row: ViewRow) -> Leaf:
         return cls(row.version, row.status, row.row_hash())
+
+
+class Damage(NamedTuple):
+    """A row a reader of the copy could not read, and when that was first seen."""
+
+    reason: str
+    seen_at: datetime
 
 
 def split_hashes(values: Mapping[str, int], bucket: int, size: int, fanout: int) -> list[str]:
@@ -64,6 +72,14 @@ class CopyProbe(Protocol):
         """Next offset to apply, per partition of the copy's view topic."""
         ...
 
+    def misplaced(self) -> dict[str, Leaf]:
+        """Leaves of the rows stored under a bucket their listing id does not fall in."""
+        ...
+
+    def damaged(self) -> dict[str, Damage]:
+        """Rows a front-line check could not read, still unreadable."""
+        ...
+
 
 class StoreProbe:
     """Answers `CopyProbe` from the copy's own database."""
@@ -93,6 +109,12 @@ class StoreProbe:
 
     def positions(self) -> dict[int, int]:
         return self.store.positions()
+
+    def misplaced(self) -> dict[str, Leaf]:
+        return {lid: Leaf(*answer) for lid, answer in self.store.misplaced().items()}
+
+    def damaged(self) -> dict[str, Damage]:
+        return {lid: Damage(*seen) for lid, seen in self.store.damage().items()}
 
     def close(self) -> None:
         self.store.close()

@@ -17,13 +17,14 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from services.core.connection import KafkaConnection
-from services.core.copystore import StoreError, open_store
+from services.core.copystore import Damaged, StoreError, open_store
 from services.core.copystore.probe import StoreProbe
 from services.core.credentials import FileCredentials
 from services.core.crypto import pseudonymise
@@ -33,6 +34,7 @@ from services.reconciler.probe import HttpProbe, open_probe
 from tests.integration.copies.support import caught_up, make_topics, open_sink, send
 from tests.support.openapi import assert_every_route_is_protected
 from tests.unit.copies.changes import AGENCY, row, upsert
+from tests.unit.copies.test_copystore_behaviour import execute
 
 KEY = "http-test-pseudonym-key"
 NATIONAL_ID = "110101199003074518"
@@ -139,6 +141,11 @@ def test_the_reconciler_gets_the_same_answers_over_http_as_from_the_database(ser
         assert remote.digest() == local.digest() != before  # answered from the rows as they are now
         with pytest.raises(StoreError, match="422"):
             remote.leaves(bucket, DEFAULT_BUCKETS + 1)  # a split that does not refine the copy's buckets
+        assert remote.misplaced() == local.misplaced() == {}
+        store.record_damage([Damaged("L-3", "row 'L-3' is not a valid view row")], datetime.now(UTC))
+        execute(url, "UPDATE copy_rows SET status = 'revoked', bucket = NULL WHERE listing_id = 'L-3'")
+        assert remote.damaged() == local.damaged() and list(remote.damaged()) == ["L-3"]
+        assert remote.misplaced() == local.misplaced() and list(remote.misplaced()) == ["L-3"]
     finally:
         store.close()
     with pytest.raises(StoreError, match="did not answer"):
@@ -165,7 +172,7 @@ def test_checks_answer_only_the_agencys_officers_and_the_probe_only_the_reconcil
             refused = http.get("/check", params=question, headers=serve.bearer(who))
             assert refused.status_code == 403 and refused.json()["code"] == "wrong_role", who
         assert http.get("/check", params=question, headers=serve.bearer("officer")).status_code == 200
-        for path in ("/probe/digest", "/probe/positions"):
+        for path in ("/probe/digest", "/probe/positions", "/probe/misplaced", "/probe/damaged"):
             assert http.get(path).status_code == 401
             for who in ("officer", "clerk", "railway-officer"):
                 assert http.get(path, headers=serve.bearer(who)).status_code == 403, (path, who)

@@ -124,7 +124,7 @@ def test_acknowledgements_a_crash_left_unsent_go_out_when_the_sink_starts(
 ) -> None:
     change = upsert(row("L-1"))
     ack = messages.applied(change, 0, 0, AGENCY, datetime.now(UTC))
-    store.apply(change, 0, 0, ack=encode(ack))  # written, then the process died before sending
+    store.apply(change, 0, 0, ack=lambda _: encode(ack))  # written, then the process died before sending
     sink = open_sink(store, kafka_admin, namespace)
     sink.close()
     assert store.unsent_acks() == []

@@ -23,9 +23,10 @@ from typing import TypeVar
 from services.acl.principals import connection_of
 from services.backbone import provision
 from services.core.connection import KafkaConnection
-from services.core.copystore import open_store
+from services.core.copystore import Applied, open_store
+from services.core.copystore.sql import judge
 from services.core.crypto import Keystore
-from services.core.events import CopyApplied, Envelope, Event, ListingExpired, ListingState
+from services.core.events import CopyApplied, Envelope, Event, ListingExpired, ListingState, ViewChanged
 from services.core.kafka import EventProducer, create_topics, decode_message, end_offsets, read_all
 from services.core.listing import evolve
 from services.core.policy import Policy
@@ -220,6 +221,21 @@ def wait_for_copy(
         ) from None
 
 
+def taken_positions(backbone: Backbone, topic: str) -> set[tuple[int, int]]:
+    """Positions the copy must acknowledge: all but the ledger's re-emissions of a version it already
+    delivered (a restarted ledger re-sends them), which a copy takes once and acknowledges once."""
+    known: dict[str, int] = {}
+    taken = set()
+    for msg in read_all(backbone.connection, [topic]):
+        change = decode_message(msg).event
+        assert isinstance(change, ViewChanged)
+        lid = change.envelope.listing_id
+        if judge(change, known.get(lid, 0)) is not Applied.REPEATED:
+            taken.add((msg.partition() or 0, msg.offset() or 0))
+        known[lid] = max(known.get(lid, 0), change.envelope.version)
+    return taken
+
+
 def applied_once(backbone: Backbone, agency: str) -> None:
     """Every message of views.<agency> was applied, and none twice.
 
@@ -227,7 +243,7 @@ def applied_once(backbone: Backbone, agency: str) -> None:
     byte-identical, while applying a position twice would give it a second applied_at.
     """
     topic = backbone.topics.views(agency)
-    positions = {(m.partition(), m.offset()) for m in read_all(backbone.connection, [topic])}
+    positions = taken_positions(backbone, topic)
     acks: dict[str, set[datetime]] = {}
     acked = set()
     for event in backbone.read(backbone.topics.copies_applied(agency)):

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
 from services.core.connection import KafkaConnection
-from services.core.copystore import CopyStore, open_store
+from services.core.copystore import Applied, CopyStore, open_store
 from services.core.copystore.probe import StoreProbe
 from services.core.events import Event, Finding, ListingState, Rejected, ViewChanged
 from services.core.kafka import EventProducer, admin_client, consumer, create_topics, decode_message, read_all
@@ -73,7 +73,7 @@ class Backbone:
     def ack(self, change: ViewChanged, partition: int, offset: int, write: bool = True) -> None:
         """What a sink does: apply (unless it is the buggy kind) and acknowledge."""
         if write and change.view_agency == CA:
-            assert self.store.apply(change, partition, offset)
+            assert self.store.apply(change, partition, offset) is Applied.APPLIED
         ack = applied(change, offset, datetime.now(UTC), partition)
         self.producer.send_sync(
             self.topics.copies_applied(change.view_agency),
@@ -189,8 +189,8 @@ def test_the_report_replays_times_and_findings_from_the_log(backbone: Backbone) 
     assert [line.split()[:3] for line in lines if line.startswith(CA) and " change " in line] == [
         [CA, "change", "1"]
     ]
-    assert [line.split() for line in lines if line.startswith(CA) and " repair " in line] == [
-        [CA, "repair", "1", "30.000", "30.000", "30.000"]
+    assert [line.split() for line in lines if line.startswith(CA) and " missed " in line] == [
+        [CA, "missed", "1", "30.000", "30.000", "30.000"]
     ]
     assert [CA, "repaired", "1"] in [line.split() for line in lines]
     assert "changes not acknowledged yet: 2" in result.output  # L-2, for civil aviation and railway

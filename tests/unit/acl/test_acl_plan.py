@@ -97,6 +97,7 @@ def test_the_reconciler_writes_findings_and_repairs_and_the_audit_writes_nothing
         *map(TOPICS.views, POLICY.enforcers),
     }
     assert TOPICS.copies_applied("railway") in topics_of("reconciler", READ)
+    assert TOPICS.findings in topics_of("reconciler", READ)  # what it already published, on a restart
     assert not [g for g in GRANTS if g.principal == f"User:{NS}audit" and g.operation != READ
                 and g.resource == TOPIC]  # fmt: skip
     every = {spec.name for spec in TOPICS.specs(POLICY.issuers, POLICY.enforcers)}

@@ -86,15 +86,22 @@ def test_a_stale_answer_sends_the_officer_to_the_issuer(store: CopyStore) -> Non
     assert result.advice.startswith("CONFIRM BEFORE ACTING") and "court" in result.advice
 
 
-def test_the_cli_check_pseudonymises_and_exits_2_when_the_broker_is_unreachable(
-    store: CopyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def offline_subject(store: CopyStore, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`copy check` set up with a pseudonym key and no reachable broker; L-1 listed against the
+    subject 420102199001011234, whose pseudonym is returned."""
     key = "test-pseudonym-key"
     subject = pseudonymise("420102199001011234", key.encode())
     store.apply(upsert(row("L-1", subject_ref=subject)), 0, 0)
     monkeypatch.setenv("ACCORD_PSEUDONYM_KEY", key)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     monkeypatch.setenv("ACCORD_COPY_LAG_TIMEOUT_S", "0.5")
+    return subject
+
+
+def test_the_cli_check_pseudonymises_and_exits_2_when_the_broker_is_unreachable(
+    store: CopyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subject = offline_subject(store, monkeypatch)
     url = f"sqlite:///{tmp_path}/copy.db"
     args = ["--agency", AGENCY, "--store", url]
     result = CliRunner().invoke(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from services.core.copystore import CopyStore, StoreError, open_store
+from services.core.copystore import Applied, CopyStore, StoreError, open_store
 from services.core.digest import Digest, bucket_of, leaf
 from services.core.errors import ConfigurationError, ContractError
 from services.core.views import ViewRow
@@ -38,35 +38,40 @@ def expected_digest(rows: list[ViewRow]) -> Digest:
 
 def test_an_upsert_is_stored_exactly_as_the_view_row(store: CopyStore) -> None:
     wanted = row("L-1", exempt=True)
-    assert store.apply(upsert(wanted), partition=0, offset=0)
+    assert store.apply(upsert(wanted), partition=0, offset=0) is Applied.APPLIED
     assert store.row("L-1") == wanted
     assert list(store.rows()) == [wanted]
-    assert store.rows_for_subject("s-1") == [wanted]
-    assert store.rows_for_subject("s-other") == []
+    assert store.rows_for_subject("s-1") == ([wanted], [])
+    assert store.rows_for_subject("s-other") == ([], [])
     assert store.row("L-missing") is None
 
 
 def test_each_offset_is_applied_once_and_positions_advance_per_partition(store: CopyStore) -> None:
-    assert store.apply(upsert(row("L-1", 1)), 0, 5)
-    assert store.apply(upsert(row("L-2", 1)), 2, 0)
+    assert store.apply(upsert(row("L-1", 1)), 0, 5) is Applied.APPLIED
+    assert store.apply(upsert(row("L-2", 1)), 2, 0) is Applied.APPLIED
     assert store.positions() == {0: 6, 2: 1}
-    assert not store.apply(upsert(row("L-1", 2, case_ref="changed")), 0, 5)
-    assert not store.apply(upsert(row("L-1", 2, case_ref="changed")), 0, 4)
+    assert store.apply(upsert(row("L-1", 2, case_ref="changed")), 0, 5) is Applied.REPEATED
+    assert store.apply(upsert(row("L-1", 2, case_ref="changed")), 0, 4) is Applied.REPEATED
     assert store.row("L-1") == row("L-1", 1)
     assert store.positions() == {0: 6, 2: 1}
 
 
-def test_a_later_offset_applies_unconditionally_even_the_same_version(store: CopyStore) -> None:
-    store.apply(upsert(row("L-1", 3)), 0, 0)
-    assert store.apply(upsert(row("L-1", 3, case_ref="repaired")), 0, 1)
+def test_a_repair_applies_the_current_version_again_the_ledger_s_same_version_once(
+    store: CopyStore,
+) -> None:
+    store.apply(upsert(row("L-1", 3)), 0, 0, ack=lambda _: b"first")
+    assert store.apply(upsert(row("L-1", 3)), 0, 1, ack=lambda _: b"again") is Applied.REPEATED
+    assert store.unsent_acks() == [(0, 0, b"first")]  # delivered twice, acknowledged once
+    assert store.positions() == {0: 2}
+    assert store.apply(by_reconciler(upsert(row("L-1", 3, case_ref="repaired"))), 0, 2) is Applied.APPLIED
     assert store.row("L-1") == row("L-1", 3, case_ref="repaired")
 
 
 def test_a_delete_removes_the_row_and_a_delete_of_nothing_only_advances(store: CopyStore) -> None:
     store.apply(upsert(row("L-1")), 0, 0)
-    assert store.apply(delete("L-1", 2), 0, 1)
+    assert store.apply(delete("L-1", 2), 0, 1) is Applied.APPLIED
     assert store.row("L-1") is None
-    assert store.apply(delete("L-unknown", 2), 1, 0)
+    assert store.apply(delete("L-unknown", 2), 1, 0) is Applied.APPLIED
     assert store.positions() == {0: 2, 1: 1}
     assert store.digest().rows == 0
     assert store.digest().root() == Digest().root()
@@ -75,9 +80,10 @@ def test_a_delete_removes_the_row_and_a_delete_of_nothing_only_advances(store: C
 def test_the_incremental_digest_equals_a_rescan_and_the_expected_view(store: CopyStore) -> None:
     chooser = random.Random(7)
     expected: dict[str, ViewRow] = {}
+    versions: dict[str, int] = {}
     for offset in range(120):
         listing = f"L-{chooser.randrange(25)}"
-        version = expected[listing].version + 1 if listing in expected else 1
+        version = versions[listing] = versions.get(listing, 0) + 1
         if listing in expected and chooser.random() < 0.3:
             store.apply(delete(listing, version), offset % 3, offset)
             del expected[listing]
@@ -105,7 +111,7 @@ def test_a_row_edited_by_hand_shows_in_the_rescan_and_leaves_and_a_repair_fixes_
     version, status, row_hash = store.bucket_leaves(bucket)["L-1"]
     assert (version, status) == (2, "active") and row_hash != row("L-1", 2).row_hash()
 
-    assert store.apply(upsert(row("L-1", 2)), 0, 2)  # the reconciler re-sends the version
+    assert store.apply(by_reconciler(upsert(row("L-1", 2))), 0, 2) is Applied.APPLIED  # the repair
     assert store.rescan_digest().hex_buckets() == honest.hex_buckets()
     assert store.digest().hex_buckets() == honest.hex_buckets()
 
@@ -148,7 +154,7 @@ def test_a_store_belongs_to_one_agency(url: str) -> None:
 
 def test_everything_survives_closing_and_reopening(url: str) -> None:
     first = open_store(url, AGENCY)
-    first.apply(upsert(row("L-1")), 1, 9, ack=b"ack-9")
+    first.apply(upsert(row("L-1")), 1, 9, ack=lambda _: b"ack-9")
     digest, applied_at = first.digest(), first.last_applied_at()
     first.close()
     again = open_store(url, AGENCY)
@@ -163,8 +169,8 @@ def test_everything_survives_closing_and_reopening(url: str) -> None:
 
 
 def test_acknowledgements_wait_in_the_store_until_sent(store: CopyStore) -> None:
-    store.apply(upsert(row("L-1")), 0, 0, ack=b"a0")
-    store.apply(upsert(row("L-2")), 1, 0, ack=b"a1")
+    store.apply(upsert(row("L-1")), 0, 0, ack=lambda _: b"a0")
+    store.apply(upsert(row("L-2")), 1, 0, ack=lambda _: b"a1")
     store.apply(upsert(row("L-3")), 0, 1)
     assert store.unsent_acks() == [(0, 0, b"a0"), (1, 0, b"a1")]
     store.acks_sent([(0, 0)])
@@ -176,7 +182,7 @@ def test_a_failed_apply_writes_nothing(store: CopyStore, url: str) -> None:
     digest = store.digest()
     execute(url, "DROP TABLE copy_outbox")
     with pytest.raises(StoreError, match="copy_outbox"):
-        store.apply(upsert(row("L-2")), 0, 1, ack=b"lost")
+        store.apply(upsert(row("L-2")), 0, 1, ack=lambda _: b"lost")
     assert store.positions() == {0: 1}
     assert store.row("L-2") is None
     assert store.digest().hex_buckets() == digest.hex_buckets()
@@ -209,7 +215,7 @@ def test_a_skipped_message_is_consumed_without_touching_rows(store: CopyStore) -
     assert store.skip(0, 1, ack=b"refused-1")
     assert not store.skip(0, 1)
     assert store.unsent_acks() == [(0, 1, b"refused-1")]
-    assert not store.apply(upsert(row("L-1", 2)), 0, 1)
+    assert store.apply(upsert(row("L-1", 2)), 0, 1) is Applied.REPEATED
     assert store.positions() == {0: 2}
     assert store.row("L-1") == row("L-1")
     assert store.last_applied_at() == applied_at
@@ -220,10 +226,108 @@ def test_the_newest_version_the_ledger_delivered_is_kept_apart_from_the_rows(
 ) -> None:
     assert store.delivered_version("L-1") == 0
     store.apply(upsert(row("L-1", 2)), 0, 0)
-    store.apply(by_reconciler(upsert(row("L-1", 1))), 0, 1)  # a repair is not the ledger's word
+    assert store.apply(by_reconciler(upsert(row("L-1", 1))), 0, 1) is Applied.OVERTAKEN
     assert store.delivered_version("L-1") == 2
     store.apply(delete("L-1", 3), 0, 2)
-    store.apply(upsert(row("L-1", 2)), 0, 3)  # a restatement of an older version never lowers it
+    assert store.apply(upsert(row("L-1", 2)), 0, 3) is Applied.OVERTAKEN  # never lowers it
     assert store.delivered_version("L-1") == 3
     execute(url, "DELETE FROM copy_rows")  # a restore or a hand edit of the rows leaves it alone
     assert store.delivered_version("L-1") == 3
+
+
+def hand_insert(url: str, listing_id: str, bucket: str, leaf_sql: str = "leaf") -> None:
+    """A row inserted by hand, copied from L-1 the way an administrator would, bucket given by `bucket`."""
+    cols = "version, status, subject_ref, measures, fields, effective_from, expires_at, exemptions"
+    source = "FROM copy_rows WHERE listing_id = 'L-1'"
+    execute(url, f"INSERT INTO copy_rows (listing_id, {cols}, bucket, leaf) "
+                 f"SELECT '{listing_id}', {cols}, {bucket}, {leaf_sql} {source}")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "bucket, leaf_sql", [("bucket", "leaf"), ("(bucket + 7) % 256", "leaf"), ("NULL", "NULL")],
+    ids=["copied bucket", "wrong bucket", "no bucket"],
+)  # fmt: skip
+def test_a_row_inserted_by_hand_is_found_where_its_listing_id_puts_it(
+    store: CopyStore, url: str, bucket: str, leaf_sql: str
+) -> None:
+    store.apply(upsert(row("L-1")), 0, 0)
+    intruder = next(f"X-{i}" for i in range(1000) if bucket_of(f"X-{i}") != bucket_of("L-1"))
+    hand_insert(url, intruder, bucket, leaf_sql)
+
+    where = bucket_of(intruder)
+    assert store.rescan_digest().differing_buckets(store.digest().hex_buckets()) == [where]
+    assert intruder not in store.bucket_leaves(bucket_of("L-1"))  # not where its stored bucket says
+    assert set(store.misplaced()) == {intruder}
+    assert store.rows_for_subject("s-1")[0][1].listing_id == intruder  # and the check sees it
+
+    fixed = store.reindex()
+    assert fixed.rows == [intruder] and fixed.buckets == [where]
+    assert store.digest().hex_buckets() == store.rescan_digest().hex_buckets()
+    assert intruder in store.bucket_leaves(where) and store.misplaced() == {}
+    assert store.reindex().rows == [] and store.reindex().buckets == []
+
+
+def test_repairing_a_row_inserted_with_a_copied_leaf_leaves_a_digest_that_reindex_rebuilds(
+    store: CopyStore, url: str
+) -> None:
+    store.apply(upsert(row("L-1")), 0, 0)
+    honest = store.digest().hex_buckets()
+    intruder = next(f"X-{i}" for i in range(1000) if bucket_of(f"X-{i}") == bucket_of("L-1"))
+    hand_insert(url, intruder, "bucket", "leaf")
+    assert store.apply(by_reconciler(delete(intruder, 0)), 0, 1) is Applied.APPLIED
+    assert store.rescan_digest().hex_buckets() == honest
+    assert store.digest().hex_buckets() != honest  # it subtracted a leaf it never added
+    assert store.reindex().buckets == [bucket_of("L-1")]
+    assert store.digest().hex_buckets() == honest
+
+
+def test_edits_and_deletions_by_hand_are_folded_into_the_digest_by_reindex(
+    store: CopyStore, url: str
+) -> None:
+    for offset, listing in enumerate(["L-1", "L-2", "L-3"]):
+        store.apply(upsert(row(listing)), 0, offset)
+    execute(url, "DELETE FROM copy_rows WHERE listing_id = 'L-2'")
+    execute(url, "UPDATE copy_rows SET measures = '[]' WHERE listing_id = 'L-3'")
+    fixed = store.reindex()
+    assert fixed.rows == ["L-3"]  # its leaf; L-2 has no row left to fix, only its bucket
+    assert sorted(fixed.buckets) == sorted({bucket_of("L-2"), bucket_of("L-3")})
+    assert store.digest().hex_buckets() == store.rescan_digest().hex_buckets()
+    assert store.digest().rows == 2
+
+
+def test_an_older_change_is_never_applied_and_is_acknowledged_with_what_the_copy_holds(
+    store: CopyStore,
+) -> None:
+    seen: list[object] = []
+
+    def ack(held: object) -> bytes:
+        seen.append(held)
+        return b"ack"
+
+    store.apply(upsert(row("L-1", 2)), 0, 0)
+    store.apply(delete("L-1", 3), 0, 1)  # revoked
+    assert store.apply(by_reconciler(upsert(row("L-1", 2))), 0, 2, ack=ack) is Applied.OVERTAKEN
+    assert store.apply(upsert(row("L-1", 1)), 0, 3, ack=ack) is Applied.OVERTAKEN  # a replayed old change
+    assert store.row("L-1") is None and store.positions() == {0: 4}
+    assert seen == [(None, 3), (None, 3)]
+    assert [offset for _, offset, _ in store.unsent_acks()] == [2, 3]
+    store.apply(upsert(row("L-2", 4)), 1, 0)
+    assert store.apply(by_reconciler(upsert(row("L-2", 3))), 1, 1, ack=ack) is Applied.OVERTAKEN
+    assert seen[-1] == (row("L-2", 4), 4) and store.row("L-2") == row("L-2", 4)
+
+
+def test_a_damaged_row_is_answered_as_damaged_recorded_and_forgotten_once_repaired(
+    store: CopyStore, url: str
+) -> None:
+    store.apply(upsert(row("L-1")), 0, 0)
+    store.apply(upsert(row("L-2")), 0, 1)
+    execute(url, "UPDATE copy_rows SET status = 'revoked' WHERE listing_id = 'L-1'")
+    rows, damaged = store.rows_for_subject("s-1")
+    assert rows == [row("L-2")] and [d.listing_id for d in damaged] == ["L-1"]
+    assert "not a valid view row" in damaged[0].reason
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    store.record_damage(damaged, at)
+    store.record_damage(damaged, at.replace(day=2))  # seen again: the first sighting stays
+    assert store.damage() == {"L-1": (damaged[0].reason, at)}
+    store.apply(by_reconciler(upsert(row("L-1"))), 0, 2)
+    assert store.damage() == {}

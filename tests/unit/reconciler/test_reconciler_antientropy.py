@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from services.core.digest import bucket_of
 from services.core.listing import evolve
 from services.core.views import project
 from services.reconciler.antientropy import narrow
@@ -33,7 +34,7 @@ def build(folder: Path, listings: int, size: int) -> tuple[ExpectedViews, Memory
 def test_an_equal_copy_costs_one_digest_and_no_leaves(tmp_path: Path) -> None:
     expected, copy = build(tmp_path, 40, 256)
     probe = MeteredProbe(copy)
-    assert narrow("civil-aviation", expected, copy.digest(), probe) == []
+    assert narrow("civil-aviation", expected, copy.digest(), probe).suspects == []
     assert probe.bytes == 0
 
 
@@ -47,7 +48,9 @@ def test_every_kind_of_difference_is_named_and_nothing_else(tmp_path: Path) -> N
     )  # altered
     del copy.rows["L-00004"]  # missing
     copy.rows["X-1"] = copy.rows["L-00005"].model_copy(update={"listing_id": "X-1"})  # extra
-    suspects = narrow("civil-aviation", expected, copy.digest(), MeteredProbe(copy))
+    narrowed = narrow("civil-aviation", expected, copy.digest(), MeteredProbe(copy))
+    suspects = narrowed.suspects
+    assert narrowed.unexplained == []
     assert {s.listing_id for s in suspects} == {"L-00001", "L-00002", "L-00003", "L-00004", "X-1"}
     by_id = {s.listing_id: s for s in suspects}
     assert by_id["L-00004"].actual is None and by_id["X-1"].expected is None
@@ -60,7 +63,28 @@ def test_a_large_bucket_is_split_so_only_a_sliver_of_the_copy_is_read(tmp_path: 
     stale = copy.rows["L-00042"].model_copy(update={"expires_at": T0 + timedelta(days=9999)})
     copy.rows["L-00042"] = stale
     probe = MeteredProbe(copy)
-    suspects = narrow("civil-aviation", expected, copy.digest(), probe)
-    assert [s.listing_id for s in suspects] == ["L-00042"]
+    narrowed = narrow("civil-aviation", expected, copy.digest(), probe)
+    assert [s.listing_id for s in narrowed.suspects] == ["L-00042"] and narrowed.unexplained == []
     every_leaf = wire_size({lid: list(leaf) for b in range(4) for lid, leaf in copy.leaves(b, 4).items()})
     assert probe.bytes < every_leaf / 10
+
+
+def test_rows_the_copy_files_under_another_bucket_are_still_found(tmp_path: Path) -> None:
+    """Inserted by hand with a copied, wrong or no bucket: narrowing fetches the misplaced rows."""
+    expected, copy = build(tmp_path, 60, 256)
+    copy.rows["X-1"] = copy.rows["L-00005"].model_copy(update={"listing_id": "X-1"})  # extra
+    copy.misfiled |= {"X-1", "L-00007"}  # L-00007 is right, only filed under the wrong bucket
+    probe = MeteredProbe(copy)
+    narrowed = narrow("civil-aviation", expected, copy.digest(), probe)
+    assert [s.listing_id for s in narrowed.suspects] == ["X-1"] and narrowed.unexplained == []
+
+
+def test_a_bucket_no_listing_explains_is_reported_unexplained(tmp_path: Path) -> None:
+    expected, copy = build(tmp_path, 60, 256)
+    del copy.rows["L-00003"]
+    buckets = copy.digest()
+    lied = (bucket_of("L-00003") + 1) % 256
+    buckets[lied] = "ff" * 32  # a bucket hash no row of the copy adds up to
+    narrowed = narrow("civil-aviation", expected, buckets, MeteredProbe(copy))
+    assert [s.listing_id for s in narrowed.suspects] == ["L-00003"]
+    assert narrowed.unexplained == [lied]

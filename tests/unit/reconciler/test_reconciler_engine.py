@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from services.core.copystore.probe import Damage
+from services.core.digest import bucket_of
 from services.core.events import ListingState
 from services.core.listing import evolve
 from services.core.topics import RECONCILER
 from services.core.views import view_change
 from services.reconciler.engine import Outcome, PassReport
 from tests.support.factory import T0
-from tests.unit.reconciler.support import World, applied
+from tests.unit.reconciler.support import World, applied, copy_digest
 
 S = timedelta(seconds=1)
 CA = "civil-aviation"
@@ -75,18 +77,48 @@ def test_luoshan_a_revoked_listing_restored_from_backup_is_found_repaired_and_ti
     world.record(world.book.revoke("L-1", agency="luoshan-police"), T0 + 10 * S)
     world.copies[CA].rows = backup  # restored from the old backup: the revocation is lost
     assert world.engine.healthy("railway", world.copies["railway"].digest())
-    outcome, _ = reconcile(world, CA, 100 * S)
+    copy = world.copies[CA]
+    shown = T0 + 95 * S  # the copy's digest that first showed it, judged at 100 s
+    outcome, _ = world.engine.reconcile(CA, copy.digest(), copy, T0 + 100 * S, shown_at=shown)
     [finding] = outcome.findings
     assert (finding.kind, finding.expected_version, finding.copy_version) == ("revoked_still_active", 2, 1)
+    assert finding.since == shown and "first digest that showed it" in finding.detail
     [repair] = outcome.repairs
     assert (repair.op, repair.status, repair.envelope.version) == ("delete", "revoked", 2)
     assert reconcile(world, CA, 101 * S)[0].findings == []  # a repair on its way is not re-reported
     [repaired] = world.emit(repair, T0 + 101 * S)
-    assert (repaired.kind, repaired.since, repaired.envelope.listing_id) == ("repaired", T0 + 10 * S, "L-1")
+    assert (repaired.kind, repaired.since, repaired.envelope.listing_id) == ("repaired", shown, "L-1")
     assert world.engine.healthy(CA, world.copies[CA].digest())
     summary = world.engine.times.summary()
-    assert summary[(CA, "repair")].max == 92.0  # wrong from the revocation (10 s) until the ack (102 s)
+    # The copy acknowledged the revocation, then a restore took it back: wrong since the digest at 95 s,
+    # not since the revocation (10 s), until the repair's acknowledgement (102 s).
+    assert summary[(CA, "changed")].max == 7.0
     assert summary[("railway", "change")].count == 2
+
+
+def test_a_missed_change_is_wrong_since_it_was_due(world: World) -> None:
+    world.record(world.book.issue("L-1", agency="luoshan-police", category="public_security_risk"), T0)
+    world.record(world.book.revoke("L-1", agency="luoshan-police"), T0 + 10 * S, deliver=False)
+    copy = world.copies[CA]
+    outcome, _ = world.engine.reconcile(CA, copy.digest(), copy, T0 + 100 * S, shown_at=T0 + 95 * S)
+    [finding] = outcome.findings
+    assert finding.since == T0 + 10 * S and "was due" in finding.detail
+    [repaired] = world.emit(outcome.repairs[0], T0 + 101 * S)
+    assert repaired.since == T0 + 10 * S and "was due" in repaired.detail
+    assert world.engine.times.summary()[(CA, "missed")].max == 92.0  # due at 10 s, acknowledged at 102 s
+
+
+def test_a_row_nobody_published_is_wrong_since_the_digest_that_showed_it(world: World) -> None:
+    world.record(world.book.issue("L-1"), T0)
+    copy = world.copies[CA]
+    copy.rows["X-1"] = copy.rows["L-1"].model_copy(update={"listing_id": "X-1"})
+    outcome, _ = world.engine.reconcile(CA, copy.digest(), copy, T0 + 100 * S, shown_at=T0 + 97 * S)
+    [finding] = outcome.findings
+    assert (finding.kind, finding.since, finding.detail.split(":")[0]) == ("stale_copy", T0 + 97 * S, "extra")
+    [repair] = outcome.repairs
+    assert (repair.op, repair.envelope.version) == ("delete", 0)
+    world.emit(repair, T0 + 100 * S)
+    assert world.engine.times.summary()[(CA, "changed")].max == 4.0  # 97 s -> acknowledged at 101 s
 
 
 def test_an_expired_listing_still_active_in_a_copy_is_named_as_expired(world: World) -> None:
@@ -155,3 +187,92 @@ def test_an_objection_past_due_without_an_outcome_is_reported_once(world: World)
         "court",
     )
     assert world.engine.check(T0 + timedelta(days=17)).findings == []
+
+
+def test_a_deadline_is_judged_only_as_far_as_the_acknowledgements_are_read(world: World) -> None:
+    world.record(world.book.issue("L-1", measures=("flight_ban",)), T0, ack=False)
+    # an hour on, but the acknowledgements are read only up to 30 s: the ack may be in the backlog
+    assert world.engine.check(T0 + 3600 * S, acks_read_to=T0 + 30 * S).findings == []
+    [missing] = world.engine.check(T0 + 3600 * S, acks_read_to=T0 + 61 * S).findings
+    assert missing.kind == "missing_ack"
+
+
+def test_after_a_restart_nothing_is_published_twice_and_what_is_right_again_is_resolved(world: World) -> None:
+    [change] = world.record(world.book.issue("L-1", measures=("flight_ban",)), T0, ack=False)
+    world.record(world.book.issue("L-2"), T0)
+    del world.copies[CA].rows["L-2"]
+    [missing] = world.engine.check(T0 + 61 * S).findings
+    stale, _ = reconcile(world, CA, 100 * S)
+    published = [missing, *stale.findings]
+
+    again = World.make_like(world)  # a new process: it reads the log, findings included
+    for finding in published:
+        again.engine.on_finding(finding)
+    redo, _ = again.engine.reconcile(CA, world.copies[CA].digest(), world.copies[CA], T0 + 200 * S)
+    assert redo.findings == [] and len(redo.repairs) == 1  # the repair is re-sent, its finding not
+    assert again.engine.on_applied(applied(change, 0, T0 + 150 * S)).findings == []  # read in the replay
+    [acked] = again.engine.check(T0 + 211 * S).findings  # not a missing ack again: resolved
+    assert (acked.kind, acked.envelope.listing_id) == ("resolved", "L-1")
+    assert "acknowledged v1" in acked.detail and missing.finding_id in acked.detail
+    [fixed] = again.engine.resolve(CA, T0 + 212 * S, "a rescan of the copy's rows equals its view").findings
+    assert (fixed.kind, fixed.envelope.listing_id, fixed.detected_at) == ("resolved", "L-2", T0 + 212 * S)
+    assert stale.findings[0].finding_id in fixed.detail
+    assert again.engine.resolve(CA, T0 + 300 * S, "again").findings == []
+    assert len(again.engine.book) == 0
+
+
+def test_rolling_verification_finds_an_edit_the_running_digest_hides(world: World) -> None:
+    for i in range(30):
+        world.record(world.book.issue(f"L-{i}"), T0)
+    copy = world.copies[CA]
+    running = copy.digest()
+    copy.rows["L-7"] = copy.rows["L-7"].model_copy(update={"measures": []})  # by hand
+    assert world.engine.healthy(CA, running)  # what the sink's running digest still says
+    target = bucket_of("L-7")
+    others = [b for b in range(256) if b != target][:8]
+    out, report, _ = world.engine.verify(CA, others, copy, T0 + 100 * S)
+    assert out.findings == [] and report.differences == []
+    out, report, read = world.engine.verify(CA, [target, *others[:3]], copy, T0 + 100 * S)
+    assert [d.listing_id for d in report.differences] == ["L-7"] and len(out.repairs) == 1
+    assert read[target] != running[target]
+
+
+def test_a_running_digest_that_disagrees_with_the_rows_is_a_finding(world: World) -> None:
+    world.record(world.book.issue("L-1"), T0)
+    copy = world.copies[CA]
+    digest = copy_digest(CA, copy.digest(), copy.positions())
+    world.engine.on_digest(digest)
+    assert world.engine.drift(CA, dict(enumerate(copy.digest())), T0 + S).findings == []
+    rows = dict(enumerate(copy.digest()))
+    rows[5] = "ab" * 32
+    [drift] = world.engine.drift(CA, rows, T0 + S).findings
+    assert drift.kind == "digest_drift" and "[5]" in drift.detail
+    assert world.engine.drift(CA, rows, T0 + 2 * S).findings == []  # reported once
+
+
+def test_a_row_a_check_could_not_read_is_a_finding(world: World) -> None:
+    world.record(world.book.issue("L-1"), T0)
+    copy = world.copies[CA]
+    copy.damage["L-1"] = Damage("row 'L-1' of the copy is not a valid view row", T0 + 5 * S)
+    [damaged] = world.engine.damaged(CA, copy, T0 + 9 * S).findings
+    assert (damaged.kind, damaged.envelope.listing_id, damaged.since) == ("copy_damaged", "L-1", T0 + 5 * S)
+    assert world.engine.damaged(CA, copy, T0 + 19 * S).findings == []
+
+
+def test_a_repair_acknowledged_before_it_is_read_back_is_settled_when_it_is(world: World) -> None:
+    """The acks and the view topic are read side by side: the copy's ack of a repair may come first."""
+    world.record(world.book.issue("L-1"), T0)
+    copy = world.copies[CA]
+    del copy.rows["L-1"]
+    outcome, _ = reconcile(world, CA, 3600 * S)
+    [repair] = outcome.repairs
+    offset = world.offsets[CA]
+    copy.next_offset = offset
+    ack = copy.apply(repair)
+    assert [f.kind for f in world.engine.on_applied(ack).findings] == []  # not recognisable yet
+    assert len(world.engine.repairs) == 1
+
+    [repaired] = world.engine.on_view(repair, 0, offset, T0 + 3600 * S).findings
+
+    assert repaired.kind == "repaired" and repaired.envelope.listing_id == "L-1"
+    assert len(world.engine.repairs) == 0

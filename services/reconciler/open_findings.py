@@ -1,0 +1,57 @@
+"""Which findings are already in the log, and which detections are still open.
+
+Read back from the `findings` topic (so a restart, or a standby taking over, knows what
+was published before it) and fed with what this reconciler publishes. A finding whose id
+is known is never published again; a detection stays open until a closing finding
+(acknowledged late, repaired, resolved) derived from its id is in the log.
+"""
+
+from __future__ import annotations
+
+from services.core.events import Finding
+from services.reconciler import findings
+
+
+class FindingBook:
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._open: dict[str, Finding] = {}
+        self._closes: dict[str, str] = {}  # id of a closing finding -> the detection it closes
+
+    def read(self, finding: Finding) -> None:
+        self._note(finding)
+
+    def novel(self, found: list[Finding]) -> list[Finding]:
+        """The findings of `found` not in the log yet, now remembered as published."""
+        fresh = []
+        for finding in found:
+            if finding.finding_id not in self._seen:
+                self._note(finding)
+                fresh.append(finding)
+        return fresh
+
+    def _note(self, finding: Finding) -> None:
+        self._seen.add(finding.finding_id)
+        if finding.kind in findings.DETECTIONS:
+            self._open[finding.finding_id] = finding
+            for kind in findings.CLOSERS:
+                self._closes[findings.finding_id(kind, finding.finding_id)] = finding.finding_id
+        closed = self._closes.pop(finding.finding_id, None)
+        if closed is not None:
+            self._open.pop(closed, None)
+
+    def open_for(self, agency: str) -> list[Finding]:
+        """Open detections about `agency`'s copy."""
+        return [f for f in self._open.values() if f.copy_agency == agency]
+
+    def open_stale(self, agency: str, listing_id: str) -> Finding | None:
+        """The open detection of a stale listing in `agency`'s copy, if there is one."""
+        about = (agency, listing_id)
+        stale = (f for f in self._open.values() if f.kind in findings.STALE_KINDS)
+        return next((f for f in stale if (f.copy_agency, f.envelope.listing_id) == about), None)
+
+    def open_of_kind(self, kind: str) -> list[Finding]:
+        return [f for f in self._open.values() if f.kind == kind]
+
+    def __len__(self) -> int:
+        return len(self._open)

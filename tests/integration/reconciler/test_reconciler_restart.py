@@ -1,0 +1,155 @@
+"""The reconciler on time and once: deadlines under sustained load, a kill -9 and a restart, two
+reconcilers side by side. Real broker, real copies (SQLite and PostgreSQL), real sink.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from services.core.connection import KafkaConnection
+from services.core.events import CopyApplied, Envelope, Finding, ViewChanged
+from services.core.kafka import decode_message, producer_config, read_all
+from services.core.serde import encode
+from services.core.topics import copy_key
+from services.reconciler import findings
+from tests.integration.reconciler.live import CA, Live, live, wait_for
+from tests.unit.copies.test_copystore_behaviour import execute
+
+REPO = Path(__file__).resolve().parents[3]
+FLOOD = 60_000
+
+
+@pytest.fixture
+def world(kafka_admin: KafkaConnection, namespace: str, url: str, tmp_path: Path) -> Iterator[Live]:
+    yield from live(kafka_admin, namespace, url, tmp_path)
+
+
+def flood(world: Live, count: int) -> None:
+    """Acknowledgements of listings nobody expects, as fast as the broker takes them: every poll is full."""
+    at = datetime.now(UTC)
+    env = Envelope(event_id="filler", listing_id="F-1", version=1, agency=CA, occurred_at=at, recorded_at=at)
+    value = encode(CopyApplied(envelope=env, copy_agency=CA, op="upsert", partition=0, offset=0, row_hash="",
+                               applied_at=at))  # fmt: skip
+    raw = Producer(producer_config(world.connection, **{"linger.ms": 50}))
+    for i in range(count):
+        while True:
+            try:
+                raw.produce(world.topics.copies_applied(CA), value=value, key=copy_key(CA, f"F-{i}").encode())
+                break
+            except BufferError:
+                raw.poll(0.1)
+    raw.flush(60)
+
+
+def test_a_missed_acknowledgement_is_reported_on_time_under_sustained_load(world: Live) -> None:
+    seen: list[tuple[int, str]] = []
+    runner = world.start_reconciler(log=lambda line: seen.append((runner.read, line)))
+    wait_for("the reconciler to replay the (empty) log", lambda: runner.replayed)
+    world.record(world.book.issue("L-1", measures=("flight_ban",)))  # nobody will acknowledge it
+    threading.Event().wait(1.5)  # past its 1 s SLA
+    flood(world, FLOOD)
+    first = lambda: next((read for read, line in seen if line.startswith("FINDING missing_ack")), None)  # noqa: E731
+    reported = wait_for("the missing acknowledgement", first, timeout=120)
+    assert reported < FLOOD * 0.9, f"reported only after reading {reported} of {FLOOD} messages"
+
+
+def reconciler_process(world: Live, folder: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **world.as_("reconciler").environment(),
+           "ACCORD_NAMESPACE": world.topics.namespace, "ACCORD_RECONCILE_LISTING_SLA_S": "1",
+           "ACCORD_RECONCILE_REVOCATION_SLA_S": "1", "ACCORD_RECONCILE_REPAIR_SLA_S": "5",
+           "ACCORD_RECONCILE_CHECK_INTERVAL_S": "0.2", "ACCORD_RECONCILE_ANTIENTROPY_INTERVAL_S": "0.5",
+           "ACCORD_RECONCILE_VERIFY_CYCLE_S": "2"}  # fmt: skip
+    log = (folder / "reconciler.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services", "reconcile", "run", "--copy", f"{CA}={world.url}"], env=env,
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    return process
+
+
+def stop(process: subprocess.Popen[bytes], sig: int) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, sig)
+    process.wait(timeout=30)
+
+
+def test_a_restart_republishes_nothing_and_closes_what_is_right_again(world: Live, tmp_path: Path) -> None:
+    for i in range(5):  # no sink yet: never acknowledged, never in the copy
+        world.record(world.book.issue(f"L-{i}", measures=("flight_ban",)))
+    first = reconciler_process(world, tmp_path)
+    try:
+        kinds = lambda: Counter(f.kind for f in world.findings())  # noqa: E731
+        wait_for("findings of the first reconciler",
+                 lambda: kinds()["missing_ack"] == 5 and kinds()["stale_copy"] == 5, timeout=90)  # fmt: skip
+    finally:
+        stop(first, signal.SIGKILL)
+    before = world.findings()
+    world.start_sink(digest_interval_s=0.5)  # the copy catches up while no reconciler runs
+    wait_for("the copy to be right", lambda: world.rows() == world.expected())
+
+    second = reconciler_process(world, tmp_path)
+    try:
+        open_ids = {f.finding_id for f in before if f.kind in findings.DETECTIONS}
+        closed = wait_for("every open finding resolved", lambda: resolved_all(world, open_ids))
+    finally:
+        stop(second, signal.SIGTERM)
+    after = world.findings()
+    assert [i for i, n in Counter(f.finding_id for f in after).items() if n > 1] == []  # none re-published
+    earlier = {f.finding_id for f in before}
+    assert {f.kind for f in after if f.finding_id not in earlier} == {"resolved"}  # nothing else: all right
+    for detection in (f for f in before if f.finding_id in open_ids):
+        resolved = closed[detection.finding_id]
+        assert resolved.envelope.listing_id == detection.envelope.listing_id
+        assert resolved.detected_at > detection.detected_at and "resolved at" in resolved.detail
+        how = "acknowledged v1" if detection.kind == "missing_ack" else "rescan of the copy's rows"
+        assert how in resolved.detail
+
+
+def resolved_all(world: Live, detections: set[str]) -> dict[str, Finding] | None:
+    """detection id -> the finding that resolved it, once every one of `detections` is resolved."""
+    closed = {f.detail.rsplit(" ", 1)[-1]: f for f in world.findings() if f.kind == "resolved"}
+    return closed if detections <= set(closed) else None
+
+
+def test_two_reconcilers_repair_once_and_the_second_takes_over(world: Live) -> None:
+    world.start_sink(digest_interval_s=0.5)
+    for i in range(5):
+        world.record(world.book.issue(f"L-{i}", measures=("flight_ban",)))
+    wait_for("the copy to hold every listing", lambda: world.rows() == world.expected())
+    stops = {name: threading.Event() for name in ("r1", "r2")}
+    runners = {name: world.start_reconciler(name, lease=True, stop=halt) for name, halt in stops.items()}
+    wait_for("both to replay", lambda: all(r.replayed for r in runners.values()))
+
+    execute(world.url, "DELETE FROM copy_rows WHERE listing_id = 'L-1'")
+    wait_for("the repair", lambda: world.rows() == world.expected())
+    wait_for("its acknowledgement", lambda: any(f.kind == "repaired" for f in world.findings()))
+    leaders = [n for n, log in world.logs.items() if any(x.startswith("FINDING stale_copy") for x in log)]
+    assert len(leaders) == 1, leaders
+    assert len(repairs_of(world, "L-1")) == 1
+
+    [leader], [standby] = leaders, [n for n in stops if n not in leaders]
+    stops[leader].set()  # the leader leaves; the standby takes the lease over
+    wait_for("the leader to stop", lambda: any("p50 s" in line for line in world.logs[leader]))
+    execute(world.url, "DELETE FROM copy_rows WHERE listing_id = 'L-2'")
+    wait_for("the standby's repair", lambda: world.rows() == world.expected(), timeout=90)
+    assert any(line.startswith("FINDING stale_copy") and "L-2" in line for line in world.logs[standby])
+    assert len(repairs_of(world, "L-2")) == 1
+    assert [i for i, n in Counter(f.finding_id for f in world.findings()).items() if n > 1] == []
+
+
+def repairs_of(world: Live, listing_id: str) -> list[ViewChanged]:
+    return [e for m in read_all(world.connection, [world.topics.views(CA)])
+            if isinstance(e := decode_message(m).event, ViewChanged)
+            and e.envelope.agency == "reconciler" and e.envelope.listing_id == listing_id]  # fmt: skip
