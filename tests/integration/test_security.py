@@ -31,6 +31,7 @@ from services.core.kafka import admin_client, consumer, end_offsets, producer_co
 from services.core.policy import load_policy
 from services.core.settings import KafkaSettings
 from services.core.topics import Topics
+from tests.support.prerequisites import missing
 
 COURT, POLICE, AVIATION, RAIL = "court", "luoshan-police", "civil-aviation", "railway"
 REFUSED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
@@ -52,7 +53,7 @@ class Secured:
 @pytest.fixture
 def secured(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -> Iterator[Secured]:
     if not kafka_admin.uses_sasl:
-        pytest.skip("the session broker is not secured (a PLAINTEXT KAFKA_BOOTSTRAP_SERVERS or container)")
+        missing("the session broker is not secured (a PLAINTEXT KAFKA_BOOTSTRAP_SERVERS or container)")
     folder = tmp_path / "credentials"
     provision(kafka_admin, KafkaSettings.of(kafka_admin, namespace=namespace, replication_factor=1), folder)
     yield Secured(kafka_admin, Topics(namespace), folder)

@@ -17,6 +17,7 @@ from services.publisher.client import Publisher
 from services.publisher.reader import LedgerReader
 from services.publisher.state import LedgerBook
 from tests.integration.publisher.conftest import WAIT, Backbone
+from tests.support.prerequisites import missing
 from tests.unit.publisher import samples
 from tests.unit.publisher.samples import PSEUDONYM_KEY
 
@@ -26,7 +27,7 @@ COURT, POLICE = "court", "luoshan-police"
 @pytest.fixture
 def secured(backbone: Backbone) -> Backbone:
     if backbone.ledger.credentials is None:
-        pytest.skip("the session broker does not authenticate: there are no agency principals")
+        missing("the session broker does not authenticate: there are no agency principals")
     return backbone
 
 
