@@ -85,35 +85,35 @@ def free_text(command: BaseModel) -> Iterator[tuple[str, str]]:
 
 
 def _strings(path: str, value: Any) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, BaseModel):
+    for where, leaf in _leaves(path, value):
+        if isinstance(leaf, str):
+            yield where, leaf
+
+
+def _leaves(path: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """Every leaf value of a command with its field path: models, mappings (keys too) and sequences."""
+    if isinstance(value, BaseModel):
         for name, inner in value:
-            yield from _strings(f"{path}.{name}", inner)
+            yield from _leaves(f"{path}.{name}" if path else name, inner)
     elif isinstance(value, dict):
         for key, inner in value.items():
-            yield from _strings(f"{path}.{key}", key)
-            yield from _strings(f"{path}.{key}", inner)
+            yield f"{path}.{key}", key
+            yield from _leaves(f"{path}.{key}", inner)
     elif isinstance(value, list | tuple):
         for index, inner in enumerate(value):
-            yield from _strings(f"{path}[{index}]", inner)
+            yield from _leaves(f"{path}[{index}]", inner)
+    else:
+        yield path, value
 
 
 def _own_identifiers(command: BaseModel) -> tuple[list[str], list[str]]:
     """The raw national ids and full names the command itself carries (SecretStr fields)."""
     ids: list[str] = []
     names: list[str] = []
-    for path, secret in _secrets("", command):
-        (ids if path.endswith("national_id") else names).append(secret.get_secret_value())
+    for path, leaf in _leaves("", command):
+        if isinstance(leaf, SecretStr):
+            (ids if path.endswith("national_id") else names).append(leaf.get_secret_value())
     return ids, names
-
-
-def _secrets(path: str, value: Any) -> Iterator[tuple[str, SecretStr]]:
-    if isinstance(value, SecretStr):
-        yield path, value
-    elif isinstance(value, BaseModel):
-        for name, inner in value:
-            yield from _secrets(f"{path}.{name}", inner)
 
 
 def check_free_text(
