@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from services.core.connection import KafkaConnection
 from services.core.events import Event, ListingState
 from services.core.kafka import consumer, create_topics, decode_message, producer_config, read_all
-from services.core.local_kafka import LocalKafka
 from services.core.settings import KafkaSettings
 from services.core.topics import KEEP_FOREVER, TopicSpec
+from services.localkafka.broker import LocalKafka
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.support.factory import Ledgerbook
 

@@ -51,7 +51,7 @@ def broker() -> Iterator[KafkaConnection]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield KafkaSettings().connection
         return
-    from services.core.local_kafka import LocalKafka
+    from services.localkafka.broker import LocalKafka
 
     with tempfile.TemporaryDirectory() as folder:
         local = LocalKafka(Path(folder))

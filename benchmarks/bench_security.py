@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_propagation import AGENCIES, latency, throughput, warm_up
 from services.core.connection import KafkaConnection
 from services.core.kafka import consumer, create_topics, producer_config
-from services.core.local_kafka import LocalKafka
 from services.core.topics import TopicSpec
+from services.localkafka.broker import LocalKafka
 from tests.integration.ledger.harness import PARTITIONS, Backbone
 
 

@@ -24,14 +24,14 @@ import click
 from services.acl.apply import apply as apply_acls
 from services.acl.plan import SERVICES, agencies, plan, principal_name
 from services.acl.principals import ensure_credentials, environment_of
-from services.core import processes
 from services.core.connection import SECURITY_VARIABLES, KafkaConnection
 from services.core.files import create_secret, private_folder
 from services.core.kafka import create_topics
-from services.core.local_kafka import LocalKafka
-from services.core.local_kafka_cli import state_dir as kafka_state_dir
 from services.core.policy import load_policy
 from services.core.settings import KafkaSettings, KeystoreSettings, state_root
+from services.localkafka import processes
+from services.localkafka.broker import LocalKafka
+from services.localkafka.cli import state_dir as kafka_state_dir
 
 
 def state_dir() -> Path:

@@ -12,7 +12,7 @@ import click
 
 # command name -> "module:attribute" of a click group or command.
 COMMANDS: dict[str, str] = {
-    "kafka": "services.core.local_kafka_cli:kafka",
+    "kafka": "services.localkafka.cli:kafka",
     "backbone": "services.backbone:backbone",
     "acl": "services.acl.cli:acl",
     "keys": "services.publisher.cli:keys",
@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "ledger": "services.ledger.cli:ledger",
     "copy": "services.copies.cli:copy",
     "reconcile": "services.reconciler.cli:reconcile",
-    "demo": "services.reconciler.cli:demo",
+    "demo": "services.demo.cli:demo",
     "audit": "services.audit.cli:audit",
 }
 

@@ -3,7 +3,7 @@
 Never mocks (docs/architecture.md §8). Each is taken from the environment when given
 (`KAFKA_BOOTSTRAP_SERVERS`, `ACCORD_TEST_POSTGRES_URL`), else started here and
 stopped when the session ends, pass or fail. Kafka comes from a Docker engine
-when one answers, else from Kafka's jars (services.core.local_kafka), so the
+when one answers, else from Kafka's jars (services.localkafka.broker), so the
 suite runs the same on a laptop with Docker and on a CI machine without.
 """
 
@@ -28,8 +28,8 @@ import psycopg
 import pytest
 
 from services.core.connection import SECURITY_VARIABLES, KafkaConnection
-from services.core.local_kafka import LocalKafka
 from services.core.settings import KafkaSettings
+from services.localkafka.broker import LocalKafka
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 pytest_plugins = ["tests.support.copy_stores"]  # `url` and `store`: one of each copy database
@@ -136,7 +136,7 @@ def _kafka_container() -> Iterator[str]:
 
 
 def _kafka_container_env(port: int) -> dict[str, str]:
-    """The same settings as services.core.local_kafka renders for one node."""
+    """The same settings as services.localkafka.broker renders for one node."""
     return {
         "KAFKA_NODE_ID": "1",
         "KAFKA_PROCESS_ROLES": "broker,controller",

@@ -20,10 +20,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from services.core.connection import KafkaConnection
+from services.core.credentials import new_password
 from services.core.errors import BrokerUnavailable
 from services.core.files import SECRET_FILE, private_folder, replace_file
 from services.core.kafka import admin_client
-from services.core.local_kafka_security import new_password
 
 ITERATIONS = 4096  # Kafka's minimum for SCRAM-SHA-512: each login pays this once
 

@@ -40,6 +40,11 @@ class Principal:
         return f"{self.agency} ({self.role})"
 
 
+def new_password() -> str:
+    """A fresh secret for a Kafka principal (SCRAM) or a bearer token: 192 random bits."""
+    return secrets.token_urlsafe(24)
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

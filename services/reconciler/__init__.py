@@ -3,5 +3,5 @@
 The engine (engine.py) is pure: acknowledgements (acks.py), anti-entropy by bucketed
 digests (antientropy.py), repairs (repair.py), findings (findings.py), time to
 consistency (consistency.py). The runner (runner.py) feeds it from Kafka and publishes
-what it decides; demo.py tells the Luoshan story on a real broker.
+what it decides; the Luoshan story told on a real broker lives in services/demo.
 """

@@ -1,4 +1,4 @@
-"""`accord reconcile run | report` and `accord demo luoshan`.
+"""`accord reconcile run | report`.
 
 Settings are built here, from the environment and the options, and nowhere else.
 Errors of the `AccordError` family become one clear line and a non-zero exit.
@@ -6,20 +6,15 @@ Errors of the `AccordError` family become one clear line and a non-zero exit.
 
 from __future__ import annotations
 
-import os
 import signal
-import tempfile
 import threading
-from pathlib import Path
 from types import FrameType
 
 import click
 
-from services.core.connection import KafkaConnection
 from services.core.copystore.probe import StoreProbe
 from services.core.errors import AccordError
 from services.core.kafka import create_topics
-from services.core.local_kafka import LocalKafka
 from services.core.policy import load_policy
 from services.core.settings import KafkaSettings, SecretSettings
 from services.reconciler.lease import Lease
@@ -96,47 +91,3 @@ def report() -> None:
         click.echo(replay(kafka.connection, kafka.topics, load_policy()).text())
     except AccordError as e:
         raise click.ClickException(str(e)) from e
-
-
-@click.group()
-def demo() -> None:
-    """Stories told against a running backbone."""
-
-
-@demo.command()
-@click.option("--workdir", type=click.Path(path_type=Path), help="keep keys, copies and logs here")
-def luoshan(workdir: Path | None) -> None:
-    """A wrongful travel ban, revoked, then lost by a restored copy: found and repaired in seconds."""
-    from services.reconciler.demo import run_luoshan
-
-    with tempfile.TemporaryDirectory(prefix="accord-luoshan-") as scratch:
-        folder = workdir or Path(scratch)
-        broker = _local_broker(folder)
-        try:
-            connection = _connection(broker)
-            timeline = run_luoshan(connection, folder, click.echo)
-        except AccordError as e:
-            raise click.ClickException(str(e)) from e
-        finally:
-            if broker is not None:
-                broker.stop()
-    click.echo("")
-    click.echo(timeline.summary())
-
-
-def _connection(broker: LocalKafka | None) -> KafkaConnection:
-    """The demo's broker: the local one it started (as its super user), else the environment's."""
-    if broker is None:
-        return KafkaSettings().connection
-    broker.start()
-    connection = broker.connection()
-    assert connection is not None, "a started broker records its bootstrap"
-    return connection
-
-
-def _local_broker(folder: Path) -> LocalKafka | None:
-    """None when KAFKA_BOOTSTRAP_SERVERS names a broker; else a local one, stopped after the demo."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        return None
-    _log("no KAFKA_BOOTSTRAP_SERVERS: starting a local Kafka for the demo (first run downloads its jars)")
-    return LocalKafka(folder / "kafka")

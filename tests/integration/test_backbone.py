@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from services.core import processes
 from services.core.connection import SECURITY_VARIABLES, KafkaConnection
 from services.core.policy import load_policy
+from services.localkafka import processes
 
 NATIONAL_ID = "420102199005171234"
 

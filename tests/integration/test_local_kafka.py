@@ -14,8 +14,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Partiti
 
 from services.core.connection import KafkaConnection
 from services.core.kafka import admin_client
-from services.core.local_kafka import LocalKafka, MissingToolError
-from services.core.local_kafka_cli import kafka
+from services.localkafka.broker import LocalKafka, MissingToolError
+from services.localkafka.cli import kafka
 
 
 def _create_topic(admin: AdminClient, topic: NewTopic) -> None:

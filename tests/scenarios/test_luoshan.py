@@ -18,8 +18,8 @@ from services.core.copystore import open_store
 from services.core.events import Finding
 from services.core.kafka import admin_client, decode_message, read_all
 from services.core.topics import Topics
-from services.reconciler.demo import run_luoshan
-from services.reconciler.timeline import Timeline
+from services.demo.luoshan_demo import run_luoshan
+from services.demo.timeline import Timeline
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,8 @@ from services.core.credentials import FileCredentials
 from services.core.crypto import AgencyKey
 from services.core.errors import BrokerUnavailable
 from services.core.kafka import admin_client, create_topics
-from services.core.local_kafka import BROKER_PORT_OFFSET, CONTROLLER_PORT_OFFSET, LocalKafka
 from services.core.topics import Topics
+from services.localkafka.broker import BROKER_PORT_OFFSET, CONTROLLER_PORT_OFFSET, LocalKafka
 from services.publisher.client import Publisher
 from services.publisher.delivery import ConfirmingProducer
 from services.publisher.errors import Undecided

@@ -55,7 +55,7 @@ def test_a_password_file_is_read_when_no_password_is_given(
 
 def test_faust_gets_scram_over_tls(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
-    from services.core.local_kafka_security import BrokerSecrets
+    from services.localkafka.security import BrokerSecrets
 
     BrokerSecrets(tmp_path / "s").ensure().ca_file.replace(ca)
     credentials = KafkaConnection(

@@ -72,8 +72,8 @@ def test_secret_files_are_opened_with_their_mode_and_never_chmod_ed() -> None:
         "services.core.crypto",
         "services.core.credentials",
         "services.backbone",
-        "services.core.local_kafka_security",
-        "services.core.local_kafka",
+        "services.localkafka.security",
+        "services.localkafka.broker",
         "services.acl.principals",
     )
     for module in writers:

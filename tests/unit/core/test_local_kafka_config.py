@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.local_kafka import (
+from services.localkafka.broker import (
     LocalKafka,
     LocalKafkaError,
     Node,
@@ -17,7 +17,7 @@ from services.core.local_kafka import (
     new_cluster_id,
     render_server_properties,
 )
-from services.core.local_kafka_security import BrokerSecrets
+from services.localkafka.security import BrokerSecrets
 
 
 def _cluster(size: int, root: Path) -> list[Node]:

@@ -30,10 +30,10 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from services.core import processes
 from services.core.connection import KafkaConnection
 from services.core.files import SECRET_FILE, private_folder, replace_file
-from services.core.local_kafka_security import (
+from services.localkafka import processes
+from services.localkafka.security import (
     ADMIN,
     BROKER_CN,
     MECHANISM,

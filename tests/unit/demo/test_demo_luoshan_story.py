@@ -11,7 +11,7 @@ from services.core.listing import admit, evolve
 from services.core.rules import check_event
 from services.core.serde import decode_full, encode
 from services.core.views import views_of
-from services.reconciler import luoshan
+from services.demo import luoshan
 from tests.support.factory import policy_with_keys
 
 

@@ -26,12 +26,12 @@ from services.core.kafka import EventProducer, create_topics
 from services.core.policy import load_policy
 from services.core.settings import KeystoreSettings
 from services.core.topics import Topics
-from services.reconciler import luoshan
-from services.reconciler.drill import Children, backup, restore_rows
+from services.demo import luoshan
+from services.demo.drill import Children, backup, restore_rows
+from services.demo.timeline import Timeline
+from services.demo.watch import Watch
 from services.reconciler.findings import REPAIRED, REVOKED_STILL_ACTIVE, STALE_COPY
 from services.reconciler.report import replay
-from services.reconciler.timeline import Timeline
-from services.reconciler.watch import Watch
 
 CA = "civil-aviation"
 NOT_LISTED = "not listed: the passenger may fly"

@@ -11,7 +11,7 @@ from services.core.errors import ContractError
 from services.core.events import CopyApplied, Event, Finding
 from services.core.kafka import consumer
 from services.core.serde import decode
-from services.reconciler.drill import Children, DrillError
+from services.demo.drill import Children, DrillError
 from services.reconciler.runner import from_the_start
 
 WAIT_S = 90.0  # generous: the ledger's first start on a busy machine is the slow step

@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import click
 
-from services.core.local_kafka import DEFAULT_PORT, HOST, LocalKafka, LocalKafkaError
+from services.localkafka.broker import DEFAULT_PORT, HOST, LocalKafka, LocalKafkaError
 
 EXIT_UNUSABLE = 2
 # As LSB `status` does: 3 means "not running".

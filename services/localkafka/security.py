@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,16 +27,13 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from services.core.connection import KafkaConnection
+from services.core.credentials import new_password
 from services.core.files import SECRET_FILE, private_folder, replace_file
 
 ADMIN = "admin"  # the one super user clients can authenticate as: administration only
 BROKER_CN = "accord-broker"  # the nodes' own certificate (inter-broker and controller listeners)
 MECHANISM = "SCRAM-SHA-512"
 VALID_DAYS = 825
-
-
-def new_password() -> str:
-    return secrets.token_urlsafe(24)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The Luoshan story told against a real backbone: `accord demo luoshan` (tooling, not a service)."""

@@ -1,0 +1,1 @@
+"""Developer tooling: a local Apache Kafka (KRaft) cluster, secured by default, and its processes."""
