@@ -22,7 +22,7 @@ from services.audit import timeline as story
 from services.audit.output import Format, Progress, Report, render
 from services.audit.rebuild import check_against_log, rebuild_report, write_copy
 from services.audit.replay import listing_owners, listing_topics, refused_positions, size_of
-from services.audit.state_at import Clock
+from services.audit.state_at import TimeAxis
 from services.audit.tables import (
     ledger_table,
     stale_table,
@@ -137,7 +137,7 @@ def state_at(at: str, agency: str | None, compare: bool, show_ledger: bool, cloc
     names = listing_topics(topics, policy)
     refused = refused_positions(connection, topics.rejected)
     with Progress("replaying", size_of(connection, names)) as meter:
-        past = past_state.replay_to(connection, names, policy, when, cast(Clock, clock), refused, meter)
+        past = past_state.replay_to(connection, names, policy, when, cast(TimeAxis, clock), refused, meter)
     tables = [summary_table(past)]
     if show_ledger:
         tables.insert(0, ledger_table(past))

@@ -11,9 +11,10 @@ from datetime import datetime
 
 from services.audit.fold import Change, LedgerReplica
 from services.audit.output import Row
-from services.audit.replay import Position, Replayed, Undecodable
+from services.audit.replay import Replayed, Undecodable
 from services.audit.story import describe, label, lag
 from services.core.events import CopyApplied, Finding, Rejected
+from services.core.position import Position
 
 
 @dataclass

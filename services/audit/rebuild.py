@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.audit.output import Report, Table
-from services.audit.replay import Meter, Position, Undecodable, decoded, messages
+from services.audit.replay import Meter, Undecodable, decoded, messages
 from services.audit.state_at import expected_digest, replay_to
 from services.core.connection import KafkaConnection
 from services.core.copystore import Applied, open_store
 from services.core.errors import ConfigurationError
 from services.core.events import ViewChanged
 from services.core.policy import Policy
+from services.core.position import Position
 from services.core.views import ViewRow
 
 DIFF_COLUMNS = ("listing", "rebuilt", "expected")

@@ -18,24 +18,13 @@ from services.core.errors import ConfigurationError, ContractError
 from services.core.events import Event, Rejected
 from services.core.kafka import consumer, decode_message, end_offsets, read_all
 from services.core.policy import Policy
+from services.core.position import Position
 from services.core.serde import Decoded
 from services.core.topics import Topics
 
 BATCH = 5000
 METER_EVERY = 1000
 Meter = Callable[[int], None]
-
-
-@dataclass(frozen=True, order=True)
-class Position:
-    """Where a message sits in the log."""
-
-    topic: str
-    partition: int
-    offset: int
-
-    def __str__(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,15 @@ from datetime import datetime
 from typing import Literal
 
 from services.audit.fold import Change, LedgerReplica, Op
-from services.audit.replay import Meter, Position, Undecodable, decoded, messages
+from services.audit.replay import Meter, Undecodable, decoded, messages
 from services.core.connection import KafkaConnection
 from services.core.digest import Digest, leaf
 from services.core.events import CopyApplied
 from services.core.policy import Policy
+from services.core.position import Position
 from services.core.views import ViewRow, project
 
-Clock = Literal["recorded", "decided"]
+TimeAxis = Literal["recorded", "decided"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class PastState:
             self.expected[(agency, env.listing_id)] = Expected(env.version, op, env.recorded_at)
 
 
-def event_time(env_recorded: datetime, env_decided: datetime, clock: Clock) -> datetime:
+def event_time(env_recorded: datetime, env_decided: datetime, clock: TimeAxis) -> datetime:
     return env_recorded if clock == "recorded" else env_decided
 
 
@@ -66,7 +67,7 @@ def replay_to(
     names: list[str],
     policy: Policy,
     at: datetime,
-    clock: Clock = "recorded",
+    clock: TimeAxis = "recorded",
     refused: set[Position] | None = None,
     meter: Meter | None = None,
 ) -> PastState:

@@ -14,8 +14,9 @@ import click
 from services.copies.check import CheckAnswer, answer
 from services.copies.lag import view_lag
 from services.copies.settings import CopySettings
-from services.copies.sink import Sink, utc_now
+from services.copies.sink import Sink
 from services.core.cli_input import read_identifier, refuse_flags
+from services.core.clock import utc_now
 from services.core.copystore import CopyStore, open_store
 from services.core.credentials import FileCredentials
 from services.core.crypto import pseudonymise

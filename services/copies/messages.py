@@ -1,7 +1,8 @@
-"""What a copy sink publishes, and what it refuses to apply: pure functions over the contract.
+"""What a copy sink publishes: pure functions over the contract.
 
-Acknowledgement and refusal ids depend only on the copy and the input position, so a
-message re-sent after a crash is recognisably the same message.
+Acknowledgement ids depend only on the copy and the input position, so a message
+re-sent after a crash is recognisably the same message. (What a copy refuses to apply
+is recorded by `core.rejections.rejected`, with the same property.)
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import uuid
 from datetime import datetime
 
 from services.core.digest import Digest
-from services.core.events import CopyApplied, CopyDigest, Envelope, Event, Rejected, ViewChanged
+from services.core.events import CopyApplied, CopyDigest, Envelope, Event, ViewChanged
 from services.core.policy import Policy
 from services.core.views import ViewRow
 
@@ -60,21 +61,6 @@ def digest_of(agency: str, digest: Digest, positions: dict[int, int], at: dateti
         buckets=digest.hex_buckets(),
         positions={str(p): o for p, o in sorted(positions.items())},
         taken_at=at,
-    )
-
-
-def refused(
-    agency: str, topic: str, partition: int, offset: int, code: str, reason: str, payload: bytes, at: datetime
-) -> Rejected:
-    """The record of a view message this copy would not apply; the copy moves on past it."""
-    return Rejected(
-        envelope=_envelope(_id("refused", agency, partition, offset), agency, at),
-        source_topic=topic,
-        partition=partition,
-        offset=offset,
-        reason_code=code,
-        reason=reason,
-        payload=payload,
     )
 
 

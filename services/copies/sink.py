@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import partial
 
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
@@ -21,19 +20,17 @@ from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 from services.copies import messages
 from services.copies.settings import CopySettings
 from services.core import serde
+from services.core.clock import Clock, utc_now
 from services.core.copystore import Applied, CopyStore, Holding
 from services.core.errors import ConfigurationError, ContractError
 from services.core.events import CopyApplied, Event, ViewChanged
 from services.core.kafka import EventProducer, consumer, decode_message, raise_on_error
 from services.core.policy import Policy
+from services.core.position import Position
+from services.core.rejections import rejected
 from services.core.topics import copy_key
 
 log = logging.getLogger("accord.copy")
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Sink:
@@ -133,9 +130,8 @@ class Sink:
 
     def _refuse(self, msg: Message, code: str, reason: str) -> None:
         partition, offset = msg.partition() or 0, msg.offset() or 0
-        record = messages.refused(
-            self.agency, self.topic, partition, offset, code, reason, msg.value() or b"", self.clock()
-        )
+        where = Position(self.topic, partition, offset)
+        record = rejected(self.agency, where, code, reason, msg.value(), self.clock())
         if self.store.skip(partition, offset, ack=serde.encode(record)):
             log.warning(
                 "copy of %s refused %s[%d]@%d: %s", self.agency, msg.topic(), partition, offset, reason

@@ -131,19 +131,7 @@ def view_change(
         recorded_at=at,
     )
     if row is None:
-        return ViewChanged(
-            envelope=env,
-            view_agency=agency,
-            op="delete",
-            status=after.status if after.status not in LIVE else WITHDRAWN,
-            subject_ref=after.subject_ref,
-            measures=[],
-            fields={},
-            effective_from=after.effective_from,
-            expires_at=after.expires_at,
-            exemptions=[],
-            reason=_delete_reason(after, agency),
-        )
+        return delete_change(after, env, agency, reason=_delete_reason(after, agency))
     return upsert_change(row, env, agency, reason=f"{type_of_change(before, after)}")
 
 
@@ -160,6 +148,26 @@ def upsert_change(row: ViewRow, env: Envelope, agency: str, reason: str) -> View
         effective_from=row.effective_from,
         expires_at=row.expires_at,
         exemptions=row.exemptions,
+        reason=reason,
+    )
+
+
+def delete_change(state: ListingState | None, env: Envelope, agency: str, reason: str) -> ViewChanged:
+    """The delete that makes a copy hold no row of the listing (used by the ledger and by repairs).
+
+    Its status says why: the listing's own when it ended, `withdrawn` when it lives on but the
+    agency lost entitlement (or the ledger never had it: `state` None, dated at the envelope)."""
+    return ViewChanged(
+        envelope=env,
+        view_agency=agency,
+        op="delete",
+        status=state.status if state is not None and state.status not in LIVE else WITHDRAWN,
+        subject_ref=state.subject_ref if state is not None else "",
+        measures=[],
+        fields={},
+        effective_from=state.effective_from if state is not None else env.recorded_at,
+        expires_at=state.expires_at if state is not None else env.recorded_at,
+        exemptions=[],
         reason=reason,
     )
 

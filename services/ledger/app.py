@@ -42,7 +42,7 @@ from services.core.policy import Policy
 from services.core.topics import BACKBONE
 from services.core.views import LIVE
 from services.ledger.expiry import ExpiryIndex, expiry_of
-from services.ledger.handler import Context, Outbound, Outcome, give_up, handle, overdue
+from services.ledger.handler import Context, Handled, Outbound, give_up, handle, overdue
 from services.ledger.layout import app_id, gaps_topic
 from services.ledger.record import Entry, Inbound, decode_held, encode_held
 from services.ledger.refetch import read_range
@@ -180,7 +180,7 @@ class Ledger:
     async def step(self, event: faust.EventT[bytes]) -> None:
         """Process the message, first re-reading any that Faust skipped before it (see refetch)."""
         taken()  # start afresh: this message's writes only
-        msg = _inbound(event)
+        msg = _consumed(event)
         position = POSITION + f"{msg.topic}:{msg.partition}".encode()
         expected = int(self.listings.get(position, b"0"))
         if msg.offset > expected:
@@ -230,7 +230,7 @@ class Ledger:
         await self.emit(key, waiting, outcome)
         _count(self.progress, outcome.applied, key, len(outcome.held))
 
-    async def emit(self, key: bytes, waiting: list[Inbound], outcome: Outcome) -> None:
+    async def emit(self, key: bytes, waiting: list[Inbound], outcome: Handled) -> None:
         """Write the listing's held messages if they changed, and send what the outcome publishes."""
         if outcome.held != waiting:
             _write_held(self.held, key, outcome.held)
@@ -404,7 +404,8 @@ def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoRetur
     return app
 
 
-def _inbound(event: faust.EventT[bytes]) -> Inbound:
+def _consumed(event: faust.EventT[bytes]) -> Inbound:
+    """The message Faust delivered, as the handler and the `held` table take it."""
     message = event.message
     return Inbound(
         topic=message.topic,

@@ -19,7 +19,6 @@ that depends only on its position, so re-reading the replay itself adds no secon
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -27,15 +26,16 @@ from typing import Literal
 
 from services.core.admission import Placement, gate, judge
 from services.core.errors import ContractError
-from services.core.events import Envelope, Event, ListingEvent, ListingState, Rejected
+from services.core.events import Envelope, Event, ListingEvent, ListingState
 from services.core.listing import evolve, is_listing_event
 from services.core.policy import Policy
+from services.core.position import Position
+from services.core.rejections import rejected
 from services.core.serde import decode_full
 from services.core.topics import Topics
 from services.core.views import LIVE, view_change
 from services.ledger.record import Entry, Inbound
 
-REJECTION_NAMESPACE = uuid.UUID("0b6c0f7e-5a43-4f4f-8d0e-7f2d7f3c9a61")
 Action = Literal["apply", "duplicate", "hold", "refuse"]
 
 
@@ -63,7 +63,7 @@ class Context:
 
 
 @dataclass
-class Outcome:
+class Handled:
     """The listing's entry and held messages after one message, and what to publish."""
 
     entry: Entry | None
@@ -72,15 +72,15 @@ class Outcome:
     applied: int = 0
 
 
-def handle(msg: Inbound, entry: Entry | None, held: list[Inbound], ctx: Context) -> Outcome:
+def handle(msg: Inbound, entry: Entry | None, held: list[Inbound], ctx: Context) -> Handled:
     """Process `msg` against its listing; apply any held message whose turn has come."""
-    outcome = Outcome(entry, list(held))
+    outcome = Handled(entry, list(held))
     if _consider(msg, outcome, ctx) == "apply":
         _drain(outcome, ctx)
     return outcome
 
 
-def _drain(outcome: Outcome, ctx: Context) -> None:
+def _drain(outcome: Handled, ctx: Context) -> None:
     """Retry held messages until none of them applies: each applied one may unblock the next."""
     progress = True
     while progress and outcome.held:
@@ -90,7 +90,7 @@ def _drain(outcome: Outcome, ctx: Context) -> None:
             progress |= _consider(msg, outcome, ctx) == "apply"
 
 
-def _consider(msg: Inbound, outcome: Outcome, ctx: Context) -> Action:
+def _consider(msg: Inbound, outcome: Handled, ctx: Context) -> Action:
     parsed = parse(msg, ctx)
     if isinstance(parsed, Outbound):
         outcome.out.append(parsed)
@@ -103,11 +103,11 @@ def _consider(msg: Inbound, outcome: Outcome, ctx: Context) -> Action:
         if first is None or first == msg.position:
             outcome.out.extend(restate(outcome.entry, ctx))
         else:
-            outcome.out.append(rejected(msg, ctx, "replay", _replay_reason(parsed, first), parsed.envelope))
+            outcome.out.append(reject(msg, ctx, "replay", _replay_reason(parsed, first), parsed.envelope))
     elif decision.action == "hold" and msg.position not in {m.position for m in outcome.held}:
         outcome.held.append(msg)
     elif decision.action == "refuse":
-        outcome.out.append(rejected(msg, ctx, decision.code, decision.reason, parsed.envelope))
+        outcome.out.append(reject(msg, ctx, decision.code, decision.reason, parsed.envelope))
     return decision.action
 
 
@@ -116,19 +116,19 @@ def parse(msg: Inbound, ctx: Context) -> ListingEvent | Outbound:
     try:
         decoded = decode_full(msg.payload, msg.topic, msg.partition, msg.offset)
     except ContractError as e:
-        return rejected(msg, ctx, "undecodable", str(e))
+        return reject(msg, ctx, "undecodable", str(e))
     placement = Placement(msg.partition, ctx.partitions)
     refusal = gate(decoded, msg.topic, msg.key, ctx.authors, ctx.policy, placement)
     event = decoded.event
     if refusal is not None:
         # A bad listing id cannot key the rejection; the message's own key does.
         env = event.envelope if refusal.code != "bad_listing_id" else None
-        return rejected(msg, ctx, refusal.code, refusal.reason, env)
+        return reject(msg, ctx, refusal.code, refusal.reason, env)
     assert is_listing_event(event)  # `gate` refuses anything else
     return event
 
 
-def _replay_reason(event: ListingEvent, first: tuple[str, int, int]) -> str:
+def _replay_reason(event: ListingEvent, first: Position) -> str:
     topic, partition, offset = first
     env = event.envelope
     return (
@@ -137,7 +137,7 @@ def _replay_reason(event: ListingEvent, first: tuple[str, int, int]) -> str:
     )
 
 
-def _apply(event: ListingEvent, msg: Inbound, outcome: Outcome, ctx: Context) -> None:
+def _apply(event: ListingEvent, msg: Inbound, outcome: Handled, ctx: Context) -> None:
     before = outcome.entry.state if outcome.entry else None
     after = evolve(before, event)
     ever = outcome.entry.ever if outcome.entry else frozenset()
@@ -150,7 +150,7 @@ def _apply(event: ListingEvent, msg: Inbound, outcome: Outcome, ctx: Context) ->
             outcome.out.append(Outbound(ctx.topics.views(agency), after.envelope.listing_id, change))
 
 
-def _read_at(entry: Entry | None, msg: Inbound) -> tuple[tuple[str, int, int], ...]:
+def _read_at(entry: Entry | None, msg: Inbound) -> tuple[Position, ...]:
     """Positions of the listing's events, this one added; none for an entry kept without them."""
     if entry is None:
         return (msg.position,)
@@ -203,40 +203,26 @@ def overdue(held: list[Inbound], now: datetime, limit: timedelta) -> list[Inboun
     return [m for m in held if now - m.timestamp >= limit]
 
 
-def give_up(held: list[Inbound], now: datetime, limit: timedelta, ctx: Context) -> Outcome:
+def give_up(held: list[Inbound], now: datetime, limit: timedelta, ctx: Context) -> Handled:
     """Refuse, as "gap never filled", every held message older than `limit` at `now`.
 
     `now` is the time the worker decided to give up, carried by the message that asks for
     it, so re-processing that message after a crash refuses the same messages again."""
     late = overdue(held, now, limit)
-    outcome = Outcome(None, [m for m in held if m not in late])
+    outcome = Handled(None, [m for m in held if m not in late])
     for msg in late:
         waited = int((now - msg.timestamp).total_seconds())
         limit_s = int(limit.total_seconds())
         reason = f"held {waited} s for the version before it, which never arrived (limit {limit_s} s)"
         parsed = parse(msg, ctx)
         env = parsed.envelope if not isinstance(parsed, Outbound) else None
-        outcome.out.append(rejected(msg, ctx, "gap_never_filled", reason, env))
+        outcome.out.append(reject(msg, ctx, "gap_never_filled", reason, env))
     return outcome
 
 
-def rejected(msg: Inbound, ctx: Context, code: str, reason: str, env: Envelope | None = None) -> Outbound:
-    """The `Rejected` record of `msg`: same id however often the message is re-read."""
+def reject(msg: Inbound, ctx: Context, code: str, reason: str, env: Envelope | None = None) -> Outbound:
+    """`msg` refused into `rejected`: the same record however often the message is re-read."""
     key = env.listing_id if env else (msg.key or b"").decode(errors="replace")
-    event = Rejected(
-        envelope=Envelope(
-            event_id=str(uuid.uuid5(REJECTION_NAMESPACE, f"{msg.topic}:{msg.partition}:{msg.offset}")),
-            listing_id=key,
-            version=env.version if env else 0,
-            agency="ledger",
-            occurred_at=msg.timestamp,
-            recorded_at=msg.timestamp,
-        ),
-        source_topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        reason_code=code,
-        reason=reason,
-        payload=msg.payload or b"",
-    )
-    return Outbound(ctx.topics.rejected, key, event)
+    version = env.version if env else 0
+    record = rejected("ledger", msg.position, code, reason, msg.payload, msg.timestamp, key, version)
+    return Outbound(ctx.topics.rejected, key, record)

@@ -17,8 +17,7 @@ from datetime import datetime
 
 from services.core import serde
 from services.core.events import ListingState
-
-Position = tuple[str, int, int]  # topic, partition, offset
+from services.core.position import Position
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class Entry:
         if not header.startswith(b"{"):  # written before positions were kept: agencies only
             return cls(decoded, frozenset(a for a in header.decode().split(",") if a))
         fields = json.loads(header)
-        read_at = tuple((str(t), int(p), int(o)) for t, p, o in fields["read_at"])
+        read_at = tuple(Position(str(t), int(p), int(o)) for t, p, o in fields["read_at"])
         return cls(decoded, frozenset(fields["ever"]), read_at)
 
 
@@ -67,39 +66,38 @@ class Inbound:
 
     @property
     def position(self) -> Position:
-        return (self.topic, self.partition, self.offset)
+        return Position(self.topic, self.partition, self.offset)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": _b64(self.key),
+            "payload": _b64(self.payload),
+            "timestamp": self.timestamp.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, item: dict[str, object]) -> Inbound:
+        return cls(
+            topic=str(item["topic"]),
+            partition=int(str(item["partition"])),
+            offset=int(str(item["offset"])),
+            key=_unb64(item["key"]),
+            payload=_unb64(item["payload"]),
+            timestamp=datetime.fromisoformat(str(item["timestamp"])),
+        )
 
 
 def encode_held(held: list[Inbound]) -> bytes:
-    return json.dumps([_held_item(m) for m in held]).encode()
+    return json.dumps([m.to_json() for m in held]).encode()
 
 
 def decode_held(data: bytes | None) -> list[Inbound]:
     if not data:
         return []
-    return [_inbound(item) for item in json.loads(data)]
-
-
-def _held_item(msg: Inbound) -> dict[str, object]:
-    return {
-        "topic": msg.topic,
-        "partition": msg.partition,
-        "offset": msg.offset,
-        "key": _b64(msg.key),
-        "payload": _b64(msg.payload),
-        "timestamp": msg.timestamp.isoformat(),
-    }
-
-
-def _inbound(item: dict[str, object]) -> Inbound:
-    return Inbound(
-        topic=str(item["topic"]),
-        partition=int(str(item["partition"])),
-        offset=int(str(item["offset"])),
-        key=_unb64(item["key"]),
-        payload=_unb64(item["payload"]),
-        timestamp=datetime.fromisoformat(str(item["timestamp"])),
-    )
+    return [Inbound.from_json(item) for item in json.loads(data)]
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -40,13 +40,14 @@ def read_range(
                 raise_on_error(msg)
                 offset = msg.offset() or 0
                 if start <= offset < end and (not found or offset > found[-1].offset):
-                    found.append(_inbound(msg, topic, partition, offset))
+                    found.append(_read_back(msg, topic, partition, offset))
         return found
     finally:
         reader.close()
 
 
-def _inbound(msg: Message, topic: str, partition: int, offset: int) -> Inbound:
+def _read_back(msg: Message, topic: str, partition: int, offset: int) -> Inbound:
+    """A message re-read from the broker, as if Faust had delivered it."""
     _, millis = msg.timestamp()
     key, value = msg.key(), msg.value()
     return Inbound(

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable
-from datetime import UTC, datetime
 from types import TracebackType
 
+from services.core.clock import Clock, utc_now
 from services.core.commands import (
     AnyCommand,
     CorrectCommand,
@@ -49,12 +48,7 @@ from services.publisher.reader import LedgerReader
 from services.publisher.settings import PublisherSettings
 from services.publisher.state import LedgerBook, Receipt
 
-Clock = Callable[[], datetime]
 LOCK_STRIPES = 64
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Publisher:

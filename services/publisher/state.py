@@ -22,13 +22,6 @@ from services.core.events import ListingState, Rejected
 from services.core.serde import decode
 
 
-@dataclass(frozen=True)
-class Position:
-    topic: str
-    partition: int
-    offset: int
-
-
 class Receipt(BaseModel):
     """What a caller gets back: the event that stands for the command, and the ledger's word on it.
 

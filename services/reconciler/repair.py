@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from services.core.events import CopyApplied, Envelope, Finding, ListingState, ViewChanged
 from services.core.topics import RECONCILER
-from services.core.views import LIVE, WITHDRAWN, ViewRow, upsert_change
+from services.core.views import ViewRow, delete_change, upsert_change
 from services.reconciler.model import Difference
 
 REPAIR_NAMESPACE = uuid.UUID("c4e0b7a1-3f6d-4e92-b8a5-1d7c2e9f6a30")
@@ -45,19 +45,7 @@ def repair_change(
     )
     if row is not None:
         return upsert_change(row, env, diff.agency, reason=f"repair: {diff.describe()}")
-    return ViewChanged(
-        envelope=env,
-        view_agency=diff.agency,
-        op="delete",
-        status=state.status if state and state.status not in LIVE else WITHDRAWN,
-        subject_ref=state.subject_ref if state else "",
-        measures=[],
-        fields={},
-        effective_from=state.effective_from if state else now,
-        expires_at=state.expires_at if state else now,
-        exemptions=[],
-        reason=f"repair: {diff.describe()}",
-    )
+    return delete_change(state, env, diff.agency, reason=f"repair: {diff.describe()}")
 
 
 @dataclass

@@ -29,10 +29,8 @@ from services.core.errors import AccordError, ConfigurationError, ContractError
 from services.core.events import (
     CopyApplied,
     CopyDigest,
-    Envelope,
     Finding,
     ListingState,
-    Rejected,
     ViewChanged,
 )  # fmt: skip
 from services.core.kafka import (
@@ -44,6 +42,8 @@ from services.core.kafka import (
     raise_on_error,
 )
 from services.core.policy import Policy
+from services.core.position import Position
+from services.core.rejections import rejected
 from services.core.settings import KafkaSettings
 from services.core.topics import RECONCILER, Topics, copy_key
 from services.reconciler.engine import Outcome, PassReport, Reconciler
@@ -199,15 +199,10 @@ class Runner:
         """A message nobody can read goes to `rejected` with the reason; the next one is read as usual."""
         self.log(f"REJECTED {error}")
         key = (msg.key() or b"").decode(errors="replace")
-        now = datetime.now(UTC)
-        where = f"{msg.topic()}:{msg.partition()}:{msg.offset()}"
-        env = Envelope(event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, where)), listing_id=key, version=0,
-                       agency=RECONCILER, occurred_at=now, recorded_at=now)  # fmt: skip
-        rejected = Rejected(envelope=env, source_topic=msg.topic() or "", partition=msg.partition() or 0,
-                            offset=msg.offset() or 0, reason_code="contract", reason=str(error),
-                            payload=msg.value() or b"")  # fmt: skip
+        where = Position(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+        record = rejected(RECONCILER, where, "contract", str(error), msg.value(), datetime.now(UTC), key)
         if self._acting():
-            self.producer.send(self.topics.rejected, key, rejected)
+            self.producer.send(self.topics.rejected, key, record)
 
     # --- acting, on time -------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from services.audit.replay import Position, Replayed
+from services.audit.replay import Replayed
 from services.core.events import Event
+from services.core.position import Position
 from services.core.serde import decode_full, encode
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.audit.replay import Position
 from services.audit.verify import Link, chain_breaks, check_event
 from services.core.crypto import seal
+from services.core.position import Position
 from tests.support.factory import Ledgerbook, policy_with_keys
 from tests.unit.audit.support import replayed
 
