@@ -2,9 +2,9 @@
 
 Events of one listing may sit in several topics (a court revokes a police listing
 on `listings.court`; the backbone expires it on `listings.backbone`), so a replay
-sees them in no guaranteed order across topics. The replica does what the ledger
-does: `admission.judge` decides (apply, duplicate, hold until the gap fills, refuse)
-and `evolve` applies, so the audit and the ledger agree by construction. Seals are
+sees them in no guaranteed order across topics. The replica runs the ledger's own fold
+(`core.fold.offer`: judge, apply, hold until the gap fills, release in turn, the same rule
+for rival versions), so the audit and the ledger agree by construction. Seals are
 not re-checked per event here (that is `verify`, four times slower); callers skip the
 positions the ledger refused, which its `rejected` records name.
 """
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from services.audit.replay import Replayed
-from services.core.admission import judge
 from services.core.events import ListingEvent, ListingState
-from services.core.listing import Decision, evolve, is_listing_event
+from services.core.fold import Listing, offer
+from services.core.listing import Decision, is_listing_event
 from services.core.policy import Policy
 from services.core.views import holds
 
@@ -49,47 +49,38 @@ def view_ops(before: ListingState | None, after: ListingState, policy: Policy) -
 
 @dataclass
 class LedgerReplica:
-    """Listing states folded from replayed events; `on_change` hears every applied step."""
+    """Listing states folded from replayed events by `core.fold`; `on_change` hears every applied step."""
 
     policy: Policy
     on_change: Callable[[Change], None] | None = None
-    states: dict[str, ListingState] = field(default_factory=dict)
-    held: dict[str, dict[int, Replayed]] = field(default_factory=dict)
+    listings: dict[str, Listing[Replayed]] = field(default_factory=dict)
     refused: list[tuple[Replayed, Decision]] = field(default_factory=list)
+
+    @property
+    def states(self) -> dict[str, ListingState]:
+        """Every listing folded so far, by id (a listing whose events are all held has none yet)."""
+        return {lid: listing.state for lid, listing in self.listings.items() if listing.state is not None}
 
     def feed(self, item: Replayed) -> None:
         """Admit one event as the ledger would; applying it may release held successors."""
         if not is_listing_event(item.event):
             return  # the audit's replays read listing topics only: nothing else applies to a listing
-        if self._decide(item, item.event):
-            self._release(item.event.envelope.listing_id)
+        listing = self.listings.setdefault(item.event.envelope.listing_id, Listing())
+        offer(listing, item, self.policy, self)
 
-    def _decide(self, item: Replayed, event: ListingEvent) -> bool:
-        """Apply, hold, refuse or drop (a duplicate) one event; True if it was applied."""
-        env = event.envelope
-        before = self.states.get(env.listing_id)
-        decision = judge(before, event, self.policy)
-        if decision.action == "hold":
-            self.held.setdefault(env.listing_id, {})[env.version] = item
-        elif decision.action == "refuse":
-            self.refused.append((item, decision))
-        elif decision.action == "apply":
-            after = evolve(before, event)
-            self.states[env.listing_id] = after
-            if self.on_change is not None:
-                self.on_change(Change(item, before, after, view_ops(before, after, self.policy)))
-            return True
-        return False
+    def event_of(self, item: Replayed) -> ListingEvent | None:
+        return item.event if is_listing_event(item.event) else None
 
-    def _release(self, listing: str) -> None:
-        """Apply the held successors that now follow on, in version order."""
-        waiting = self.held.get(listing, {})
-        while (successor := waiting.pop(self.states[listing].envelope.version + 1, None)) is not None:
-            if not is_listing_event(successor.event) or not self._decide(successor, successor.event):
-                break
-        if not waiting:
-            self.held.pop(listing, None)
+    def on_applied(self, item: Replayed, before: ListingState | None, after: ListingState) -> None:
+        if self.on_change is not None:
+            self.on_change(Change(item, before, after, view_ops(before, after, self.policy)))
+
+    def on_duplicate(self, item: Replayed, event: ListingEvent, state: ListingState | None) -> None:
+        """The ledger applied it once already: nothing changes."""
+
+    def on_refused(self, item: Replayed, event: ListingEvent, decision: Decision) -> None:
+        self.refused.append((item, decision))
 
     def held_events(self) -> list[Replayed]:
         """Events still waiting for a predecessor the log does not hold (yet)."""
-        return [item for waiting in self.held.values() for item in waiting.values()]
+        return [item for listing in self.listings.values() for item in listing.held]

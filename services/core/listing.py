@@ -28,6 +28,7 @@ from services.core.policy import Policy
 from services.core.topics import BACKBONE
 
 ENDED = ("revoked", "expired")
+Action = Literal["apply", "duplicate", "hold", "refuse"]
 
 
 def evolve(state: ListingState | None, event: ListingEvent) -> ListingState:
@@ -93,7 +94,7 @@ def open_objections(state: ListingState) -> list[Objection]:
 class Decision:
     """What the ledger does with one event. `code`/`reason` explain a refusal or hold."""
 
-    action: Literal["apply", "duplicate", "hold", "refuse"]
+    action: Action
     code: str = ""
     reason: str = ""
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Literal
 
-from services.core.admission import Placement, gate, judge
+from services.core.admission import Placement, gate
 from services.core.errors import ContractError
 from services.core.events import Envelope, Event, ListingEvent, ListingState
-from services.core.listing import evolve, is_listing_event
+from services.core.fold import Listing, offer
+from services.core.listing import Decision, is_listing_event
 from services.core.policy import Policy
 from services.core.position import Position
 from services.core.rejections import rejected
@@ -35,8 +35,6 @@ from services.core.serde import decode_full
 from services.core.topics import Topics
 from services.core.views import LIVE, view_change
 from services.ledger.record import Entry, Inbound
-
-Action = Literal["apply", "duplicate", "hold", "refuse"]
 
 
 @dataclass(frozen=True)
@@ -73,42 +71,51 @@ class Handled:
 
 
 def handle(msg: Inbound, entry: Entry | None, held: list[Inbound], ctx: Context) -> Handled:
-    """Process `msg` against its listing; apply any held message whose turn has come."""
-    outcome = Handled(entry, list(held))
-    if _consider(msg, outcome, ctx) == "apply":
-        _drain(outcome, ctx)
-    return outcome
+    """Process `msg` against its listing; apply any held message whose turn has come (`core.fold`)."""
+    handled = Handled(entry, list(held))
+    listing = Listing(entry.state if entry else None, handled.held)
+    handled.applied = offer(listing, msg, ctx.policy, _Verdicts(handled, ctx))
+    return handled
 
 
-def _drain(outcome: Handled, ctx: Context) -> None:
-    """Retry held messages until none of them applies: each applied one may unblock the next."""
-    progress = True
-    while progress and outcome.held:
-        progress = False
-        for msg in list(outcome.held):
-            outcome.held.remove(msg)
-            progress |= _consider(msg, outcome, ctx) == "apply"
+@dataclass(frozen=True)
+class _Verdicts:
+    """The ledger's side of the fold: raw messages in, messages to publish out."""
 
+    handled: Handled
+    ctx: Context
 
-def _consider(msg: Inbound, outcome: Handled, ctx: Context) -> Action:
-    parsed = parse(msg, ctx)
-    if isinstance(parsed, Outbound):
-        outcome.out.append(parsed)
-        return "refuse"
-    decision = judge(outcome.entry.state if outcome.entry else None, parsed, ctx.policy)
-    if decision.action == "apply":
-        _apply(parsed, msg, outcome, ctx)
-    elif decision.action == "duplicate" and outcome.entry is not None:
-        first = outcome.entry.read_from(parsed.envelope.event_id)
+    def event_of(self, msg: Inbound) -> ListingEvent | None:
+        parsed = parse(msg, self.ctx)
+        if isinstance(parsed, Outbound):
+            self.handled.out.append(parsed)
+            return None
+        return parsed
+
+    def on_applied(self, msg: Inbound, before: ListingState | None, after: ListingState) -> None:
+        """Keep the entry, publish the new state and every view change it makes."""
+        entry, ctx = self.handled.entry, self.ctx
+        ever = entry.ever if entry else frozenset()
+        self.handled.entry = Entry(after, ever | entitled(after, ctx.policy), _read_at(entry, msg))
+        self.handled.out.append(Outbound(ctx.topics.ledger, after.envelope.listing_id, after))
+        for agency in ctx.policy.enforcers:
+            change = view_change(before, after, agency, ctx.policy, after.envelope.recorded_at)
+            if change is not None:
+                self.handled.out.append(Outbound(ctx.topics.views(agency), after.envelope.listing_id, change))
+
+    def on_duplicate(self, msg: Inbound, event: ListingEvent, state: ListingState | None) -> None:
+        entry = self.handled.entry
+        if entry is None:
+            return
+        first = entry.read_from(event.envelope.event_id)
         if first is None or first == msg.position:
-            outcome.out.extend(restate(outcome.entry, ctx))
+            self.handled.out.extend(restate(entry, self.ctx))
         else:
-            outcome.out.append(reject(msg, ctx, "replay", _replay_reason(parsed, first), parsed.envelope))
-    elif decision.action == "hold" and msg.position not in {m.position for m in outcome.held}:
-        outcome.held.append(msg)
-    elif decision.action == "refuse":
-        outcome.out.append(reject(msg, ctx, decision.code, decision.reason, parsed.envelope))
-    return decision.action
+            reason = _replay_reason(event, first)
+            self.handled.out.append(reject(msg, self.ctx, "replay", reason, event.envelope))
+
+    def on_refused(self, msg: Inbound, event: ListingEvent, decision: Decision) -> None:
+        self.handled.out.append(reject(msg, self.ctx, decision.code, decision.reason, event.envelope))
 
 
 def parse(msg: Inbound, ctx: Context) -> ListingEvent | Outbound:
@@ -135,19 +142,6 @@ def _replay_reason(event: ListingEvent, first: Position) -> str:
         f"a replay of event {env.event_id} (version {env.version} of {env.listing_id}), "
         f"applied from {topic}[{partition}]@{offset}; it changes nothing"
     )
-
-
-def _apply(event: ListingEvent, msg: Inbound, outcome: Handled, ctx: Context) -> None:
-    before = outcome.entry.state if outcome.entry else None
-    after = evolve(before, event)
-    ever = outcome.entry.ever if outcome.entry else frozenset()
-    outcome.entry = Entry(after, ever | entitled(after, ctx.policy), _read_at(outcome.entry, msg))
-    outcome.applied += 1
-    outcome.out.append(Outbound(ctx.topics.ledger, after.envelope.listing_id, after))
-    for agency in ctx.policy.enforcers:
-        change = view_change(before, after, agency, ctx.policy, after.envelope.recorded_at)
-        if change is not None:
-            outcome.out.append(Outbound(ctx.topics.views(agency), after.envelope.listing_id, change))
 
 
 def _read_at(entry: Entry | None, msg: Inbound) -> tuple[Position, ...]:

@@ -29,7 +29,7 @@ def test_a_change_read_before_its_issue_is_held_then_applied_in_order(tmp_path: 
         replica.feed(replayed(event))
     assert [c.after.envelope.version for c in changes] == [1, 2, 3]
     assert replica.states["L-1"].status == "revoked"
-    assert replica.held == {} and replica.refused == []
+    assert replica.held_events() == [] and replica.refused == []
 
 
 def test_refused_and_duplicate_events_do_not_change_the_listing(tmp_path: Path) -> None:
@@ -87,3 +87,21 @@ def test_holds_agrees_with_project_for_every_agency_and_status(tmp_path: Path) -
     for state in states:
         for agency in [a.id for a in policy.agencies]:
             assert holds(state, agency, policy) == (project(state, agency, policy) is not None)
+
+
+def test_rival_versions_are_both_heard_and_the_first_read_applies_as_in_the_ledger(tmp_path: Path) -> None:
+    """The audit once kept held events by version, so a later rival silently replaced the first."""
+    policy, keystore = policy_with_keys(tmp_path)
+    book = Ledgerbook(keystore)
+    issued = book.issue("L-1")
+    head = book.heads["L-1"]
+    corrected = book.correct("L-1", severity="severe")
+    book.heads["L-1"] = head
+    revoked = book.revoke("L-1")  # a rival version 2, linked to the same head
+    replica = LedgerReplica(policy)
+    replica.feed(replayed(corrected, offset=1))
+    replica.feed(replayed(revoked, offset=2))
+    replica.feed(replayed(issued, offset=3))
+    assert replica.states["L-1"].event_ids == [issued.envelope.event_id, corrected.envelope.event_id]
+    assert [(item.position.offset, d.code) for item, d in replica.refused] == [(2, "version_conflict")]
+    assert replica.held_events() == []
