@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from services.audit.replay import Meter, Replayed, Undecodable, decoded, messages
 from services.core.admission import Placement, misplaced
 from services.core.connection import KafkaConnection
-from services.core.crypto import check_seal
 from services.core.kafka import partition_counts
 from services.core.listing import is_listing_event
 from services.core.policy import Policy
 from services.core.position import Position
+from services.core.sealing import check_seal
 
 REFUSED = "the ledger refuses it; someone wrote it there"
 

@@ -5,9 +5,10 @@ so what the audit says the ledger knew is what the ledger did know, by construct
 not by care. (The publisher asks the ledger itself: it reads `ledger` and `rejected`.)
 
 `gate` looks at the message alone (a listing event, on its author's topic, keyed by
-its listing, on its listing's own partition, sealed by its agency's key); `judge` looks
-at it against the listing's state (`listing.admit` for order and authority, then
-`rules.check_event` for content).
+its listing, on its listing's own partition); the caller then checks that it is sealed
+by its agency's key (`sealing.seal_refusal`: it hashes Avro bytes, so it stays out of
+the domain); `judge` looks at it against the listing's state (`listing.admit` for order
+and authority, then `rules.check_event` for content). Pure: no Kafka, no Avro.
 
 The partition matters as much as the key: the ledger keeps each listing's state in the
 partition its key hashes to, so an event on another partition, even a byte-identical copy
@@ -22,13 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.core import rules
-from services.core.crypto import check_seal
 from services.core.errors import RuleViolation
-from services.core.events import ListingEvent, ListingState
+from services.core.events import Event, ListingEvent, ListingState
 from services.core.listing import Decision, admit, is_listing_event, refuse
 from services.core.partitioner import partition_of
 from services.core.policy import Policy
-from services.core.serde import Decoded
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,17 @@ class Placement:
 
 
 def gate(
-    decoded: Decoded,
+    event: Event,
     topic: str,
     key: bytes | None,
     authors: Mapping[str, str],
-    policy: Policy,
     placement: Placement | None = None,
 ) -> Decision | None:
-    """The refusal of a message the ledger may not even consider, or None if it may.
+    """The refusal of a message the ledger may not even consider, or None if it may (seal aside).
 
     Without a `placement` the partition is not checked (a reader that folds every
-    partition into one state, like the publisher's, cannot be misled by it)."""
-    event, env = decoded.event, decoded.event.envelope
+    partition into one state cannot be misled by it)."""
+    env = event.envelope
     if not is_listing_event(event):
         return refuse("not_a_listing_event", f"{type(event).__name__} on a listing topic")
     if not env.listing_id or not env.listing_id.isprintable():
@@ -62,11 +60,9 @@ def gate(
     if key != env.listing_id.encode():
         reason = f"keyed {key!r}, not by its listing id {env.listing_id}"
         return refuse("wrong_key", reason)
-    if placement is not None and (wrong := misplaced(env.listing_id, placement)) is not None:
-        return wrong
-    agency = policy.agency_by_id.get(env.agency)
-    fault = check_seal(decoded, agency.public_key if agency else "")
-    return refuse(*fault) if fault is not None else None
+    if placement is not None:
+        return misplaced(env.listing_id, placement)
+    return None
 
 
 def misplaced(listing_id: str, placement: Placement) -> Decision | None:

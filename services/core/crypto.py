@@ -1,29 +1,25 @@
-"""Pseudonyms, desensitised display, Ed25519 signatures and the per-listing hash chain.
+"""Pseudonyms, desensitised display, the chain hash, Ed25519 keys and signatures.
 
-An event's hash covers its Avro body under its writer schema, with `hash` and
-`signature` blank, prefixed by the previous event's hash: altering any byte of any
-event, or removing one, breaks the chain from there on. The signature is the
-emitting agency's Ed25519 signature of that hash.
+Pure of the wire format: nothing here knows Avro or Kafka, so the domain (the
+publisher's rules, screening, admission) may use it freely. Sealing an event, which
+hashes its Avro body, is `services.core.sealing`.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import yaml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from services.core.errors import ConfigurationError, Forbidden
-from services.core.events import Event
 from services.core.files import (
     PUBLIC_FILE,
     create_secret,
@@ -33,9 +29,7 @@ from services.core.files import (
     refuse_writable_by_others,
     replace_file,
 )
-from services.core.serde import Decoded, body_bytes, registry, to_record
 
-E = TypeVar("E", bound=Event)
 _SEPARATORS = re.compile(r"[\s\-]")
 
 
@@ -65,19 +59,9 @@ def mask_id(national_id: str) -> str:
     return value[:3] + "*" * (len(value) - 5) + value[-2:]
 
 
-def _blank_seal(record: dict[str, Any]) -> dict[str, Any]:
-    blank = copy.copy(record)
-    blank["envelope"] = {**record["envelope"], "hash": "", "signature": ""}
-    return blank
-
-
 def chain_hash(prev_hash: str, signed_body: bytes) -> str:
+    """A link of a listing's chain: the previous event's hash, then this event's signed bytes."""
     return hashlib.sha256(prev_hash.encode() + signed_body).hexdigest()
-
-
-def hash_of_record(schema: Any, record: dict[str, Any]) -> str:
-    """The hash an event with this writer schema and record must carry."""
-    return chain_hash(record["envelope"]["prev_hash"], body_bytes(schema, _blank_seal(record)))
 
 
 def private_key_from(text: str) -> Ed25519PrivateKey:
@@ -90,16 +74,6 @@ def public_key_of(private: Ed25519PrivateKey) -> str:
     return base64.b64encode(private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
-def seal(event: E, prev_hash: str, private: Ed25519PrivateKey) -> E:
-    """`event` linked to `prev_hash`, hashed and signed with the current writer schema."""
-    linked = event.model_copy(update={"envelope": event.envelope.model_copy(update={"prev_hash": prev_hash})})
-    schema = registry().writer(type(event).__name__).schema
-    digest = hash_of_record(schema, to_record(linked))
-    signature = base64.b64encode(private.sign(bytes.fromhex(digest))).decode()
-    envelope = linked.envelope.model_copy(update={"hash": digest, "signature": signature})
-    return linked.model_copy(update={"envelope": envelope})
-
-
 def verify_signature(digest: str, signature: str, public_key: str) -> bool:
     try:
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key))
@@ -107,19 +81,6 @@ def verify_signature(digest: str, signature: str, public_key: str) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
-
-
-def check_seal(decoded: Decoded, public_key: str) -> tuple[str, str] | None:
-    """None if the event's hash and signature hold; else (reason code, sentence)."""
-    envelope = decoded.record["envelope"]
-    expected = hash_of_record(decoded.writer.schema, decoded.record)
-    if envelope["hash"] != expected:
-        return "bad_hash", "the event's hash does not match its content: it was altered or never hashed"
-    if not public_key:
-        return "unknown_key", f"no public key is registered for agency {envelope['agency']}"
-    if not verify_signature(expected, envelope["signature"], public_key):
-        return "bad_signature", f"the signature is not {envelope['agency']}'s: forged or unsigned"
-    return None
 
 
 class Keystore:

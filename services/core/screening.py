@@ -16,7 +16,7 @@ few: a field added tomorrow is screened by default. Refused are
   matches 'Yu Zhenhua').
 
 Fields the publisher checks against the policy or the log (agency, listing and
-objection ids) are not free text. Standard library and pydantic models only.
+objection ids) are not free text. Pure: ids are spelt as pseudonyms spell them (`crypto`).
 """
 
 from __future__ import annotations
@@ -28,19 +28,13 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from services.core.crypto import normalise_national_id
 from services.core.errors import RuleViolation
 
 NOT_FREE_TEXT = frozenset({"agency", "listing_id", "objection_id"})
 _SEP = r"[\s\-]?"
 _RESIDENT_ID = re.compile(rf"(?<![0-9A-Za-z])\d{{6}}{_SEP}(\d{{8}}){_SEP}\d{{3}}[0-9Xx](?![0-9A-Za-z])")
 _OLD_RESIDENT_ID = re.compile(rf"(?<![0-9A-Za-z])\d{{6}}{_SEP}(\d{{6}}){_SEP}\d{{3}}(?![0-9A-Za-z])")
-# The spelling rule of crypto.normalise_national_id, repeated so that screening stays free of
-# crypto and Avro imports; tests/unit/core/test_screening.py keeps them equal.
-_ID_SEPARATORS = re.compile(r"[\s\-]")
-
-
-def normalise_id(value: str) -> str:
-    return _ID_SEPARATORS.sub("", value).upper()
 
 
 def _is_date(digits: str) -> bool:
@@ -69,7 +63,7 @@ def masked_name_pattern(display_name: str) -> re.Pattern[str] | None:
 
 def masked_id_pattern(display_id: str) -> re.Pattern[str] | None:
     """A pattern for the ids a masked display id ('420*************3X') stands for, spelt as
-    `normalise_id` spells text; None for what is not a masked id of a resident's length."""
+    `normalise_national_id` spells text; None for what is not a masked id of a resident's length."""
     shape = re.fullmatch(r"([0-9A-Z]*)(\*+)([0-9A-Z]*)", display_id.upper())
     if shape is None or len(display_id) < 15:
         return None
@@ -125,12 +119,12 @@ def check_free_text(
     not carry the subject's raw identifiers themselves.
     """
     ids, names = _own_identifiers(command)
-    own_ids = [normalise_id(i) for i in ids if normalise_id(i)]
+    own_ids = [normalise_national_id(i) for i in ids if normalise_national_id(i)]
     own_names = [n.strip().casefold() for n in names if len(n.strip()) > 1]
     name_patterns = [p for p in map(masked_name_pattern, masked_names) if p is not None]
     id_patterns = [p for p in map(masked_id_pattern, masked_ids) if p is not None]
     for field, text in free_text(command):
-        spelt = normalise_id(text)
+        spelt = normalise_national_id(text)
         if (
             looks_like_national_id(text)
             or any(i in spelt for i in own_ids)

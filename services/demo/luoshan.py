@@ -9,8 +9,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from services.core.crypto import Keystore, mask_id, mask_name, pseudonymise, seal
+from services.core.crypto import Keystore, mask_id, mask_name, pseudonymise
 from services.core.events import Envelope, ListingIssued, ListingRevoked, RevocationReason
+from services.core.sealing import seal
 
 BUREAU = "luoshan-police"
 ENFORCERS = ("civil-aviation", "railway")

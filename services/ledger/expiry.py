@@ -13,8 +13,8 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.core.crypto import seal
 from services.core.events import Envelope, ListingExpired, ListingState
+from services.core.sealing import seal
 from services.core.topics import BACKBONE
 from services.core.views import LIVE
 

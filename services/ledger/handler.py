@@ -31,6 +31,7 @@ from services.core.listing import Decision, is_listing_event
 from services.core.policy import Policy
 from services.core.position import Position
 from services.core.rejections import rejected
+from services.core.sealing import seal_refusal
 from services.core.serde import decode_full
 from services.core.topics import Topics
 from services.core.views import LIVE, view_change
@@ -124,9 +125,9 @@ def parse(msg: Inbound, ctx: Context) -> ListingEvent | Outbound:
         decoded = decode_full(msg.payload, msg.topic, msg.partition, msg.offset)
     except ContractError as e:
         return reject(msg, ctx, "undecodable", str(e))
-    placement = Placement(msg.partition, ctx.partitions)
-    refusal = gate(decoded, msg.topic, msg.key, ctx.authors, ctx.policy, placement)
     event = decoded.event
+    placement = Placement(msg.partition, ctx.partitions)
+    refusal = gate(event, msg.topic, msg.key, ctx.authors, placement) or seal_refusal(decoded, ctx.policy)
     if refusal is not None:
         # A bad listing id cannot key the rejection; the message's own key does.
         env = event.envelope if refusal.code != "bad_listing_id" else None

@@ -35,11 +35,12 @@ from services.core.commands import (
     RevokeCommand,
 )
 from services.core.connection import KafkaConnection
-from services.core.crypto import AgencyKey, seal
+from services.core.crypto import AgencyKey
 from services.core.errors import ConfigurationError, RuleViolation
 from services.core.events import ListingState
 from services.core.kafka import Delivered
 from services.core.policy import Policy
+from services.core.sealing import seal
 from services.core.topics import Topics
 from services.publisher.build import EVENT_TYPES, decide, derived_id
 from services.publisher.delivery import ConfirmingProducer

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from services.core.crypto import Keystore, TrustAnchor, seal
+from services.core.crypto import Keystore, TrustAnchor
 from services.core.events import (
     Envelope,
     Event,
@@ -27,6 +27,7 @@ from services.core.events import (
     RevocationReason,
 )
 from services.core.policy import Policy, load_policy
+from services.core.sealing import seal
 from services.core.topics import BACKBONE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

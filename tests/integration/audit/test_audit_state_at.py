@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from services.core.crypto import seal
 from services.core.events import Envelope, ListingIssued
+from services.core.sealing import seal
 from tests.integration.audit.world import World
 
 T1 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services.core.crypto import pseudonymise, seal
+from services.core.crypto import pseudonymise
+from services.core.sealing import seal
 from tests.integration.audit.world import PSEUDONYM_KEY, World
 
 LISTED = datetime(2016, 5, 3, 9, 0, tzinfo=UTC)

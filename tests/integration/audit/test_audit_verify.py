@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Message, Producer
 
-from services.core.crypto import seal
 from services.core.events import ListingIssued
 from services.core.kafka import Delivered, producer_config, read_all
 from services.core.partitioner import partition_of
+from services.core.sealing import seal
 from services.core.serde import encode
 from tests.integration.audit.world import World
 

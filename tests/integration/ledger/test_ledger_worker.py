@@ -15,9 +15,9 @@ import pytest
 from confluent_kafka import Producer
 
 from services.core.connection import KafkaConnection
-from services.core.crypto import seal
 from services.core.events import ListingExpired, ListingState, Rejected, ViewChanged
 from services.core.kafka import producer_config
+from services.core.sealing import seal
 from services.core.topics import BACKBONE
 from services.core.views import ViewRow
 from tests.integration.ledger.harness import Backbone, expected_views, fold, wait_for

@@ -13,10 +13,11 @@ import pytest
 from confluent_kafka import Producer
 
 from services.core.commands import AnyCommand
-from services.core.crypto import AgencyKey, Keystore, check_seal, normalise_national_id
+from services.core.crypto import AgencyKey, Keystore, normalise_national_id
 from services.core.errors import ConflictError
 from services.core.events import ExemptionGranted, ListingIssued, ObjectionFiled, ObjectionResolved
 from services.core.kafka import decode_message, read_all
+from services.core.sealing import check_seal
 from services.core.serde import Decoded
 from services.core.topics import BACKBONE
 from services.publisher.client import Publisher

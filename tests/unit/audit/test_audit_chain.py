@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.audit.verify import Link, chain_breaks, check_event
-from services.core.crypto import seal
 from services.core.position import Position
+from services.core.sealing import seal
 from tests.support.factory import Ledgerbook, policy_with_keys
 from tests.unit.audit.support import replayed
 

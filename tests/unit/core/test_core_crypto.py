@@ -18,17 +18,15 @@ from hypothesis import strategies as st
 
 from services.core.crypto import (
     Keystore,
-    check_seal,
-    hash_of_record,
     mask_id,
     mask_name,
     normalise_national_id,
     pseudonymise,
     public_key_of,
-    seal,
 )
 from services.core.errors import ConfigurationError
 from services.core.events import ALL_EVENTS, Envelope, Event
+from services.core.sealing import check_seal, hash_of_record, seal
 from services.core.serde import decode_full, encode, registry, to_record
 from tests.support.golden.samples import SAMPLES, encode_with
 from tests.unit.core.model_strategies import field_strategy

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.core.crypto import Keystore, seal
+from services.core.crypto import Keystore
 from services.core.events import (
     LISTING_EVENTS,
     Event,
@@ -31,6 +31,7 @@ from services.core.events import (
 )
 from services.core.listing import Decision, ListingEvent, admit, evolve, open_objections
 from services.core.policy import Policy
+from services.core.sealing import seal
 from services.core.serde import decode, encode
 from services.core.topics import BACKBONE
 from tests.support.factory import Ledgerbook, policy_with_keys

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from services.core.commands import AnyCommand, Changes
-from services.core.crypto import mask_name, normalise_national_id
+from services.core.crypto import mask_name
 from services.core.errors import RuleViolation
-from services.core.screening import check_free_text, free_text, looks_like_national_id, normalise_id
+from services.core.screening import check_free_text, free_text, looks_like_national_id
 from tests.unit.publisher import samples
 from tests.unit.publisher.desk import Desk
 
@@ -119,8 +119,3 @@ def test_every_string_field_of_a_command_is_screened_but_ids_the_log_checks() ->
     fields = {path.split(".")[0] for path, _ in free_text(samples.issue())}
     assert {"legal_basis", "case_ref", "details", "request_id", "category", "severity"} <= fields
     assert not fields & {"agency", "national_id", "full_name"}
-
-
-def test_id_spelling_matches_the_pseudonym_normalisation() -> None:
-    for raw in ["42010219900517123x", "420102 1990 0517 123X", "420102-19900517-123x"]:
-        assert normalise_id(raw) == normalise_national_id(raw)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.core.crypto import check_seal
 from services.core.listing import admit, evolve
 from services.core.rules import check_event
+from services.core.sealing import check_seal
 from services.core.serde import decode_full, encode
 from services.core.views import views_of
 from services.demo import luoshan

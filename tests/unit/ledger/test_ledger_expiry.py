@@ -14,8 +14,8 @@ from typing import NoReturn
 
 import pytest
 
-from services.core.crypto import check_seal
 from services.core.listing import admit, evolve
+from services.core.sealing import check_seal
 from services.core.serde import decode_full, encode
 from services.core.topics import BACKBONE
 from services.ledger.app import guarded

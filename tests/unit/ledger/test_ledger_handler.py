@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.core.crypto import seal
 from services.core.events import Event, ListingState, Rejected, ViewChanged
 from services.core.listing import evolve
 from services.core.partitioner import partition_of
 from services.core.policy import Policy
+from services.core.sealing import seal
 from services.core.serde import encode
 from services.core.topics import BACKBONE, Topics
 from services.core.views import project

@@ -6,8 +6,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from services.core.commands import event_id_of, listing_id_of
-from services.core.crypto import normalise_national_id, pseudonymise, seal
+from services.core.crypto import normalise_national_id, pseudonymise
 from services.core.events import ListingCorrected, ListingIssued, ObjectionFiled
+from services.core.sealing import seal
 from services.core.serde import encode
 from tests.support.factory import policy_with_keys
 from tests.unit.publisher import samples

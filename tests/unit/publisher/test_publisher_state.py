@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from services.core.crypto import Keystore, seal
+from services.core.crypto import Keystore
 from services.core.events import Envelope, ListingEvent, ListingState, Rejected
 from services.core.listing import evolve
+from services.core.sealing import seal
 from services.core.serde import encode
 from services.publisher.state import LedgerBook
 from tests.support.factory import policy_with_keys
