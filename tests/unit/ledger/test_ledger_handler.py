@@ -252,6 +252,24 @@ def test_a_held_message_read_twice_is_held_once(ctx: Context, book: Ledgerbook) 
     assert len(ledger.held["L-1"]) == 1
 
 
+def test_of_two_rival_versions_the_first_read_applies_and_the_other_is_refused(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    """The rule the audit's replica shares (core.fold): both held, judged in the order they arrived."""
+    ledger = Ledger(ctx)
+    issued = book.issue("L-1")
+    head = book.heads["L-1"]
+    corrected = book.correct("L-1", legal_basis="new")
+    book.heads["L-1"] = head
+    revoked = book.revoke("L-1")  # also version 2, on the same head
+    ledger.feed(corrected, revoked)
+    assert len(ledger.held["L-1"]) == 2
+    out = ledger.feed(issued)
+    assert ledger.state("L-1").event_ids == [issued.envelope.event_id, corrected.envelope.event_id]
+    assert [r.reason_code for r in rejections(out)] == ["version_conflict"]
+    assert ledger.held["L-1"] == []
+
+
 def test_undecodable_bytes_are_rejected_with_their_payload_and_change_nothing(ctx: Context) -> None:
     ledger = Ledger(ctx)
     bad = Inbound(TOPICS.listings("court"), 1, 7, b"L-1", b"\xc3\x01garbage", T0)
