@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 
+from services.core.cloudevent import source
 from services.core.commands import (
     AnyCommand,
     CorrectCommand,
@@ -81,7 +82,7 @@ class Publisher:
         self._clock, self._decision_wait = clock, decision_wait
         self.book = LedgerBook(topics.listing_authors(policy.issuers))
         self._reader = LedgerReader(connection, [topics.ledger, topics.rejected], self.book, timeout)
-        self._producer = ConfirmingProducer(connection, timeout)
+        self._producer = ConfirmingProducer(connection, timeout, source(topics.namespace, signer.agency))
         self._pending: dict[str, Receipt] = {}  # event id -> sent by this process, verdict not read yet
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
