@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import cache
 from urllib.parse import quote
 
 from services.core.events import Event
@@ -27,6 +28,7 @@ CONTENT_TYPE = "application/avro"
 TYPE_PREFIX = "cn.accord."
 ID_HEADER = "ce_id"
 TYPE_HEADER = "ce_type"
+UNNAMED = "urn:accord"  # the source of a producer not told who it is (tests, tools)
 
 
 def event_type(writer: WriterSchema) -> str:
@@ -49,21 +51,25 @@ def rfc3339(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-UNNAMED = "urn:accord"  # the source of a producer not told who it is (tests, tools)
-
-
-def cloudevent_headers(event: Event, source: str) -> list[tuple[str, bytes]]:
-    """The binary-mode headers of `event` written by `source`, encoded with the current schema of its type."""
-    writer = registry().writer(type(event).__name__)
+def cloudevent_headers(event: Event, written_by: str) -> list[tuple[str, bytes]]:
+    """The binary-mode headers of `event` from `written_by` (a `source`), in its type's current schema."""
+    kind, schema = _of_type(type(event).__name__)
     envelope = event.envelope
     attributes = {
         "ce_specversion": SPEC_VERSION,
         ID_HEADER: envelope.event_id,
-        "ce_source": source,
-        TYPE_HEADER: event_type(writer),
+        "ce_source": written_by,
+        TYPE_HEADER: kind,
         "ce_subject": envelope.listing_id,  # left out when empty (a digest names no listing)
         "ce_time": rfc3339(envelope.occurred_at),
         "content-type": CONTENT_TYPE,
-        "ce_dataschema": data_schema(writer),
+        "ce_dataschema": schema,
     }
     return [(name, value.encode()) for name, value in attributes.items() if value]
+
+
+@cache
+def _of_type(name: str) -> tuple[str, str]:
+    """`ce_type` and `ce_dataschema` of a record name: fixed while the process runs (one registry)."""
+    writer = registry().writer(name)
+    return event_type(writer), data_schema(writer)

@@ -15,9 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
-from cloudevents.core.formats.json import JSONFormat
 from confluent_kafka import Message
 
 from services.core.connection import KafkaConnection
@@ -26,6 +23,7 @@ from services.core.kafka import decode_message, read_all
 from services.core.serde import decode_full
 from services.publisher.client import Publisher
 from tests.integration.ledger.harness import Backbone, wait_for
+from tests.support.cloudevents import as_cloudevent
 from tests.unit.publisher import samples
 
 WAIT = 60.0
@@ -42,12 +40,6 @@ def world(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory
         yield backbone
     finally:
         backbone.stop_all()
-
-
-def as_cloudevent(message: Message) -> BaseCloudEvent:
-    """The SDK's reading of a consumed message (its headers as the binding's dict of bytes)."""
-    headers = {name: value for name, value in message.headers() or [] if value is not None}
-    return from_binary(KafkaMessage(headers, message.key(), message.value() or b""), JSONFormat())
 
 
 def assert_matches_body(message: Message, source: str) -> None:

@@ -7,7 +7,8 @@ dependencies into a fresh virtual environment in a temporary folder. That enviro
 dependencies from the dev venv's site-packages through a `.pth` line, which does not run the dev
 venv's own `.pth` files, so the editable install of the checkout stays out of it. From a folder
 outside the checkout, with no PYTHONPATH, `accord --help` and `accord demo luoshan` (on the
-session's broker) must work: schemas, policy and the broker's deploy files come from the wheel.
+session's broker) must work: schemas, policy and the broker's deploy files come from the wheel, and
+the installed reconciler's findings carry their CloudEvents headers.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from pathlib import Path
 import pytest
 
 from services.core.connection import KafkaConnection
-from services.core.kafka import admin_client
+from services.core.events import Finding
+from services.core.kafka import admin_client, decode_message, read_all
+from tests.support.cloudevents import as_cloudevent
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "schemas", "services", "deploy")
@@ -65,16 +68,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv / "bin"
 
 
+def demo_topics(connection: KafkaConnection) -> set[str]:
+    return {t for t in admin_client(connection).list_topics(timeout=10).topics if t.startswith("luoshan-")}
+
+
 @pytest.fixture
 def outside(tmp_path: Path, kafka_admin: KafkaConnection) -> Iterator[dict[str, str]]:
     """An environment away from the checkout: the session broker's connection, no PYTHONPATH,
     state in a temporary folder. The demo's topics are deleted afterwards."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(kafka_admin.environment(), ACCORD_STATE_DIR=str(tmp_path / "state"))
-    admin = admin_client(kafka_admin)
-    before = set(admin.list_topics(timeout=10).topics)
+    before = demo_topics(kafka_admin)
     yield env
-    theirs = [t for t in admin.list_topics(timeout=10).topics if t not in before and t.startswith("luoshan-")]
+    theirs = list(demo_topics(kafka_admin) - before)
+    admin = admin_client(kafka_admin)  # held until the deletions are confirmed
     for future in (admin.delete_topics(theirs, operation_timeout=30) if theirs else {}).values():
         future.result()
 
@@ -97,11 +104,20 @@ def test_the_installed_package_reads_its_own_schemas_policy_and_deploy_files(
 
 
 def test_accord_help_and_the_luoshan_demo_run_from_the_wheel(
-    installed: Path, outside: dict[str, str], tmp_path: Path
+    installed: Path, outside: dict[str, str], tmp_path: Path, kafka_admin: KafkaConnection
 ) -> None:
+    before = demo_topics(kafka_admin)
     helped = run(installed / "accord", "--help", cwd=tmp_path, env=outside)
     assert "demo" in helped.stdout and "publish" in helped.stdout
     accord = installed / "accord"
     demo = run(accord, "demo", "luoshan", "--workdir", tmp_path / "w", cwd=tmp_path, env=outside)
     assert "the passenger may fly" in demo.stdout, demo.stdout
     assert "detected at" in demo.stdout and "repaired at" in demo.stdout, demo.stdout
+    # The installed reconciler's findings are CloudEvents too, named by the demo's namespace.
+    (findings,) = [t for t in demo_topics(kafka_admin) - before if t.endswith(".findings")]
+    namespace = findings.removesuffix("findings")
+    read = [(as_cloudevent(m), decode_message(m).event) for m in read_all(kafka_admin, [findings])]
+    assert read and all(isinstance(event, Finding) for _, event in read)
+    for cloud, event in read:
+        assert cloud.get_source() == f"urn:accord:{namespace.strip('.')}:reconciler"
+        assert (cloud.get_id(), cloud.get_type()) == (event.envelope.event_id, "cn.accord.finding.v2")
