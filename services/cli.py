@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "kafka": "services.localkafka.cli:kafka",
     "backbone": "services.backbone:backbone",
     "acl": "services.acl.cli:acl",
+    "asyncapi": "services.acl.cli:asyncapi",
     "keys": "services.publisher.cli:keys",
     "auth": "services.core.auth_cli:auth",
     "publish": "services.publisher.cli:publish",

@@ -21,6 +21,7 @@ from services.copies import messages
 from services.copies.settings import CopySettings
 from services.core import serde
 from services.core.clock import Clock, utc_now
+from services.core.cloudevent import source
 from services.core.copystore import Applied, CopyStore, Holding
 from services.core.errors import ConfigurationError, ContractError
 from services.core.events import CopyApplied, Event, ViewChanged
@@ -44,7 +45,7 @@ class Sink:
         self.topics = settings.kafka.topics
         self.topic = self.topics.views(agency)
         connection = settings.kafka.connection
-        self.producer = EventProducer(connection)
+        self.producer = EventProducer(connection, source(self.topics.namespace, agency))
         self.consumer = consumer(connection, connection.group(f"copy-{agency}"))
         self.digests_sent = 0
         self.last_digest = 0.0

@@ -1,8 +1,8 @@
 """Kafka plumbing shared by every service: topic creation, a confirmed-delivery producer, readers.
 
 Driver errors are translated here, once, into `BrokerUnavailable`/`ContractError`.
-Messages carry their event type and id in headers so operators can filter without
-decoding; the value alone is authoritative.
+Messages carry CloudEvents binary-mode headers (`core/cloudevent.py`) so operators and generic
+tools can filter without decoding; the value alone is authoritative.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from services.core.cloudevent import UNNAMED, cloudevent_headers
 from services.core.connection import KafkaConnection
 from services.core.errors import BrokerUnavailable
 from services.core.events import Event
 from services.core.serde import Decoded, decode_full, encode
 from services.core.topics import TopicSpec
 
-TYPE_HEADER = "accord-type"
-ID_HEADER = "accord-event-id"
 LEFT_AS_THEY_ARE = (KafkaError.TOPIC_ALREADY_EXISTS, KafkaError.TOPIC_AUTHORIZATION_FAILED)
 READ_POLL_S = 0.2  # how long `read_all` waits for a batch to fill before it checks its progress
 
@@ -87,13 +86,6 @@ def _murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
-def headers_of(event: Event) -> list[tuple[str, str | bytes | None]]:
-    return [
-        (TYPE_HEADER, type(event).__name__.encode()),
-        (ID_HEADER, event.envelope.event_id.encode()),
-    ]
-
-
 @dataclass(frozen=True)
 class Delivered:
     topic: str
@@ -102,10 +94,13 @@ class Delivered:
 
 
 class EventProducer:
-    """Produces events and, on `send_sync`/`flush`, waits until the broker confirmed each one."""
+    """Produces events and, on `send_sync`/`flush`, waits until the broker confirmed each one.
 
-    def __init__(self, connection: KafkaConnection, **extra: Any) -> None:
+    `source` (`cloudevent.source`: who this producer writes for) is every message's `ce_source`."""
+
+    def __init__(self, connection: KafkaConnection, source: str = UNNAMED, **extra: Any) -> None:
         self._producer = Producer(producer_config(connection, **extra))
+        self._source = source
 
     def send(
         self, topic: str, key: str, event: Event, on_delivery: Any = None, partition: int | None = None
@@ -114,13 +109,13 @@ class EventProducer:
 
         `partition`, when given, overrides the key's partition (see `partition_for`)."""
         value = encode(event)
+        headers: list[tuple[str, str | bytes | None]] = [*cloudevent_headers(event, self._source)]
         where: dict[str, Any] = {} if partition is None else {"partition": partition}
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key.encode(), headers=headers_of(event), on_delivery=on_delivery,
-                    **where,
-                )  # fmt: skip
+                    topic, value=value, key=key.encode(), headers=headers, on_delivery=on_delivery, **where
+                )
                 return
             except BufferError:
                 self._producer.poll(0.1)

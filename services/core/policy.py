@@ -15,8 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.core.errors import PolicyError
+from services.core.resources import data_path
 
-POLICY_ROOT = Path(__file__).resolve().parents[2] / "schemas" / "policy"
+POLICY_ROOT = data_path("schemas", "policy")
 SEVERITY_TIERS: tuple[str, ...] = ("minor", "serious", "severe")
 Severity = Literal["minor", "serious", "severe"]
 

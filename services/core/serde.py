@@ -19,10 +19,11 @@ from fastavro.types import Schema
 
 from services.core.errors import ContractError
 from services.core.events import ALL_EVENTS, Event
+from services.core.resources import data_path
 
 MARKER = b"\xc3\x01"
 HEADER_LEN = len(MARKER) + 8
-SCHEMA_ROOT = Path(__file__).resolve().parents[2] / "schemas" / "avro"
+SCHEMA_ROOT = data_path("schemas", "avro")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.core.cloudevent import source
 from services.core.connection import KafkaConnection
 from services.core.copystore import open_store
 from services.core.crypto import Keystore
@@ -123,7 +124,7 @@ class Story:
         self.say(f"  +{(at - start).total_seconds():6.2f} s  {text}")
 
     def tell(self, connection: KafkaConnection) -> None:
-        producer = EventProducer(connection)
+        producer = EventProducer(connection, source(self.topics.namespace, luoshan.BUREAU))
         listing = luoshan.marking(self.keystore, self.key, datetime.now(UTC))
         lid = self.timeline.listing_id = listing.envelope.listing_id
         producer.send_sync(self.topics.listings(luoshan.BUREAU), lid, listing)

@@ -36,8 +36,8 @@ import faust
 from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.core import serde
-from services.core.kafka import end_offsets, headers_of
+from services.core import cloudevent, serde
+from services.core.kafka import end_offsets
 from services.core.policy import Policy
 from services.core.topics import BACKBONE
 from services.core.views import LIVE
@@ -153,6 +153,7 @@ class Ledger:
         policy, self.backbone_key = trust(settings)
         partitions = settings.kafka.partitions
         self.ctx = Context(policy, settings.kafka.topics, partitions)
+        self.source = cloudevent.source(settings.kafka.namespace, "ledger")  # of every message it writes
         self.listings = self._table("listings", partitions)
         self.held = self._table("held", partitions)
         self.index = ExpiryIndex()
@@ -171,7 +172,7 @@ class Ledger:
     async def send(self, outbound: Outbound) -> None:
         """Straight to the producer (Faust's channel layer costs more than the ledger's own work);
         the delivery is recorded, and the message's ack waits for it."""
-        headers = [(name, value) for name, value in headers_of(outbound.event) if isinstance(value, bytes)]
+        headers = cloudevent.cloudevent_headers(outbound.event, self.source)
         value = serde.encode(outbound.event)
         key = outbound.key.encode()
         delivery = await self.app.producer.send(outbound.topic, key, value, None, None, headers)

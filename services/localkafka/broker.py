@@ -32,6 +32,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.core.connection import KafkaConnection
 from services.core.files import SECRET_FILE, private_folder, replace_file
+from services.core.resources import data_path
 from services.localkafka import processes
 from services.localkafka.security import (
     ADMIN,
@@ -41,9 +42,8 @@ from services.localkafka.security import (
 )
 
 KAFKA_VERSION = "4.1.1"
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
-POM = DEPLOY_DIR / "kafka-pom.xml"
-LOG4J_CONFIG = DEPLOY_DIR / "log4j2.properties"
+POM = data_path("deploy", "kafka-pom.xml")
+LOG4J_CONFIG = data_path("deploy", "log4j2.properties")
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 JAVA_PACKAGE = "openjdk-17-jre-headless"

@@ -25,6 +25,7 @@ import zlib
 from types import TracebackType
 
 from services.core.clock import Clock, utc_now
+from services.core.cloudevent import source
 from services.core.commands import (
     AnyCommand,
     CorrectCommand,
@@ -76,7 +77,7 @@ class Publisher:
         self._clock, self._decision_wait = clock, decision_wait
         self.book = LedgerBook(topics.listing_authors(policy.issuers))
         self._reader = LedgerReader(connection, [topics.ledger, topics.rejected], self.book, timeout)
-        self._producer = ConfirmingProducer(connection, timeout)
+        self._producer = ConfirmingProducer(connection, timeout, source(topics.namespace, signer.agency))
         self._pending: dict[str, Receipt] = {}  # event id -> sent by this process, verdict not read yet
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 

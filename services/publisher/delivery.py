@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
+from services.core.cloudevent import UNNAMED
 from services.core.connection import KafkaConnection
 from services.core.errors import BrokerUnavailable, ConfigurationError
 from services.core.events import Event
@@ -30,8 +31,8 @@ log = logging.getLogger("accord.publisher")
 class ConfirmingProducer:
     """Idempotent, acks=all (core's producer settings); a failed or late delivery is `BrokerUnavailable`."""
 
-    def __init__(self, connection: KafkaConnection, timeout: float) -> None:
-        self._connection, self._timeout = connection, timeout
+    def __init__(self, connection: KafkaConnection, timeout: float, source: str = UNNAMED) -> None:
+        self._connection, self._timeout, self._source = connection, timeout, source
         self._lock = threading.Lock()
         self._producer = self._make()
         self._stop = threading.Event()
@@ -40,7 +41,7 @@ class ConfirmingProducer:
 
     def _make(self) -> EventProducer:
         extra: dict[str, Any] = {"linger.ms": 0, "message.timeout.ms": int(self._timeout * 1000)}
-        return EventProducer(self._connection, **extra)
+        return EventProducer(self._connection, self._source, **extra)
 
     def _serve(self) -> None:
         while not self._stop.is_set():

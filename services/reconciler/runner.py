@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from services.core.cloudevent import source
 from services.core.copystore.probe import CopyProbe
 from services.core.digest import root_of
 from services.core.errors import AccordError, ConfigurationError, ContractError
@@ -95,7 +96,7 @@ class Runner:
         self.kafka, self.settings, self.probes, self.log = kafka, settings, probes, log
         self.topics = kafka.topics
         self.engine = Reconciler(policy, policy.enforcers, settings.timing())
-        self.producer = EventProducer(kafka.connection)
+        self.producer = EventProducer(kafka.connection, source(self.topics.namespace, RECONCILER))
         self.lease = lease  # None: this reconciler is the only one
         self._last: dict[str, float] = {}
         self._digest_seen: dict[str, datetime] = {}
