@@ -8,7 +8,7 @@ decoding; the value alone is authoritative.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,6 +210,24 @@ def end_offsets(
                 time.sleep(0.2)
     finally:
         probe.close()
+
+
+def lag_behind(
+    connection: KafkaConnection,
+    topics: Iterable[str],
+    positions: Mapping[tuple[str, int], int],
+    timeout: float = 5.0,
+) -> dict[tuple[str, int], int] | None:
+    """Messages of each partition of `topics` beyond a reader's `positions` (next offsets), or None
+    when the broker does not answer: the "work pending" of a service's health."""
+    try:
+        ends = end_offsets(connection, topics, timeout)
+    except BrokerUnavailable:
+        return None
+    return {
+        (tp.topic, tp.partition): max(0, high - positions.get((tp.topic, tp.partition), 0))
+        for tp, high in ends.items()
+    }
 
 
 def partition_counts(
