@@ -33,8 +33,10 @@ APPLY_LATENCY = Histogram(
 )  # fmt: skip
 COPY_APPLIED = Counter("accord_copy_changes_applied", "view changes applied to the copy", ["agency"])
 TIME_TO_CONSISTENCY = Histogram(
-    "accord_time_to_consistency_seconds", "from a ledger decision to the copy's acknowledgement of it",
-    ["agency"], buckets=TTC_BUCKETS,
+    "accord_time_to_consistency_seconds",
+    "until a copy held what its view said: a change emitted -> acknowledged (family change), a repair"
+    " of a missed change or of a copy changed under its sink (missed, changed) -> acknowledged",
+    ["agency", "family"], buckets=TTC_BUCKETS,
 )  # fmt: skip
 FINDINGS_OPEN = Gauge("accord_findings_open", "findings not yet resolved, by kind", ["kind"])
 FINDINGS = Counter("accord_findings", "findings published, by kind", ["kind"])

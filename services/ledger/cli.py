@@ -39,11 +39,10 @@ def run(data_dir: Path | None, store: str | None, ops: str | None, log_json: boo
         app = build_app(settings, ops=ops)
     except AccordError as e:
         raise click.ClickException(str(e)) from e
-    as_json = logs.wants_json(log_json)  # Faust configures logging itself: given our handler, in JSON
-    config = {"version": 1, "disable_existing_loggers": False, "root": {"handlers": []}} if as_json else None
-    handlers = [logs.handler(as_json=True)] if as_json else None
-    worker = faust.Worker(app, loglevel=settings.options.log_level, quiet=True, logging_config=config,
-                          loghandlers=handlers)  # fmt: skip
+    if logs.wants_json(log_json):  # Faust's worker configures logging itself: with our handler alone
+        app.conf.logging_config = {"version": 1, "disable_existing_loggers": False, "root": {"handlers": []}}
+        app.conf.loghandlers = [logs.handler(as_json=True)]
+    worker = faust.Worker(app, loglevel=settings.options.log_level, quiet=True)
     if not sys.stdout.isatty():
         worker.spinner = None  # its cursor codes only garble a log file
     worker.execute_from_commandline()

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from services.core import metrics
 from services.core.copystore.probe import CopyProbe
 from services.core.digest import root_of
 from services.core.errors import AccordError, ConfigurationError, ContractError
@@ -35,11 +36,13 @@ from services.core.events import (
     Rejected,
     ViewChanged,
 )  # fmt: skip
+from services.core.health import Health, Progress
 from services.core.kafka import (
     EventProducer,
     consumer,
     decode_message,
     end_offsets,
+    lag_behind,
     partition_for,
     raise_on_error,
 )
@@ -106,13 +109,19 @@ class Runner:
         self._acks_at: dict[tuple[str, int], datetime] = {}  # acks partition -> time of the last ack read
         self.replayed = False
         self.read = 0
+        self.tracker = Progress("reconciler", settings.stall_after_s)
+        self.names: list[str] = []  # every topic read
+        self._compared: dict[str, str] = {}  # agency -> time of its last digest comparison
 
     def run(self, stop: threading.Event) -> None:
         reader = self._subscribe()
         try:
             while not stop.is_set():
-                for msg in reader.consume(num_messages=BATCH, timeout=POLL_S):
+                batch = reader.consume(num_messages=BATCH, timeout=POLL_S)
+                for msg in batch:
                     self.handle(msg)
+                if batch:
+                    self.tracker.advance(read=len(batch))
                 if self._caught_up_once():
                     now = datetime.now(UTC)
                     self.tick(now, self.acks_horizon(reader, now))
@@ -123,7 +132,7 @@ class Runner:
             self.log(self.engine.times.table())
 
     def _subscribe(self) -> Consumer:
-        names = subscription(self.topics, self.engine.expected.agencies)
+        names = self.names = subscription(self.topics, self.engine.expected.agencies)
         connection = self.kafka.connection
         reader = consumer(connection, connection.group(f"follow-{uuid.uuid4()}"))
         try:
@@ -223,6 +232,8 @@ class Runner:
                 self._verify(agency, probe, now)
         for agency, probe in self.probes.items():
             self._anti_entropy(agency, probe, now)
+        for kind, count in self.engine.book.open_by_kind().items():
+            metrics.FINDINGS_OPEN.labels(kind).set(count)
         if self._due("report", self.settings.report_interval_s, first=False):
             self.log(self.progress())
             self.log(self.engine.times.table())
@@ -238,6 +249,15 @@ class Runner:
             f"{len(engine.book)} findings open",
         ]
         return "progress: " + ", ".join(parts)
+
+    def health(self) -> Health:
+        """Progress is the input read against the log's end (from the ops thread: positions copied)."""
+        lag = lag_behind(self.kafka.connection, self.names, dict(self._read_to)) if self.names else {}
+        self.tracker.note(replayed=self.replayed, findings_open=len(self.engine.book),
+                            repairs_open=len(self.engine.repairs))  # fmt: skip
+        health = self.tracker.judge(lag)
+        metrics.record(health, lag)
+        return health
 
     def _due(self, name: str, every: float, first: bool = True) -> bool:
         clock = time.monotonic()
@@ -291,6 +311,9 @@ class Runner:
         planned = Outcome()
         try:
             self._compare(agency, probe, now, deep, planned)
+            metrics.COMPARISONS.labels(agency).inc()
+            self._compared[agency] = now.isoformat()
+            self.tracker.note(last_comparison=dict(self._compared))
         except AccordError as e:
             self.log(f"anti-entropy on {agency}'s copy failed, will retry: {e}")
         self.publish(planned)
@@ -338,10 +361,12 @@ class Runner:
         if not (outcome.findings or outcome.repairs) or not self._acting():
             return
         for finding in outcome.findings:
+            metrics.FINDINGS.labels(finding.kind).inc()
             listing_id = finding.envelope.listing_id
             self.log(f"FINDING {finding.kind} {finding.copy_agency} {listing_id}: {finding.detail}")
             self.producer.send(self.topics.findings, copy_key(finding.copy_agency, listing_id), finding)
         for change in outcome.repairs:
+            metrics.REPAIRS.labels(change.view_agency).inc()
             topic, listing_id = self.topics.views(change.view_agency), change.envelope.listing_id
             partition = (
                 partition_for(listing_id, self._partitions[topic]) if topic in self._partitions else None

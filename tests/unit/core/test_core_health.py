@@ -35,6 +35,7 @@ def test_work_pending_and_no_advance_within_the_threshold_is_not_progress() -> N
     progress = progress_at(clock)
     progress.advance(applied=2)
     lag = {("views.railway", 0): 4, ("views.railway", 1): 1}
+    assert progress.judge(lag).healthy  # the first look that sees the work waiting
     clock[0] = 9.0
     assert progress.judge(lag).healthy  # still within the threshold
     clock[0] = 11.0
@@ -47,6 +48,22 @@ def test_work_pending_and_no_advance_within_the_threshold_is_not_progress() -> N
     assert health.body()["applied"] == 2
     progress.advance(applied=1)
     assert progress.judge(lag).healthy and progress.judge(lag).body()["applied"] == 3
+
+
+def test_new_work_after_a_long_idle_is_not_a_stall_at_first_sight() -> None:
+    """The clock runs from the first look that saw the work pending, not from the last advance."""
+    clock = [0.0]
+    progress = progress_at(clock)
+    clock[0] = 3600.0
+    lag = {("views.railway", 0): 1}
+    assert progress.judge(lag).healthy  # first look: the change may have arrived a moment ago
+    clock[0] = 3605.0
+    assert progress.judge(lag).healthy
+    clock[0] = 3611.0
+    assert progress.judge(lag).reasons[0].startswith("1 messages waiting and nothing handled for 11 s")
+    assert progress.judge(dict.fromkeys(lag, 0)).healthy  # caught up by other means: the clock resets
+    clock[0] = 3700.0
+    assert progress.judge(lag).healthy
 
 
 def test_unmeasurable_work_and_an_sla_breach_are_each_unhealthy() -> None:

@@ -42,8 +42,10 @@ def test_a_report_the_timer_keeps_writing_fails_when_the_agent_stalls(tmp_path: 
     clock = [0.0]
     progress = Progress("ledger", stall_after_s=5, clock=lambda: clock[0])
     progress.advance(handled=1)
+    lag = {("listings.court", 0): 3}
+    progress.judge(lag)  # the timer's judgement that first saw the input waiting
     clock[0] = 60.0
-    write_report(progress.judge({("listings.court", 0): 3}), tmp_path / "health.json")
+    write_report(progress.judge(lag), tmp_path / "health.json")
     code, output = status(tmp_path)
     assert code == 1
     assert "3 messages waiting and nothing handled for 60 s" in output
