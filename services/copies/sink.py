@@ -100,6 +100,7 @@ class Sink:
         for msg in batch:
             raise_on_error(msg)
             self._take(msg)
+            self.positions[msg.partition() or 0] = (msg.offset() or 0) + 1  # taken: in the store now
         if batch:
             self._send_outbox()
             self.progress.advance(handled=len(batch))
@@ -118,7 +119,6 @@ class Sink:
 
     def _take(self, msg: Message) -> None:
         partition, offset = msg.partition() or 0, msg.offset() or 0
-        self.positions[partition] = offset + 1
         try:
             event: Event = decode_message(msg).event
         except ContractError as e:
