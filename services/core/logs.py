@@ -19,6 +19,7 @@ from typing import Any
 TEXT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 # What every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+STANDARD |= {"color_message"}  # uvicorn's copy of the message with terminal colours
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,8 +38,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(body, default=str)
 
 
+_chosen: list[bool] = []  # what `configure` chose for this process, once it ran
+
+
 def wants_json(flag: bool = False) -> bool:
-    return flag or os.environ.get("ACCORD_LOG_FORMAT", "").strip().lower() == "json"
+    """Whether this process logs JSON: asked for now, chosen by `configure` or by the environment."""
+    return flag or any(_chosen) or os.environ.get("ACCORD_LOG_FORMAT", "").strip().lower() == "json"
 
 
 def handler(as_json: bool, text_format: str = TEXT) -> logging.Handler:
@@ -51,9 +56,11 @@ def handler(as_json: bool, text_format: str = TEXT) -> logging.Handler:
 def configure(level: int | str = logging.INFO, as_json: bool = False, text_format: str = TEXT) -> bool:
     """Route every logger to stderr in the requested format; returns whether it is JSON."""
     as_json = wants_json(as_json)
+    _chosen[:] = [as_json]
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler(as_json, text_format))
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    logging.captureWarnings(as_json)  # a warning is a record too, not a stray line among the JSON
     return as_json

@@ -32,6 +32,7 @@ def run(data_dir: Path | None, store: str | None, ops: str | None, log_json: boo
     from services.ledger.layout import prepare
     from services.ledger.settings import LedgerSettings
 
+    as_json = logs.configure(as_json=log_json)  # first: the Kafka clients made next log as chosen
     overrides = {k: v for k, v in {"data_dir": data_dir, "store": store}.items() if v is not None}
     try:
         settings = LedgerSettings.from_env(**overrides)
@@ -39,7 +40,7 @@ def run(data_dir: Path | None, store: str | None, ops: str | None, log_json: boo
         app = build_app(settings, ops=ops)
     except AccordError as e:
         raise click.ClickException(str(e)) from e
-    if logs.wants_json(log_json):  # Faust's worker configures logging itself: with our handler alone
+    if as_json:  # Faust's worker configures logging again: with our handler alone
         app.conf.logging_config = {"version": 1, "disable_existing_loggers": False, "root": {"handlers": []}}
         app.conf.loghandlers = [logs.handler(as_json=True)]
     worker = faust.Worker(app, loglevel=settings.options.log_level, quiet=True)

@@ -297,9 +297,9 @@ def serve(host: str, port: int, ops: str | None, log_json: bool) -> None:
     from services.core.ops import serve_ops
     from services.publisher.http import create_app
 
+    as_json = logs.configure("INFO", as_json=log_json)  # first: the Kafka clients made next log as chosen
     app = create_app(PublisherSettings.from_env())
     endpoint = serve_ops(ops, app.state.acting.health)
-    as_json = logs.configure("INFO", as_json=log_json)
     try:
         uvicorn.run(app, host=host, port=port, log_config=None if as_json else uvicorn.config.LOGGING_CONFIG)
     finally:

@@ -6,7 +6,8 @@ subprocess scrapes their `/metrics` every second. The test publishes listings th
 publisher's HTTP API (one refused by a rule), writes one forged event to a listing topic, and
 asks Prometheus's HTTP API for the numbers it caused. Then it locks the copy's database by hand,
 as an adversary or a careless operator would: the sink stops making progress and its `/health`
-turns 503, and 200 again once the lock is gone.
+turns 503, and 200 again once the lock is gone. Every service logs JSON (`ACCORD_LOG_FORMAT=json`
+or `--log-json`), and every line of their logs parses as one JSON object.
 """
 
 from __future__ import annotations
@@ -154,17 +155,18 @@ def stack(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory
     clerk = FileCredentials(credentials).issue("court", "clerk")
     prometheus = None
     try:
-        backbone.start_ledger(ACCORD_OPS_ADDR=f"127.0.0.1:{ports['ledger']}")
+        backbone.start_ledger(ACCORD_OPS_ADDR=f"127.0.0.1:{ports['ledger']}", ACCORD_LOG_FORMAT="json")
         backbone.start("copy", ["copy", "run", "--agency", CA, "--store", f"sqlite:///{store}",
-                                "--ops", f"127.0.0.1:{ports['copy']}"],
+                                "--ops", f"127.0.0.1:{ports['copy']}", "--log-json"],
                        ACCORD_COPY_SLA_S="2", **backbone.as_(CA))  # fmt: skip
         backbone.start("reconciler", ["reconcile", "run", "--copy", f"{CA}=sqlite:///{store}",
                                       "--ops", f"127.0.0.1:{ports['reconciler']}"],
                        ACCORD_RECONCILE_LISTING_SLA_S="60", ACCORD_RECONCILE_CHECK_INTERVAL_S="0.5",
-                       ACCORD_RECONCILE_ANTIENTROPY_INTERVAL_S="1", **backbone.as_("reconciler"))  # fmt: skip
+                       ACCORD_RECONCILE_ANTIENTROPY_INTERVAL_S="1", ACCORD_LOG_FORMAT="json",
+                       **backbone.as_("reconciler"))  # fmt: skip
         backbone.start("publisher", ["publish", "serve", "--port", str(ports["publisher-api"]),
                                      "--ops", f"127.0.0.1:{ports['publisher']}"],
-                       **publisher_env(backbone, credentials))  # fmt: skip
+                       ACCORD_LOG_FORMAT="json", **publisher_env(backbone, credentials))  # fmt: skip
         for name, url in ops.items():
             wait_for(f"{name}'s ops endpoint", answering(f"{url}/health", backbone), TIMEOUT)
         api = f"http://127.0.0.1:{ports['publisher-api']}"
@@ -247,3 +249,19 @@ def test_a_copy_that_stops_making_progress_answers_503_and_recovers(stack: Stack
         lock.close()
     wait_for("the copy's /health to be 200 again", lambda: stack.health("copy")[0] == 200, TIMEOUT)
     backbone.assert_alive()
+
+
+def test_every_service_logs_one_json_object_per_line(stack: Stack) -> None:
+    stack.reaches('accord_events_handled_total{service="ledger",outcome="admitted"} > bool 0', 1)
+    for name in ("ledger", "copy", "reconciler", "publisher"):
+        lines = [line for line in (stack.backbone.folder / f"{name}.log").read_text().splitlines() if line]
+        assert lines, f"{name} logged nothing"
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise AssertionError(f"{name} logged a line that is not JSON: {line!r}") from None
+        assert all({"time", "level", "logger", "message"} <= record.keys() for record in records), name
+    reconciler = (stack.backbone.folder / "reconciler.log").read_text().splitlines()
+    assert any(json.loads(line)["message"].startswith("replayed the log") for line in reconciler if line)
