@@ -240,14 +240,24 @@ class Ledger:
 
     def measure_lag(self, now: float) -> None:
         """Every `LAG_EVERY_S`, in a thread of its own (the broker's answer never delays the timer):
-        how much of the input the ledger has not handled, from its own positions."""
+        how much of its input (the partitions assigned to this worker) the ledger has not handled."""
         if now - self.lag_at < LAG_EVERY_S:
             return
         self.lag_at = now
 
         async def measure() -> None:
-            positions, topics = dict(self.positions), sorted(self.ctx.authors)
-            self.lag = await asyncio.to_thread(lag_behind, self.settings.kafka.connection, topics, positions)
+            mine = {
+                (tp.topic, tp.partition)
+                for tp in self.app.consumer.assignment()
+                if tp.topic in self.ctx.authors
+            }
+            positions, topics = dict(self.positions), sorted({topic for topic, _ in mine})
+            try:
+                lag = await asyncio.to_thread(lag_behind, self.settings.kafka.connection, topics, positions)
+            except Exception as e:  # a measurement never stops the worker: its health says "unknown"
+                log.warning("could not measure the ledger's lag: %r", e)
+                lag = None
+            self.lag = None if lag is None else {tp: n for tp, n in lag.items() if tp in mine}
 
         self.in_background(measure())
 
