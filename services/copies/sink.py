@@ -30,7 +30,7 @@ from services.core.copystore import Applied, CopyStore, Holding
 from services.core.errors import ConfigurationError, ContractError
 from services.core.events import CopyApplied, Event, ViewChanged
 from services.core.health import Health, Progress
-from services.core.kafka import EventProducer, consumer, decode_message, lag_behind, raise_on_error
+from services.core.kafka import EventProducer, cached_lag, consumer, decode_message, raise_on_error
 from services.core.policy import Policy
 from services.core.topics import copy_key
 
@@ -59,7 +59,6 @@ class Sink:
         self.last_digest = 0.0
         self.applied = 0
         self.applied_at_digest = 0
-        self.connection = connection
         self.progress = Progress(f"copy-{agency}", stall_after_s=self.options.sla_s)
         self.positions: dict[int, int] = {}  # next offset per partition, as the store records them
         self.last_applied_at: datetime | None = None
@@ -147,10 +146,11 @@ class Sink:
     def health(self) -> Health:
         """Progress against the view topic's end, and behind the SLA when its freshness says stale."""
         positions = dict(self.positions)
-        lag = lag_behind(self.connection, [self.topic], {(self.topic, p): o for p, o in positions.items()})
-        by_partition = None if lag is None else {p: n for (_, p), n in lag.items()}
+        mine = [(self.topic, tp.partition) for tp in self.consumer.assignment()]
+        lag = cached_lag(self.consumer, mine, {(self.topic, p): o for p, o in positions.items()})
+        by_partition = {p: n for (_, p), n in lag.items()}
         fresh = freshness(positions, by_partition, self.last_applied_at, self.clock(), self.options.sla_s)
-        health = self.progress.judge(lag, behind=fresh.note if fresh.stale and lag is not None else None)
+        health = self.progress.judge(lag, behind=fresh.note if fresh.stale else None)
         metrics.record(health, lag)
         return health
 

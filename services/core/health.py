@@ -91,7 +91,7 @@ class Progress:
             reasons.append("the work pending cannot be measured: the broker did not answer")
         elif pending > 0 and self._waited_s() > self.stall_after_s:
             reasons.append(
-                f"{pending} messages waiting and nothing handled for {self._waited_s():.0f} s "
+                f"{pending} pending and nothing handled for {self._waited_s():.0f} s "
                 f"(threshold {self.stall_after_s:.0f} s): not making progress"
             )
         if behind:

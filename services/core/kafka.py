@@ -212,22 +212,19 @@ def end_offsets(
         probe.close()
 
 
-def lag_behind(
-    connection: KafkaConnection,
-    topics: Iterable[str],
-    positions: Mapping[tuple[str, int], int],
-    timeout: float = 5.0,
-) -> dict[tuple[str, int], int] | None:
-    """Messages of each partition of `topics` beyond a reader's `positions` (next offsets), or None
-    when the broker does not answer: the "work pending" of a service's health."""
-    try:
-        ends = end_offsets(connection, topics, timeout)
-    except BrokerUnavailable:
-        return None
-    return {
-        (tp.topic, tp.partition): max(0, high - positions.get((tp.topic, tp.partition), 0))
-        for tp, high in ends.items()
-    }
+def cached_lag(
+    reader: Consumer, partitions: Iterable[tuple[str, int]], positions: Mapping[tuple[str, int], int]
+) -> dict[tuple[str, int], int]:
+    """Messages of each of `partitions` beyond `positions` (next offsets): the "work pending" of a
+    service's health, from the high watermarks the reader's own fetches reported (librdkafka keeps
+    fetching while the service is stuck), so a health check costs no request to the broker.
+    A partition not fetched yet is left out. The client is thread-safe: an ops thread may ask."""
+    lag = {}
+    for topic, partition in partitions:
+        _, high = reader.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        if high >= 0:
+            lag[(topic, partition)] = max(0, high - positions.get((topic, partition), 0))
+    return lag
 
 
 def partition_counts(

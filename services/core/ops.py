@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +50,14 @@ def answer(path: str, judge: Judge) -> tuple[int, str, bytes]:
     return 404, "text/plain", b"not found: /health or /metrics\n"
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A scraper that gave up and hung up is not worth a traceback among the service's logs."""
+        log.debug("ops request from %s failed: %r", client_address, sys.exc_info()[1])
+
+
 class OpsServer:
     """`/health` and `/metrics` on their own port, in a daemon thread; `close` stops it."""
 
@@ -69,8 +78,7 @@ class OpsServer:
             def log_message(self, format: str, *args: object) -> None:  # scrapes are not news
                 pass
 
-        self.server = ThreadingHTTPServer(address(where), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(address(where), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name="ops", daemon=True)
         self.thread.start()

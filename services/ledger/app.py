@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from services.core import metrics, serde
 from services.core.events import Rejected
 from services.core.health import Health, Lag, Progress
-from services.core.kafka import end_offsets, headers_of, lag_behind
+from services.core.kafka import end_offsets, headers_of
 from services.core.ops import serve_ops
 from services.core.policy import Policy
 from services.core.topics import BACKBONE
@@ -239,25 +239,23 @@ class Ledger:
         write_report(self.health(), self.settings.options.data_dir / HEALTH_FILE)
 
     def measure_lag(self, now: float) -> None:
-        """Every `LAG_EVERY_S`, in a thread of its own (the broker's answer never delays the timer):
-        how much of its input (the partitions assigned to this worker) the ledger has not handled."""
+        """Every `LAG_EVERY_S`, in a task of its own (the broker's answer never delays the timer): how
+        much of its input (the partitions assigned to this worker: not another's) it has not handled."""
         if now - self.lag_at < LAG_EVERY_S:
             return
         self.lag_at = now
 
         async def measure() -> None:
-            mine = {
-                (tp.topic, tp.partition)
-                for tp in self.app.consumer.assignment()
-                if tp.topic in self.ctx.authors
-            }
-            positions, topics = dict(self.positions), sorted({topic for topic, _ in mine})
-            try:
-                lag = await asyncio.to_thread(lag_behind, self.settings.kafka.connection, topics, positions)
+            mine = [tp for tp in self.app.consumer.assignment() if tp.topic in self.ctx.authors]
+            try:  # one request on Faust's own connection, answered in its consumer's thread
+                ends = await self.app.consumer.highwaters(*mine) if mine else {}
             except Exception as e:  # a measurement never stops the worker: its health says "unknown"
                 log.warning("could not measure the ledger's lag: %r", e)
-                lag = None
-            self.lag = None if lag is None else {tp: n for tp, n in lag.items() if tp in mine}
+                self.lag = None
+                return
+            at = self.positions
+            self.lag = {(tp.topic, tp.partition): max(0, end - at.get((tp.topic, tp.partition), 0))
+                        for tp, end in ends.items()}  # fmt: skip
 
         self.in_background(measure())
 

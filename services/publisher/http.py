@@ -170,6 +170,7 @@ class _Acting:
 
     def _handled(self, outcome: str) -> None:
         metrics.EVENTS_HANDLED.labels("publisher", outcome).inc()
+        self.progress.count(**{outcome: 1})
 
     def _decided(self) -> None:
         self.undecided = 0

@@ -39,10 +39,10 @@ from services.core.events import (
 from services.core.health import Health, Progress
 from services.core.kafka import (
     EventProducer,
+    cached_lag,
     consumer,
     decode_message,
     end_offsets,
-    lag_behind,
     partition_for,
     raise_on_error,
 )
@@ -110,11 +110,11 @@ class Runner:
         self.replayed = False
         self.read = 0
         self.tracker = Progress("reconciler", settings.stall_after_s)
-        self.names: list[str] = []  # every topic read
+        self.reader: Consumer | None = None  # while it runs
         self._compared: dict[str, str] = {}  # agency -> time of its last digest comparison
 
     def run(self, stop: threading.Event) -> None:
-        reader = self._subscribe()
+        reader = self.reader = self._subscribe()
         try:
             while not stop.is_set():
                 batch = reader.consume(num_messages=BATCH, timeout=POLL_S)
@@ -126,13 +126,14 @@ class Runner:
                     now = datetime.now(UTC)
                     self.tick(now, self.acks_horizon(reader, now))
         finally:
+            self.reader = None
             reader.close()
             self.producer.flush()
             self.log(self.progress())
             self.log(self.engine.times.table())
 
     def _subscribe(self) -> Consumer:
-        names = self.names = subscription(self.topics, self.engine.expected.agencies)
+        names = subscription(self.topics, self.engine.expected.agencies)
         connection = self.kafka.connection
         reader = consumer(connection, connection.group(f"follow-{uuid.uuid4()}"))
         try:
@@ -251,8 +252,9 @@ class Runner:
         return "progress: " + ", ".join(parts)
 
     def health(self) -> Health:
-        """Progress is the input read against the log's end (from the ops thread: positions copied)."""
-        lag = lag_behind(self.kafka.connection, self.names, dict(self._read_to)) if self.names else {}
+        """Progress is the input read against the log's end (asked from the ops thread: copies)."""
+        partitions = [(topic, p) for topic, count in list(self._partitions.items()) for p in range(count)]
+        lag = cached_lag(self.reader, partitions, dict(self._read_to)) if self.reader else {}
         self.tracker.note(replayed=self.replayed, findings_open=len(self.engine.book),
                             repairs_open=len(self.engine.repairs))  # fmt: skip
         health = self.tracker.judge(lag)

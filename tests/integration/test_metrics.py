@@ -6,8 +6,9 @@ subprocess scrapes their `/metrics` every second. The test publishes listings th
 publisher's HTTP API (one refused by a rule), writes one forged event to a listing topic, and
 asks Prometheus's HTTP API for the numbers it caused. Then it locks the copy's database by hand,
 as an adversary or a careless operator would: the sink stops making progress and its `/health`
-turns 503, and 200 again once the lock is gone. Every service logs JSON (`ACCORD_LOG_FORMAT=json`
-or `--log-json`), and every line of their logs parses as one JSON object.
+turns 503, and 200 again once the lock is gone. A publisher whose ledger does not run turns 503
+once its commands stay undecided, and 200 when the ledger rules. Every service logs JSON
+(`ACCORD_LOG_FORMAT=json` or `--log-json`), and every line of their logs parses as one JSON object.
 """
 
 from __future__ import annotations
@@ -265,3 +266,35 @@ def test_every_service_logs_one_json_object_per_line(stack: Stack) -> None:
         assert all({"time", "level", "logger", "message"} <= record.keys() for record in records), name
     reconciler = (stack.backbone.folder / "reconciler.log").read_text().splitlines()
     assert any(json.loads(line)["message"].startswith("replayed the log") for line in reconciler if line)
+
+
+def test_a_publisher_whose_ledger_does_not_decide_answers_503_until_it_does(
+    kafka_admin: KafkaConnection, tmp_path: Path
+) -> None:
+    backbone = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path)  # no ledger yet
+    credentials = tmp_path / "credentials.yaml"
+    clerk = {"Authorization": f"Bearer {FileCredentials(credentials).issue('court', 'clerk')}"}
+    api, ops = free_port(), free_port()
+    env = {**publisher_env(backbone, credentials), "ACCORD_DECISION_WAIT_S": "1"}  # unhealthy after 3 s
+    backbone.start("publisher", ["publish", "serve", "--port", str(api), "--ops", f"127.0.0.1:{ops}"], **env)
+    health = f"http://127.0.0.1:{ops}/health"
+    try:
+        wait_for("the publisher's API", answering(f"http://127.0.0.1:{api}/docs", backbone), TIMEOUT)
+        with httpx.Client(base_url=f"http://127.0.0.1:{api}", timeout=90, headers=clerk) as http:
+            undecided = http.post("/listings", json=issue_body())
+            assert undecided.status_code == 202, undecided.text
+            stalled = wait_for("503", lambda: httpx.get(health, timeout=30).status_code == 503, TIMEOUT)
+            assert stalled
+            body = httpx.get(health, timeout=30).json()
+            assert body["pending"] == 1 and "not making progress" in body["reasons"][0], body
+            assert body["undecided"] == 1 and body.get("decided") is None
+
+            backbone.start_ledger()
+            ruled = lambda: http.get(undecided.headers["location"]).status_code == 200  # noqa: E731
+            wait_for("the ledger's verdict", ruled, TIMEOUT)
+        answer = httpx.get(health, timeout=30)
+        assert answer.status_code == 200 and answer.json()["pending"] == 0, answer.text
+        scraped = httpx.get(f"http://127.0.0.1:{ops}/metrics", timeout=30).text
+        assert 'accord_events_handled_total{outcome="undecided",service="publisher"} 1.0' in scraped
+    finally:
+        backbone.stop_all()

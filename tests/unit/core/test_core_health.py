@@ -41,9 +41,7 @@ def test_work_pending_and_no_advance_within_the_threshold_is_not_progress() -> N
     clock[0] = 11.0
     health = progress.judge(lag)
     assert health.status_code == 503
-    assert health.reasons == (
-        "5 messages waiting and nothing handled for 11 s (threshold 10 s): not making progress",
-    )
+    assert health.reasons == ("5 pending and nothing handled for 11 s (threshold 10 s): not making progress",)
     assert health.body()["lag"] == {"views.railway[0]": 4, "views.railway[1]": 1}
     assert health.body()["applied"] == 2
     progress.advance(applied=1)
@@ -60,7 +58,7 @@ def test_new_work_after_a_long_idle_is_not_a_stall_at_first_sight() -> None:
     clock[0] = 3605.0
     assert progress.judge(lag).healthy
     clock[0] = 3611.0
-    assert progress.judge(lag).reasons[0].startswith("1 messages waiting and nothing handled for 11 s")
+    assert progress.judge(lag).reasons[0].startswith("1 pending and nothing handled for 11 s")
     assert progress.judge(dict.fromkeys(lag, 0)).healthy  # caught up by other means: the clock resets
     clock[0] = 3700.0
     assert progress.judge(lag).healthy

@@ -48,4 +48,4 @@ def test_a_report_the_timer_keeps_writing_fails_when_the_agent_stalls(tmp_path: 
     write_report(progress.judge(lag), tmp_path / "health.json")
     code, output = status(tmp_path)
     assert code == 1
-    assert "3 messages waiting and nothing handled for 60 s" in output
+    assert "3 pending and nothing handled for 60 s" in output
