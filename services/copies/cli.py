@@ -15,12 +15,14 @@ from services.copies.check import CheckAnswer, answer
 from services.copies.lag import view_lag
 from services.copies.settings import CopySettings
 from services.copies.sink import Sink
+from services.core import logs
 from services.core.cli_input import read_identifier, refuse_flags
 from services.core.clock import utc_now
 from services.core.copystore import CopyStore, open_store
 from services.core.credentials import FileCredentials
 from services.core.crypto import pseudonymise
 from services.core.errors import AccordError
+from services.core.ops import LOG_JSON, OPS, serve_ops
 from services.core.policy import load_policy
 
 EXIT_STALE = 2  # `check` answered, but from a copy that may be out of date or is damaged
@@ -57,9 +59,11 @@ def _open(url: str, agency: str) -> CopyStore:
 @copy.command()
 @AGENCY
 @STORE
-def run(agency: str, store: str) -> None:
+@OPS
+@LOG_JSON
+def run(agency: str, store: str, ops: str | None, log_json: bool) -> None:
     """Apply views.<agency> to the store until stopped (SIGTERM or Ctrl-C)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(logging.INFO, as_json=log_json)
     settings = CopySettings.from_env()
     stopping: list[int] = []
 
@@ -69,11 +73,16 @@ def run(agency: str, store: str) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     copy_store = _open(store, agency)
+    endpoint = None
     try:
-        Sink(agency, copy_store, settings, load_policy()).run(lambda: bool(stopping))
+        sink = Sink(agency, copy_store, settings, load_policy())
+        endpoint = serve_ops(ops, sink.health)
+        sink.run(lambda: bool(stopping))
     except AccordError as e:  # the store or the broker failed: stop loudly, a supervisor restarts us
         raise click.ClickException(str(e)) from e
     finally:
+        if endpoint is not None:
+            endpoint.close()
         copy_store.close()
 
 
@@ -143,7 +152,8 @@ def render(result: CheckAnswer) -> str:
 @STORE
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
-def serve(agency: str, store: str, host: str, port: int) -> None:
+@LOG_JSON
+def serve(agency: str, store: str, host: str, port: int, log_json: bool) -> None:
     """Serve GET/POST /check (officers of AGENCY), /probe/* (the reconciler) and GET /health over HTTP."""
     import uvicorn
 
@@ -161,6 +171,7 @@ def serve(agency: str, store: str, host: str, port: int) -> None:
     credentials = FileCredentials(settings.keys.credentials_file)
     app = build_http(copy_store, lag, settings.options.sla_s, key, utc_now, credentials)
     try:
-        uvicorn.run(app, host=host, port=port)
+        as_json = logs.configure(logging.INFO, as_json=log_json)
+        uvicorn.run(app, host=host, port=port, log_config=None if as_json else uvicorn.config.LOGGING_CONFIG)
     finally:
         copy_store.close()

@@ -2,7 +2,9 @@
 
 `GET /check?subject_ref=` for callers that already hold the pseudonym; `POST /check`
 with `{"national_id": ...}` for a desk that has the card (pseudonymised here, never
-logged or stored); `GET /health` answers with the copy's freshness alone.
+logged or stored); `GET /health` answers with the copy's freshness alone: 200 when it
+is fresh, 503 when it is behind its SLA or its lag cannot be measured (a load balancer or
+supervisor then sees what an officer would be told).
 
 `GET /probe/digest | sub-digest | leaves | positions | misplaced | damaged` answer the reconciler's questions
 (`CopyProbe`): bucket hashes, per-listing (version, status, row hash) and positions,
@@ -20,6 +22,7 @@ from datetime import datetime
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, SecretStr
 
 from services.copies.check import CheckAnswer, Freshness, answer, freshness
@@ -66,10 +69,11 @@ def build_http(
 
     app.include_router(checks)
 
-    @app.get("/health")
-    def health() -> Freshness:
+    @app.get("/health", response_model=Freshness, responses={503: {"model": Freshness}})
+    def health() -> JSONResponse:
         positions = store.positions()
-        return freshness(positions, lag(positions), store.last_applied_at(), clock(), sla_s)
+        fresh = freshness(positions, lag(positions), store.last_applied_at(), clock(), sla_s)
+        return JSONResponse(fresh.model_dump(mode="json"), status_code=503 if fresh.stale else 200)
 
     mount_probe(app, StoreProbe(store), credentials)
     return app

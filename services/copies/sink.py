@@ -6,6 +6,10 @@ restart neither loses nor repeats a change, and nothing is ever committed to Kaf
 Each change is applied in one transaction with its position and its acknowledgement;
 acknowledgements are sent after the write and cleared once the broker confirms them,
 so a crash in between re-sends them (same id) instead of losing them.
+
+Its health (`health`, served on `accord copy run --ops`) is its progress: the positions it
+reached, kept in memory (the ops thread never touches the store), against the view topic's
+end, and its freshness against the SLA.
 """
 
 from __future__ import annotations
@@ -13,19 +17,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from services.copies import messages
+from services.copies.check import freshness
 from services.copies.settings import CopySettings
-from services.core import serde
+from services.core import metrics, serde
 from services.core.clock import Clock, utc_now
 from services.core.cloudevent import source
 from services.core.copystore import Applied, CopyStore, Holding
 from services.core.errors import ConfigurationError, ContractError
 from services.core.events import CopyApplied, Event, ViewChanged
-from services.core.kafka import EventProducer, consumer, decode_message, raise_on_error
+from services.core.health import Health, Progress
+from services.core.kafka import EventProducer, cached_lag, consumer, decode_message, raise_on_error
 from services.core.policy import Policy
 from services.core.position import Position
 from services.core.rejections import rejected
@@ -51,11 +58,15 @@ class Sink:
         self.last_digest = 0.0
         self.applied = 0
         self.applied_at_digest = 0
+        self.progress = Progress(f"copy-{agency}", stall_after_s=self.options.sla_s)
+        self.positions: dict[int, int] = {}  # next offset per partition, as the store records them
+        self.last_applied_at: datetime | None = None
 
     def start(self) -> None:
         """Re-send what a crash left unconfirmed, then read on from the store's own positions."""
         self._send_outbox()
         positions = self.store.positions()
+        self.positions, self.last_applied_at = dict(positions), self.store.last_applied_at()
         self.consumer.assign(
             [TopicPartition(self.topic, p, positions.get(p, OFFSET_BEGINNING)) for p in self._partitions()]
         )
@@ -87,8 +98,10 @@ class Sink:
         for msg in batch:
             raise_on_error(msg)
             self._take(msg)
+            self.positions[msg.partition() or 0] = (msg.offset() or 0) + 1  # taken: in the store now
         if batch:
             self._send_outbox()
+            self.progress.advance(handled=len(batch))
         caught_up = not batch and self.applied > self.applied_at_digest
         if caught_up or time.monotonic() - self.last_digest >= self.options.digest_interval_s:
             self.publish_digest(rescan=self.digests_sent % self.options.rescan_every == 0)
@@ -117,9 +130,28 @@ class Sink:
         outcome = self.store.apply(event, partition, offset, ack=partial(self._ack, event, partition, offset))
         if outcome is Applied.APPLIED:
             self.applied += 1
+            self._applied(msg)
         elif outcome is Applied.OVERTAKEN:
             log.info("copy of %s passed over %s v%d from %s: it knows a later version", self.agency,
                      event.envelope.listing_id, event.envelope.version, event.envelope.agency)  # fmt: skip
+
+    def _applied(self, msg: Message) -> None:
+        self.last_applied_at = self.clock()
+        metrics.COPY_APPLIED.labels(self.agency).inc()
+        kind, millis = msg.timestamp()
+        if kind and millis > 0:
+            metrics.APPLY_LATENCY.labels(self.agency).observe(max(0.0, time.time() - millis / 1000))
+
+    def health(self) -> Health:
+        """Progress against the view topic's end, and behind the SLA when its freshness says stale."""
+        positions = dict(self.positions)
+        mine = [(self.topic, tp.partition) for tp in self.consumer.assignment()]
+        lag = cached_lag(self.consumer, mine, {(self.topic, p): o for p, o in positions.items()})
+        by_partition = {p: n for (_, p), n in lag.items()}
+        fresh = freshness(positions, by_partition, self.last_applied_at, self.clock(), self.options.sla_s)
+        health = self.progress.judge(lag, behind=fresh.note if fresh.stale else None)
+        metrics.record(health, lag)
+        return health
 
     def _ack(self, change: ViewChanged, partition: int, offset: int, held: Holding) -> bytes:
         """What the copy holds once it took the change: the change itself, or, when the change was

@@ -8,12 +8,15 @@ process. Built from `KafkaSettings.connection` (the environment) or by the local
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
+
+from services.core import logs
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
@@ -71,6 +74,8 @@ class KafkaConnection:
             config["sasl.password"] = self.password.get_secret_value() if self.password else ""
         if self.uses_tls:
             config.update(_tls_files(self))
+        if logs.wants_json():  # librdkafka's own lines through Python's logging, so they are JSON too
+            config["logger"] = logging.getLogger("accord.kafka")
         return {**config, **extra}
 
     def ssl_context(self) -> ssl.SSLContext | None:

@@ -27,7 +27,6 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -36,8 +35,11 @@ import faust
 from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.core import cloudevent, serde
+from services.core import cloudevent, metrics, serde
+from services.core.events import Rejected
+from services.core.health import Health, Lag, Progress
 from services.core.kafka import end_offsets
+from services.core.ops import serve_ops
 from services.core.policy import Policy
 from services.core.topics import BACKBONE
 from services.core.views import LIVE
@@ -51,6 +53,7 @@ from services.ledger.settings import LedgerSettings
 log = logging.getLogger("accord.ledger")
 HEALTH_FILE = "health.json"
 POSITION = b"\x00position\x00"  # listings-table key prefix: next offset of each source partition
+LAG_EVERY_S = 2.0  # how often the timer measures the input still unread, for health and metrics
 EXIT_HANDLER_FAILED = 70  # EX_SOFTWARE: the supervisor restarts the worker; it resumes from its commits
 # The writes of the message (or tick) being handled: one list per asyncio task, so that the agents
 # and the timer, interleaved on one loop, never wait for (or ack past) each other's writes.
@@ -82,31 +85,13 @@ async def guarded(step: Awaitable[None], crash: Callable[[BaseException], NoRetu
         crash(e)
 
 
-@dataclass
-class Progress:
-    """What health means for the ledger: messages handled and when, not the process being up.
-
-    Written to `<data-dir>/health.json` on every expiry tick; `accord ledger status` reads it.
-    """
-
-    handled: int = 0
-    applied: int = 0
-    last_at: datetime | None = None
-    expiries_asked: int = 0
-    refetched: int = 0
-    reseeks: int = 0
-    live: int = 0
-    held: dict[str, int] = field(default_factory=dict)
-    held_oldest_s: float = 0.0
-    gaps_given_up: int = 0
-
-    def write(self, path: Path) -> None:
-        body = {**asdict(self), "last_at": self.last_at.isoformat() if self.last_at else None}
-        body["written_at"] = datetime.now(UTC).isoformat()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(body, indent=1))
-        partial.replace(path)
+def write_report(health: Health, path: Path) -> None:
+    """The last verdict, for `accord ledger status` (the ops endpoint answers it live)."""
+    body = {**health.body(), "written_at": datetime.now(UTC).isoformat()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(body, indent=1))
+    partial.replace(path)
 
 
 def trust(settings: LedgerSettings) -> tuple[Policy, Ed25519PrivateKey]:
@@ -157,7 +142,10 @@ class Ledger:
         self.listings = self._table("listings", partitions)
         self.held = self._table("held", partitions)
         self.index = ExpiryIndex()
-        self.progress = Progress()
+        self.progress = Progress("ledger", settings.options.stall_after_s)
+        self.positions: dict[tuple[str, int], int] = {}  # next offset of each source partition handled
+        self.lag: Lag | None = {}  # the last measurement of the input still unread (None: unknown)
+        self.lag_at = 0.0
         self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
@@ -189,6 +177,7 @@ class Ledger:
                 await self.process(earlier)
         await self.process(msg)
         self.listings[position] = str(max(expected, msg.offset + 1)).encode()
+        self.positions[(msg.topic, msg.partition)] = max(expected, msg.offset + 1)
         self.handled_at = time.monotonic()
 
     def confirm(
@@ -217,7 +206,7 @@ class Ledger:
         missed = await asyncio.to_thread(
             read_range, connection, msg.topic, msg.partition, expected, msg.offset
         )
-        self.progress.refetched += len(missed)
+        self.progress.count(refetched=len(missed))
         return missed
 
     async def process(self, msg: Inbound) -> None:
@@ -229,7 +218,7 @@ class Ledger:
             self.listings[key] = outcome.entry.encode()
             self.index.track(outcome.entry.state)
         await self.emit(key, waiting, outcome)
-        _count(self.progress, outcome.applied, key, len(outcome.held))
+        _count(self.progress, outcome)
 
     async def emit(self, key: bytes, waiting: list[Inbound], outcome: Handled) -> None:
         """Write the listing's held messages if they changed, and send what the outcome publishes."""
@@ -246,8 +235,38 @@ class Ledger:
             await self.expire(listing_id, now)
         await self.check_held(datetime.now(UTC))
         await self.watch(time.monotonic())
-        self.progress.live = len(self.index)
-        self.progress.write(self.settings.options.data_dir / HEALTH_FILE)
+        self.progress.note(live=len(self.index))
+        self.measure_lag(time.monotonic())
+        write_report(self.health(), self.settings.options.data_dir / HEALTH_FILE)
+
+    def measure_lag(self, now: float) -> None:
+        """Every `LAG_EVERY_S`, in a task of its own (the broker's answer never delays the timer): how
+        much of its input (the partitions assigned to this worker: not another's) it has not handled."""
+        if now - self.lag_at < LAG_EVERY_S:
+            return
+        self.lag_at = now
+
+        async def measure() -> None:
+            mine = [tp for tp in self.app.consumer.assignment() if tp.topic in self.ctx.authors]
+            try:  # one request on Faust's own connection, answered in its consumer's thread
+                ends = await self.app.consumer.highwaters(*mine) if mine else {}
+            except Exception as e:  # a measurement never stops the worker: its health says "unknown"
+                log.warning("could not measure the ledger's lag: %r", e)
+                self.lag = None
+                return
+            at = self.positions
+            self.lag = {(tp.topic, tp.partition): max(0, end - at.get((tp.topic, tp.partition), 0))
+                        for tp, end in ends.items()}  # fmt: skip
+
+        self.in_background(measure())
+
+    def health(self) -> Health:
+        """Progress against the last lag measured; a measurement older than a few rounds is unknown."""
+        fresh = time.monotonic() - self.lag_at <= 3 * LAG_EVERY_S + 10
+        lag = self.lag if fresh else None
+        health = self.progress.judge(lag)
+        metrics.record(health, lag)
+        return health
 
     async def expire(self, listing_id: str, now: datetime) -> None:
         """Publish the listing's expiry and wait for the broker; only then may the index let go."""
@@ -261,7 +280,8 @@ class Ledger:
             await self.send(Outbound(self.ctx.topics.listings(BACKBONE), listing_id, expired))
             await asyncio.gather(*taken())
             self.index.written(listing_id)
-            self.progress.expiries_asked += 1
+            self.progress.count(expiries_asked=1)
+            metrics.EXPIRIES.inc()
 
     async def check_held(self, now: datetime) -> None:
         """Report what is held and ask, once per limit, for overdue held messages to be refused.
@@ -280,7 +300,7 @@ class Ledger:
                 assert self.gaps is not None
                 await (await self.gaps.send(key=key, value=now.isoformat().encode()))
                 self.gaps_asked[key] = now
-        self.progress.held, self.progress.held_oldest_s = held, round(oldest.total_seconds(), 1)
+        self.progress.note(held=held, held_oldest_s=round(oldest.total_seconds(), 1))
 
     async def give_up(self, event: faust.EventT[bytes]) -> None:
         """Refuse the overdue held messages of one listing (a request from `check_held`)."""
@@ -289,7 +309,8 @@ class Ledger:
         held = decode_held(self.held.get(key))
         outcome = give_up(held, now, timedelta(seconds=self.settings.options.hold_limit_s), self.ctx)
         await self.emit(key, held, outcome)
-        self.progress.gaps_given_up += len(held) - len(outcome.held)
+        self.progress.count(gaps_given_up=len(held) - len(outcome.held))
+        _refusals(outcome)
 
     async def watch(self, now: float) -> None:
         """Seek back any source partition whose log runs ahead of what the ledger handled while it idles.
@@ -316,7 +337,7 @@ class Ledger:
                 )
                 self.app.consumer.resume_partitions({tp})
                 await self.app.consumer.seek(tp, expected)
-                self.progress.reseeks += 1
+                self.progress.count(reseeks=1)
 
     async def reindex(self) -> None:
         """After start and each rebalance: rebuild the expiry index from the recovered table.
@@ -327,6 +348,10 @@ class Ledger:
         the live index lacks, and `expire` re-checks each due listing against the table.
         (The memory store is a plain dict, not safe to iterate from a thread: tests only.)"""
         self.ready_at = time.monotonic()
+        for tp in self.app.consumer.assignment():
+            if tp.topic in self.ctx.authors:
+                stored = self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0")
+                self.positions[(tp.topic, tp.partition)] = int(stored)
         if not self.settings.options.store.startswith("rocksdb"):
             self.index.merge(self.indexed())
             log.warning("ledger ready: %d live listings indexed for expiry", len(self.index))
@@ -360,7 +385,10 @@ def instance_id(settings: LedgerSettings) -> str | None:
     return f"{app_id(settings.kafka)}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
-def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoReturn] = exit_now) -> faust.App:
+def build_app(
+    settings: LedgerSettings, crash: Callable[[BaseException], NoReturn] = exit_now, ops: str | None = None
+) -> faust.App:
+    """The worker's app; with `ops` (HOST:PORT) it also serves the worker's /health and /metrics."""
     kafka, options = settings.kafka, settings.options
     app = faust.App(
         app_id(kafka),
@@ -402,6 +430,7 @@ def build_app(settings: LedgerSettings, crash: Callable[[BaseException], NoRetur
         await guarded(worker.tick(), crash)
 
     worker.listings.on_recover(worker.reindex)
+    serve_ops(ops, worker.health)
     return app
 
 
@@ -425,12 +454,17 @@ def _write_held(held: faust.types.TableT[bytes, bytes], key: bytes, messages: li
         del held[key]
 
 
-def _count(progress: Progress, applied: int, key: bytes, held: int) -> None:
-    progress.handled += 1
-    progress.applied += applied
-    progress.last_at = datetime.now(UTC)
-    listing = key.decode(errors="replace")
-    if held:
-        progress.held[listing] = held
-    else:
-        progress.held.pop(listing, None)
+def _count(progress: Progress, outcome: Handled) -> None:
+    """One message handled: an advance of the ledger, and what became of it, for the metrics."""
+    progress.advance(handled=1, applied=outcome.applied)
+    refused = _refusals(outcome)
+    kind = "admitted" if outcome.applied else "refused" if refused else "held" if outcome.held else "ignored"
+    metrics.EVENTS_HANDLED.labels("ledger", kind).inc()
+
+
+def _refusals(outcome: Handled) -> int:
+    """Count the refusals an outcome publishes, by reason code; how many there are."""
+    refused = [o.event for o in outcome.out if isinstance(o.event, Rejected)]
+    for event in refused:
+        metrics.EVENTS_REFUSED.labels("ledger", event.reason_code).inc()
+    return len(refused)

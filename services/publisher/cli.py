@@ -36,6 +36,7 @@ from services.core.commands import (
 )
 from services.core.crypto import Keystore, TrustAnchor
 from services.core.errors import AccordError
+from services.core.ops import LOG_JSON, OPS
 from services.core.policy import load_policy
 from services.core.settings import KeystoreSettings
 from services.publisher.client import Publisher
@@ -286,10 +287,21 @@ def verdict(listing_id: str, event_id: str, wait: float) -> None:
 @publish.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
-    """Serve the HTTP API (OpenAPI at /docs)."""
+@OPS
+@LOG_JSON
+def serve(host: str, port: int, ops: str | None, log_json: bool) -> None:
+    """Serve the HTTP API (OpenAPI at /docs); with --ops, its /health and /metrics on their own port."""
     import uvicorn
 
+    from services.core import logs
+    from services.core.ops import serve_ops
     from services.publisher.http import create_app
 
-    uvicorn.run(create_app(PublisherSettings.from_env()), host=host, port=port)
+    as_json = logs.configure("INFO", as_json=log_json)  # first: the Kafka clients made next log as chosen
+    app = create_app(PublisherSettings.from_env())
+    endpoint = serve_ops(ops, app.state.acting.health)
+    try:
+        uvicorn.run(app, host=host, port=port, log_config=None if as_json else uvicorn.config.LOGGING_CONFIG)
+    finally:
+        if endpoint is not None:
+            endpoint.close()

@@ -42,6 +42,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from services.core import metrics
 from services.core.commands import (
     AnyCommand,
     CorrectCommand,
@@ -59,10 +60,11 @@ from services.core.commands import (
 from services.core.credentials import CredentialStore, FileCredentials, Principal
 from services.core.errors import AccordError, UnknownListing
 from services.core.events import ListingState
+from services.core.health import Health, Progress
 from services.core.httpauth import AUTH_RESPONSES, Bearer, Guard, Refused, acting_for, install, require
 from services.core.policy import SEVERITY_TIERS, Policy
 from services.publisher.client import Publisher
-from services.publisher.errors import Undecided
+from services.publisher.errors import LedgerRefusal, Undecided
 from services.publisher.refusals import Refusal, invalid, refusal_of
 from services.publisher.settings import PublisherSettings
 from services.publisher.state import Receipt
@@ -117,10 +119,11 @@ def create_app(settings: PublisherSettings, credentials: CredentialStore | None 
         dependencies=[Depends(_clerk)],  # every route, including any added later
     )
     app.state.publisher = publisher
+    app.state.acting = acting = _Acting(publisher, settings.options.decision_wait_s * 3)
     app.state.clerks = require(store, "clerk", publisher.signer.agency)
     install(app)
     _answers(app)
-    _routes(app, _Acting(publisher))
+    _routes(app, acting)
     app.openapi = lambda: _openapi(app, publisher.policy)  # type: ignore[method-assign]
     return app
 
@@ -135,14 +138,48 @@ Caller = Annotated[Principal, Depends(_clerk)]
 
 
 class _Acting:
-    """The publisher, for the caller the credential names: a command of another agency is a 403."""
+    """The publisher, for the caller the credential names: a command of another agency is a 403.
 
-    def __init__(self, publisher: Publisher) -> None:
+    It also keeps the server's health: each verdict of the ledger heard (admitted or refused) is
+    progress; commands left undecided since the last verdict are the work pending, so a ledger
+    that stopped deciding makes `/health` a 503 once nothing was decided for `stall_after_s`."""
+
+    def __init__(self, publisher: Publisher, stall_after_s: float) -> None:
         self.publisher = publisher
+        self.progress = Progress("publisher", stall_after_s)
+        self.undecided = 0
 
     def submit(self, principal: Principal, command: AnyCommand) -> Receipt:
-        acting_for(principal, command.agency)
-        return self.publisher.submit(command)
+        try:
+            acting_for(principal, command.agency)
+            receipt = self.publisher.submit(command)
+        except Undecided:
+            self._handled("undecided")
+            self.undecided += 1
+            raise
+        except AccordError as e:
+            code = refusal_of(e).code
+            self._handled("refused")
+            metrics.EVENTS_REFUSED.labels("publisher", code).inc()
+            if isinstance(e, LedgerRefusal):
+                self._decided()
+            raise
+        self._handled("admitted")
+        self._decided()
+        return receipt
+
+    def _handled(self, outcome: str) -> None:
+        metrics.EVENTS_HANDLED.labels("publisher", outcome).inc()
+        self.progress.count(**{outcome: 1})
+
+    def _decided(self) -> None:
+        self.undecided = 0
+        self.progress.advance(decided=1)
+
+    def health(self) -> Health:
+        health = self.progress.judge(self.undecided)
+        metrics.record(health, None)
+        return health
 
     def current(self, listing_id: str) -> ListingState | None:
         return self.publisher.current(listing_id)
@@ -150,7 +187,9 @@ class _Acting:
     def verdict(self, principal: Principal, listing_id: str, event_id: str) -> Receipt:
         """Asked about the credential's agency's events only: the one whose key this server holds."""
         acting_for(principal, self.publisher.signer.agency)
-        return self.publisher.verdict(listing_id, event_id)
+        receipt = self.publisher.verdict(listing_id, event_id)
+        self._decided()  # the ledger ruled on it (a refusal raises, and is no sign of a stall either)
+        return receipt
 
 
 def _answers(app: FastAPI) -> None:
@@ -170,7 +209,10 @@ def _answers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def malformed(_: Request, error: RequestValidationError) -> JSONResponse:
-        return _answer(invalid(list(error.errors())))
+        refusal = invalid(list(error.errors()))
+        metrics.EVENTS_HANDLED.labels("publisher", "refused").inc()
+        metrics.EVENTS_REFUSED.labels("publisher", refusal.code).inc()
+        return _answer(refusal)
 
 
 def _answer(refusal: Refusal) -> JSONResponse:

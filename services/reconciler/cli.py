@@ -6,15 +6,18 @@ Errors of the `AccordError` family become one clear line and a non-zero exit.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from types import FrameType
 
 import click
 
+from services.core import logs
 from services.core.copystore.probe import StoreProbe
 from services.core.errors import AccordError
 from services.core.kafka import create_topics
+from services.core.ops import LOG_JSON, OPS, serve_ops
 from services.core.policy import load_policy
 from services.core.settings import KafkaSettings, SecretSettings
 from services.reconciler.lease import Lease
@@ -25,7 +28,7 @@ from services.reconciler.settings import ReconcilerSettings
 
 
 def _log(line: str) -> None:
-    click.echo(line, err=True)
+    logging.getLogger("accord.reconciler").info(line)
 
 
 def _copies(given: tuple[str, ...], known: list[str]) -> dict[str, str]:
@@ -52,8 +55,11 @@ def reconcile() -> None:
     "--copy", "copies", multiple=True, metavar="AGENCY=URL",
     help="a copy to probe: its server (http://…, `accord copy serve`) or its store URL (repeatable)",
 )  # fmt: skip
-def run(copies: tuple[str, ...]) -> None:
+@OPS
+@LOG_JSON
+def run(copies: tuple[str, ...], ops: str | None, log_json: bool) -> None:
     """Reconcile until stopped (SIGTERM or Ctrl-C); findings on stderr and the `findings` topic."""
+    logs.configure(logging.INFO, as_json=log_json, text_format="%(message)s")  # plain: the lines alone
     kafka, settings, policy = KafkaSettings(), ReconcilerSettings(), load_policy()
     urls = {**settings.copies, **_copies(copies, policy.enforcers)}
     stop = threading.Event()
@@ -72,10 +78,14 @@ def run(copies: tuple[str, ...]) -> None:
         for agency in sorted(set(policy.enforcers) - set(probes)):
             _log(f"no --copy for {agency}: acknowledgements only, no anti-entropy")
         lease = Lease(kafka.connection, kafka.topics.ledger, settings.lease_session_s)
+        runner = Runner(kafka, settings, policy, probes, _log, lease)
+        endpoint = serve_ops(ops, runner.health)
         try:
-            Runner(kafka, settings, policy, probes, _log, lease).run(stop)
+            runner.run(stop)
         finally:
             lease.close()
+            if endpoint is not None:
+                endpoint.close()
     except AccordError as e:
         raise click.ClickException(str(e)) from e
     finally:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from services.core import metrics
+
 CHANGE = "change"
 MISSED = "missed"
 CHANGED = "changed"
@@ -45,6 +47,7 @@ class ConsistencyTimes:
 
     def add(self, agency: str, family: str, seconds: float) -> None:
         self._samples.setdefault((agency, family), []).append(seconds)
+        metrics.TIME_TO_CONSISTENCY.labels(agency, family).observe(seconds)
 
     def summary(self) -> dict[tuple[str, str], Summary]:
         out = {}

@@ -53,5 +53,12 @@ class FindingBook:
     def open_of_kind(self, kind: str) -> list[Finding]:
         return [f for f in self._open.values() if f.kind == kind]
 
+    def open_by_kind(self) -> dict[str, int]:
+        """How many detections of each kind are open (every kind, zero included)."""
+        counts = dict.fromkeys(findings.DETECTIONS, 0)
+        for finding in self._open.values():
+            counts[finding.kind] += 1
+        return counts
+
     def __len__(self) -> int:
         return len(self._open)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from services.core import metrics
 from services.core.cloudevent import source
 from services.core.copystore.probe import CopyProbe
 from services.core.digest import root_of
@@ -34,8 +35,10 @@ from services.core.events import (
     ListingState,
     ViewChanged,
 )  # fmt: skip
+from services.core.health import Health, Progress
 from services.core.kafka import (
     EventProducer,
+    cached_lag,
     consumer,
     decode_message,
     end_offsets,
@@ -107,17 +110,24 @@ class Runner:
         self._acks_at: dict[tuple[str, int], datetime] = {}  # acks partition -> time of the last ack read
         self.replayed = False
         self.read = 0
+        self.tracker = Progress("reconciler", settings.stall_after_s)
+        self.reader: Consumer | None = None  # while it runs
+        self._compared: dict[str, str] = {}  # agency -> time of its last digest comparison
 
     def run(self, stop: threading.Event) -> None:
-        reader = self._subscribe()
+        reader = self.reader = self._subscribe()
         try:
             while not stop.is_set():
-                for msg in reader.consume(num_messages=BATCH, timeout=POLL_S):
+                batch = reader.consume(num_messages=BATCH, timeout=POLL_S)
+                for msg in batch:
                     self.handle(msg)
+                if batch:
+                    self.tracker.advance(read=len(batch))
                 if self._caught_up_once():
                     now = datetime.now(UTC)
                     self.tick(now, self.acks_horizon(reader, now))
         finally:
+            self.reader = None
             reader.close()
             self.producer.flush()
             self.log(self.progress())
@@ -219,6 +229,8 @@ class Runner:
                 self._verify(agency, probe, now)
         for agency, probe in self.probes.items():
             self._anti_entropy(agency, probe, now)
+        for kind, count in self.engine.book.open_by_kind().items():
+            metrics.FINDINGS_OPEN.labels(kind).set(count)
         if self._due("report", self.settings.report_interval_s, first=False):
             self.log(self.progress())
             self.log(self.engine.times.table())
@@ -234,6 +246,16 @@ class Runner:
             f"{len(engine.book)} findings open",
         ]
         return "progress: " + ", ".join(parts)
+
+    def health(self) -> Health:
+        """Progress is the input read against the log's end (asked from the ops thread: copies)."""
+        partitions = [(topic, p) for topic, count in list(self._partitions.items()) for p in range(count)]
+        lag = cached_lag(self.reader, partitions, dict(self._read_to)) if self.reader else {}
+        self.tracker.note(replayed=self.replayed, findings_open=len(self.engine.book),
+                            repairs_open=len(self.engine.repairs))  # fmt: skip
+        health = self.tracker.judge(lag)
+        metrics.record(health, lag)
+        return health
 
     def _due(self, name: str, every: float, first: bool = True) -> bool:
         clock = time.monotonic()
@@ -287,6 +309,9 @@ class Runner:
         planned = Outcome()
         try:
             self._compare(agency, probe, now, deep, planned)
+            metrics.COMPARISONS.labels(agency).inc()
+            self._compared[agency] = now.isoformat()
+            self.tracker.note(last_comparison=dict(self._compared))
         except AccordError as e:
             self.log(f"anti-entropy on {agency}'s copy failed, will retry: {e}")
         self.publish(planned)
@@ -334,10 +359,12 @@ class Runner:
         if not (outcome.findings or outcome.repairs) or not self._acting():
             return
         for finding in outcome.findings:
+            metrics.FINDINGS.labels(finding.kind).inc()
             listing_id = finding.envelope.listing_id
             self.log(f"FINDING {finding.kind} {finding.copy_agency} {listing_id}: {finding.detail}")
             self.producer.send(self.topics.findings, copy_key(finding.copy_agency, listing_id), finding)
         for change in outcome.repairs:
+            metrics.REPAIRS.labels(change.view_agency).inc()
             topic, listing_id = self.topics.views(change.view_agency), change.envelope.listing_id
             partition = (
                 partition_for(listing_id, self._partitions[topic]) if topic in self._partitions else None

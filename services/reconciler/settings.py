@@ -31,6 +31,9 @@ class ReconcilerSettings(BaseSettings):
         default=6.0, gt=0, description="a reconciler silent this long loses the lease to a standby"
     )
     report_interval_s: float = Field(default=60.0, gt=0, description="time-to-consistency report on stderr")
+    stall_after_s: float = Field(
+        default=30.0, gt=0, description="input waiting and nothing read this long: unhealthy (/health 503)"
+    )
     copies: dict[str, str] = Field(default_factory=dict, description="agency -> copy store URL (JSON)")
 
     def timing(self) -> Timing:
