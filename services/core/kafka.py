@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic  # type: ignore[attr-defined]
 
 from services.core.connection import KafkaConnection
-from services.core.errors import BrokerUnavailable
+from services.core.errors import BrokerUnavailable, ConfigurationError
 from services.core.events import Event
 from services.core.serde import Decoded, decode_full, encode
 from services.core.topics import TopicSpec
@@ -30,19 +30,61 @@ READ_POLL_S = 0.2  # how long `read_all` waits for a batch to fill before it che
 def create_topics(
     connection: KafkaConnection, specs: Iterable[TopicSpec], partitions: int, replication: int
 ) -> None:
-    """Create every topic in `specs` that does not exist yet; existing ones are left as they are,
-    and so are those the caller's principal is not authorized to create."""
+    """Create every topic in `specs` that does not exist yet, with `replication` replicas or not at all.
+
+    Never silently fewer replicas than asked: an existing topic with fewer is refused (`ConfigurationError`
+    naming each), and so is a new one the live brokers cannot hold (the broker's own refusal, said with
+    the brokers available). Existing topics with enough replicas are left as they are, and so are
+    those the caller's principal is not authorized to create or describe."""
     admin = admin_client(connection)
-    new = [NewTopic(s.name, partitions, replication, config=dict(s.config)) for s in specs]
-    if not new:
+    wanted = list(specs)
+    if not wanted:
         return
+    metadata = _cluster_metadata(admin)
+    _refuse_fewer_replicas(metadata, wanted, replication)
+    new = [NewTopic(s.name, partitions, replication, config=dict(s.config)) for s in wanted]
     for name, future in admin.create_topics(new, operation_timeout=30, request_timeout=30).items():
         try:
             future.result()
         except KafkaException as e:
             # A principal that may not create topics leaves them to the admin (`accord backbone up`).
-            if e.args[0].code() not in LEFT_AS_THEY_ARE:
+            code = e.args[0].code()
+            if code == KafkaError.INVALID_REPLICATION_FACTOR:
+                raise ConfigurationError(_too_few_brokers(name, replication, len(metadata.brokers))) from e
+            if code not in LEFT_AS_THEY_ARE:
                 raise BrokerUnavailable(f"could not create topic {name}: {e}") from e
+
+
+def _cluster_metadata(admin: AdminClient) -> ClusterMetadata:
+    try:
+        return admin.list_topics(timeout=30)
+    except KafkaException as e:
+        raise BrokerUnavailable(f"no cluster metadata: {e}") from e
+
+
+def _refuse_fewer_replicas(metadata: ClusterMetadata, specs: list[TopicSpec], replication: int) -> None:
+    """Topics of `specs` that exist with fewer replicas than asked: a cluster that looks replicated
+    and is not would lose acknowledged events with one disk."""
+    short = {}
+    for spec in specs:
+        found = metadata.topics.get(spec.name)
+        if found is not None and found.error is None and found.partitions:
+            fewest = min(len(p.replicas) for p in found.partitions.values())
+            if fewest < replication:
+                short[spec.name] = fewest
+    if short:
+        listed = ", ".join(f"{name} ({n})" for name, n in sorted(short.items()))
+        raise ConfigurationError(
+            f"replication factor {replication} asked, but these topics exist with fewer replicas: {listed}; "
+            "reassign their partitions (kafka-reassign-partitions) or ask for what they have"
+        )
+
+
+def _too_few_brokers(topic: str, replication: int, brokers: int) -> str:
+    return (
+        f"cannot create topic {topic} with replication factor {replication}: the cluster has {brokers} "
+        f"broker(s) available; start more brokers or set ACCORD_REPLICATION_FACTOR to at most {brokers}"
+    )
 
 
 def producer_config(connection: KafkaConnection, **extra: Any) -> dict[str, Any]:
