@@ -33,15 +33,18 @@ def create_topics(
     """Create every topic in `specs` that does not exist yet, with `replication` replicas or not at all.
 
     Never silently fewer replicas than asked: an existing topic with fewer is refused (`ConfigurationError`
-    naming each), and so is a new one the live brokers cannot hold (the broker's own refusal, said with
-    the brokers available). Existing topics with enough replicas are left as they are, and so are
-    those the caller's principal is not authorized to create or describe."""
+    naming each), and so is a new one while fewer brokers are alive than replicas asked. Existing
+    topics with enough replicas are left as they are, and so are those the caller's principal is not
+    authorized to create or describe."""
     admin = admin_client(connection)
     wanted = list(specs)
     if not wanted:
         return
     metadata = _cluster_metadata(admin)
     _refuse_fewer_replicas(metadata, wanted, replication)
+    missing = [s for s in wanted if s.name not in metadata.topics]
+    if missing and len(metadata.brokers) < replication:  # KRaft would place replicas on a dead broker
+        _refuse_too_few_brokers(admin, [s.name for s in missing], replication, len(metadata.brokers))
     new = [NewTopic(s.name, partitions, replication, config=dict(s.config)) for s in wanted]
     for name, future in admin.create_topics(new, operation_timeout=30, request_timeout=30).items():
         try:
@@ -55,9 +58,9 @@ def create_topics(
                 raise BrokerUnavailable(f"could not create topic {name}: {e}") from e
 
 
-def _cluster_metadata(admin: AdminClient) -> ClusterMetadata:
+def _cluster_metadata(admin: AdminClient, topic: str | None = None) -> ClusterMetadata:
     try:
-        return admin.list_topics(timeout=30)
+        return admin.list_topics(topic, timeout=30)
     except KafkaException as e:
         raise BrokerUnavailable(f"no cluster metadata: {e}") from e
 
@@ -78,6 +81,19 @@ def _refuse_fewer_replicas(metadata: ClusterMetadata, specs: list[TopicSpec], re
             f"replication factor {replication} asked, but these topics exist with fewer replicas: {listed}; "
             "reassign their partitions (kafka-reassign-partitions) or ask for what they have"
         )
+
+
+def _refuse_too_few_brokers(admin: AdminClient, names: list[str], replication: int, alive: int) -> None:
+    """Refuse to create a topic of `names` while fewer brokers are alive than replicas asked.
+
+    Kafka itself counts registered brokers, dead ones included, and would make the topic with a replica
+    on a dead broker: under-replicated from birth. Topics the caller may not describe are not its own
+    to create (the broker answers them as not authorized, not as unknown), so a service restarted
+    during an outage does not refuse on behalf of the admin's topics."""
+    for name in names:
+        error = _cluster_metadata(admin, name).topics[name].error
+        if error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise ConfigurationError(_too_few_brokers(name, replication, alive))
 
 
 def _too_few_brokers(topic: str, replication: int, brokers: int) -> str:

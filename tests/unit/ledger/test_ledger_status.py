@@ -17,9 +17,11 @@ def test_a_fresh_report_passes_and_an_old_or_missing_one_fails(tmp_path: Path) -
     assert runner.invoke(ledger, ["status", "--data-dir", str(tmp_path)]).exit_code == 1
 
     Progress(handled=5, applied=4, last_at=datetime.now(UTC), held={"L-1": 1}).write(tmp_path / "health.json")
-    fresh = runner.invoke(ledger, ["status", "--data-dir", str(tmp_path)])
+    fresh = runner.invoke(ledger, ["status", "--data-dir", str(tmp_path), "--json"])
     assert fresh.exit_code == 0, fresh.output
     assert json.loads(fresh.output)["held"] == {"L-1": 1}
+    text = runner.invoke(ledger, ["status", "--data-dir", str(tmp_path)])
+    assert text.exit_code == 0 and "handled: 5" in text.output.splitlines()
 
     report = json.loads((tmp_path / "health.json").read_text())
     report["written_at"] = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
