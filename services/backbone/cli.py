@@ -54,7 +54,10 @@ def state_file() -> Path:
 def _recorded() -> Recorded:
     """The state file, each pid checked: ours only if its command line names the state folder
     (every service's does), so a pid recycled since is never taken for, or signalled as, ours."""
-    return read_state(state_file(), str(state_dir()))
+    try:
+        return read_state(state_file(), str(state_dir()))
+    except AccordError as e:
+        raise click.ClickException(str(e)) from e
 
 
 @click.group()

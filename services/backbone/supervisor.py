@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.backbone.provision import Plan
+from services.core.errors import ConfigurationError
 from services.core.files import SECRET_FILE, replace_file
 from services.localkafka import processes
 
@@ -193,11 +194,19 @@ def read_state(path: Path, marker: str) -> Recorded:
     """What `path` records; a pid counts as running only if it still runs one of ours (`marker`)."""
     if not path.exists():
         return Recorded(None, False, {})
-    state = json.loads(path.read_text())
-    pid = state["supervisor"]["pid"]
+    try:
+        state = json.loads(path.read_text())
+        pid = int(state["supervisor"]["pid"])
+        recorded = {name: Service(name, **{k: v for k, v in s.items() if k != "name"})
+                    for name, s in state["services"].items()}  # fmt: skip
+        pids = {name: None if s.pid is None else int(s.pid) for name, s in recorded.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigurationError(f"{path} is not a supervisor's state ({e!r}): no pid in it can be trusted; "
+                                 "stop what runs by hand, remove the file, `up` again") from e  # fmt: skip
     services = {}
-    for name, service in state["services"].items():
-        alive = service["pid"] is not None and processes.runs(service["pid"], marker)
-        gone = service["state"] == RUNNING and not alive  # exited since; the supervisor is to notice
-        services[name] = {**service, "state": "EXITED" if gone else service["state"], "running": alive}
+    for name, service in recorded.items():
+        child = pids[name]
+        alive = child is not None and processes.runs(child, marker)
+        gone = service.state == RUNNING and not alive  # exited since; the supervisor is to notice
+        services[name] = {**service.shown(), "state": "EXITED" if gone else service.state, "running": alive}
     return Recorded(pid, processes.runs(pid, marker), services)
