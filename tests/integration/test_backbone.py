@@ -172,6 +172,12 @@ def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
         assert services[name]["last_exit"] == -signal.SIGKILL and services[name]["pid"] != pids[name]
         assert services[name]["state"] == "running" and services[name]["up_since"]
     assert all(services[n]["restarts"] == 0 for n in services if n not in killed)
+    log = (state / "backbone" / "logs" / "supervisor.log").read_text()
+    assert all(f"{name} exited with -9" in log for name in killed), log
+
+    again = accord(backbone_env, "backbone", "up")  # idempotent: one supervisor, nothing restarted
+    assert again.returncode == 0 and "already supervised" in again.stderr, again.stderr
+    assert status_of(backbone_env)["supervisor"]["pid"] == report["supervisor"]["pid"]
 
     revoked = accord(clerk, "publish", "revoke", "--listing-id", listing_id,
                      "--expected-version", "1", "--reason", "mislisting", "--note", "test")  # fmt: skip
