@@ -105,6 +105,8 @@ def _supervise(plan: dict[str, tuple[list[str], dict[str, str]]], folder: Path) 
     deadline = time.monotonic() + READY_TIMEOUT_S
     while len(_recorded().pids()) < len(plan) or _recorded().supervisor_pid != supervisor.pid:
         if supervisor.poll() is not None or time.monotonic() > deadline:
+            supervisor.terminate()  # it stops whatever it started
+            supervisor.wait()
             raise click.ClickException(f"the supervisor did not start the services: see {log.name}")
         time.sleep(0.2)
     click.echo(f"{len(plan)} services supervised (pid {supervisor.pid}); logs in {folder / 'logs'}", err=True)
