@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic  # type: ignore[attr-defined]
 
 from services.core.cloudevent import UNNAMED, cloudevent_headers
 from services.core.connection import KafkaConnection
-from services.core.errors import BrokerUnavailable
+from services.core.errors import BrokerUnavailable, ConfigurationError
 from services.core.events import Event
 from services.core.serde import Decoded, decode_full, encode
 from services.core.topics import TopicSpec
@@ -29,19 +29,77 @@ READ_POLL_S = 0.2  # how long `read_all` waits for a batch to fill before it che
 def create_topics(
     connection: KafkaConnection, specs: Iterable[TopicSpec], partitions: int, replication: int
 ) -> None:
-    """Create every topic in `specs` that does not exist yet; existing ones are left as they are,
-    and so are those the caller's principal is not authorized to create."""
+    """Create every topic in `specs` that does not exist yet, with `replication` replicas or not at all.
+
+    Never silently fewer replicas than asked: an existing topic with fewer is refused (`ConfigurationError`
+    naming each), and so is a new one while fewer brokers are alive than replicas asked. Existing
+    topics with enough replicas are left as they are, and so are those the caller's principal is not
+    authorized to create or describe."""
     admin = admin_client(connection)
-    new = [NewTopic(s.name, partitions, replication, config=dict(s.config)) for s in specs]
-    if not new:
+    wanted = list(specs)
+    if not wanted:
         return
+    metadata = _cluster_metadata(admin)
+    _refuse_fewer_replicas(metadata, wanted, replication)
+    missing = [s for s in wanted if s.name not in metadata.topics]
+    if missing and len(metadata.brokers) < replication:  # KRaft would place replicas on a dead broker
+        _refuse_too_few_brokers(admin, [s.name for s in missing], replication, len(metadata.brokers))
+    new = [NewTopic(s.name, partitions, replication, config=dict(s.config)) for s in wanted]
     for name, future in admin.create_topics(new, operation_timeout=30, request_timeout=30).items():
         try:
             future.result()
         except KafkaException as e:
             # A principal that may not create topics leaves them to the admin (`accord backbone up`).
-            if e.args[0].code() not in LEFT_AS_THEY_ARE:
+            code = e.args[0].code()
+            if code == KafkaError.INVALID_REPLICATION_FACTOR:
+                raise ConfigurationError(_too_few_brokers(name, replication, len(metadata.brokers))) from e
+            if code not in LEFT_AS_THEY_ARE:
                 raise BrokerUnavailable(f"could not create topic {name}: {e}") from e
+
+
+def _cluster_metadata(admin: AdminClient, topic: str | None = None) -> ClusterMetadata:
+    try:
+        return admin.list_topics(topic, timeout=30)
+    except KafkaException as e:
+        raise BrokerUnavailable(f"no cluster metadata: {e}") from e
+
+
+def _refuse_fewer_replicas(metadata: ClusterMetadata, specs: list[TopicSpec], replication: int) -> None:
+    """Topics of `specs` that exist with fewer replicas than asked: a cluster that looks replicated
+    and is not would lose acknowledged events with one disk."""
+    short = {}
+    for spec in specs:
+        found = metadata.topics.get(spec.name)
+        if found is not None and found.error is None and found.partitions:
+            fewest = min(len(p.replicas) for p in found.partitions.values())
+            if fewest < replication:
+                short[spec.name] = fewest
+    if short:
+        listed = ", ".join(f"{name} ({n})" for name, n in sorted(short.items()))
+        raise ConfigurationError(
+            f"replication factor {replication} asked, but these topics exist with fewer replicas: {listed}; "
+            "reassign their partitions (kafka-reassign-partitions) or ask for what they have"
+        )
+
+
+def _refuse_too_few_brokers(admin: AdminClient, names: list[str], replication: int, alive: int) -> None:
+    """Refuse to create a topic of `names` while fewer brokers are alive than replicas asked.
+
+    Kafka itself counts registered brokers, dead ones included, and would make the topic with a replica
+    on a dead broker: under-replicated from birth. Topics the caller may not describe are not its own
+    to create (the broker answers them as not authorized, not as unknown), so a service restarted
+    during an outage does not refuse on behalf of the admin's topics."""
+    for name in names:
+        error = _cluster_metadata(admin, name).topics[name].error
+        if error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise ConfigurationError(_too_few_brokers(name, replication, alive))
+
+
+def _too_few_brokers(topic: str, replication: int, brokers: int) -> str:
+    return (
+        f"cannot create topic {topic} with replication factor {replication}: the cluster has {brokers} "
+        f"broker(s) available; start more brokers or set ACCORD_REPLICATION_FACTOR to at most {brokers}"
+    )
 
 
 def producer_config(connection: KafkaConnection, **extra: Any) -> dict[str, Any]:

@@ -52,7 +52,8 @@ def run(data_dir: Path | None, store: str | None, ops: str | None, log_json: boo
 @ledger.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("ledger-data"), show_default=True)
 @click.option("--stale-after", type=float, default=30.0, show_default=True, help="seconds without a report")
-def status(data_dir: Path, stale_after: float) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def status(data_dir: Path, stale_after: float, as_json: bool) -> None:
     """Print the worker's last verdict; exit 1 if it is unhealthy, missing or older than --stale-after.
 
     The verdict is the agent's progress (messages handled against the input still unread),
@@ -63,7 +64,8 @@ def status(data_dir: Path, stale_after: float) -> None:
         sys.exit(1)
     report = json.loads(path.read_text())
     age = (datetime.now(UTC) - datetime.fromisoformat(report["written_at"])).total_seconds()
-    click.echo(json.dumps({**report, "report_age_s": round(age, 1)}, indent=1))
+    shown = {**report, "report_age_s": round(age, 1)}
+    click.echo(json.dumps(shown, indent=1) if as_json else "\n".join(f"{k}: {v}" for k, v in shown.items()))
     if age > stale_after:
         click.echo(f"the last report is {age:.0f} s old: the worker is stopped or stuck", err=True)
         sys.exit(1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -25,7 +26,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -375,10 +376,23 @@ class LocalKafka:
             return None
         return self.bootstrap_file.read_text().strip() or None
 
+    @property
+    def layout_file(self) -> Path:
+        return self.state_dir / "layout.json"
+
     def is_running(self) -> bool:
         """True while every recorded JVM of this state directory is alive."""
         pids = self.pids()
         return bool(pids) and all(self._alive(pid) for pid in pids)
+
+    def alive_nodes(self) -> dict[int, int]:
+        """Node id -> pid of each recorded JVM still running (a degraded cluster lists fewer nodes)."""
+        alive = {}
+        for pid in self.pids():
+            if self._alive(pid):  # the JVM's last argument is its node's `node-N/server.properties`
+                config = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").rsplit(b"\0", 1)[-1]
+                alive[int(Path(config.decode()).parent.name.removeprefix("node-"))] = pid
+        return alive
 
     def start(self, timeout: float = START_TIMEOUT_S) -> str:
         """Start the cluster (or find it running) and return its bootstrap servers.
@@ -389,15 +403,19 @@ class LocalKafka:
         current = self.bootstrap()
         if self.is_running() and current:
             return current
+        alive, cluster = self.alive_nodes(), self._saved_layout()
+        if alive and current and len(cluster) == self.nodes:
+            return self._start_missing(cluster, alive, timeout)
         self.stop()
         java, libs = require_java(), resolve_jars()
         if self.secrets is not None:
             self.secrets.ensure()
         cluster = self._layout()
         self._prepare(cluster, java, libs)
+        self._save_layout(cluster)
         try:
             launched = [(node, self._launch(node, java, libs)) for node in cluster]
-            self._await_ready(launched, time.monotonic() + timeout)
+            self._await_ready(cluster, launched, time.monotonic() + timeout)
         except BaseException:
             self.stop()
             raise
@@ -405,6 +423,34 @@ class LocalKafka:
         self.bootstrap_file.write_text(bootstrap + "\n")
         self._write_client_env(bootstrap)
         return bootstrap
+
+    def _start_missing(self, cluster: list[Node], alive: dict[int, int], timeout: float) -> str:
+        """Start only the nodes that are down, never touching the running ones: restarting a healthy
+        node of a degraded cluster would take a second replica away (acks=all writes would stall).
+        A missing node that fails to start is stopped again; the others run on."""
+        java, libs = require_java(), resolve_jars()
+        self.pid_file.write_text("".join(f"{pid}\n" for pid in alive.values()))
+        launched = [(node, self._launch(node, java, libs)) for node in cluster if node.node_id not in alive]
+        try:
+            self._await_ready(cluster, launched, time.monotonic() + timeout)
+        except BaseException:
+            for _, proc in launched:
+                proc.kill()
+                proc.wait()
+            self.pid_file.write_text("".join(f"{pid}\n" for pid in alive.values()))
+            raise
+        return ",".join(node.address for node in cluster)
+
+    def _save_layout(self, cluster: list[Node]) -> None:
+        ports = [{k: v for k, v in asdict(node).items() if k != "directory"} for node in cluster]
+        self.layout_file.write_text(json.dumps(ports) + "\n")
+
+    def _saved_layout(self) -> list[Node]:
+        """The ports of the cluster last started here, so a restarted node takes its old place."""
+        if not self.layout_file.is_file():
+            return []
+        nodes = json.loads(self.layout_file.read_text())
+        return [Node(**n, directory=self.state_dir / f"node-{n['node_id']}") for n in nodes]
 
     def _write_client_env(self, bootstrap: str) -> None:
         """`source`-able variables for the super user: the password stays in its 0600 file."""
@@ -433,6 +479,7 @@ class LocalKafka:
         self.pid_file.unlink(missing_ok=True)
         self.bootstrap_file.unlink(missing_ok=True)
         self.client_env_file.unlink(missing_ok=True)
+        self.layout_file.unlink(missing_ok=True)
 
     def _alive(self, pid: int) -> bool:
         """A recorded pid that still runs our JVM."""
@@ -548,30 +595,30 @@ class LocalKafka:
             pids.write(f"{proc.pid}\n")
         return proc
 
-    def _await_ready(self, launched: Launched, deadline: float) -> None:
-        """Ready means: every client port accepts TCP, and the metadata a client
-        gets lists every node (the controller has unfenced all brokers). Secured,
+    def _await_ready(self, cluster: list[Node], launched: Launched, deadline: float) -> None:
+        """Ready means: every launched node's client port accepts TCP, and the metadata a client
+        gets lists every node of `cluster` (the controller has unfenced all brokers). Secured,
         the super user's credential is then made and ready means it logs in too."""
         for node, proc in launched:
             while not _port_open(node.client_port):
                 _check_progress(node, proc, deadline)
                 time.sleep(0.2)
-        bootstrap = ",".join(n.address for n, _ in launched)
+        bootstrap = ",".join(n.address for n in cluster)
         if self.secrets is None:
-            _until_listed(AdminClient(KafkaConnection(bootstrap).client_config()), launched, deadline)
+            plain = AdminClient(KafkaConnection(bootstrap).client_config())
+            _until_listed(plain, cluster, launched, deadline)
             return
-        nodes = self.secrets.node_connection(",".join(n.broker_address for n, _ in launched))
+        nodes = self.secrets.node_connection(",".join(n.broker_address for n in cluster))
         as_nodes = AdminClient(nodes.client_config())
-        _until_listed(as_nodes, launched, deadline)
+        _until_listed(as_nodes, cluster, launched, deadline)
         self.secrets.enroll_admin(as_nodes)
-        _until_listed(
-            AdminClient(self.secrets.admin_connection(bootstrap).client_config()), launched, deadline
-        )
+        admin = AdminClient(self.secrets.admin_connection(bootstrap).client_config())
+        _until_listed(admin, cluster, launched, deadline)
 
 
-def _until_listed(admin: AdminClient, launched: Launched, deadline: float) -> None:
-    """Until the metadata `admin` gets lists every node of `launched`."""
-    expected = {node.node_id for node, _ in launched}
+def _until_listed(admin: AdminClient, cluster: list[Node], launched: Launched, deadline: float) -> None:
+    """Until the metadata `admin` gets lists every node of `cluster` (checking on those `launched`)."""
+    expected = {node.node_id for node in cluster}
     while True:
         try:
             if set(admin.list_topics(timeout=5).brokers) == expected:

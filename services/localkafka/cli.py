@@ -66,12 +66,16 @@ def kafka() -> None:
 def up(nodes: str, port: int, plaintext: bool) -> None:
     """Start the cluster (or find it running) and print its bootstrap servers."""
     broker = LocalKafka(state_dir(), nodes=int(nodes), base_port=port, secure=not plaintext)
-    running = broker.bootstrap() if broker.is_running() else None
+    alive = broker.alive_nodes()
+    running = broker.bootstrap() if alive else None
     wanted = ",".join(f"{HOST}:{port + i}" for i in range(broker.nodes))
     if running is not None and running != wanted:
         _fail(f"another cluster is running ({running}); run `accord kafka down` first", 1)
+    down = sorted(set(range(1, broker.nodes + 1)) - set(alive))
     if running is None:
         click.echo(f"starting {nodes} Kafka node(s) in {broker.state_dir} ...", err=True)
+    elif down:  # degraded: the running nodes are left alone
+        click.echo(f"starting node(s) {down} only; node(s) {sorted(alive)} keep running", err=True)
     try:
         bootstrap = broker.start()
     except LocalKafkaError as error:
@@ -96,11 +100,14 @@ def down() -> None:
 def status() -> None:
     """Print the bootstrap servers if running (exit 0), else exit 3."""
     broker = LocalKafka(state_dir())
-    bootstrap = broker.bootstrap()
-    if not broker.is_running() or bootstrap is None:
+    bootstrap, alive = broker.bootstrap(), broker.alive_nodes()
+    if not alive or bootstrap is None:
         _fail("not running", EXIT_NOT_RUNNING)
-    for pid in broker.pids():
-        click.echo(f"pid {pid}: {_resident_memory(pid)}", err=True)
+    for node, pid in sorted(alive.items()):
+        click.echo(f"node {node} pid {pid}: {_resident_memory(pid)}", err=True)
+    if not broker.is_running():
+        click.echo(f"degraded: {len(broker.pids()) - len(alive)} recorded node(s) down; `accord kafka up` "
+                   "starts them (only them)", err=True)  # fmt: skip
     click.echo(bootstrap)
 
 

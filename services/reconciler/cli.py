@@ -6,10 +6,12 @@ Errors of the `AccordError` family become one clear line and a non-zero exit.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -22,7 +24,7 @@ from services.core.policy import load_policy
 from services.core.settings import KafkaSettings, SecretSettings
 from services.reconciler.lease import Lease
 from services.reconciler.probe import HttpProbe, open_probe
-from services.reconciler.report import replay
+from services.reconciler.report import Report, replay
 from services.reconciler.runner import Runner
 from services.reconciler.settings import ReconcilerSettings
 
@@ -94,10 +96,22 @@ def run(copies: tuple[str, ...], ops: str | None, log_json: bool) -> None:
 
 
 @reconcile.command()
-def report() -> None:
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def report(as_json: bool) -> None:
     """Time to consistency per agency (p50/p99/max) and findings, replayed from the log."""
     kafka = KafkaSettings()
     try:
-        click.echo(replay(kafka.connection, kafka.topics, load_policy()).text())
+        replayed = replay(kafka.connection, kafka.topics, load_policy())
     except AccordError as e:
         raise click.ClickException(str(e)) from e
+    click.echo(json.dumps(_json(replayed), indent=1) if as_json else replayed.text())
+
+
+def _json(report: Report) -> dict[str, Any]:
+    """The report's figures, one record per (agency, kind): what the text table shows."""
+    times = [{"agency": agency, "kind": kind, "count": s.count, "p50_s": s.p50, "p99_s": s.p99,
+              "max_s": s.max} for (agency, kind), s in report.times.summary().items()]  # fmt: skip
+    found = sorted(report.findings.items())
+    findings = [{"agency": agency, "kind": kind, "count": n} for (agency, kind), n in found]
+    return {"time_to_consistency": times, "findings": findings,
+            "unacknowledged": report.unacknowledged, "unreadable": report.unreadable}  # fmt: skip

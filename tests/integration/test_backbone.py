@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,9 +38,10 @@ def accord(
     )  # fmt: skip
 
 
-def recorded_pids(state: Path) -> list[int]:
-    lines = (state / "backbone" / "pids").read_text().split("\n")
-    return [int(line.split()[1]) for line in lines if line.strip()]
+def recorded_pids(state: Path) -> dict[str, int]:
+    """Each service's pid, as the supervisor's state file records it."""
+    services = json.loads((state / "backbone" / "supervisor.json").read_text())["services"]
+    return {name: service["pid"] for name, service in services.items()}
 
 
 @pytest.fixture
@@ -55,7 +57,7 @@ def backbone_env(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -
     try:
         yield env
     finally:
-        if (tmp_path / "state" / "backbone" / "pids").exists():
+        if (tmp_path / "state" / "backbone" / "supervisor.json").exists():
             accord(env, "backbone", "down")
 
 
@@ -69,8 +71,7 @@ def as_principal(env: dict[str, str], state: Path, user: str) -> dict[str, str]:
 def running_as(state: Path) -> dict[str, str]:
     """The Kafka user each recorded service process was started with (from its environment)."""
     users = {}
-    for line in (state / "backbone" / "pids").read_text().splitlines():
-        name, pid = line.split()
+    for name, pid in recorded_pids(state).items():
         environ = dict(
             item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
         )
@@ -114,14 +115,36 @@ def check_until(env: dict[str, str], store: str, restricted: bool) -> dict[str, 
         time.sleep(1)
 
 
+def status_of(env: dict[str, str]) -> dict[str, Any]:
+    done = accord(env, "backbone", "status", "--json")
+    assert done.returncode in (0, 3), done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def restarted_after_kill(env: dict[str, str], names: list[str]) -> dict[str, Any]:
+    """Until the supervisor has restarted each of `names` once, after its `kill -9`."""
+    deadline = time.monotonic() + 60
+    while True:
+        services = status_of(env)["services"]
+        if all(services[n]["running"] and services[n]["restarts"] == 1 for n in names):
+            return services
+        assert time.monotonic() < deadline, f"not restarted: {json.dumps(services, indent=1)}"
+        time.sleep(0.5)
+
+
 def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
     backbone_env: dict[str, str], tmp_path: Path
 ) -> None:
     state = tmp_path / "state"
     pids = recorded_pids(state)
     status = accord(backbone_env, "backbone", "status")
-    assert status.stdout.count("running") == len(pids) >= 3 and "STOPPED" not in status.stdout
-    for pid in pids:  # the backbone's services verify with public keys; none is given an agency's key
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.count(" running ") == len(pids) >= 3 and "EXITED" not in status.stdout
+    report = status_of(backbone_env)
+    assert report["supervisor"]["running"] and report["cluster"]["under_replicated"] == []
+    assert {n: s["pid"] for n, s in report["services"].items()} == pids
+    for pid in pids.values():  # the services verify with public keys; none is given an agency's key
         environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         private = (b"ACCORD_KEYSTORE=", b"ACCORD_SIGNING_KEY_FILE=")
         assert not [v for v in environment if v.startswith(private)]
@@ -140,13 +163,34 @@ def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
     officer = as_principal(env, state, namespace + "civil-aviation")
     listed = check_until(officer, store, restricted=True)
     assert [hit["listing_id"] for hit in listed["listings"]] == [listing_id]
+
+    killed = ["ledger", "copy-civil-aviation"]
+    for name in killed:  # a crash as bad as it gets: no shutdown, no commit
+        os.kill(pids[name], signal.SIGKILL)
+    services = restarted_after_kill(backbone_env, killed)
+    for name in killed:
+        assert services[name]["last_exit"] == -signal.SIGKILL and services[name]["pid"] != pids[name]
+        assert services[name]["state"] == "running" and services[name]["up_since"]
+    assert all(services[n]["restarts"] == 0 for n in services if n not in killed)
+    log = (state / "backbone" / "logs" / "supervisor.log").read_text()
+    assert all(f"{name} exited with -9" in log for name in killed), log
+
+    again = accord(backbone_env, "backbone", "up")  # idempotent: one supervisor, nothing restarted
+    assert again.returncode == 0 and "already supervised" in again.stderr, again.stderr
+    assert status_of(backbone_env)["supervisor"]["pid"] == report["supervisor"]["pid"]
+
     revoked = accord(clerk, "publish", "revoke", "--listing-id", listing_id,
                      "--expected-version", "1", "--reason", "mislisting", "--note", "test")  # fmt: skip
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
-    assert check_until(officer, store, restricted=False)["listings"] == []
+    assert check_until(officer, store, restricted=False)["listings"] == []  # the restarted copy caught up
 
     assert running_as(state) == expected_principals(backbone_env["ACCORD_NAMESPACE"])
+    running = recorded_pids(state)
 
     stopped = accord(backbone_env, "backbone", "down")
     assert stopped.returncode == 0, stopped.stderr
-    assert not any(processes.exists(pid) for pid in pids)  # gone, or a zombie init has yet to reap
+    supervisor = report["supervisor"]["pid"]
+    assert not any(processes.exists(pid) for pid in [supervisor, *pids.values(), *running.values()])
+    after = status_of(backbone_env)
+    assert not after["supervisor"]["running"]
+    assert {s["state"] for s in after["services"].values()} == {"stopped"}

@@ -9,6 +9,7 @@ middle of the acknowledgements.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -194,6 +195,15 @@ def test_the_report_replays_times_and_findings_from_the_log(backbone: Backbone) 
     ]
     assert [CA, "repaired", "1"] in [line.split() for line in lines]
     assert "changes not acknowledged yet: 2" in result.output  # L-2, for civil aviation and railway
+
+    as_json = CliRunner().invoke(reconcile, ["report", "--json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.stdout)
+    ours = [t for t in report["time_to_consistency"] if t["agency"] == CA]
+    assert [(t["kind"], t["count"]) for t in ours] == [("change", 1), ("missed", 1)]
+    assert [t["p50_s"] for t in ours if t["kind"] == "missed"] == [30.0]
+    assert {"agency": CA, "kind": "repaired", "count": 1} in report["findings"]
+    assert (report["unacknowledged"], report["unreadable"]) == (2, 0)
 
 
 def test_an_acknowledgement_on_another_copys_topic_counts_for_nobody(backbone: Backbone) -> None:

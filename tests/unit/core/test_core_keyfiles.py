@@ -71,7 +71,8 @@ def test_secret_files_are_opened_with_their_mode_and_never_chmod_ed() -> None:
     writers = (
         "services.core.crypto",
         "services.core.credentials",
-        "services.backbone",
+        "services.backbone.provision",
+        "services.backbone.supervisor",
         "services.localkafka.security",
         "services.localkafka.broker",
         "services.acl.principals",

@@ -25,10 +25,12 @@ def test_a_fresh_healthy_report_passes_and_an_old_or_missing_one_fails(tmp_path:
     progress.advance(handled=5, applied=4)
     progress.note(held={"L-1": 1})
     write_report(progress.judge({("listings.court", 0): 0}), tmp_path / "health.json")
-    code, output = status(tmp_path)
+    code, output = status(tmp_path, "--json")
     assert code == 0, output
     assert json.loads(output)["held"] == {"L-1": 1}
     assert json.loads(output)["handled"] == 5
+    code, output = status(tmp_path)
+    assert code == 0 and "handled: 5" in output.splitlines()
 
     report = json.loads((tmp_path / "health.json").read_text())
     report["written_at"] = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
