@@ -1,4 +1,5 @@
-"""`accord keys init|trust`, `accord publish issue|correct|revoke|exempt|object|resolve|show|verdict|serve`.
+"""`accord keys init|trust`, `accord publish issue|correct|revoke|exempt|object|resolve|show|verdict|serve`,
+and `accord publish import FILE` (services/publisher/bulk.py).
 
 A command comes from `--file` (JSON or YAML; `-` is standard input) and/or flags
 (flags win). The subject's national id and full name never come from a flag: from
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -38,8 +40,10 @@ from services.core.crypto import Keystore, TrustAnchor
 from services.core.errors import AccordError
 from services.core.policy import load_policy
 from services.core.settings import KeystoreSettings
+from services.publisher.bulk import Source, bulk_producer, import_file
 from services.publisher.client import Publisher
 from services.publisher.errors import Undecided
+from services.publisher.importfile import FORMATS, Line, format_of, import_id_of
 from services.publisher.refusals import Refusal, invalid_model, refusal_of
 from services.publisher.settings import PublisherSettings
 
@@ -281,6 +285,59 @@ def verdict(listing_id: str, event_id: str, wait: float) -> None:
     except AccordError as e:
         _refuse(refusal_of(e))
     _print(receipt.model_dump(mode="json"))
+
+
+@publish.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="default: from the extension")
+@click.option("--import-id", help="names this import (default: the file's content hash); keep it to "
+              "re-run an edited file without publishing its unchanged lines again")  # fmt: skip
+@click.option("--wait", type=float, default=None,
+              help="seconds without any verdict before the rest is reported undecided "
+              "(default ACCORD_DECISION_WAIT_S)")  # fmt: skip
+@refuse_flags("--national-id", "--full-name", source="the file's lines")
+def import_(path: Path, fmt: str | None, import_id: str | None, wait: float | None) -> None:
+    """Publish a file of commands (JSON Lines or CSV), each checked like one; safe to re-run.
+
+    Prints one JSON summary: refused lines by number with their reasons, undecided ones.
+    Exit 0 if every line was admitted (now or by an earlier run), 3 if any was refused,
+    8 if any is not decided yet (run it again to ask).
+    """
+    try:
+        settings = PublisherSettings.from_env()
+        source = Source(path, format_of(path, fmt), import_id or import_id_of(path))
+        key = settings.secrets.pseudonym_key.get_secret_value().encode()
+        with Publisher.from_settings(settings) as publisher, _progress(path) as seen:
+            producer = bulk_producer(settings)
+            try:
+                wait_s = settings.options.decision_wait_s if wait is None else wait
+                report = import_file(publisher, producer, key, source, wait_s, seen)
+            finally:
+                producer.close()
+    except AccordError as e:
+        _refuse(refusal_of(e))
+    for refused in sorted(report.refused, key=lambda r: int(r["line"])):
+        click.echo(f"line {refused['line']}: {refused['code']}: {refused['reason']}", err=True)
+    _print(report.document())
+    sys.exit(report.exit_code())
+
+
+@contextmanager
+def _progress(path: Path) -> Iterator[Callable[[Line], None]]:
+    """A progress bar on stderr when it is a terminal; otherwise nothing."""
+    if not sys.stderr.isatty():
+        yield lambda line: None
+        return
+    with path.open("rb") as stream:
+        total = sum(1 for _ in stream)
+    with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
+        done = [0]
+
+        def seen(line: Line) -> None:
+            bar.update(line.number - done[0])
+            done[0] = line.number
+
+        yield seen
 
 
 @publish.command()
