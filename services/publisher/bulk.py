@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ from typing import Any
 from confluent_kafka import KafkaError, Message
 
 from services.core.commands import AnyCommand
-from services.core.errors import AccordError, BrokerUnavailable
+from services.core.connection import KafkaConnection
+from services.core.errors import AccordError, BrokerUnavailable, RuleViolation
 from services.core.events import ListingEvent, ListingState
 from services.core.kafka import EventProducer
 from services.core.listing import evolve
@@ -40,7 +42,6 @@ from services.publisher.client import Publisher
 from services.publisher.errors import ledger_refusal
 from services.publisher.importfile import Commands, Line, read_lines
 from services.publisher.refusals import refusal_of
-from services.publisher.settings import PublisherSettings
 
 JOURNAL_STEP = 1000  # lines the journal runs ahead of what is sent: one write per so many lines
 POLL_EVERY = 500  # lines between serving the producer's delivery reports
@@ -54,18 +55,31 @@ class Sent:
     event_id: str
 
 
-class Journal:
-    """How far a run of one import may have sent, so that a re-run knows what to wait for."""
+@dataclass(frozen=True)
+class Share:
+    """The lines one of `of` processes of an import takes: those of its listings (by crc32), and,
+    for the first, every line that names no listing (it reports them)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    index: int = 0
+    of: int = 1
+
+    def takes(self, listing_id: str | None) -> bool:
+        if listing_id is None:
+            return self.index == 0
+        return self.of == 1 or zlib.crc32(listing_id.encode()) % self.of == self.index
+
+
+class Journal:
+    """How far the runs of one import may have sent (a file per share), so a re-run knows what to
+    wait for, however many processes it runs with."""
+
+    def __init__(self, folder: Path, name: str, share: Share) -> None:
+        self.folder, self.name, self.share = folder, name, share
+        self.path = folder / f"{name}.{share.index}.json"
 
     def mark(self) -> int:
         """Lines up to this number may have been sent by an earlier run (0: none)."""
-        try:
-            return int(json.loads(self.path.read_text())["sent_through"])
-        except FileNotFoundError:
-            return 0
+        return max((_sent_through(p) for p in self.folder.glob(f"{self.name}.*.json")), default=0)
 
     def advance(self, through: int) -> None:
         """Record, durably and before they are sent, that lines up to `through` may be sent."""
@@ -78,7 +92,18 @@ class Journal:
         scratch.replace(self.path)
 
     def clear(self) -> None:
+        """This share is done; the first also drops what shares of a wider earlier run left."""
         self.path.unlink(missing_ok=True)
+        for left in self.folder.glob(f"{self.name}.*.json") if self.share.index == 0 else ():
+            if int(left.name.split(".")[-2]) >= self.share.of:
+                left.unlink(missing_ok=True)
+
+
+def _sent_through(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text())["sent_through"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return 0
 
 
 @dataclass
@@ -99,6 +124,21 @@ class Report:
         refusal = refusal_of(error)
         self.refused.append({"line": number, "code": refusal.code, "reason": refusal.reason,
                              "listing_id": listing_id})  # fmt: skip
+
+    @classmethod
+    def merged(cls, import_id: str, parts: Iterable[Report]) -> Report:
+        """The report of an import run by several processes, from each one's."""
+        whole = cls(import_id)
+        for part in parts:
+            whole.lines, whole.published = whole.lines + part.lines, whole.published + part.published
+            whole.admitted, whole.already = whole.admitted + part.admitted, whole.already + part.already
+            whole.refused.extend(part.refused)
+            whole.undecided.extend(part.undecided)
+            whole.publish_s, whole.verdicts_s = (
+                max(whole.publish_s, part.publish_s),
+                max(whole.verdicts_s, part.verdicts_s),
+            )
+        return whole
 
     def exit_code(self) -> int:
         """3 if any line was refused, else 8 if any is not decided yet, else 0 (as for one command)."""
@@ -123,9 +163,10 @@ class Importer:
         journal: Journal, wait: float,
     ) -> None:  # fmt: skip
         self._publisher, self._producer, self._commands = publisher, producer, commands
-        self._journal, self._wait = journal, wait
+        self._journal, self._wait, self._share = journal, wait, journal.share
         self._states: dict[str, ListingState] = {}  # listings as this run's lines left them
         self._sent: list[Sent] = []
+        self._sent_ids: set[str] = set()
         self._failed: dict[str, str] = {}  # event id -> why the broker did not take it
         self._journaled = 0
 
@@ -140,7 +181,6 @@ class Importer:
         start = time.perf_counter()
         commands = self._commands()
         for line in lines():
-            report.lines += 1
             self._take(line, commands, report)
             seen(line)
         self._flush()
@@ -158,13 +198,23 @@ class Importer:
         command: AnyCommand | None = None
         try:
             command = commands.command(line)
+            if not self._share.takes(command.listing_id):
+                return
+            report.lines += 1
             self._publisher.signer.signing_for(command.agency)  # never another agency's name
             if self._publisher.recognise(command) is not None:
                 report.already += 1
                 return
+            if command.event_id in self._sent_ids:
+                raise RuleViolation("request_id_reused", f"request_id {command.request_id} is an earlier "
+                                    "line's; give each line its own (or none)")  # fmt: skip
             state = self._states.get(command.listing_id) or self._publisher.book.state(command.listing_id)
             event = self._publisher.prepare(command, state)
         except AccordError as e:
+            if command is None:  # a line that names no listing: the first share reports it
+                if not self._share.takes(None):
+                    return
+                report.lines += 1
             report.refuse(line.number, e, command.listing_id if command else None)
             return
         self._send(line.number, event)
@@ -179,6 +229,7 @@ class Importer:
         topic = self._publisher.topics.listings(env.agency)
         self._producer.send(topic, env.listing_id, event, on_delivery=self._on_delivery(env.event_id))
         self._sent.append(Sent(number, env.agency, env.listing_id, env.event_id))
+        self._sent_ids.add(env.event_id)
         if len(self._sent) % POLL_EVERY == 0:
             self._producer.poll(0)
 
@@ -208,6 +259,8 @@ class Importer:
             try:
                 command = commands.command(line)
             except AccordError:
+                continue
+            if not self._share.takes(command.listing_id):
                 continue
             sent = Sent(line.number, command.agency, command.listing_id, command.event_id)
             if not self._ruled(sent):
@@ -246,11 +299,11 @@ class Importer:
 
 def import_file(
     publisher: Publisher, producer: EventProducer, key: bytes, source: Source, wait: float,
-    seen: Callable[[Line], None] = lambda line: None,
+    seen: Callable[[Line], None] = lambda line: None, share: Share = Share(),
 ) -> Report:  # fmt: skip
-    """Import `source` as `publisher`'s agency; `seen` is told of every line taken (a progress bar)."""
+    """Import `share` of `source` as `publisher`'s agency; `seen` is told of every line (a progress bar)."""
     agency = publisher.signer.agency
-    journal = Journal(state_root() / "imports" / f"{agency}-{source.import_id}.json")
+    journal = Journal(state_root() / "imports", f"{agency}-{source.import_id}", share)
     importer = Importer(publisher, producer, lambda: Commands(key, source.import_id, agency), journal, wait)
     return importer.run(source.lines, Report(source.import_id), seen)
 
@@ -267,8 +320,8 @@ class Source:
         return read_lines(self.path, self.fmt)
 
 
-def bulk_producer(publisher_settings: PublisherSettings) -> EventProducer:
+def bulk_producer(connection: KafkaConnection, timeout: float) -> EventProducer:
     """Core's idempotent acks=all producer, batching: a line's send never waits for another's."""
-    timeout_ms = int(publisher_settings.options.publish_timeout_s * 1000)
+    timeout_ms = int(timeout * 1000)
     extra = {"linger.ms": 20, "queue.buffering.max.messages": 200_000, "message.timeout.ms": timeout_ms}
-    return EventProducer(publisher_settings.kafka.connection, **extra)
+    return EventProducer(connection, **extra)

@@ -31,28 +31,14 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from services.core.commands import (
-    AnyCommand,
-    CorrectCommand,
-    ExemptCommand,
-    IssueCommand,
-    ObjectCommand,
-    ResolveCommand,
-    RevokeCommand,
-    listing_id_of,
-)
+from services.core.commands import AnyCommand, listing_id_of
 from services.core.errors import RuleViolation
+from services.publisher.build import EVENT_TYPES
 from services.publisher.refusals import invalid_model
 
 FORMATS = ("jsonl", "csv")
-COMMANDS: dict[str, type[AnyCommand]] = {
-    "issue": IssueCommand,
-    "correct": CorrectCommand,
-    "revoke": RevokeCommand,
-    "exempt": ExemptCommand,
-    "object": ObjectCommand,
-    "resolve": ResolveCommand,
-}
+# verb -> command model: "issue" -> IssueCommand, … "resolve" -> ResolveCommand
+COMMANDS = {model.__name__.removesuffix("Command").lower(): model for model in EVENT_TYPES}
 LIST_FIELDS = frozenset({"measures", "changes.measures"})  # CSV cells split on LIST_SEPARATOR
 LIST_SEPARATOR = ";"
 NOT_TEXT = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, kept by surrogateescape

@@ -11,10 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from services.cli import main
@@ -22,27 +23,14 @@ from services.core.commands import event_id_of, listing_id_of
 from services.core.kafka import decode_message, end_offsets, read_all
 from services.publisher.importfile import Commands, import_id_of, read_lines
 from tests.integration.publisher.conftest import Backbone
+from tests.unit.publisher.samples import issue_line
 
 ACCORD = str(Path(sys.executable).parent / "accord")
-IDS = ("42010219900517", "Yu Zhenhua")  # every national id below starts so; every name is this one
+IDS = ("4201021990", "Subject Number")  # every national id below starts so, every name so
 
 
 def issue_fields(n: int, **changes: Any) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    return {
-        "command": "issue",
-        "national_id": f"{IDS[0]}{n:04d}",
-        "full_name": IDS[1],
-        "birth_date": "1990-05-17",
-        "category": "judgment_default",
-        "measures": ["flight_ban", "rail_ban"],
-        "legal_basis": "SPC Provisions on Restricting High Consumption (2015), art. 3",
-        "severity": "serious",
-        "case_ref": f"(2026) Hu 0101 Zhi {n}",
-        "notice_served_at": (now - timedelta(days=10)).isoformat(),
-        "effective_from": now.isoformat(),
-        **changes,
-    }
+    return issue_line(n, datetime.now(UTC), **changes)
 
 
 def correction(issued_by: str, version: int) -> dict[str, Any]:
@@ -75,11 +63,13 @@ def mixed_lines(run: str) -> list[str]:
         json.dumps({**correction(f"{run}-a", 2), "changes": {"colour": "red"}}),  # (10) invalid_command
         json.dumps(revocation(f"{run}-a", 2)),  # (11) revokes (1)
         "[1, 2]",  # (12) not an object
+        json.dumps({**correction(f"{run}-a", 3), "request_id": f"{run}-a"}),  # (13) (1)'s request id
     ]
 
 
 EXPECTED_REFUSALS = {3: "minor_subject", 4: "invalid_command", 6: "invalid_command", 7: "stale_version",
-                     8: "not_your_agency", 10: "invalid_command", 12: "invalid_command"}  # fmt: skip
+                     8: "not_your_agency", 10: "invalid_command", 12: "invalid_command",
+                     13: "request_id_reused"}  # fmt: skip
 
 
 def test_a_mixed_file_publishes_the_good_lines_and_names_each_refused_one(
@@ -92,7 +82,7 @@ def test_a_mixed_file_publishes_the_good_lines_and_names_each_refused_one(
     result, report = import_(env, path)
     assert result.exit_code == 3, result.output
     assert {r["line"]: r["code"] for r in report["refusals"]} == EXPECTED_REFUSALS
-    assert (report["lines"], report["published"], report["admitted"], report["undecided"]) == (11, 4, 4, 0)
+    assert (report["lines"], report["published"], report["admitted"], report["undecided"]) == (12, 4, 4, 0)
     assert "not JSON" in next(r["reason"] for r in report["refusals"] if r["line"] == 4)
     assert "line 3: minor_subject" in result.stderr
     assert not any(secret in result.output for secret in IDS)  # line numbers and listing ids only
@@ -142,9 +132,11 @@ def test_an_identifier_on_the_command_line_is_refused(publisher_env: dict[str, s
     assert "420102199005171234" not in result.output
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_an_import_killed_mid_stream_and_run_again_publishes_every_line_exactly_once(
-    backbone: Backbone, publisher_env: dict[str, str], tmp_path: Path
+    backbone: Backbone, publisher_env: dict[str, str], tmp_path: Path, workers: int
 ) -> None:
+    """Killed with SIGKILL while it streams (its workers die with it), then run again in one process."""
     count = 1500  # issues, every third corrected by the next line
     lines: list[dict[str, Any]] = []
     for n in range(count):
@@ -156,13 +148,16 @@ def test_an_import_killed_mid_stream_and_run_again_publishes_every_line_exactly_
     env = {**os.environ, **publisher_env, "ACCORD_STATE_DIR": str(tmp_path / "state")}
     topic = backbone.topics.listings("court")
     before = sum(end_offsets(backbone.connection, [topic]).values())
-    crashed = subprocess.Popen([ACCORD, "publish", "import", str(path)], env=env, stdout=subprocess.DEVNULL)
+    command = [ACCORD, "publish", "import", str(path), "--workers", str(workers)]
+    crashed = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     while sum(end_offsets(backbone.connection, [topic]).values()) - before < 300 and crashed.poll() is None:
         time.sleep(0.02)
     os.kill(crashed.pid, signal.SIGKILL)
     crashed.wait()
     assert crashed.returncode == -signal.SIGKILL
     sent_then = sum(end_offsets(backbone.connection, [topic]).values()) - before
+    time.sleep(2)  # nothing of the killed import is left sending (its workers died with it)
+    assert sum(end_offsets(backbone.connection, [topic]).values()) - before == sent_then
     assert 0 < sent_then < len(lines), "the kill must land in the middle of the stream"
     again = subprocess.run([ACCORD, "publish", "import", str(path), "--wait", "5"], env=env,
                            capture_output=True, text=True, timeout=600)  # fmt: skip
