@@ -18,50 +18,28 @@ publisher takes to read the ledger back before its first command.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.kafka_limits import broker
 from services.core.commands import AnyCommand, Changes, CorrectCommand, IssueCommand
 from services.core.connection import KafkaConnection
 from services.core.crypto import AgencyKey, Keystore
 from services.core.kafka import EventProducer, end_offsets
 from services.core.policy import Policy
-from services.core.settings import KafkaSettings
 from services.core.topics import BACKBONE, Topics
 from services.publisher.client import Publisher
 from tests.integration.ledger.harness import Backbone
 from tests.support.factory import Ledgerbook
-
-
-@contextmanager
-def broker() -> Iterator[KafkaConnection]:
-    """The environment's cluster (security from ACCORD_KAFKA_*), else a local secured one."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield KafkaSettings().connection
-        return
-    from services.localkafka.broker import LocalKafka
-
-    with tempfile.TemporaryDirectory() as folder:
-        local = LocalKafka(Path(folder))
-        try:
-            local.start()
-            admin = local.connection()
-            assert admin is not None
-            yield admin
-        finally:
-            local.stop()
 
 
 def issue(n: int, now: datetime, run_id: str) -> IssueCommand:

@@ -1,4 +1,5 @@
-"""`accord keys init|trust`, `accord publish issue|correct|revoke|exempt|object|resolve|show|verdict|serve`.
+"""`accord keys init|trust`, `accord publish issue|correct|revoke|exempt|object|resolve|show|verdict|serve`,
+and `accord publish import FILE` (services/publisher/bulk.py).
 
 A command comes from `--file` (JSON or YAML; `-` is standard input) and/or flags
 (flags win). The subject's national id and full name never come from a flag: from
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -39,10 +41,13 @@ from services.core.errors import AccordError
 from services.core.ops import LOG_JSON, OPS
 from services.core.policy import load_policy
 from services.core.settings import KeystoreSettings
+from services.publisher.bulk import Report, Share, Source, bulk_producer, import_file
 from services.publisher.client import Publisher
 from services.publisher.errors import Undecided
+from services.publisher.importfile import FORMATS, Line, format_of, import_id_of
 from services.publisher.refusals import Refusal, invalid_model, refusal_of
 from services.publisher.settings import PublisherSettings
+from services.publisher.shards import WorkerFailed, run_shards
 
 # verb -> (command model, [(flag, dotted field, kind)]): kind "one" or "many" take text that pydantic
 # parses (dates, numbers); "flag" is a switch. "--detail key=value" may repeat.
@@ -282,6 +287,88 @@ def verdict(listing_id: str, event_id: str, wait: float) -> None:
     except AccordError as e:
         _refuse(refusal_of(e))
     _print(receipt.model_dump(mode="json"))
+
+
+@publish.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="default: from the extension")
+@click.option("--import-id", help="names this import (default: the file's content hash); keep it to "
+              "re-run an edited file without publishing its unchanged lines again")  # fmt: skip
+@click.option("--wait", type=float, default=None,
+              help="seconds without any verdict before the rest is reported undecided "
+              "(default ACCORD_DECISION_WAIT_S)")  # fmt: skip
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="processes sharing the lines by listing (checking and sealing is CPU work)")  # fmt: skip
+@click.option("--share", hidden=True, help="K/N: run as worker K of N (set by --workers)")
+@refuse_flags("--national-id", "--full-name", source="the file's lines")
+def import_(
+    path: Path, fmt: str | None, import_id: str | None, wait: float | None, workers: int, share: str | None
+) -> None:
+    """Publish a file of commands (JSON Lines or CSV), each checked like one; safe to re-run.
+
+    Prints one JSON summary: refused lines by number with their reasons, undecided ones.
+    Exit 0 if every line was admitted (now or by an earlier run), 3 if any was refused,
+    8 if any is not decided yet (run it again to ask).
+    """
+    try:
+        settings = PublisherSettings.from_env()
+        source = Source(path, format_of(path, fmt), import_id or import_id_of(path))
+        wait_s = settings.options.decision_wait_s if wait is None else wait
+        if workers > 1 and share is None:
+            report = run_shards(source, wait_s, workers)
+        else:
+            report = _import_here(settings, source, wait_s, _share(share))
+    except WorkerFailed as e:
+        _print(e.answer)
+        sys.exit(e.exit_code)
+    except AccordError as e:
+        _refuse(refusal_of(e))
+    if share is None:
+        for refused in sorted(report.refused, key=lambda r: int(r["line"])):
+            click.echo(f"line {refused['line']}: {refused['code']}: {refused['reason']}", err=True)
+    _print(report.document())
+    sys.exit(report.exit_code())
+
+
+def _import_here(settings: PublisherSettings, source: Source, wait: float, share: Share) -> Report:
+    key = settings.secrets.pseudonym_key.get_secret_value().encode()
+    with Publisher.from_settings(settings) as publisher, _progress(source.path, share) as seen:
+        producer = bulk_producer(
+            settings.kafka.connection,
+            settings.options.publish_timeout_s,
+            cloudevent.source(settings.kafka.topics.namespace, publisher.signer.agency),
+        )
+        try:
+            return import_file(publisher, producer, key, source, wait, seen, share)
+        finally:
+            producer.close()
+
+
+def _share(given: str | None) -> Share:
+    if given is None:
+        return Share()
+    index, _, of = given.partition("/")
+    if not (index.isdigit() and of.isdigit() and int(index) < int(of)):
+        raise click.BadParameter("K/N with 0 <= K < N", param_hint="--share")
+    return Share(int(index), int(of))
+
+
+@contextmanager
+def _progress(path: Path, share: Share) -> Iterator[Callable[[Line], None]]:
+    """A progress bar on stderr when it is a terminal (and this is the only process); else nothing."""
+    if not sys.stderr.isatty() or share.of > 1:
+        yield lambda line: None
+        return
+    with path.open("rb") as stream:
+        total = sum(1 for _ in stream)
+    with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
+        done = [0]
+
+        def seen(line: Line) -> None:
+            bar.update(line.number - done[0])
+            done[0] = line.number
+
+        yield seen
 
 
 @publish.command()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Callable
 from types import TracebackType
 
 from services.core.clock import Clock, utc_now
@@ -38,7 +39,7 @@ from services.core.commands import (
 from services.core.connection import KafkaConnection
 from services.core.crypto import AgencyKey
 from services.core.errors import ConfigurationError, RuleViolation
-from services.core.events import ListingState
+from services.core.events import ListingEvent, ListingState
 from services.core.kafka import Delivered
 from services.core.policy import Policy
 from services.core.sealing import seal
@@ -119,7 +120,7 @@ class Publisher:
         self.signer.signing_for(command.agency)  # before anything else: never another's name
         with self._stripe(command.listing_id):
             self._reader.catch_up()
-            known = self._known(command)
+            known = self.recognise(command)
             if known is not None:
                 return known
             sent = self._pending.get(command.event_id) or self._publish(command)
@@ -146,8 +147,10 @@ class Publisher:
     def _stripe(self, listing_id: str) -> threading.Lock:
         return self._stripes[zlib.crc32(listing_id.encode()) % LOCK_STRIPES]
 
-    def _known(self, command: AnyCommand) -> Receipt | None:
-        """The answer to a request seen before (by the ledger, or sent by this process); else None."""
+    def recognise(self, command: AnyCommand) -> Receipt | None:
+        """The answer to a request seen before (by the ledger, or sent by this process); else None.
+
+        Raises the ledger's refusal of it, or `request_id_reused` for another command's id."""
         event_id, listing_id = command.event_id, command.listing_id
         pending = self._pending.get(event_id)
         if pending is not None and (pending.listing_id, pending.event_type) != (
@@ -164,10 +167,22 @@ class Publisher:
             raise ledger_refusal(refused.code, refused.reason, event_id)
         return None
 
-    def _publish(self, command: AnyCommand) -> Receipt:
-        state = self.book.state(command.listing_id)
+    def prepare(self, command: AnyCommand, state: ListingState | None) -> ListingEvent:
+        """The sealed event `command` stands for against `state`, or the `RuleViolation` refusing it."""
         event = decide(command, state, self._clock(), self.policy, self._key)
-        sealed = seal(event, state.envelope.hash if state else "", self.signer.signing_for(command.agency))
+        return seal(event, state.envelope.hash if state else "", self.signer.signing_for(command.agency))
+
+    def decided(self, agency: str, listing_id: str, event_id: str) -> bool:
+        """Whether the ledger has admitted or refused this agency's event (as read so far)."""
+        admitted = self.book.admitted(listing_id, event_id) is not None
+        return admitted or self.book.refusal(agency, listing_id, event_id) is not None
+
+    def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait up to `timeout` s for `done()`, checked after each batch of the ledger's decisions read."""
+        return self._reader.wait_for(done, timeout)
+
+    def _publish(self, command: AnyCommand) -> Receipt:
+        sealed = self.prepare(command, self.book.state(command.listing_id))
         delivered = self._producer.send(self.topics.listings(command.agency), command.listing_id, sealed)
         sent = _receipt(command, sealed.envelope.version, delivered, status="undecided")
         self._pending[sent.event_id] = sent
@@ -176,12 +191,7 @@ class Publisher:
     def _verdict(self, sent: Receipt, wait: float) -> Receipt:
         """Wait up to `wait` s for the ledger to admit or refuse `sent`'s event."""
         agency, listing_id, event_id = sent.agency, sent.listing_id, sent.event_id
-
-        def decided() -> bool:
-            admitted = self.book.admitted(listing_id, event_id) is not None
-            return admitted or self.book.refusal(agency, listing_id, event_id) is not None
-
-        self._reader.wait_for(decided, wait)
+        self._reader.wait_for(lambda: self.decided(agency, listing_id, event_id), wait)
         if self.book.admitted(listing_id, event_id) is not None:
             self._pending.pop(event_id, None)
             version = self.book.version_of(listing_id, event_id)

@@ -4,7 +4,9 @@ One thread of its own reads every partition of both topics from offset 0 (assign
 never committed: the log, not a group offset, is where the publisher's knowledge
 comes from) and wakes whoever waits on the book. `catch_up` asks the broker for the
 current end of each partition and waits until the thread has read that far, so a
-decision taken afterwards has seen every verdict the ledger wrote before it.
+decision taken afterwards has seen every verdict the ledger wrote before it. The ends
+are asked once for every caller that began before the question was sent (`_ends`):
+concurrent commands share one answer instead of queueing behind each other's.
 
 Recovery is by rebuilding: a client that fails (a broker restart, a leader change, a
 lost connection, an answer such as FENCED_LEADER_EPOCH that librdkafka keeps giving
@@ -50,8 +52,10 @@ class LedgerReader:
         self._stop = threading.Event()
         self._reopen = threading.Event()
         self._problem: AccordError | None = None
-        self._probe: Consumer | None = None
-        self._probing = threading.Lock()
+        self._probe: Consumer | None = None  # asks where the topics end (ListOffsets)
+        self._asked = threading.Condition()  # one question at a time, its answer shared
+        self._asking = False
+        self._answer: tuple[float, dict[Partition, int]] | None = None  # (when it was asked, the ends)
         self._known: list[Partition] = []  # the partitions of the topics, as the probe last saw them
         self._thread: threading.Thread | None = None
 
@@ -86,16 +90,40 @@ class LedgerReader:
     # --- where the topics end now ------------------------------------------------------
 
     def _ends(self) -> dict[Partition, int]:
-        """Each partition's high watermark, asked again (on a new client) until `timeout` passes."""
+        """Each partition's high watermark, as asked after this call began.
+
+        One request at a time serves every caller: one that began before the request was
+        sent takes its answer, the others wait for the next (so under many threads a
+        command costs a fraction of a ListOffsets, never a queue of them)."""
+        began = time.monotonic()
+        with self._asked:
+            while True:
+                if self._answer is not None and self._answer[0] >= began:
+                    return self._answer[1]
+                if not self._asking:
+                    self._asking = True
+                    break
+                self._asked.wait()
+        answer: tuple[float, dict[Partition, int]] | None = None
+        try:
+            sent = time.monotonic()
+            answer = (sent, self._ask_ends())
+            return answer[1]
+        finally:
+            with self._asked:
+                self._asking = False
+                self._answer = answer or self._answer
+                self._asked.notify_all()
+
+    def _ask_ends(self) -> dict[Partition, int]:
+        """The high watermarks, asked again (on a new client) until `timeout` passes."""
         deadline = time.monotonic() + self._timeout
         refused: AccordError | None = None  # the clearest answer seen: kept over a later time-out
         while True:
             try:
-                with self._probing:  # one probe, shared by every caller's thread
-                    return self._watermarks(min(ASK_S, max(0.1, deadline - time.monotonic())))
+                return self._watermarks(min(ASK_S, max(0.1, deadline - time.monotonic())))
             except (KafkaException, KeyError, AccordError) as e:
-                with self._probing:
-                    self._drop_probe()  # a client that failed once may keep failing (stale metadata)
+                self._drop_probe()  # a client that failed once may keep failing (stale metadata)
                 if isinstance(e, AccordError) and not isinstance(refused, ConfigurationError):
                     refused = e
                 if time.monotonic() > deadline:
@@ -211,8 +239,7 @@ class LedgerReader:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        with self._probing:
-            self._drop_probe()
+        self._drop_probe()
 
 
 def _moved_on(reader: LedgerReader, done: Callable[[], bool]) -> Callable[[], bool]:

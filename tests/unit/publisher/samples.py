@@ -111,3 +111,21 @@ def resolve(
             "note": "reviewed within the time limit",
         }
     )
+
+
+def issue_line(n: int, now: datetime, **changes: Any) -> dict[str, Any]:
+    """Line `n` of an import file (`accord publish import`): an issue of its own subject, as JSON."""
+    return {
+        "command": "issue",
+        "national_id": f"4201021990{n:08d}",
+        "full_name": f"Subject Number{n}",
+        "birth_date": "1990-05-17",
+        "category": "judgment_default",
+        "measures": ["flight_ban", "rail_ban"],
+        "legal_basis": "SPC Provisions on Restricting High Consumption (2015), art. 3",
+        "severity": "serious",
+        "case_ref": f"(2026) Hu 0101 Zhi {n}",
+        "notice_served_at": (now - timedelta(days=10)).isoformat(),
+        "effective_from": now.isoformat(),
+        **changes,
+    }

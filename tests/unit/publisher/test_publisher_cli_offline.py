@@ -129,3 +129,14 @@ def test_an_agency_makes_its_own_key_and_the_backbone_registers_its_public_key(t
     assert anchor.public_keys() == {"court": public}
     garbled = CliRunner(env=env).invoke(main, ["keys", "trust", "--agency", "court", "--public-key", "x!"])
     assert garbled.exit_code == 2 and anchor.public_keys() == {"court": public}
+
+
+def test_an_import_file_of_no_known_format_is_refused_before_any_broker_is_asked(tmp_path: Path) -> None:
+    path = tmp_path / "listings.txt"
+    path.write_text('{"command": "issue", "national_id": "420102199001011234"}\n')
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "ACCORD_STATE_DIR": str(tmp_path / "state")}
+    result = CliRunner(env=env).invoke(main, ["publish", "import", str(path)])
+    assert result.exit_code == 3, result.output
+    answer = json.loads(result.output)
+    assert answer["refused"] == "invalid_command" and "--format" in answer["reason"]
+    assert "420102199001011234" not in result.output
