@@ -27,6 +27,7 @@ import click
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from services.core import cloudevent
 from services.core.cli_input import ask, refuse_flags
 from services.core.commands import (
     CorrectCommand,
