@@ -20,7 +20,7 @@ from services.core.settings import KafkaSettings, SecretSettings
 from services.reconciler.lease import Lease
 from services.reconciler.probe import HttpProbe, open_probe
 from services.reconciler.report import replay
-from services.reconciler.runner import Runner
+from services.reconciler.runner import on_kafka
 from services.reconciler.settings import ReconcilerSettings
 
 
@@ -73,7 +73,7 @@ def run(copies: tuple[str, ...]) -> None:
             _log(f"no --copy for {agency}: acknowledgements only, no anti-entropy")
         lease = Lease(kafka.connection, kafka.topics.ledger, settings.lease_session_s)
         try:
-            Runner(kafka, settings, policy, probes, _log, lease).run(stop)
+            on_kafka(kafka, settings, policy, probes, _log, lease).run(stop)
         finally:
             lease.close()
     except AccordError as e:

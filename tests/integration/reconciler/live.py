@@ -27,7 +27,7 @@ from services.core.settings import KafkaSettings
 from services.core.topics import Topics
 from services.core.views import ViewRow, project, view_change
 from services.reconciler.lease import Lease
-from services.reconciler.runner import Runner
+from services.reconciler.runner import Runner, on_kafka
 from services.reconciler.settings import ReconcilerSettings
 from tests.integration.copies.support import PARTITIONS, POLICY, make_topics, settings
 from tests.support.factory import Ledgerbook, policy_with_keys
@@ -109,7 +109,7 @@ class Live:
         probe = StoreProbe(open_store(self.url, CA))
         held = Lease(kafka.connection, self.topics.ledger, config.lease_session_s) if lease else None
         lines = self.logs.setdefault(name, [])
-        runner = Runner(kafka, config, self.policy, {CA: probe}, log or lines.append, held)
+        runner = on_kafka(kafka, config, self.policy, {CA: probe}, log or lines.append, held)
         halt = stop or self.stop
         self.stops.append(halt)
 
