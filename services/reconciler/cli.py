@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import signal
 import threading
+from datetime import UTC, datetime
 from types import FrameType
 
 import click
 
 from services.core.copystore.probe import StoreProbe
+from services.core.credentials import FileCredentials
 from services.core.errors import AccordError
 from services.core.kafka import create_topics
 from services.core.policy import load_policy
-from services.core.settings import KafkaSettings, SecretSettings
+from services.core.settings import KafkaSettings, KeystoreSettings, SecretSettings
+from services.reconciler.board import Board
+from services.reconciler.http import PageServer, build_page
 from services.reconciler.lease import Lease
 from services.reconciler.probe import HttpProbe, open_probe
 from services.reconciler.report import replay
@@ -42,6 +46,21 @@ def _copies(given: tuple[str, ...], known: list[str]) -> dict[str, str]:
     return urls
 
 
+def _serve(address: str) -> tuple[Board, PageServer]:
+    """The operator page on `address`, guarded by the credentials file of `KeystoreSettings`."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter(f"{address!r}: write HOST:PORT, e.g. 127.0.0.1:8095", param_hint="--http")
+    board = Board()
+    credentials = FileCredentials(KeystoreSettings().credentials_file)
+    server = PageServer(
+        build_page(board, credentials, lambda: datetime.now(UTC)), host or "127.0.0.1", int(port)
+    )
+    server.start()
+    _log(f"operator page on http://{host or '127.0.0.1'}:{port}/ (the reconciler's bearer token)")
+    return board, server
+
+
 @click.group()
 def reconcile() -> None:
     """Prove every agency's copy equal to its view; repair and report what is not."""
@@ -52,7 +71,11 @@ def reconcile() -> None:
     "--copy", "copies", multiple=True, metavar="AGENCY=URL",
     help="a copy to probe: its server (http://…, `accord copy serve`) or its store URL (repeatable)",
 )  # fmt: skip
-def run(copies: tuple[str, ...]) -> None:
+@click.option(
+    "--http", "address", metavar="HOST:PORT", default=None,
+    help="serve the operator page there (GET /, GET /listing?listing_id=), for the reconciler's token",
+)  # fmt: skip
+def run(copies: tuple[str, ...], address: str | None) -> None:
     """Reconcile until stopped (SIGTERM or Ctrl-C); findings on stderr and the `findings` topic."""
     kafka, settings, policy = KafkaSettings(), ReconcilerSettings(), load_policy()
     urls = {**settings.copies, **_copies(copies, policy.enforcers)}
@@ -72,10 +95,13 @@ def run(copies: tuple[str, ...]) -> None:
         for agency in sorted(set(policy.enforcers) - set(probes)):
             _log(f"no --copy for {agency}: acknowledgements only, no anti-entropy")
         lease = Lease(kafka.connection, kafka.topics.ledger, settings.lease_session_s)
+        board, server = (None, None) if address is None else _serve(address)
         try:
-            on_kafka(kafka, settings, policy, probes, _log, lease).run(stop)
+            on_kafka(kafka, settings, policy, probes, _log, lease, board).run(stop)
         finally:
             lease.close()
+            if server is not None:
+                server.close()
     except AccordError as e:
         raise click.ClickException(str(e)) from e
     finally:

@@ -40,6 +40,7 @@ from services.core.policy import Policy
 from services.core.serde import decode_full
 from services.core.settings import KafkaSettings
 from services.core.topics import RECONCILER, Topics, copy_key
+from services.reconciler.board import Board
 from services.reconciler.engine import Outcome, PassReport, Reconciler
 from services.reconciler.kafkalog import KafkaLog
 from services.reconciler.ports import Holder, LogReader, Outbox, Partition, Record
@@ -47,6 +48,7 @@ from services.reconciler.repair import repair_key
 from services.reconciler.settings import ReconcilerSettings
 
 BATCH = 500
+BOARD_EVERY_S = 1.0
 POLL_S = 0.2
 NEVER = float("-inf")
 DAWN = datetime.min.replace(tzinfo=UTC)
@@ -65,11 +67,12 @@ def on_kafka(
     probes: Mapping[str, CopyProbe],
     log: Callable[[str], None],
     lease: Holder | None = None,
+    board: Board | None = None,
 ) -> Runner:
     """A runner on the real backbone: a `KafkaLog` reader and a confirmed-delivery producer."""
     connection = kafka.connection
     reader, outbox = KafkaLog(connection), EventProducer(connection)
-    return Runner(kafka.topics, settings, policy, probes, log, reader, outbox, lease)
+    return Runner(kafka.topics, settings, policy, probes, log, reader, outbox, lease, board=board)
 
 
 class Runner:
@@ -87,9 +90,11 @@ class Runner:
         outbox: Outbox,
         lease: Holder | None = None,
         clock: Callable[[], float] = time.monotonic,
+        board: Board | None = None,
     ) -> None:
         self.topics, self.settings, self.probes, self.log = topics, settings, probes, log
         self.reader, self.producer, self.lease, self.clock = reader, outbox, lease, clock
+        self.board = board  # what the operator page shows (`board.py`), if one is served
         self.engine = Reconciler(policy, policy.enforcers, settings.timing())
         self._last: dict[str, float] = {}
         self._digest_seen: dict[str, datetime] = {}
@@ -105,7 +110,7 @@ class Runner:
         try:
             self.start()
             while not stop.is_set():
-                self.step(datetime.now(UTC))
+                self.step()
         finally:
             self.reader.close()
             self.producer.flush()
@@ -119,12 +124,16 @@ class Runner:
             self._partitions[topic] = self._partitions.get(topic, 0) + 1
         self._replay_to = {tp: high for tp, high in ends.items() if high > 0}
 
-    def step(self, now: datetime) -> None:
-        """Read one batch; once the log as it was at the start is read, act on time."""
+    def step(self, now: datetime | None = None) -> None:
+        """Read one batch; once the log as it was at the start is read, act on time.
+
+        `now` (a test's) is otherwise the time after the batch is read: a digest read in it may
+        have been taken a moment ago, and must not look taken after the check that reads it."""
         for record in self.reader.read(BATCH, POLL_S):
             self.handle(record)
         if self._caught_up_once():
-            self.tick(now, self.acks_horizon(now))
+            at = now or datetime.now(UTC)
+            self.tick(at, self.acks_horizon(at))
 
     def _caught_up_once(self) -> bool:
         """True once everything in the log when we started is read (findings included): before
@@ -160,6 +169,8 @@ class Runner:
         if isinstance(event, CopyApplied | CopyDigest) and not self._own_topic(event, record):
             return
         at = record.at or event.envelope.recorded_at
+        if self.board is not None:
+            self.board.note(event, at)
         if isinstance(event, ListingState):
             self.engine.on_state(event, at, record.value)
         elif isinstance(event, ViewChanged):
@@ -204,6 +215,7 @@ class Runner:
         return self.lease is None or self.lease.held()
 
     def tick(self, now: datetime, acks_read_to: datetime | None = None) -> None:
+        self._show(now)
         if not self._acting():
             return
         if self._due("check", self.settings.check_interval_s):
@@ -215,6 +227,15 @@ class Runner:
         if self._due("report", self.settings.report_interval_s, first=False):
             self.log(self.progress())
             self.log(self.engine.times.table())
+
+    def _show(self, now: datetime) -> None:
+        """The operator page's figures, judged here, in the runner's thread (`board.py`)."""
+        if self.board is None or not self._due("board", BOARD_EVERY_S):
+            return
+        agencies = self.engine.expected.agencies
+        pending = {a: 0 for a in agencies} | self.engine.acks.pending_by_agency()
+        behind = {a: self.engine.behind(a) for a in agencies}
+        self.board.figures(now, pending, behind, self.engine.times.summary())
 
     def progress(self) -> str:
         """Health is progress: messages read, changes awaiting acknowledgement, repairs in flight."""
