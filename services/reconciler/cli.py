@@ -46,18 +46,20 @@ def _copies(given: tuple[str, ...], known: list[str]) -> dict[str, str]:
     return urls
 
 
-def _serve(address: str) -> tuple[Board, PageServer]:
-    """The operator page on `address`, guarded by the credentials file of `KeystoreSettings`."""
-    host, sep, port = address.rpartition(":")
+def _address(given: str) -> tuple[str, int]:
+    host, sep, port = given.rpartition(":")
     if not sep or not port.isdigit():
-        raise click.BadParameter(f"{address!r}: write HOST:PORT, e.g. 127.0.0.1:8095", param_hint="--http")
+        raise click.BadParameter(f"{given!r}: write HOST:PORT, e.g. 127.0.0.1:8095", param_hint="--http")
+    return host or "127.0.0.1", int(port)
+
+
+def _serve(host: str, port: int) -> tuple[Board, PageServer]:
+    """The operator page on `host:port`, guarded by the credentials file of `KeystoreSettings`."""
     board = Board()
     credentials = FileCredentials(KeystoreSettings().credentials_file)
-    server = PageServer(
-        build_page(board, credentials, lambda: datetime.now(UTC)), host or "127.0.0.1", int(port)
-    )
+    server = PageServer(build_page(board, credentials, lambda: datetime.now(UTC)), host, port)
     server.start()
-    _log(f"operator page on http://{host or '127.0.0.1'}:{port}/ (the reconciler's bearer token)")
+    _log(f"operator page on http://{host}:{port}/ (the reconciler's bearer token)")
     return board, server
 
 
@@ -79,6 +81,7 @@ def run(copies: tuple[str, ...], address: str | None) -> None:
     """Reconcile until stopped (SIGTERM or Ctrl-C); findings on stderr and the `findings` topic."""
     kafka, settings, policy = KafkaSettings(), ReconcilerSettings(), load_policy()
     urls = {**settings.copies, **_copies(copies, policy.enforcers)}
+    where = None if address is None else _address(address)
     stop = threading.Event()
 
     def stopping(signum: int, _: FrameType | None) -> None:
@@ -95,7 +98,7 @@ def run(copies: tuple[str, ...], address: str | None) -> None:
         for agency in sorted(set(policy.enforcers) - set(probes)):
             _log(f"no --copy for {agency}: acknowledgements only, no anti-entropy")
         lease = Lease(kafka.connection, kafka.topics.ledger, settings.lease_session_s)
-        board, server = (None, None) if address is None else _serve(address)
+        board, server = (None, None) if where is None else _serve(*where)
         try:
             on_kafka(kafka, settings, policy, probes, _log, lease, board).run(stop)
         finally:
