@@ -1,24 +1,23 @@
 """What the Luoshan demo does to the backbone: child services it starts and stops by pid, and the
-backup and restore of an agency's SQLite copy.
+backup and restore of an agency's copy, through the `CopyStore` port (any database it holds).
 
-The restore is a DBA's: the listing tables come back from the old backup while the
-sink's own bookkeeping (its view-topic positions) stays as it was, so the sink does
-not re-read the revocation by itself — exactly the copy nobody would ever correct
-without reconciliation. Table names are those of services/core/copystore/sql.py.
+The restore is a DBA's (`CopyStore.restore`): the rows come back from the old backup while the
+sink's own bookkeeping (its view-topic positions) stays as it was, so the sink does not re-read
+the revocation by itself — exactly the copy nobody would ever correct without reconciliation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+from services.core.copystore import open_store
 from services.core.errors import AccordError
+from services.core.views import ViewRow
 
-RESTORED_TABLES = ("copy_rows", "copy_buckets")
 STOP_TIMEOUT_S = 20.0
 
 
@@ -63,19 +62,15 @@ class Children:
             self.stop(name)
 
 
-def backup(db: Path, to: Path) -> None:
-    """An online, consistent copy of a live SQLite database (its backup API, not a file copy)."""
-    with contextlib.closing(sqlite3.connect(db)) as source, contextlib.closing(sqlite3.connect(to)) as target:
-        source.backup(target)
+def backup(url: str, agency: str, to: Path) -> None:
+    """The copy's rows as they are now, one JSON row per line (read in one query, so consistent)."""
+    with contextlib.closing(open_store(url, agency)) as store:
+        rows = list(store.rows())
+    to.write_text("".join(f"{row.canonical()}\n" for row in rows))
 
 
-def restore_rows(db: Path, backup_file: Path) -> None:
-    """Put the backup's rows (and their digest buckets) back, keeping the sink's positions."""
-    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
-        conn.execute("ATTACH DATABASE ? AS old", (str(backup_file),))
-        conn.execute("BEGIN IMMEDIATE")
-        for table in RESTORED_TABLES:
-            conn.execute(f"DELETE FROM main.{table}")
-            conn.execute(f"INSERT INTO main.{table} SELECT * FROM old.{table}")
-        conn.execute("COMMIT")
-        conn.execute("DETACH DATABASE old")
+def restore(url: str, agency: str, backup_file: Path) -> None:
+    """Put the backup's rows back (their digest with them), keeping the sink's positions."""
+    rows = [ViewRow.model_validate_json(line) for line in backup_file.read_text().splitlines() if line]
+    with contextlib.closing(open_store(url, agency)) as store:
+        store.restore(rows)

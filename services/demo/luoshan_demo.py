@@ -28,7 +28,7 @@ from services.core.policy import load_policy
 from services.core.settings import KeystoreSettings
 from services.core.topics import Topics
 from services.demo import luoshan
-from services.demo.drill import Children, backup, restore_rows
+from services.demo.drill import Children, backup, restore
 from services.demo.timeline import Timeline
 from services.demo.watch import Watch
 from services.reconciler.findings import REPAIRED, REVOKED_STILL_ACTIVE, STALE_COPY
@@ -133,7 +133,7 @@ class Story:
             listing.envelope.recorded_at, f"luoshan-police bans subject {subject} from flights and trains"
         )
         self.applied_everywhere(lid, 1, "the ban")
-        backup(self.db(), self.workdir / "civil-aviation-backup.db")
+        backup(_store_url(self.workdir, CA), CA, self.backup_file())
         self.step(datetime.now(UTC), "civil-aviation's database is backed up")
         revocation = luoshan.admission(listing, self.keystore, datetime.now(UTC))
         producer.send_sync(self.topics.listings(luoshan.BUREAU), lid, revocation)
@@ -150,12 +150,12 @@ class Story:
         for ack in acks:
             self.step(ack.applied_at, f"{ack.copy_agency}'s copy applies {what} (v{version})")
 
-    def db(self) -> Path:
-        return self.workdir / "copies" / f"{CA}.db"
+    def backup_file(self) -> Path:
+        return self.workdir / f"{CA}-backup.jsonl"
 
     def restore(self, subject_ref: str) -> None:
         self.children.stop(f"copy-{CA}")
-        restore_rows(self.db(), self.workdir / "civil-aviation-backup.db")
+        restore(_store_url(self.workdir, CA), CA, self.backup_file())
         self.timeline.restored_at = datetime.now(UTC)
         self.step(
             self.timeline.restored_at, "civil-aviation's listing tables are restored from the old backup"

@@ -12,7 +12,7 @@ from services.core.events import CopyApplied, Event, Finding
 from services.core.kafka import consumer
 from services.core.serde import decode
 from services.demo.drill import Children, DrillError
-from services.reconciler.runner import from_the_start
+from services.reconciler.kafkalog import from_the_start
 
 WAIT_S = 90.0  # generous: the ledger's first start on a busy machine is the slow step
 

@@ -138,6 +138,13 @@ class AckTracker:
     def pending(self) -> int:
         return sum(len(waiting) for waiting in self._pending.values())
 
+    def pending_by_agency(self) -> dict[str, int]:
+        """Changes awaiting acknowledgement, per copy (for the operator page)."""
+        out: dict[str, int] = {}
+        for (agency, _), waiting in self._pending.items():
+            out[agency] = out.get(agency, 0) + len(waiting)
+        return out
+
 
 def _settle(wanted: Expectation, at: datetime, late: bool) -> Settled:
     seconds = max(0.0, (at - wanted.emitted_at).total_seconds())

@@ -10,6 +10,7 @@ import json
 import logging
 import signal
 import threading
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -17,15 +18,18 @@ import click
 
 from services.core import logs
 from services.core.copystore.probe import StoreProbe
+from services.core.credentials import FileCredentials
 from services.core.errors import AccordError
 from services.core.kafka import create_topics
 from services.core.ops import LOG_JSON, OPS, serve_ops
 from services.core.policy import load_policy
-from services.core.settings import KafkaSettings, SecretSettings
+from services.core.settings import KafkaSettings, KeystoreSettings, SecretSettings
+from services.reconciler.board import Board
+from services.reconciler.http import PageServer, build_page
 from services.reconciler.lease import Lease
 from services.reconciler.probe import HttpProbe, open_probe
 from services.reconciler.report import Report, replay
-from services.reconciler.runner import Runner
+from services.reconciler.runner import on_kafka
 from services.reconciler.settings import ReconcilerSettings
 
 
@@ -47,6 +51,23 @@ def _copies(given: tuple[str, ...], known: list[str]) -> dict[str, str]:
     return urls
 
 
+def _address(given: str) -> tuple[str, int]:
+    host, sep, port = given.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter(f"{given!r}: write HOST:PORT, e.g. 127.0.0.1:8095", param_hint="--http")
+    return host or "127.0.0.1", int(port)
+
+
+def _serve(host: str, port: int) -> tuple[Board, PageServer]:
+    """The operator page on `host:port`, guarded by the credentials file of `KeystoreSettings`."""
+    board = Board()
+    credentials = FileCredentials(KeystoreSettings().credentials_file)
+    server = PageServer(build_page(board, credentials, lambda: datetime.now(UTC)), host, port)
+    server.start()
+    _log(f"operator page on http://{host}:{port}/ (the reconciler's bearer token)")
+    return board, server
+
+
 @click.group()
 def reconcile() -> None:
     """Prove every agency's copy equal to its view; repair and report what is not."""
@@ -57,13 +78,18 @@ def reconcile() -> None:
     "--copy", "copies", multiple=True, metavar="AGENCY=URL",
     help="a copy to probe: its server (http://…, `accord copy serve`) or its store URL (repeatable)",
 )  # fmt: skip
+@click.option(
+    "--http", "address", metavar="HOST:PORT", default=None,
+    help="serve the operator page there (GET /, GET /listing?listing_id=), for the reconciler's token",
+)  # fmt: skip
 @OPS
 @LOG_JSON
-def run(copies: tuple[str, ...], ops: str | None, log_json: bool) -> None:
+def run(copies: tuple[str, ...], address: str | None, ops: str | None, log_json: bool) -> None:
     """Reconcile until stopped (SIGTERM or Ctrl-C); findings on stderr and the `findings` topic."""
     logs.configure(logging.INFO, as_json=log_json, text_format="%(message)s")  # plain: the lines alone
     kafka, settings, policy = KafkaSettings(), ReconcilerSettings(), load_policy()
     urls = {**settings.copies, **_copies(copies, policy.enforcers)}
+    where = None if address is None else _address(address)
     stop = threading.Event()
 
     def stopping(signum: int, _: FrameType | None) -> None:
@@ -80,14 +106,16 @@ def run(copies: tuple[str, ...], ops: str | None, log_json: bool) -> None:
         for agency in sorted(set(policy.enforcers) - set(probes)):
             _log(f"no --copy for {agency}: acknowledgements only, no anti-entropy")
         lease = Lease(kafka.connection, kafka.topics.ledger, settings.lease_session_s)
-        runner = Runner(kafka, settings, policy, probes, _log, lease)
+        board, server = (None, None) if where is None else _serve(*where)
+        runner = on_kafka(kafka, settings, policy, probes, _log, lease, board)
         endpoint = serve_ops(ops, runner.health)
         try:
             runner.run(stop)
         finally:
             lease.close()
-            if endpoint is not None:
-                endpoint.close()
+            for running in (server, endpoint):
+                if running is not None:
+                    running.close()
     except AccordError as e:
         raise click.ClickException(str(e)) from e
     finally:

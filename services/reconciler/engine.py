@@ -239,6 +239,12 @@ class Reconciler:
         known = self.expected.known(listing_id)
         return known.version if known else 0
 
+    def behind(self, agency: str) -> int:
+        """View messages this reconciler has read that the copy's last digest had not reached."""
+        digest, read = self.digests.get(agency), self._read_up_to.get(agency, {})
+        reached = {int(p): o for p, o in digest.positions.items()} if digest else {}
+        return sum(max(0, offset - reached.get(p, 0)) for p, offset in read.items())
+
     def _read_past(self, agency: str, copy_positions: dict[int, int]) -> bool:
         """True when this reconciler has read the view topic at least as far as the copy applied it.
 

@@ -23,7 +23,7 @@ from services.core.topics import RECONCILER, Topics
 from services.reconciler.acks import AckTracker, Sla
 from services.reconciler.consistency import CHANGE, FAMILIES, ConsistencyTimes
 from services.reconciler.findings import REPAIRED, family_of
-from services.reconciler.runner import timestamp_of
+from services.reconciler.kafkalog import timestamp_of
 
 # The SLA does not change a time to consistency; it only decides what counts as late.
 REPLAY_SLA = Sla(timedelta(days=3650), timedelta(days=3650))

@@ -1,6 +1,6 @@
 """`accord reconcile run`: read the backbone, feed the engine, publish what it finds and repairs.
 
-One plain consumer reads `ledger`, every `views.<agency>`, every copy's
+Its reader (on Kafka one plain consumer, `kafkalog.py`) reads `ledger`, every `views.<agency>`, every copy's
 `copies.applied.<agency>` and `copies.digests.<agency>`, and `findings` from the beginning
 (the reconciler's state is rebuilt from the log on start, like every other view of it; the
 findings tell it what was already published, so a restart repeats none). It acts only once
@@ -9,7 +9,9 @@ it has read as far as the log reached when it started, and only while it holds t
 anti-entropy then run on time, however busy the input: a deadline is judged only up to
 the horizon the acknowledgements have been read to, so a reconciler behind on its input
 never mistakes its own lag for a copy's fault. A bad message goes to `rejected` and the
-loop goes on; a bug in the engine stops the process loudly.
+loop goes on; a bug in the engine stops the process loudly. The reader, the outbox it
+publishes to and the lease are given to it (`ports.py`; `on_kafka` builds the real ones), so
+its decisions are unit-tested without a broker.
 """
 
 from __future__ import annotations
@@ -17,17 +19,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from services.core import metrics
 from services.core.cloudevent import source
 from services.core.copystore.probe import CopyProbe
 from services.core.digest import root_of
-from services.core.errors import AccordError, ConfigurationError, ContractError
+from services.core.errors import AccordError, ContractError
 from services.core.events import (
     CopyApplied,
     CopyDigest,
@@ -36,29 +35,24 @@ from services.core.events import (
     ViewChanged,
 )  # fmt: skip
 from services.core.health import Health, Progress
-from services.core.kafka import (
-    EventProducer,
-    cached_lag,
-    consumer,
-    decode_message,
-    end_offsets,
-    partition_for,
-    raise_on_error,
-)
+from services.core.kafka import EventProducer, partition_for
 from services.core.policy import Policy
 from services.core.position import Position
 from services.core.rejections import rejected
+from services.core.serde import decode_full
 from services.core.settings import KafkaSettings
 from services.core.topics import RECONCILER, Topics, copy_key
+from services.reconciler.board import Board
 from services.reconciler.engine import Outcome, PassReport, Reconciler
-from services.reconciler.lease import Lease
+from services.reconciler.kafkalog import KafkaLog
+from services.reconciler.ports import Holder, LogReader, Outbox, Partition, Record
 from services.reconciler.repair import repair_key
 from services.reconciler.settings import ReconcilerSettings
 
 BATCH = 500
+BOARD_EVERY_S = 1.0
 POLL_S = 0.2
 NEVER = float("-inf")
-TOPIC_WAIT_S = 15.0
 DAWN = datetime.min.replace(tzinfo=UTC)
 
 
@@ -68,86 +62,88 @@ def subscription(topics: Topics, agencies: list[str]) -> list[str]:
             *topics.all_copies_digests(agencies), topics.findings]  # fmt: skip
 
 
-def from_the_start(reader: Consumer, names: list[str], wait_s: float = TOPIC_WAIT_S) -> list[TopicPartition]:
-    """Every partition of `names`, at offset 0; a topic created a moment ago may take a while to show."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        topics = reader.list_topics(timeout=10).topics
-        missing = [n for n in names if n not in topics or not topics[n].partitions]
-        if not missing:
-            return [TopicPartition(n, p, OFFSET_BEGINNING) for n in names for p in topics[n].partitions]
-        if time.monotonic() > deadline:
-            raise ConfigurationError(f"topics {missing} do not exist: create them (accord backbone up)")
-        time.sleep(0.5)
-
-
-def timestamp_of(msg: Message) -> datetime | None:
-    kind, millis = msg.timestamp()
-    return datetime.fromtimestamp(millis / 1000, UTC) if kind and millis > 0 else None
+def on_kafka(
+    kafka: KafkaSettings,
+    settings: ReconcilerSettings,
+    policy: Policy,
+    probes: Mapping[str, CopyProbe],
+    log: Callable[[str], None],
+    lease: Holder | None = None,
+    board: Board | None = None,
+) -> Runner:
+    """A runner on the real backbone: a `KafkaLog` reader and a confirmed-delivery producer."""
+    connection = kafka.connection
+    reader, outbox = (
+        KafkaLog(connection),
+        EventProducer(connection, source(kafka.topics.namespace, RECONCILER)),
+    )
+    return Runner(kafka.topics, settings, policy, probes, log, reader, outbox, lease, board=board)
 
 
 class Runner:
+    """Feeds the engine from `reader` and publishes through `outbox`, while `lease` is held
+    (None: this reconciler is the only one). `clock` paces the checks (monotonic seconds)."""
+
     def __init__(
         self,
-        kafka: KafkaSettings,
+        topics: Topics,
         settings: ReconcilerSettings,
         policy: Policy,
         probes: Mapping[str, CopyProbe],
         log: Callable[[str], None],
-        lease: Lease | None = None,
+        reader: LogReader,
+        outbox: Outbox,
+        lease: Holder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        board: Board | None = None,
     ) -> None:
-        self.kafka, self.settings, self.probes, self.log = kafka, settings, probes, log
-        self.topics = kafka.topics
+        self.topics, self.settings, self.probes, self.log = topics, settings, probes, log
+        self.reader, self.producer, self.lease, self.clock = reader, outbox, lease, clock
+        self.board = board  # what the operator page shows (`board.py`), if one is served
         self.engine = Reconciler(policy, policy.enforcers, settings.timing())
-        self.producer = EventProducer(kafka.connection, source(self.topics.namespace, RECONCILER))
-        self.lease = lease  # None: this reconciler is the only one
         self._last: dict[str, float] = {}
         self._digest_seen: dict[str, datetime] = {}
         self._cursor: dict[str, int] = {}  # next bucket of each copy to verify from its rows
         self._partitions: dict[str, int] = {}  # topic -> partitions
-        self._replay_to: dict[tuple[str, int], int] = {}  # the log's end when we started
-        self._read_to: dict[tuple[str, int], int] = {}  # next offset, per partition read
-        self._acks_at: dict[tuple[str, int], datetime] = {}  # acks partition -> time of the last ack read
+        self._replay_to: dict[Partition, int] = {}  # the log's end when we started
+        self._read_to: dict[Partition, int] = {}  # next offset, per partition read
+        self._acks_at: dict[Partition, datetime] = {}  # acks partition -> time of the last ack read
         self.replayed = False
         self.read = 0
         self.tracker = Progress("reconciler", settings.stall_after_s)
-        self.reader: Consumer | None = None  # while it runs
         self._compared: dict[str, str] = {}  # agency -> time of its last digest comparison
 
     def run(self, stop: threading.Event) -> None:
-        reader = self.reader = self._subscribe()
         try:
+            self.start()
             while not stop.is_set():
-                batch = reader.consume(num_messages=BATCH, timeout=POLL_S)
-                for msg in batch:
-                    self.handle(msg)
-                if batch:
-                    self.tracker.advance(read=len(batch))
-                if self._caught_up_once():
-                    now = datetime.now(UTC)
-                    self.tick(now, self.acks_horizon(reader, now))
+                self.step()
         finally:
-            self.reader = None
-            reader.close()
+            self.reader.close()
             self.producer.flush()
             self.log(self.progress())
             self.log(self.engine.times.table())
 
-    def _subscribe(self) -> Consumer:
-        names = subscription(self.topics, self.engine.expected.agencies)
-        connection = self.kafka.connection
-        reader = consumer(connection, connection.group(f"follow-{uuid.uuid4()}"))
-        try:
-            assignment = from_the_start(reader, names)
-            ends = end_offsets(connection, names)
-        except (ConfigurationError, AccordError):
-            reader.close()
-            raise
-        reader.assign(assignment)
-        for tp in assignment:
-            self._partitions[tp.topic] = self._partitions.get(tp.topic, 0) + 1
-        self._replay_to = {(tp.topic, tp.partition): high for tp, high in ends.items() if high > 0}
-        return reader
+    def start(self) -> None:
+        """Open every input from its start and note how far the log reached then."""
+        ends = self.reader.open(subscription(self.topics, self.engine.expected.agencies))
+        for topic, _ in ends:
+            self._partitions[topic] = self._partitions.get(topic, 0) + 1
+        self._replay_to = {tp: high for tp, high in ends.items() if high > 0}
+
+    def step(self, now: datetime | None = None) -> None:
+        """Read one batch; once the log as it was at the start is read, act on time.
+
+        `now` (a test's) is otherwise the time after the batch is read: a digest read in it may
+        have been taken a moment ago, and must not look taken after the check that reads it."""
+        batch = self.reader.read(BATCH, POLL_S)
+        for record in batch:
+            self.handle(record)
+        if batch:
+            self.tracker.advance(read=len(batch))
+        if self._caught_up_once():
+            at = now or datetime.now(UTC)
+            self.tick(at, self.acks_horizon(at))
 
     def _caught_up_once(self) -> bool:
         """True once everything in the log when we started is read (findings included): before
@@ -158,34 +154,35 @@ class Runner:
                 self.log(f"replayed the log ({self.read} messages): {self.progress()}")
         return self.replayed
 
-    def acks_horizon(self, reader: Consumer, now: datetime) -> datetime:
+    def acks_horizon(self, now: datetime) -> datetime:
         """How far in time the acknowledgements are read: a partition of a copy's acks topic read to
         its end, up to now; one with more to read, up to its last acknowledgement read."""
         horizon = now
         for topic in self.topics.all_copies_applied(self.engine.expected.agencies):
             for partition in range(self._partitions.get(topic, 0)):
-                _, high = reader.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+                high = self.reader.end(topic, partition)
                 if high < 0 or self._read_to.get((topic, partition), 0) < high:
                     horizon = min(horizon, self._acks_at.get((topic, partition), DAWN))
         return horizon
 
     # --- reading -------------------------------------------------------------------
 
-    def handle(self, msg: Message) -> None:
-        raise_on_error(msg)
+    def handle(self, record: Record) -> None:
         self.read += 1
-        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        topic, partition, offset = record.topic, record.partition, record.offset
         self._read_to[(topic, partition)] = offset + 1
         try:
-            event = decode_message(msg).event
+            event = decode_full(record.value, topic, partition, offset).event
         except ContractError as e:
-            self._reject(msg, e)
+            self._reject(record, e)
             return
-        if isinstance(event, CopyApplied | CopyDigest) and not self._own_topic(event, msg):
+        if isinstance(event, CopyApplied | CopyDigest) and not self._own_topic(event, record):
             return
-        at = timestamp_of(msg) or event.envelope.recorded_at
+        at = record.at or event.envelope.recorded_at
+        if self.board is not None:
+            self.board.note(event, at)
         if isinstance(event, ListingState):
-            self.engine.on_state(event, at, msg.value())
+            self.engine.on_state(event, at, record.value)
         elif isinstance(event, ViewChanged):
             self.publish(self.engine.on_view(event, partition, offset, at))
         elif isinstance(event, CopyApplied):
@@ -198,22 +195,24 @@ class Runner:
         else:
             self.log(f"ignored a {type(event).__name__} on {topic}: not an input of the reconciler")
 
-    def _own_topic(self, event: CopyApplied | CopyDigest, msg: Message) -> bool:
+    def _own_topic(self, event: CopyApplied | CopyDigest, record: Record) -> bool:
         """A copy's report counts only on that copy's own topic (ACLs let only it write there)."""
-        if event.copy_agency == self.topics.reporting_copy(msg.topic() or ""):
+        if event.copy_agency == self.topics.reporting_copy(record.topic):
             return True
         name = type(event).__name__
-        self._reject(msg, ContractError(f"a {name} for {event.copy_agency} on {msg.topic()}: not its topic"))
+        self._reject(
+            record, ContractError(f"a {name} for {event.copy_agency} on {record.topic}: not its topic")
+        )
         return False
 
-    def _reject(self, msg: Message, error: ContractError) -> None:
+    def _reject(self, record: Record, error: ContractError) -> None:
         """A message nobody can read goes to `rejected` with the reason; the next one is read as usual."""
         self.log(f"REJECTED {error}")
-        key = (msg.key() or b"").decode(errors="replace")
-        where = Position(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
-        record = rejected(RECONCILER, where, "contract", str(error), msg.value(), datetime.now(UTC), key)
+        key = (record.key or b"").decode(errors="replace")
+        where = Position(record.topic, record.partition, record.offset)
+        refusal = rejected(RECONCILER, where, "contract", str(error), record.value, datetime.now(UTC), key)
         if self._acting():
-            self.producer.send(self.topics.rejected, key, record)
+            self.producer.send(self.topics.rejected, key, refusal)
 
     # --- acting, on time -------------------------------------------------------------
 
@@ -221,6 +220,7 @@ class Runner:
         return self.lease is None or self.lease.held()
 
     def tick(self, now: datetime, acks_read_to: datetime | None = None) -> None:
+        self._show(now)
         if not self._acting():
             return
         if self._due("check", self.settings.check_interval_s):
@@ -234,6 +234,15 @@ class Runner:
         if self._due("report", self.settings.report_interval_s, first=False):
             self.log(self.progress())
             self.log(self.engine.times.table())
+
+    def _show(self, now: datetime) -> None:
+        """The operator page's figures, judged here, in the runner's thread (`board.py`)."""
+        if self.board is None or not self._due("board", BOARD_EVERY_S):
+            return
+        agencies = self.engine.expected.agencies
+        pending = {a: 0 for a in agencies} | self.engine.acks.pending_by_agency()
+        behind = {a: self.engine.behind(a) for a in agencies}
+        self.board.figures(now, pending, behind, self.engine.times.summary())
 
     def progress(self) -> str:
         """Health is progress: messages read, changes awaiting acknowledgement, repairs in flight."""
@@ -250,7 +259,8 @@ class Runner:
     def health(self) -> Health:
         """Progress is the input read against the log's end (asked from the ops thread: copies)."""
         partitions = [(topic, p) for topic, count in list(self._partitions.items()) for p in range(count)]
-        lag = cached_lag(self.reader, partitions, dict(self._read_to)) if self.reader else {}
+        read_to = dict(self._read_to)
+        lag = {tp: max(0, self.reader.end(*tp) - read_to.get(tp, 0)) for tp in partitions}
         self.tracker.note(replayed=self.replayed, findings_open=len(self.engine.book),
                             repairs_open=len(self.engine.repairs))  # fmt: skip
         health = self.tracker.judge(lag)
@@ -258,7 +268,7 @@ class Runner:
         return health
 
     def _due(self, name: str, every: float, first: bool = True) -> bool:
-        clock = time.monotonic()
+        clock = self.clock()
         last = self._last.setdefault(name, NEVER if first else clock)
         if clock - last < every:
             return False

@@ -2,9 +2,10 @@
 
 Listing events stream in at a steady pace while the worker (RocksDB tables, as in production)
 is killed and restarted at once, several times. Afterwards the `ledger` topic and every view are
-compared exactly with what the publisher had confirmed, folded independently here: every version
-of every listing is in `ledger` with exactly the state `evolve` gives, nothing else is; each
-agency's latest view change is its projection of the final state; the copies equal their views.
+compared exactly with what the publisher had confirmed, by the reference model
+(`tests/support/reference.py`, apart from the ledger's fold and projection): every version of
+every listing is in `ledger` with exactly the state the rules give, nothing else is; each
+agency's latest view change is the model's row of the final state; the copies equal their views.
 The ledger's own re-reading after each crash must not look like a replay: `rejected` stays empty.
 """
 
@@ -13,23 +14,16 @@ from __future__ import annotations
 import random
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from services.core.connection import KafkaConnection
 from services.core.events import Event, ListingState, Rejected, ViewChanged
-from services.core.listing import evolve
 from services.core.views import ViewRow
-from tests.integration.ledger.harness import (
-    Backbone,
-    applied_once,
-    expected_views,
-    fold,
-    wait_for,
-    wait_for_copy,
-)
+from tests.integration.ledger.harness import Backbone, applied_once, wait_for, wait_for_copy
+from tests.support import reference
+from tests.support.backbones import running_backbone
 from tests.support.factory import Ledgerbook
 
 KILLS = 4
@@ -72,22 +66,8 @@ class Load(threading.Thread):
 
 @pytest.fixture
 def backbone(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
-    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("crashes"))
-    try:
+    with running_backbone(kafka_admin, tmp_path_factory.mktemp("crashes")) as running:
         yield running
-    finally:
-        running.stop_all()
-
-
-def every_version(events: list[Event]) -> dict[tuple[str, int], ListingState]:
-    """The state after each event, by (listing, version): what `ledger` must hold, exactly."""
-    states: dict[tuple[str, int], ListingState] = {}
-    latest: dict[str, ListingState] = {}
-    for event in sorted(events, key=lambda e: (e.envelope.listing_id, e.envelope.version)):
-        listing_id = event.envelope.listing_id
-        latest[listing_id] = evolve(latest.get(listing_id), event)  # type: ignore[arg-type]
-        states[(listing_id, event.envelope.version)] = latest[listing_id]
-    return states
 
 
 def test_repeated_kill_9_under_load_loses_and_invents_nothing(backbone: Backbone) -> None:
@@ -106,7 +86,7 @@ def test_repeated_kill_9_under_load_loses_and_invents_nothing(backbone: Backbone
     load.stopping = True
     load.join(timeout=30)
     assert load.failure is None
-    want = every_version(backbone.events)
+    want = reference.history(backbone.events)
 
     def ledger_complete() -> dict[tuple[str, int], list[ListingState]] | None:
         backbone.assert_alive()
@@ -118,12 +98,12 @@ def test_repeated_kill_9_under_load_loses_and_invents_nothing(backbone: Backbone
 
     have = wait_for("every acknowledged version in ledger", ledger_complete, 120, every=1.0)
     assert have.keys() == want.keys()
-    wrong = [k for k, copies in have.items() if any(c != want[k] for c in copies)]
+    wrong = [k for k, copies in have.items() if any(reference.disagreements(want[k], c) for c in copies)]
     assert not wrong, f"{len(wrong)} ledger records differ from the fold, e.g. {wrong[:3]}"
 
-    final = fold(backbone.events)
+    final = reference.truths(backbone.events)
     for agency, url in stores.items():
-        rows: dict[str, ViewRow] = expected_views(final, agency, backbone.policy)
+        rows: dict[str, ViewRow] = reference.views(final, agency, backbone.policy)
         latest = {c.envelope.listing_id: c for c in backbone.read(backbone.topics.views(agency))}
         assert all(isinstance(c, ViewChanged) for c in latest.values())
         upserts = {k: ViewRow.from_change(c) for k, c in latest.items() if c.op == "upsert"}  # type: ignore[arg-type]

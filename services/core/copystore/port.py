@@ -7,7 +7,7 @@ adapter, so SQLite and PostgreSQL copies cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -137,6 +137,15 @@ class CopyStore(Protocol):
 
         Rows inserted by hand with a copied, wrong or no bucket: a full read of ids, asked
         for only when a bucket's leaves do not add up to its hash.
+        """
+        ...
+
+    def restore(self, rows: Iterable[ViewRow]) -> None:
+        """Replace every row with `rows` (a backup: what `rows()` read earlier), in one transaction.
+
+        The digest is recomputed from the restored rows; positions and delivered versions stay
+        as they are, as when a DBA restores only the listing tables: the sink then does not
+        re-read what the backup lost, and only reconciliation finds the difference.
         """
         ...
 

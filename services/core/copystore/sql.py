@@ -16,7 +16,7 @@ stored bucket is a cache that `misplaced` and `reindex` verify.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -225,6 +225,13 @@ class SqlCopyStore:
             "DO UPDATE SET value = excluded.value",
             (datetime.now(UTC).isoformat(),),
         )
+
+    def restore(self, rows: Iterable[ViewRow]) -> None:
+        with self._lock, self._write() as cur:
+            cur.execute("DELETE FROM copy_rows")
+            cur.execute("DELETE FROM copy_buckets")
+            for row in rows:
+                self._insert(cur, row)
 
     def acks_sent(self, sent: list[tuple[int, int]]) -> None:
         with self._lock, self._write() as cur:

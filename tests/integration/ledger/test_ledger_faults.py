@@ -9,7 +9,6 @@ counts must refuse to start, saying which.
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from services.core.partitioner import partition_of
 from services.core.topics import KEEP_FOREVER, TopicSpec
 from services.ledger.app import EXIT_HANDLER_FAILED
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
+from tests.support.backbones import fresh_namespace, running_backbone
 
 TIMEOUT = 90.0
 
@@ -40,11 +40,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def backbone(kafka_admin: KafkaConnection, folder: Path) -> Iterator[Backbone]:
-    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", folder)
-    try:
+    with running_backbone(kafka_admin, folder) as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 def set_max_message_bytes(admin_connection: KafkaConnection, topic: str, limit: int) -> None:
@@ -103,16 +100,13 @@ def test_a_failed_write_stops_the_worker_and_is_redone_on_restart(backbone: Back
 def test_the_ledger_refuses_to_start_when_partition_counts_disagree(
     kafka_admin: KafkaConnection, folder: Path
 ) -> None:
-    namespace = f"t{uuid.uuid4().hex[:10]}."
+    namespace = fresh_namespace()
     court = f"{namespace}listings.court"
     create_topics(kafka_admin, [TopicSpec(court, "listing_id", (), KEEP_FOREVER)], PARTITIONS + 3, 1)
-    backbone = Backbone(kafka_admin, namespace, folder)  # the other topics: PARTITIONS each
-    try:
+    with running_backbone(kafka_admin, folder, namespace) as backbone:  # the other topics: PARTITIONS each
         process = backbone.start_ledger()
         assert exited(process, TIMEOUT) not in (0, None)
         backbone.processes.pop("ledger")
-    finally:
-        backbone.stop_all()
     log = (folder / "ledger.log").read_text()
     assert "partition counts disagree" in log
     assert f"expects {PARTITIONS} partitions" in log and f"{court} has {PARTITIONS + 3}" in log

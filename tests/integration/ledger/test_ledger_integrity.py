@@ -8,10 +8,7 @@ A message held for a predecessor that never comes is refused after the configure
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Message, Producer
@@ -21,6 +18,7 @@ from services.core.events import ListingState, Rejected, ViewChanged
 from services.core.kafka import decode_message, producer_config, read_all
 from services.core.partitioner import partition_of
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
+from tests.support.backbones import health_report, held_behind_a_gap, running_backbone
 
 TIMEOUT = 90.0
 HOLD_LIMIT_S = 4
@@ -28,12 +26,9 @@ HOLD_LIMIT_S = 4
 
 @pytest.fixture(scope="module")
 def backbone(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
-    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("integrity"))
-    running.start_ledger(store="rocksdb://", ACCORD_LEDGER_HOLD_LIMIT_S=str(HOLD_LIMIT_S))
-    try:
+    ledger = {"store": "rocksdb://", "ACCORD_LEDGER_HOLD_LIMIT_S": str(HOLD_LIMIT_S)}
+    with running_backbone(kafka_admin, tmp_path_factory.mktemp("integrity"), ledger=ledger) as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 def raw_message(backbone: Backbone, topic: str, listing_id: str, version: int) -> Message:
@@ -109,33 +104,15 @@ def test_a_revoked_listing_replayed_into_another_partition_or_its_own_stays_revo
 
 
 def test_a_gap_that_never_fills_is_visible_while_held_then_refused(backbone: Backbone) -> None:
-    book = backbone.book()
-    issued, lost, revoked = book.issue("G-1"), book.correct("G-1", legal_basis="lost"), book.revoke("G-1")
-    backbone.publish([issued, revoked])
-    wait_for_version(backbone, "G-1", 1)
-    health = backbone.folder / "ledger" / "health.json"
-    report = wait_for("G-1 reported held", lambda: _held_report(health, "G-1"), TIMEOUT)
-    assert report["held"]["G-1"] == 1
+    lost, report = held_behind_a_gap(backbone, "G-1", TIMEOUT)
+    assert report["held"] == {"G-1": 1} and ledger_records(backbone, "G-1")[-1].envelope.version == 1
 
     refusal = wait_for_refusal(backbone, "G-1", "gap_never_filled")
     assert refusal.envelope.version == 3 and f"limit {HOLD_LIMIT_S} s" in refusal.reason
-    wait_for("G-1 no longer held", lambda: (r := _report(health)) and "G-1" not in r["held"], TIMEOUT)
-    assert _report(health)["gaps_given_up"] >= 1
+    wait_for("G-1 no longer held", lambda: (r := health_report(backbone)) and "G-1" not in r["held"], TIMEOUT)
+    assert health_report(backbone)["gaps_given_up"] >= 1  # type: ignore[operator]
 
     backbone.publish([lost])  # the gap fills too late: v2 applies, the refused v3 stays refused
     assert wait_for_version(backbone, "G-1", 2).status == "active"
     assert [r.reason_code for r in refusals(backbone, "G-1")] == ["gap_never_filled"]
     assert ledger_records(backbone, "G-1")[-1].envelope.version == 2
-
-
-def _report(health: Path) -> dict[str, object]:
-    try:
-        return json.loads(health.read_text())  # type: ignore[no-any-return]
-    except (OSError, ValueError):
-        return {}
-
-
-def _held_report(health: Path, listing_id: str) -> dict[str, object] | None:
-    report = _report(health)
-    held = report.get("held")
-    return report if isinstance(held, dict) and listing_id in held else None

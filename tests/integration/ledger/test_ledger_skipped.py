@@ -8,7 +8,6 @@ notice the jump from its own recorded positions and re-read the skipped range.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,15 +17,13 @@ from services.core.connection import KafkaConnection
 from services.core.events import ListingState
 from services.core.kafka import consumer, end_offsets
 from tests.integration.ledger.harness import Backbone, wait_for
+from tests.support.backbones import running_backbone
 
 
 @pytest.fixture
 def backbone(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
-    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("skipped"))
-    try:
+    with running_backbone(kafka_admin, tmp_path_factory.mktemp("skipped")) as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 def commit_to_end(backbone: Backbone, topic: str) -> None:

@@ -7,7 +7,6 @@ One worker serves the module; each test uses listings of its own.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -21,18 +20,17 @@ from services.core.sealing import seal
 from services.core.topics import BACKBONE
 from services.core.views import ViewRow
 from tests.integration.ledger.harness import Backbone, expected_views, fold, wait_for
+from tests.support.backbones import held_behind_a_gap, running_backbone
 
 TIMEOUT = 90.0
 
 
 @pytest.fixture(scope="module")
 def backbone(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backbone]:
-    running = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path_factory.mktemp("ledger"))
-    running.start_ledger(store="rocksdb://")
-    try:
-        yield running
-    finally:
-        running.stop_all()
+    with running_backbone(
+        kafka_admin, tmp_path_factory.mktemp("ledger"), ledger={"store": "rocksdb://"}
+    ) as b:
+        yield b
 
 
 def ledger_states(backbone: Backbone) -> dict[str, ListingState]:
@@ -103,14 +101,9 @@ def test_bad_input_goes_to_rejected_and_the_good_events_around_it_apply(backbone
 
 
 def test_a_version_gap_is_held_until_the_missing_version_arrives(backbone: Backbone) -> None:
-    book = backbone.book()
-    issued, corrected, revoked = book.issue("C-1"), book.correct("C-1", legal_basis="x"), book.revoke("C-1")
-    backbone.publish([issued, revoked])
-    wait_for_state(backbone, "C-1", 1)
-    health = backbone.folder / "ledger" / "health.json"
-    wait_for("C-1 v3 reported held", lambda: "C-1" in json.loads(health.read_text())["held"], TIMEOUT)
+    lost, _ = held_behind_a_gap(backbone, "C-1", TIMEOUT)
     assert ledger_states(backbone)["C-1"].envelope.version == 1
-    backbone.publish([corrected])
+    backbone.publish([lost])
     assert wait_for_state(backbone, "C-1", 3).status == "revoked"
 
 

@@ -26,8 +26,9 @@ from services.core.policy import Policy
 from services.core.settings import KafkaSettings
 from services.core.topics import Topics
 from services.core.views import ViewRow, project, view_change
+from services.reconciler.board import Board
 from services.reconciler.lease import Lease
-from services.reconciler.runner import Runner
+from services.reconciler.runner import Runner, on_kafka
 from services.reconciler.settings import ReconcilerSettings
 from tests.integration.copies.support import PARTITIONS, POLICY, make_topics, settings
 from tests.support.factory import Ledgerbook, policy_with_keys
@@ -92,10 +93,14 @@ class Live:
         return [e for m in read_all(self.connection, [self.topics.findings])
                 if isinstance(e := decode_message(m).event, Finding)]  # fmt: skip
 
-    def start_sink(self, **options: float) -> None:
+    def start_sink(self, halt: threading.Event | None = None, **options: float) -> None:
+        """Civil aviation's sink, until the world closes (or `halt` is set: the sink alone stops)."""
         store = open_store(self.url, CA)
         sink = Sink(CA, store, settings(self.as_(CA), self.topics.namespace, **options), POLICY)
-        self._thread(lambda: _closing(store, lambda: sink.run(self.stop.is_set)))
+        stop = halt or self.stop
+        if halt is not None:
+            self.stops.append(halt)
+        self._thread(lambda: _closing(store, lambda: sink.run(stop.is_set)))
 
     def start_reconciler(
         self,
@@ -104,12 +109,13 @@ class Live:
         lease: bool = False,
         stop: threading.Event | None = None,
         log: Callable[[str], None] | None = None,
+        board: Board | None = None,
     ) -> Runner:
         kafka = KafkaSettings.of(self.as_("reconciler"), namespace=self.topics.namespace)
         probe = StoreProbe(open_store(self.url, CA))
         held = Lease(kafka.connection, self.topics.ledger, config.lease_session_s) if lease else None
         lines = self.logs.setdefault(name, [])
-        runner = Runner(kafka, config, self.policy, {CA: probe}, log or lines.append, held)
+        runner = on_kafka(kafka, config, self.policy, {CA: probe}, log or lines.append, held, board)
         halt = stop or self.stop
         self.stops.append(halt)
 

@@ -33,7 +33,7 @@ from services.core.topics import Topics, copy_key
 from services.core.views import view_change
 from services.reconciler import findings
 from services.reconciler.cli import reconcile
-from services.reconciler.runner import Runner
+from services.reconciler.runner import on_kafka
 from services.reconciler.settings import ReconcilerSettings
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
 from tests.unit.reconciler.support import applied
@@ -150,7 +150,7 @@ def test_missing_acks_stale_copies_repairs_and_escalations_are_published(backbon
     log: list[str] = []
     ns = backbone.topics.namespace
     kafka = KafkaSettings.of(backbone.connection, namespace=ns)
-    runner = Runner(kafka, FAST, backbone.policy, {CA: StoreProbe(backbone.store)}, log.append)
+    runner = on_kafka(kafka, FAST, backbone.policy, {CA: StoreProbe(backbone.store)}, log.append)
     threads = [threading.Thread(target=runner.run, args=(stop,)),
                threading.Thread(target=repairs_applied_for, args=(backbone, "L-3", stop))]  # fmt: skip
     for thread in threads:
@@ -217,7 +217,7 @@ def test_an_acknowledgement_on_another_copys_topic_counts_for_nobody(backbone: B
 
     stop, log = threading.Event(), []
     kafka = KafkaSettings.of(backbone.connection, namespace=backbone.topics.namespace)
-    runner = threading.Thread(target=Runner(kafka, FAST, backbone.policy, {}, log.append).run, args=(stop,))
+    runner = threading.Thread(target=on_kafka(kafka, FAST, backbone.policy, {}, log.append).run, args=(stop,))
     runner.start()
     try:
         findings = findings_until(backbone, 1, runner)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services.core.connection import KafkaConnection
 from services.core.digest import bucket_of
-from services.core.settings import KafkaSettings
+from services.core.topics import Topics
 from services.reconciler.engine import Outcome
 from services.reconciler.runner import Runner
 from services.reconciler.settings import ReconcilerSettings
 from tests.support.factory import T0
+from tests.unit.reconciler.memory_log import MemoryLog
 from tests.unit.reconciler.support import World, copy_digest
 
 CA = "civil-aviation"
@@ -31,8 +31,8 @@ def test_a_repair_planned_from_a_digest_the_rows_cannot_explain_is_still_sent(wo
     lied = (bucket_of("L-3") + 1) % 256
     buckets[lied] = "ff" * 32  # ... in a digest with a bucket the rows do not add up to: looked at again
     world.engine.on_digest(copy_digest(CA, buckets, copy.positions()))
-    runner = Runner(KafkaSettings.of(KafkaConnection("127.0.0.1:9")), ReconcilerSettings(), world.policy,
-                    {CA: copy}, lambda _: None)  # fmt: skip
+    log = MemoryLog()
+    runner = Runner(Topics(""), ReconcilerSettings(), world.policy, {CA: copy}, lambda _: None, log, log)
     runner.engine = world.engine
 
     outcome = Outcome()

@@ -1,0 +1,92 @@
+"""An in-process backbone for the runner's unit tests: the `LogReader` and `Outbox` ports over lists.
+
+What the runner sends becomes readable only once flushed (the broker confirmed it), and it is read
+back like any other message, as on Kafka, where the reconciler reads its own `findings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.core.events import Event
+from services.core.kafka import partition_for
+from services.core.serde import decode, encode
+from services.reconciler.ports import Partition, Record
+
+
+@dataclass
+class MemoryLog:
+    """Topics as lists of partitions; `per_read` caps a batch, `idle` is called when nothing is left."""
+
+    partitions: int = 1
+    per_read: int = 1000
+    idle: Callable[[], None] = lambda: None
+    at: datetime | None = None  # the timestamp given to what the runner sends
+    topics: dict[str, list[list[Record]]] = field(default_factory=dict)
+    queued: list[tuple[str, str, Event, int | None]] = field(default_factory=list)
+    positions: dict[Partition, int] = field(default_factory=dict)
+    closed: bool = False
+
+    def append(
+        self, topic: str, key: str, value: bytes | Event, at: datetime | None, partition: int | None = None
+    ) -> Record:
+        parts = self._topic(topic)
+        where = partition_for(key, len(parts)) if partition is None else partition
+        data = encode(value) if not isinstance(value, bytes) else value
+        record = Record(topic, where, len(parts[where]), key.encode(), data, at)
+        parts[where].append(record)
+        return record
+
+    def _topic(self, name: str) -> list[list[Record]]:
+        return self.topics.setdefault(name, [[] for _ in range(self.partitions)])
+
+    def events(self, topic: str) -> list[Event]:
+        return [decode(r.value) for part in self._topic(topic) for r in part]
+
+    def records(self, topic: str) -> list[Record]:
+        return [r for part in self._topic(topic) for r in part]
+
+    # --- LogReader ---------------------------------------------------------------
+
+    def open(self, topics: list[str]) -> dict[Partition, int]:
+        ends = {(name, p): len(part) for name in topics for p, part in enumerate(self._topic(name))}
+        self.positions = dict.fromkeys(ends, 0)
+        return ends
+
+    def read(self, limit: int, timeout: float) -> list[Record]:
+        batch: list[Record] = []
+        for (topic, p), at in self.positions.items():
+            taken = self.topics[topic][p][at : at + min(limit, self.per_read) - len(batch)]
+            self.positions[(topic, p)] = at + len(taken)
+            batch += taken
+        if not batch:
+            self.idle()
+        return batch
+
+    def end(self, topic: str, partition: int) -> int:
+        return len(self._topic(topic)[partition])
+
+    def close(self) -> None:
+        self.closed = True
+
+    # --- Outbox ------------------------------------------------------------------
+
+    def send(self, topic: str, key: str, event: Event, *, partition: int | None = None) -> None:
+        self.queued.append((topic, key, event, partition))
+
+    def flush(self) -> None:
+        for topic, key, event, partition in self.queued:
+            self.append(topic, key, event, self.at, partition)
+        self.queued.clear()
+
+
+@dataclass
+class Flag:
+    """A lease as a switch (`Holder`)."""
+
+    on: bool = False
+
+    def held(self) -> bool:
+        return self.on

@@ -1,0 +1,227 @@
+"""The runner's decisions, driven without a broker: what it does with each kind of message, when
+it acts (after the replay, while it holds the lease), what it publishes and where.
+
+The runner is the real one; only its ports are in-process (`memory_log.py`). The broker-backed
+wiring is proven by `tests/integration/reconciler/`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from services.core.events import Event, Finding, ListingState, Rejected, ViewChanged
+from services.core.kafka import partition_for
+from services.core.listing import evolve
+from services.core.policy import Policy
+from services.core.serde import decode
+from services.core.topics import Topics, copy_key
+from services.core.views import view_change
+from services.reconciler.repair import repair_key
+from services.reconciler.runner import Runner
+from services.reconciler.settings import ReconcilerSettings
+from tests.support.factory import T0, Ledgerbook, policy_with_keys
+from tests.unit.reconciler.memory_log import Flag, MemoryLog
+from tests.unit.reconciler.support import MemoryCopy, applied
+
+CA, RAIL = "civil-aviation", "railway"
+SETTINGS = ReconcilerSettings(listing_sla_s=60, revocation_sla_s=10, repair_sla_s=30)
+LATE = T0 + timedelta(minutes=5)  # past every SLA of a change made at T0
+
+
+@dataclass
+class Backbone:
+    """The ledger's side of the log, written by hand: states, view changes and copies' acks."""
+
+    policy: Policy
+    book: Ledgerbook
+    log: MemoryLog
+    topics: Topics = field(default_factory=lambda: Topics(""))
+    states: dict[str, ListingState] = field(default_factory=dict)
+
+    def record(self, event: Event, at: datetime = T0) -> dict[str, tuple[ViewChanged, int, int]]:
+        """The ledger's state and every entitled view change of `event`; where each change landed."""
+        listing_id = event.envelope.listing_id
+        before, after = self.states.get(listing_id), evolve(self.states.get(listing_id), event)
+        self.states[listing_id] = after
+        self.log.append(self.topics.ledger, listing_id, after, at)
+        landed = {}
+        for agency in (CA, RAIL):
+            if change := view_change(before, after, agency, self.policy, at):
+                where = self.log.append(self.topics.views(agency), listing_id, change, at)
+                landed[agency] = (change, where.partition, where.offset)
+        return landed
+
+    def ack(
+        self, change: ViewChanged, partition: int, offset: int, at: datetime = T0, topic: str = ""
+    ) -> None:
+        ack = applied(change, offset, at + timedelta(seconds=1), partition)
+        listing_id = change.envelope.listing_id
+        where = topic or self.topics.copies_applied(change.view_agency)
+        self.log.append(where, copy_key(change.view_agency, listing_id), ack, at + timedelta(seconds=1))
+
+    def runner(self, lease: Flag | None = None, probes: dict[str, MemoryCopy] | None = None) -> Runner:
+        clock = iter(range(0, 10**6, 3600))  # every check due at every tick
+        return Runner(self.topics, SETTINGS, self.policy, probes or {}, lambda _: None, self.log, self.log,
+                      lease, clock=lambda: float(next(clock)))  # fmt: skip
+
+    def findings(self) -> list[tuple[str, str, str]]:
+        found = [e for e in self.log.events(self.topics.findings) if isinstance(e, Finding)]
+        return [(f.kind, f.copy_agency, f.envelope.listing_id) for f in found]
+
+
+@pytest.fixture
+def backbone(tmp_path: Path) -> Backbone:
+    policy, keystore = policy_with_keys(tmp_path / "keys")
+    return Backbone(policy, Ledgerbook(keystore), MemoryLog(partitions=3))
+
+
+def started(runner: Runner, at: datetime, steps: int = 1) -> Runner:
+    runner.start()
+    for _ in range(steps):
+        runner.step(at)
+    return runner
+
+
+def test_an_acknowledged_change_is_settled_and_an_unacknowledged_one_is_reported_after_its_sla(
+    backbone: Backbone,
+) -> None:
+    landed = backbone.record(backbone.book.issue("L-1"))
+    backbone.ack(*landed[CA])
+    runner = started(backbone.runner(), T0 + timedelta(seconds=30))
+    assert backbone.findings() == []  # railway still has time
+    runner.step(LATE)
+    assert backbone.findings() == [("missing_ack", RAIL, "L-1")]
+    [record] = backbone.log.records(backbone.topics.findings)
+    assert record.key == copy_key(RAIL, "L-1").encode()
+
+
+def test_nothing_is_judged_before_the_log_as_it_was_at_the_start_is_read(backbone: Backbone) -> None:
+    """Read one message a batch: the ack comes after the change, so a runner judging before it
+    had read the whole log would report a missing ack the log already answers."""
+    for landed in backbone.record(backbone.book.issue("L-1")).values():
+        backbone.ack(*landed)
+    backbone.log.per_read = 1
+    runner = backbone.runner()
+    runner.start()
+    for _ in range(5):  # five messages, one a batch: replayed with the fifth
+        assert not runner.replayed
+        runner.step(LATE)
+        assert backbone.findings() == []
+    assert runner.replayed
+    for _ in range(3):
+        runner.step(LATE)
+    assert backbone.findings() == []
+    assert runner.engine.acks.pending() == 0
+
+
+def test_a_restarted_runner_publishes_no_finding_already_in_the_log(backbone: Backbone) -> None:
+    backbone.record(backbone.book.issue("L-1", measures=("flight_ban",)))
+    started(backbone.runner(), LATE)
+    assert backbone.findings() == [("missing_ack", CA, "L-1")]
+    started(backbone.runner(), LATE + timedelta(minutes=1), steps=3)
+    assert backbone.findings() == [("missing_ack", CA, "L-1")]
+
+
+def test_a_message_nobody_can_read_goes_to_rejected_and_the_next_one_is_read(backbone: Backbone) -> None:
+    garbage = backbone.log.append(backbone.topics.views(CA), "L-0", b"\x00not avro", T0)
+    landed = backbone.record(backbone.book.issue("L-1", measures=("flight_ban",)))
+    runner = started(backbone.runner(), T0)
+    backbone.log.flush()  # the refusal is queued like any send, confirmed at the next flush
+    [rejected] = backbone.log.events(backbone.topics.rejected)
+    assert isinstance(rejected, Rejected) and rejected.reason_code == "contract"
+    assert (rejected.source_topic, rejected.partition, rejected.offset) == (
+        garbage.topic, garbage.partition, garbage.offset
+    )  # fmt: skip
+    assert rejected.payload == b"\x00not avro" and rejected.envelope.listing_id == "L-0"
+    assert runner.engine.acks.pending() == 1  # the change after the bad message was read
+    backbone.ack(*landed[CA])
+    runner.step(LATE)
+    assert backbone.findings() == []
+
+
+def test_an_ack_on_another_copys_topic_is_refused_and_counts_for_nobody(backbone: Backbone) -> None:
+    landed = backbone.record(backbone.book.issue("L-1"))
+    backbone.ack(*landed[CA])
+    backbone.ack(*landed[RAIL], topic=backbone.topics.copies_applied(CA))  # civil aviation speaks for railway
+    started(backbone.runner(), LATE)
+    assert backbone.findings() == [("missing_ack", RAIL, "L-1")]
+    [rejected] = backbone.log.events(backbone.topics.rejected)
+    assert isinstance(rejected, Rejected) and "not its topic" in rejected.reason
+    assert rejected.source_topic == backbone.topics.copies_applied(CA)
+
+
+def test_a_standby_without_the_lease_stays_warm_and_publishes_nothing_until_it_holds_it(
+    backbone: Backbone,
+) -> None:
+    backbone.record(backbone.book.issue("L-1", measures=("flight_ban",)))
+    backbone.log.append(backbone.topics.views(CA), "L-0", b"garbage", T0)
+    lease = Flag(on=False)
+    runner = started(backbone.runner(lease), LATE, steps=3)
+    backbone.log.flush()
+    assert backbone.findings() == [] and backbone.log.events(backbone.topics.rejected) == []
+    assert runner.engine.acks.pending() == 1  # read and kept, not acted on
+    lease.on = True
+    runner.step(LATE)
+    assert backbone.findings() == [("missing_ack", CA, "L-1")]
+
+
+@dataclass
+class PartitionedCopy(MemoryCopy):
+    """A memory copy that knows how far it applied each partition of its view."""
+
+    read_to: dict[int, int] = field(default_factory=dict)
+
+    def take(self, change: ViewChanged, partition: int, offset: int) -> None:
+        self.apply(change)
+        self.read_to[partition] = offset + 1
+
+    def positions(self) -> dict[int, int]:
+        return dict(self.read_to)
+
+
+def test_a_repair_goes_to_the_listings_own_partition_under_its_repair_key(backbone: Backbone) -> None:
+    copy = PartitionedCopy(CA)
+    for i in range(6):
+        for agency, (change, partition, offset) in backbone.record(backbone.book.issue(f"L-{i}")).items():
+            if agency == CA:
+                copy.take(change, partition, offset)
+            backbone.ack(change, partition, offset)
+    del copy.rows["L-4"]  # deleted by hand: only the rows can tell
+    started(backbone.runner(probes={CA: copy}), LATE)
+    assert ("stale_copy", CA, "L-4") in backbone.findings()
+    views = backbone.log.records(backbone.topics.views(CA))
+    repairs = [r for r in views if r.key == repair_key("L-4").encode()]
+    assert [r.partition for r in repairs] == [partition_for("L-4", 3)]
+    repair = decode(repairs[0].value)
+    assert (
+        isinstance(repair, ViewChanged) and repair.op == "upsert" and repair.envelope.agency == "reconciler"
+    )
+
+
+def test_acks_are_judged_only_up_to_the_last_one_read_while_more_are_waiting(backbone: Backbone) -> None:
+    landed = backbone.record(backbone.book.issue("L-1", measures=("flight_ban",)))
+    runner = started(backbone.runner(), T0)
+    backbone.ack(*landed[CA], at=T0 - timedelta(seconds=1))  # in the log, not read yet
+    assert runner.acks_horizon(LATE) == datetime.min.replace(tzinfo=T0.tzinfo)
+    runner.step(LATE)
+    assert runner.acks_horizon(LATE) == LATE
+    assert backbone.findings() == []
+
+
+def test_run_reads_until_stopped_then_flushes_closes_its_reader_and_logs_its_progress(
+    backbone: Backbone,
+) -> None:
+    backbone.record(backbone.book.issue("L-1", measures=("flight_ban",)))
+    stop, lines = threading.Event(), []
+    backbone.log.idle = stop.set
+    runner = backbone.runner()
+    runner.log = lines.append
+    runner.run(stop)  # the real clock is long past T0: the change is overdue
+    assert backbone.findings() == [("missing_ack", CA, "L-1")]
+    assert backbone.log.closed and backbone.log.queued == []
+    assert any(line.startswith("progress: 3 messages read") for line in lines)
