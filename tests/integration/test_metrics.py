@@ -271,9 +271,8 @@ def test_a_row_deleted_by_hand_shows_as_a_finding_and_a_repair_in_prometheus(sta
     listing_id = admitted.json()["listing_id"]
     wait_for("the listing in the copy", lambda: rows(stack.store, listing_id) == 1, TIMEOUT)
     repairs = stack.query(f'sum(accord_repairs_total{{agency="{CA}"}})') or 0.0
-    assert (
-        len(by_hand(stack.store, "DELETE FROM copy_rows WHERE listing_id = ? RETURNING 1", listing_id)) == 1
-    )
+    deleted = by_hand(stack.store, "DELETE FROM copy_rows WHERE listing_id = ? RETURNING 1", listing_id)
+    assert len(deleted) == 1
 
     stack.reaches(f'sum(accord_repairs_total{{agency="{CA}"}}) > bool {repairs}', 1)
     stack.reaches('sum(accord_findings_total{kind="repaired"}) > bool 0', 1)
