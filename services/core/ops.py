@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import click
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.core import metrics  # noqa: F401  (declares every accord_* family: each /metrics lists all)
 from services.core.errors import ConfigurationError
 from services.core.health import Health
 
@@ -78,7 +79,10 @@ class OpsServer:
             def log_message(self, format: str, *args: object) -> None:  # scrapes are not news
                 pass
 
-        self.server = _Server(address(where), Handler)
+        try:
+            self.server = _Server(address(where), Handler)
+        except OSError as e:  # taken, or not an address of this host: say which, do not start half-blind
+            raise ConfigurationError(f"cannot serve /health and /metrics on {where}: {e}") from e
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name="ops", daemon=True)
         self.thread.start()

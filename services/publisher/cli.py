@@ -387,7 +387,10 @@ def serve(host: str, port: int, ops: str | None, log_json: bool) -> None:
 
     as_json = logs.configure("INFO", as_json=log_json)  # first: the Kafka clients made next log as chosen
     app = create_app(PublisherSettings.from_env())
-    endpoint = serve_ops(ops, app.state.acting.health)
+    try:
+        endpoint = serve_ops(ops, app.state.acting.health)
+    except AccordError as e:
+        raise click.ClickException(str(e)) from e
     try:
         uvicorn.run(app, host=host, port=port, log_config=None if as_json else uvicorn.config.LOGGING_CONFIG)
     finally:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -147,7 +148,8 @@ class _Acting:
     def __init__(self, publisher: Publisher, stall_after_s: float) -> None:
         self.publisher = publisher
         self.progress = Progress("publisher", stall_after_s)
-        self.undecided = 0
+        self.undecided = 0  # commands left undecided since the ledger's last verdict
+        self._lock = threading.Lock()  # handlers run in FastAPI's thread pool
 
     def submit(self, principal: Principal, command: AnyCommand) -> Receipt:
         try:
@@ -155,7 +157,8 @@ class _Acting:
             receipt = self.publisher.submit(command)
         except Undecided:
             self._handled("undecided")
-            self.undecided += 1
+            with self._lock:
+                self.undecided += 1
             raise
         except AccordError as e:
             code = refusal_of(e).code
@@ -173,7 +176,8 @@ class _Acting:
         self.progress.count(**{outcome: 1})
 
     def _decided(self) -> None:
-        self.undecided = 0
+        with self._lock:
+            self.undecided = 0
         self.progress.advance(decided=1)
 
     def health(self) -> Health:

@@ -4,8 +4,9 @@ A publisher server, the ledger, civil aviation's copy sink and the reconciler ru
 processes `accord` starts (each as its own Kafka principal, each with `--ops`); a Prometheus
 subprocess scrapes their `/metrics` every second. The test publishes listings through the
 publisher's HTTP API (one refused by a rule), writes one forged event to a listing topic, and
-asks Prometheus's HTTP API for the numbers it caused. Then it locks the copy's database by hand,
-as an adversary or a careless operator would: the sink stops making progress and its `/health`
+asks Prometheus's HTTP API for the numbers it caused; a row deleted from the copy by hand shows as
+a finding and a repair there. Then it locks the copy's database by hand, as an adversary or a
+careless operator would: the sink stops making progress and its `/health`
 turns 503, and 200 again once the lock is gone. A publisher whose ledger does not run turns 503
 once its commands stay undecided, and 200 when the ledger rules. Every service logs JSON
 (`ACCORD_LOG_FORMAT=json` or `--log-json`), and every line of their logs parses as one JSON object.
@@ -21,6 +22,7 @@ import sqlite3
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -250,6 +252,32 @@ def test_a_copy_that_stops_making_progress_answers_503_and_recovers(stack: Stack
         lock.close()
     wait_for("the copy's /health to be 200 again", lambda: stack.health("copy")[0] == 200, TIMEOUT)
     backbone.assert_alive()
+
+
+def by_hand(store: Path, sql: str, listing_id: str) -> list[Any]:
+    """Run one statement on the copy's database as an operator with a SQLite shell would."""
+    with closing(sqlite3.connect(store, timeout=30)) as db, db:
+        return db.execute(sql, (listing_id,)).fetchall()
+
+
+def rows(store: Path, listing_id: str) -> int:
+    return int(by_hand(store, "SELECT count(*) FROM copy_rows WHERE listing_id = ?", listing_id)[0][0])
+
+
+def test_a_row_deleted_by_hand_shows_as_a_finding_and_a_repair_in_prometheus(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.publisher, timeout=90, headers=stack.clerk) as http:
+        admitted = http.post("/listings", json=issue_body())
+        assert admitted.status_code == 201, admitted.text
+    listing_id = admitted.json()["listing_id"]
+    wait_for("the listing in the copy", lambda: rows(stack.store, listing_id) == 1, TIMEOUT)
+    repairs = stack.query(f'sum(accord_repairs_total{{agency="{CA}"}})') or 0.0
+    deleted = by_hand(stack.store, "DELETE FROM copy_rows WHERE listing_id = ? RETURNING 1", listing_id)
+    assert len(deleted) == 1
+
+    stack.reaches(f'sum(accord_repairs_total{{agency="{CA}"}}) > bool {repairs}', 1)
+    stack.reaches('sum(accord_findings_total{kind="repaired"}) > bool 0', 1)
+    wait_for("the repaired row", lambda: rows(stack.store, listing_id) == 1, TIMEOUT)
+    stack.reaches("sum(accord_findings_open)", 0)  # the detection closed once the repair was acknowledged
 
 
 def test_every_service_logs_one_json_object_per_line(stack: Stack) -> None:

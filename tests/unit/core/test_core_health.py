@@ -110,6 +110,17 @@ def test_a_judgement_that_fails_is_an_unhealthy_answer_not_a_dead_endpoint() -> 
         server.close()
 
 
+def test_a_port_already_taken_is_a_clear_error() -> None:
+    server = OpsServer("127.0.0.1:0", lambda: Health("ledger", True, ()))
+    try:
+        with pytest.raises(
+            ConfigurationError, match=f"cannot serve /health and /metrics on 127.0.0.1:{server.port}"
+        ):
+            OpsServer(f"127.0.0.1:{server.port}", lambda: Health("copy", True, ()))
+    finally:
+        server.close()
+
+
 def test_an_ops_address_is_host_and_port() -> None:
     assert address("0.0.0.0:9464") == ("0.0.0.0", 9464)
     assert address(":9464") == ("127.0.0.1", 9464)
