@@ -13,6 +13,7 @@ the installed reconciler's findings carry their CloudEvents headers.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -101,6 +102,9 @@ def test_the_installed_package_reads_its_own_schemas_policy_and_deploy_files(
     shipped, ours = Path(paths[1]), REPO / "schemas" / "avro"
     assert sorted(p.name for p in shipped.glob("v*/*")) == sorted(p.name for p in ours.glob("v*/*"))
     assert Path(paths[3]).read_bytes() == (REPO / "deploy" / "kafka-pom.xml").read_bytes()
+    printed = run(installed / "accord", "asyncapi", "--format", "json", cwd=tmp_path, env=outside).stdout
+    made = json.loads(printed)
+    assert made["asyncapi"] == "3.0.0" and made["components"]["schemas"]  # the wheel's own schemas
 
 
 def test_accord_help_and_the_luoshan_demo_run_from_the_wheel(
