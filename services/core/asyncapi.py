@@ -26,6 +26,12 @@ AVRO_FORMAT = "application/vnd.apache.avro;version=1.9.0"
 KAFKA_BINDING = "0.5.0"
 ACTIONS = {"WRITE": "send", "READ": "receive"}
 
+DESCRIPTION = (
+    "Credit-restriction listings shared between agencies (docs/architecture.md). Every message value is "
+    "Avro single-object encoded (C3 01, the writer schema's CRC-64-AVRO fingerprint, the body); older "
+    "schema versions are resolved on read. Headers follow the CloudEvents Kafka binding, binary mode."
+)
+
 
 @dataclass(frozen=True)
 class Access:
@@ -48,13 +54,6 @@ def document(topics: Topics, policy: Policy, access: Iterable[Access], version: 
         "operations": _operations(specs, access),
         "components": {"messages": {name: _message(name) for name in carried}, "schemas": _schemas()},
     }
-
-
-DESCRIPTION = (
-    "Credit-restriction listings shared between agencies (docs/architecture.md). Every message value is "
-    "Avro single-object encoded (C3 01, the writer schema's CRC-64-AVRO fingerprint, the body); older "
-    "schema versions are resolved on read. Headers follow the CloudEvents Kafka binding, binary mode."
-)
 
 
 def channel_id(topic: str) -> str:
@@ -103,7 +102,7 @@ def _message(name: str) -> dict[str, Any]:
     return {
         "name": name,
         "title": name,
-        "summary": schema.get("doc", name) if isinstance(schema, dict) else name,
+        "summary": schema.get("doc", name),
         "contentType": CONTENT_TYPE,
         "headers": _headers(name),
         "payload": {"schemaFormat": AVRO_FORMAT, "schema": schema},

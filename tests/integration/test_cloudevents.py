@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import Message, Producer
 
 from services.core.connection import KafkaConnection
 from services.core.crypto import AgencyKey
-from services.core.kafka import decode_message, read_all
-from services.core.serde import decode_full
+from services.core.kafka import decode_message, producer_config, read_all
+from services.core.serde import decode_full, encode
 from services.publisher.client import Publisher
 from tests.integration.ledger.harness import Backbone, wait_for
 from tests.support.cloudevents import as_cloudevent
@@ -96,3 +96,22 @@ def test_publisher_ledger_and_copy_messages_parse_as_cloudevents(world: Backbone
     names = ("listing.issued", "listing.corrected", "listing.state", "view.changed",
              "copy.applied", "copy.digest")  # fmt: skip
     assert kinds == {f"cn.accord.{name}.v2" for name in names}
+
+
+def test_headers_are_never_trusted_the_ledger_writes_its_own_from_the_value(world: Backbone) -> None:
+    """A court message whose headers lie (another id, type and source) is judged by its value, and
+    what the ledger writes about it says what the value says: headers are not copied through."""
+    event = world.book().issue(f"L-forged-{uuid.uuid4().hex[:8]}")
+    lid, topics = event.envelope.listing_id, world.topics
+    lies = [("ce_id", b"someone-else"), ("ce_type", b"cn.accord.listing.revoked.v2"),
+            ("ce_source", b"urn:accord:luoshan-police"), ("ce_specversion", b"1.0")]  # fmt: skip
+    court = Producer(producer_config(world.connection_as("court")))  # core's settings, not its headers
+    court.produce(topics.listings("court"), value=encode(event), key=lid.encode(), headers=lies)
+    assert court.flush(WAIT) == 0
+
+    def about_it() -> list[Message]:
+        return [m for m in read_all(world.connection, [topics.ledger]) if m.key() == lid.encode()]
+
+    (state,) = wait_for("the ledger's state of the forged-header listing", about_it, WAIT)
+    assert_matches_body(state, f"urn:accord:{world.namespace.strip('.')}:ledger")
+    assert as_cloudevent(state).get_id() == event.envelope.event_id != "someone-else"
