@@ -29,6 +29,16 @@ def page(title: str, body: str, refresh: bool = False) -> str:
             f"<style>{STYLE}</style></head><body>{body}</body></html>")  # fmt: skip
 
 
+def login(refusal: str = "") -> str:
+    """The sign-in form: the reconciler's token, posted (never put in a URL), kept as a cookie."""
+    said = f"<p class=refused>{escape(refusal)}</p>" if refusal else ""
+    return page("Accord: sign in", f"<h1>Accord operator page</h1>{said}"
+                "<form method=post action=/login><label>The reconciler's token "
+                "(<code>accord auth issue --agency backbone --role reconciler</code>) "
+                "<input type=password name=token autocomplete=off required></label> "
+                "<button type=submit>Sign in</button></form>")  # fmt: skip
+
+
 def search_form(value: str = "") -> str:
     field = f'<input name="listing_id" value="{escape(value)}" required>'
     return (
