@@ -109,7 +109,7 @@ def refuse(code: str, reason: str) -> Decision:
 def admit(state: ListingState | None, event: ListingEvent, policy: Policy) -> Decision:
     """Decide, from order and authority alone, whether `event` may change `state`.
 
-    Signatures and hashes are checked before this (`crypto`), legal rules after it
+    Signatures and hashes are checked before this (`sealing`), legal rules after it
     (`rules`); this function owns versions, the chain link and who may act.
     """
     env = event.envelope

@@ -239,7 +239,7 @@ def check_change(
 def check_event(state: ListingState | None, event: Event, policy: Policy) -> None:
     """The content rules for one listing event, given the listing before it (for the ledger too).
 
-    Order, version and authority are `listing.admit`'s; signatures are `crypto`'s.
+    Order, version and authority are `listing.admit`'s; seals are `sealing`'s.
     """
     if isinstance(event, ListingIssued):
         check_notice(event.notice_served_at, event.envelope.occurred_at)
