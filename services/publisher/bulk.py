@@ -102,7 +102,7 @@ class Journal:
 def _sent_through(path: Path) -> int:
     try:
         return int(json.loads(path.read_text())["sent_through"])
-    except (FileNotFoundError, ValueError, KeyError):
+    except (FileNotFoundError, ValueError, KeyError, TypeError):  # no journal, or one edited by hand
         return 0
 
 
