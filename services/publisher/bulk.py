@@ -102,7 +102,7 @@ class Journal:
 def _sent_through(path: Path) -> int:
     try:
         return int(json.loads(path.read_text())["sent_through"])
-    except (FileNotFoundError, ValueError, KeyError):
+    except (FileNotFoundError, ValueError, KeyError, TypeError):  # no journal, or one edited by hand
         return 0
 
 
@@ -168,6 +168,7 @@ class Importer:
         self._sent: list[Sent] = []
         self._sent_ids: set[str] = set()
         self._failed: dict[str, str] = {}  # event id -> why the broker did not take it
+        self._delivered: set[str] = set()  # event ids the broker confirmed
         self._journaled = 0
 
     def run(
@@ -237,6 +238,8 @@ class Importer:
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
                 self._failed[event_id] = err.str()
+            else:
+                self._delivered.add(event_id)
 
         return delivered
 
@@ -244,9 +247,10 @@ class Importer:
         try:
             self._producer.flush()
         except BrokerUnavailable as e:  # what is still queued has not been confirmed
-            for sent in self._sent:
-                self._failed.setdefault(sent.event_id, str(e))
             self._producer.poll(0)
+            for sent in self._sent:
+                if sent.event_id not in self._delivered:
+                    self._failed.setdefault(sent.event_id, str(e))
 
     # --- the ledger's verdicts ----------------------------------------------------------
 

@@ -96,6 +96,25 @@ def test_a_mixed_file_publishes_the_good_lines_and_names_each_refused_one(
     assert sorted(e.event.envelope.version for e in backbone.published(listing)) == [1, 2, 3]
 
 
+def test_a_refused_line_fixed_and_run_again_under_the_same_import_id_publishes_only_it(
+    backbone: Backbone, publisher_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "fix.jsonl"
+    lines = [issue_fields(1), issue_fields(2, birth_date="2015-01-01"), issue_fields(3)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    env, again = (
+        {**publisher_env, "ACCORD_STATE_DIR": str(tmp_path / "state")},
+        ("--import-id", tmp_path.name),
+    )
+    first, report = import_(env, path, *again)
+    assert first.exit_code == 3 and [r["line"] for r in report["refusals"]] == [2]
+    lines[1]["birth_date"] = "1990-05-17"  # the clerk fixes the refused line, nothing else
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    fixed, second = import_(env, path, *again)
+    assert fixed.exit_code == 0, fixed.output
+    assert (second["published"], second["admitted"], second["already_published"]) == (1, 1, 2)
+
+
 def test_a_csv_file_is_checked_row_by_row(
     backbone: Backbone, publisher_env: dict[str, str], tmp_path: Path
 ) -> None:

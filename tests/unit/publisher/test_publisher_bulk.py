@@ -53,3 +53,10 @@ def test_a_merged_report_adds_the_parts_and_its_exit_code_says_the_worst() -> No
     one.undecided.append({"line": 1})
     assert one.exit_code() == 8
     assert merged.document()["refusals"][0]["line"] == 7 and merged.document()["publish_s"] == 1.0
+
+
+def test_a_journal_edited_into_nonsense_counts_as_none(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, "court-imp", Share())
+    for nonsense in ("[]", "{", '{"sent_through": "many"}', "{}"):
+        journal.path.write_text(nonsense)
+        assert journal.mark() == 0
