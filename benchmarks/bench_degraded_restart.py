@@ -58,7 +58,7 @@ class Prober(threading.Thread):
 
 
 def free_base() -> int:
-    for base in range(31000, 45000, 7):
+    for base in range(10000, 12700, 7):  # all nine ports below the ephemeral range (32768 up)
         ports = [base + i + o for i in range(3) for o in (0, CONTROLLER_PORT_OFFSET, BROKER_PORT_OFFSET)]
         if all(_free(p) for p in ports):
             return base

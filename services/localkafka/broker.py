@@ -432,7 +432,7 @@ class LocalKafka:
         self.pid_file.write_text("".join(f"{pid}\n" for pid in alive.values()))
         launched = [(node, self._launch(node, java, libs)) for node in cluster if node.node_id not in alive]
         try:
-            self._await_ready(cluster, launched, time.monotonic() + timeout)
+            self._await_ready(cluster, launched, time.monotonic() + timeout, enroll=False)
         except BaseException:
             for _, proc in launched:
                 proc.kill()
@@ -440,6 +440,10 @@ class LocalKafka:
             self.pid_file.write_text("".join(f"{pid}\n" for pid in alive.values()))
             raise
         return ",".join(node.address for node in cluster)
+
+    def node_ids(self) -> list[int]:
+        """The nodes of the cluster last started here, running or not."""
+        return [node.node_id for node in self._saved_layout()]
 
     def _save_layout(self, cluster: list[Node]) -> None:
         ports = [{k: v for k, v in asdict(node).items() if k != "directory"} for node in cluster]
@@ -595,10 +599,13 @@ class LocalKafka:
             pids.write(f"{proc.pid}\n")
         return proc
 
-    def _await_ready(self, cluster: list[Node], launched: Launched, deadline: float) -> None:
+    def _await_ready(
+        self, cluster: list[Node], launched: Launched, deadline: float, enroll: bool = True
+    ) -> None:
         """Ready means: every launched node's client port accepts TCP, and the metadata a client
         gets lists every node of `cluster` (the controller has unfenced all brokers). Secured,
-        the super user's credential is then made and ready means it logs in too."""
+        the super user's credential is then made (`enroll`; a restarted node finds it in the
+        metadata log) and ready means it logs in too."""
         for node, proc in launched:
             while not _port_open(node.client_port):
                 _check_progress(node, proc, deadline)
@@ -611,7 +618,8 @@ class LocalKafka:
         nodes = self.secrets.node_connection(",".join(n.broker_address for n in cluster))
         as_nodes = AdminClient(nodes.client_config())
         _until_listed(as_nodes, cluster, launched, deadline)
-        self.secrets.enroll_admin(as_nodes)
+        if enroll:
+            self.secrets.enroll_admin(as_nodes)
         admin = AdminClient(self.secrets.admin_connection(bootstrap).client_config())
         _until_listed(admin, cluster, launched, deadline)
 

@@ -34,9 +34,10 @@ def accord(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.
 
 
 def free_base_port() -> int:
-    """A client port whose three nodes' client, controller and inter-broker ports are all free."""
+    """A client port whose three nodes' client, controller and inter-broker ports are all free, and
+    below the kernel's ephemeral range (32768 up), which a connection could take meanwhile."""
     while True:
-        base = random.randint(30000, 35000)
+        base = random.randint(10000, 12700)
         ports = [
             base + i + offset for i in range(3) for offset in (0, CONTROLLER_PORT_OFFSET, BROKER_PORT_OFFSET)
         ]
@@ -173,6 +174,10 @@ def test_a_dead_node_shows_as_under_replication_and_kafka_up_starts_only_it(
     listed = admin_client(cluster.connection).list_topics(timeout=10).topics
     assert not [name for name in listed if name.startswith("y" + namespace)]  # none made under-replicated
 
+    shown = accord(cluster.env, "kafka", "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["down"] == [3] and list(json.loads(shown.stdout)["nodes"]) == ["1", "2"]
+
     restarted = cluster.up()
     assert restarted.returncode == 0, restarted.stderr
     assert "starting node(s) [3] only" in restarted.stderr
@@ -181,3 +186,5 @@ def test_a_dead_node_shows_as_under_replication_and_kafka_up_starts_only_it(
     assert after[3] != before[3]
     healed = cluster_until(env, lambda c: c["under_replicated"] == [] and c["brokers"] == [1, 2, 3], "healed")
     assert healed["brokers"] == [1, 2, 3]
+    nodes = json.loads(accord(cluster.env, "kafka", "status", "--json").stdout)["nodes"]
+    assert {int(n): s["pid"] for n, s in nodes.items()} == after
