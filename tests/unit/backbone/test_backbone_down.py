@@ -53,10 +53,13 @@ def test_down_after_a_killed_supervisor_stops_its_services_and_spares_a_recycled
     services = [Service("ledger", RUNNING, ours.pid), Service("copy-x", RUNNING, stranger.pid)]
     write_state(folder / "supervisor.json", dead.pid, services)
 
+    assert processes.runs(ours.pid, str(folder)) and not processes.runs(stranger.pid, str(folder))
+
     code, shown = run(tmp_path, "status", "--json")
     report = json.loads(shown)
-    assert code == 3 and not report["supervisor"]["running"]
-    assert report["services"]["ledger"]["running"] and report["services"]["copy-x"]["state"] == "EXITED"
+    assert code == 3 and not report["supervisor"]["running"], shown
+    assert report["services"]["ledger"]["running"], shown
+    assert report["services"]["copy-x"]["state"] == "EXITED", shown
 
     code, said = run(tmp_path, "down")
     assert code == 0, said
