@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -168,6 +169,24 @@ def _check_ports_free(ports: Iterable[int]) -> None:
                 raise LocalKafkaError(
                     f"port {port} on {HOST} is not free ({error.strerror}); choose another base port"
                 ) from error
+
+
+def free_base_port(nodes: int, attempts: int = 200) -> int:
+    """A base client port (`LocalKafka(base_port=…)`) whose nodes' client, controller and inter-broker
+    ports are all free now: fixed ports, as the CLI's, for tests that restart nodes in their places.
+
+    Picked below the kernel's ephemeral range (32768 up on Linux), so that no outgoing connection
+    takes one of them between the choice and the start."""
+    for _ in range(attempts):
+        base = random.randint(10000, 12700)
+        clients = [base + i for i in range(nodes)]
+        offsets = (0, CONTROLLER_PORT_OFFSET, BROKER_PORT_OFFSET)
+        try:
+            _check_ports_free([port + offset for port in clients for offset in offsets])
+            return base
+        except LocalKafkaError:
+            continue
+    raise LocalKafkaError(f"no {nodes} free fixed ports found in {attempts} attempts")
 
 
 def _port_open(port: int) -> bool:

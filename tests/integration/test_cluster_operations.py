@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +21,7 @@ from services.core.connection import SECURITY_VARIABLES, KafkaConnection
 from services.core.kafka import admin_client, create_topics
 from services.core.policy import load_policy
 from services.core.topics import Topics
-from services.localkafka.broker import BROKER_PORT_OFFSET, CONTROLLER_PORT_OFFSET, LocalKafka
+from services.localkafka.broker import LocalKafka, free_base_port
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -33,32 +31,11 @@ def accord(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.
                           timeout=timeout)  # fmt: skip
 
 
-def free_base_port() -> int:
-    """A client port whose three nodes' client, controller and inter-broker ports are all free, and
-    below the kernel's ephemeral range (32768 up), which a connection could take meanwhile."""
-    while True:
-        base = random.randint(10000, 12700)
-        ports = [
-            base + i + offset for i in range(3) for offset in (0, CONTROLLER_PORT_OFFSET, BROKER_PORT_OFFSET)
-        ]
-        if all(_free(port) for port in ports):
-            return base
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 class Cluster:
     """A three-node cluster started by `accord kafka up` in a state folder of this module's own."""
 
     def __init__(self, state: Path) -> None:
-        self.state, self.port = state, free_base_port()
+        self.state, self.port = state, free_base_port(3)
         base = {
             k: v for k, v in os.environ.items() if k not in (*SECURITY_VARIABLES, "KAFKA_BOOTSTRAP_SERVERS")
         }
