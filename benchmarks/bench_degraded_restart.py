@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from benchmarks.bench_ledger_recovery import raw_rates
 from services.core.connection import KafkaConnection
 from services.core.kafka import admin_client, create_topics, producer_config
 from services.core.topics import KEEP_FOREVER, TopicSpec
-from services.localkafka.broker import BROKER_PORT_OFFSET, CONTROLLER_PORT_OFFSET, LocalKafka, LocalKafkaError
+from services.localkafka.broker import LocalKafka, LocalKafkaError, free_base_port
 
 TOPIC = "bench-degraded"
 
@@ -55,23 +54,6 @@ class Prober(threading.Thread):
             self.producer.flush(120)
             self.waits.setdefault(phase, []).append(time.perf_counter() - started)
             time.sleep(0.02)
-
-
-def free_base() -> int:
-    for base in range(31000, 45000, 7):
-        ports = [base + i + o for i in range(3) for o in (0, CONTROLLER_PORT_OFFSET, BROKER_PORT_OFFSET)]
-        if all(_free(p) for p in ports):
-            return base
-    raise SystemExit("no free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def until_brokers(connection: KafkaConnection, count: int) -> None:
@@ -114,7 +96,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="probing after each restart")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        cluster = LocalKafka(Path(folder) / "kafka", nodes=3, base_port=free_base())
+        cluster = LocalKafka(Path(folder) / "kafka", nodes=3, base_port=free_base_port(3))
         try:
             cluster.start()
             connection = cluster.connection()

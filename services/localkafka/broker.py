@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -168,6 +169,24 @@ def _check_ports_free(ports: Iterable[int]) -> None:
                 raise LocalKafkaError(
                     f"port {port} on {HOST} is not free ({error.strerror}); choose another base port"
                 ) from error
+
+
+def free_base_port(nodes: int, attempts: int = 200) -> int:
+    """A base client port (`LocalKafka(base_port=…)`) whose nodes' client, controller and inter-broker
+    ports are all free now: fixed ports, as the CLI's, for tests that restart nodes in their places.
+
+    Picked below the kernel's ephemeral range (32768 up on Linux), so that no outgoing connection
+    takes one of them between the choice and the start."""
+    for _ in range(attempts):
+        base = random.randint(10000, 12700)
+        clients = [base + i for i in range(nodes)]
+        offsets = (0, CONTROLLER_PORT_OFFSET, BROKER_PORT_OFFSET)
+        try:
+            _check_ports_free([port + offset for port in clients for offset in offsets])
+            return base
+        except LocalKafkaError:
+            continue
+    raise LocalKafkaError(f"no {nodes} free fixed ports found in {attempts} attempts")
 
 
 def _port_open(port: int) -> bool:
@@ -432,7 +451,7 @@ class LocalKafka:
         self.pid_file.write_text("".join(f"{pid}\n" for pid in alive.values()))
         launched = [(node, self._launch(node, java, libs)) for node in cluster if node.node_id not in alive]
         try:
-            self._await_ready(cluster, launched, time.monotonic() + timeout)
+            self._await_ready(cluster, launched, time.monotonic() + timeout, enroll=False)
         except BaseException:
             for _, proc in launched:
                 proc.kill()
@@ -440,6 +459,10 @@ class LocalKafka:
             self.pid_file.write_text("".join(f"{pid}\n" for pid in alive.values()))
             raise
         return ",".join(node.address for node in cluster)
+
+    def node_ids(self) -> list[int]:
+        """The nodes of the cluster last started here, running or not."""
+        return [node.node_id for node in self._saved_layout()]
 
     def _save_layout(self, cluster: list[Node]) -> None:
         ports = [{k: v for k, v in asdict(node).items() if k != "directory"} for node in cluster]
@@ -595,10 +618,13 @@ class LocalKafka:
             pids.write(f"{proc.pid}\n")
         return proc
 
-    def _await_ready(self, cluster: list[Node], launched: Launched, deadline: float) -> None:
+    def _await_ready(
+        self, cluster: list[Node], launched: Launched, deadline: float, enroll: bool = True
+    ) -> None:
         """Ready means: every launched node's client port accepts TCP, and the metadata a client
         gets lists every node of `cluster` (the controller has unfenced all brokers). Secured,
-        the super user's credential is then made and ready means it logs in too."""
+        the super user's credential is then made (`enroll`; a restarted node finds it in the
+        metadata log) and ready means it logs in too."""
         for node, proc in launched:
             while not _port_open(node.client_port):
                 _check_progress(node, proc, deadline)
@@ -611,7 +637,8 @@ class LocalKafka:
         nodes = self.secrets.node_connection(",".join(n.broker_address for n in cluster))
         as_nodes = AdminClient(nodes.client_config())
         _until_listed(as_nodes, cluster, launched, deadline)
-        self.secrets.enroll_admin(as_nodes)
+        if enroll:
+            self.secrets.enroll_admin(as_nodes)
         admin = AdminClient(self.secrets.admin_connection(bootstrap).client_config())
         _until_listed(admin, cluster, launched, deadline)
 

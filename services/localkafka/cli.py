@@ -10,6 +10,7 @@ Maven is reported in one line with exit status 2, the usual status for "cannot r
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -97,17 +98,22 @@ def down() -> None:
 
 
 @kafka.command()
-def status() -> None:
-    """Print the bootstrap servers if running (exit 0), else exit 3."""
+@click.option("--json", "as_json", is_flag=True, help="print nodes, pids and memory as JSON")
+def status(as_json: bool) -> None:
+    """Print the bootstrap servers if running (exit 0), else exit 3; a node down is named."""
     broker = LocalKafka(state_dir())
     bootstrap, alive = broker.bootstrap(), broker.alive_nodes()
     if not alive or bootstrap is None:
         _fail("not running", EXIT_NOT_RUNNING)
+    down = sorted(set(broker.node_ids()) - set(alive))
+    if as_json:
+        nodes = {node: {"pid": pid, "memory": _resident_memory(pid)} for node, pid in sorted(alive.items())}
+        click.echo(json.dumps({"bootstrap": bootstrap, "nodes": nodes, "down": down}, indent=1))
+        return
     for node, pid in sorted(alive.items()):
         click.echo(f"node {node} pid {pid}: {_resident_memory(pid)}", err=True)
-    if not broker.is_running():
-        click.echo(f"degraded: {len(broker.pids()) - len(alive)} recorded node(s) down; `accord kafka up` "
-                   "starts them (only them)", err=True)  # fmt: skip
+    if down:
+        click.echo(f"degraded: node(s) {down} down; `accord kafka up` starts them (only them)", err=True)
     click.echo(bootstrap)
 
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +21,7 @@ from services.core.connection import SECURITY_VARIABLES, KafkaConnection
 from services.core.kafka import admin_client, create_topics
 from services.core.policy import load_policy
 from services.core.topics import Topics
-from services.localkafka.broker import BROKER_PORT_OFFSET, CONTROLLER_PORT_OFFSET, LocalKafka
+from services.localkafka.broker import LocalKafka, free_base_port
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -33,31 +31,11 @@ def accord(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.
                           timeout=timeout)  # fmt: skip
 
 
-def free_base_port() -> int:
-    """A client port whose three nodes' client, controller and inter-broker ports are all free."""
-    while True:
-        base = random.randint(30000, 35000)
-        ports = [
-            base + i + offset for i in range(3) for offset in (0, CONTROLLER_PORT_OFFSET, BROKER_PORT_OFFSET)
-        ]
-        if all(_free(port) for port in ports):
-            return base
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 class Cluster:
     """A three-node cluster started by `accord kafka up` in a state folder of this module's own."""
 
     def __init__(self, state: Path) -> None:
-        self.state, self.port = state, free_base_port()
+        self.state, self.port = state, free_base_port(3)
         base = {
             k: v for k, v in os.environ.items() if k not in (*SECURITY_VARIABLES, "KAFKA_BOOTSTRAP_SERVERS")
         }
@@ -173,6 +151,10 @@ def test_a_dead_node_shows_as_under_replication_and_kafka_up_starts_only_it(
     listed = admin_client(cluster.connection).list_topics(timeout=10).topics
     assert not [name for name in listed if name.startswith("y" + namespace)]  # none made under-replicated
 
+    shown = accord(cluster.env, "kafka", "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["down"] == [3] and list(json.loads(shown.stdout)["nodes"]) == ["1", "2"]
+
     restarted = cluster.up()
     assert restarted.returncode == 0, restarted.stderr
     assert "starting node(s) [3] only" in restarted.stderr
@@ -181,3 +163,5 @@ def test_a_dead_node_shows_as_under_replication_and_kafka_up_starts_only_it(
     assert after[3] != before[3]
     healed = cluster_until(env, lambda c: c["under_replicated"] == [] and c["brokers"] == [1, 2, 3], "healed")
     assert healed["brokers"] == [1, 2, 3]
+    nodes = json.loads(accord(cluster.env, "kafka", "status", "--json").stdout)["nodes"]
+    assert {int(n): s["pid"] for n, s in nodes.items()} == after

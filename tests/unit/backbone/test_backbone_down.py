@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,15 @@ def sleeper(children: list[subprocess.Popen[bytes]], *marker: str) -> subprocess
     return child
 
 
+def until_exec(pid: int, marker: str) -> None:
+    """Popen may return a moment before the kernel shows the new command line (vfork returns at exec's
+    start, and /proc/<pid>/cmdline is empty until the program's arguments are in place)."""
+    deadline = time.monotonic() + 10
+    while not processes.runs(pid, marker):
+        assert time.monotonic() < deadline, Path(f"/proc/{pid}/cmdline").read_bytes()
+        time.sleep(0.01)
+
+
 def run(state: Path, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(backbone, list(args), env={"ACCORD_STATE_DIR": str(state),
                                                            "KAFKA_BOOTSTRAP_SERVERS": ""})  # fmt: skip
@@ -53,10 +63,14 @@ def test_down_after_a_killed_supervisor_stops_its_services_and_spares_a_recycled
     services = [Service("ledger", RUNNING, ours.pid), Service("copy-x", RUNNING, stranger.pid)]
     write_state(folder / "supervisor.json", dead.pid, services)
 
+    until_exec(ours.pid, str(folder))
+    assert not processes.runs(stranger.pid, str(folder))
+
     code, shown = run(tmp_path, "status", "--json")
     report = json.loads(shown)
-    assert code == 3 and not report["supervisor"]["running"]
-    assert report["services"]["ledger"]["running"] and report["services"]["copy-x"]["state"] == "EXITED"
+    assert code == 3 and not report["supervisor"]["running"], shown
+    assert report["services"]["ledger"]["running"], shown
+    assert report["services"]["copy-x"]["state"] == "EXITED", shown
 
     code, said = run(tmp_path, "down")
     assert code == 0, said
