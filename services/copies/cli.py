@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from functools import partial
 from pathlib import Path
 from types import FrameType
 
 import click
 
 from services.copies.check import CheckAnswer, answer
-from services.copies.lag import view_lag
+from services.copies.clients import kafka_clients
+from services.copies.lag import ViewLag, view_lag
 from services.copies.settings import CopySettings
 from services.copies.sink import Sink, utc_now
 from services.core.cli_input import read_identifier, refuse_flags
@@ -69,7 +69,8 @@ def run(agency: str, store: str) -> None:
     signal.signal(signal.SIGINT, stop)
     copy_store = _open(store, agency)
     try:
-        Sink(agency, copy_store, settings, load_policy()).run(lambda: bool(stopping))
+        feed, reporter = kafka_clients(settings.kafka.connection, agency)
+        Sink(agency, copy_store, settings, load_policy(), feed, reporter).run(lambda: bool(stopping))
     except AccordError as e:  # the store or the broker failed: stop loudly, a supervisor restarts us
         raise click.ClickException(str(e)) from e
     finally:
@@ -150,16 +151,14 @@ def serve(agency: str, store: str, host: str, port: int) -> None:
 
     settings = CopySettings.from_env()
     copy_store = _open(store, agency)
-    lag = partial(
-        view_lag,
-        settings.kafka.connection,
-        settings.kafka.topics.views(agency),
-        timeout=settings.options.lag_timeout_s,
-    )
+    options = settings.options
+    lag = ViewLag(settings.kafka.connection, settings.kafka.topics.views(agency), options.lag_timeout_s,
+                  options.lag_max_age_s)  # fmt: skip
     key = settings.secrets.pseudonym_key.get_secret_value().encode()
     credentials = FileCredentials(settings.keys.credentials_file)
-    app = build_http(copy_store, lag, settings.options.sla_s, key, utc_now, credentials)
+    app = build_http(copy_store, lag, options.sla_s, key, utc_now, credentials)
     try:
         uvicorn.run(app, host=host, port=port)
     finally:
+        lag.close()
         copy_store.close()

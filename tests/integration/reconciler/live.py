@@ -15,7 +15,6 @@ from typing import TypeVar
 
 from services.acl.principals import connection_of
 from services.backbone import provision
-from services.copies.sink import Sink
 from services.core.connection import KafkaConnection
 from services.core.copystore import CopyStore, open_store
 from services.core.copystore.probe import StoreProbe
@@ -29,7 +28,7 @@ from services.core.views import ViewRow, project, view_change
 from services.reconciler.lease import Lease
 from services.reconciler.runner import Runner
 from services.reconciler.settings import ReconcilerSettings
-from tests.integration.copies.support import PARTITIONS, POLICY, make_topics, settings
+from tests.integration.copies.support import PARTITIONS, make_topics, real_sink
 from tests.support.factory import Ledgerbook, policy_with_keys
 
 CA = "civil-aviation"
@@ -94,7 +93,7 @@ class Live:
 
     def start_sink(self, **options: float) -> None:
         store = open_store(self.url, CA)
-        sink = Sink(CA, store, settings(self.as_(CA), self.topics.namespace, **options), POLICY)
+        sink = real_sink(store, self.as_(CA), self.topics.namespace, **options)
         self._thread(lambda: _closing(store, lambda: sink.run(self.stop.is_set)))
 
     def start_reconciler(
