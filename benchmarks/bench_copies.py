@@ -44,19 +44,20 @@ def generated(count: int) -> list[ViewChanged]:
     return changes[:count]
 
 
-def drain(connection: KafkaConnection, namespace: str, url: str, batch: int) -> tuple[int, float]:
-    """Changes applied and seconds taken by a fresh sink, from its start to the topic's end."""
+def drain(connection: KafkaConnection, namespace: str, url: str, batch: int) -> tuple[int, float, float]:
+    """Changes applied, seconds taken and CPU seconds this process spent (the sink and its Kafka
+    clients' threads; not the broker's or PostgreSQL's), from a fresh sink's start to the topic's end."""
     store = open_store(url, AGENCY)
     feed, reporter = kafka_clients(connection, AGENCY)
     options = {"batch": batch, "digest_interval_s": 5.0}
     sink = Sink(AGENCY, store, settings(connection, namespace, **options), POLICY, feed, reporter)
     ends = {tp.partition: high for tp, high in end_offsets(connection, [sink.topic]).items()}
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         sink.start()
         while any(store.positions().get(p, 0) < high for p, high in ends.items()):
             sink.poll()
-        return sum(ends.values()), time.perf_counter() - started
+        return sum(ends.values()), time.perf_counter() - started, time.process_time() - cpu
     finally:
         sink.close()
         store.close()
@@ -78,10 +79,11 @@ def run(connection: KafkaConnection, args: argparse.Namespace, pg_url: str) -> N
         stores = {"SQLite (file, WAL, synchronous=NORMAL)": f"sqlite:///{tmp}/copy.db",
                   "PostgreSQL": pg_url}  # fmt: skip
         for name, url in stores.items():
-            count, seconds = drain(connection, namespace, url, args.batch)
+            count, seconds, cpu = drain(connection, namespace, url, args.batch)
             rate = count / seconds
             print(f"  {name}: {count:,} view changes in {seconds:.1f} s = {rate:,.0f} changes/s "
-                  f"({rate / consumed:.1%} of the raw consume rate), batches of {args.batch}")  # fmt: skip
+                  f"({rate / consumed:.1%} of the raw consume rate), batches of {args.batch}; "
+                  f"{count / cpu:,.0f} changes per CPU-second of the sink's process")  # fmt: skip
 
 
 def main() -> None:

@@ -12,12 +12,11 @@ import click
 
 from services.copies.check import CheckAnswer, answer
 from services.copies.clients import kafka_clients
-from services.copies.lag import ViewLag, view_lag
+from services.copies.lag import view_lag
 from services.copies.settings import CopySettings
 from services.copies.sink import Sink, utc_now
 from services.core.cli_input import read_identifier, refuse_flags
 from services.core.copystore import CopyStore, open_store
-from services.core.credentials import FileCredentials
 from services.core.crypto import pseudonymise
 from services.core.errors import AccordError
 from services.core.policy import load_policy
@@ -143,22 +142,13 @@ def render(result: CheckAnswer) -> str:
 @STORE
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
-def serve(agency: str, store: str, host: str, port: int) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              envvar="ACCORD_COPY_SERVE_WORKERS", help="processes answering on the port")  # fmt: skip
+def serve(agency: str, store: str, host: str, port: int, workers: int) -> None:
     """Serve GET/POST /check (officers of AGENCY), /probe/* (the reconciler) and GET /health over HTTP."""
-    import uvicorn
+    from services.copies.serve import serve as run_server
 
-    from services.copies.http import build_http
-
-    settings = CopySettings.from_env()
-    copy_store = _open(store, agency)
-    options = settings.options
-    lag = ViewLag(settings.kafka.connection, settings.kafka.topics.views(agency), options.lag_timeout_s,
-                  options.lag_max_age_s)  # fmt: skip
-    key = settings.secrets.pseudonym_key.get_secret_value().encode()
-    credentials = FileCredentials(settings.keys.credentials_file)
-    app = build_http(copy_store, lag, options.sla_s, key, utc_now, credentials)
     try:
-        uvicorn.run(app, host=host, port=port)
-    finally:
-        lag.close()
-        copy_store.close()
+        run_server(agency, store, host, port, workers)
+    except AccordError as e:
+        raise click.ClickException(str(e)) from e
