@@ -64,9 +64,11 @@ def _settle(cur: Cursor, size: int, bucket: int) -> tuple[list[str], list[str], 
 
 
 def _leaf(values: tuple[Any, ...]) -> int:
-    """The leaf of a stored row, recomputed from its columns whatever they hold."""
+    """The leaf of a stored row, recomputed from its columns whatever they hold (a version edited into
+    text that is no number gives a leaf no intact row has: the row differs, the step goes on)."""
     raw = columns.raw_row(tuple(values[:-2]))
-    return leaf(str(raw["listing_id"]), int(raw["version"]), str(raw["status"]), columns.row_hash(raw))
+    version = raw["version"] if isinstance(raw["version"], int) else -1
+    return leaf(str(raw["listing_id"]), version, str(raw["status"]), columns.row_hash(raw))
 
 
 def _recache(cur: Cursor, size: int, values: tuple[Any, ...]) -> str:

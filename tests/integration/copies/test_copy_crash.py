@@ -25,7 +25,7 @@ from tests.integration.copies.support import group_offsets, send, wait_until
 from tests.integration.ledger.harness import Backbone
 from tests.unit.copies.changes import AGENCY, delete, row, upsert
 
-LISTINGS = 6000
+LISTINGS = 10_000
 
 
 def changes() -> tuple[list[ViewChanged], dict[str, ViewRow]]:

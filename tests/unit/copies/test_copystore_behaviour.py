@@ -386,3 +386,16 @@ def test_verifying_the_rows_under_no_bucket_moves_them_to_their_own(store: CopyS
     assert step.rows == ["X-stray"] and step.buckets == [bucket_of("X-stray")]
     assert "X-stray" in store.bucket_leaves(bucket_of("X-stray"))
     assert store.digest().hex_buckets() == store.rescan_digest().hex_buckets()
+
+
+def test_a_version_edited_into_text_is_folded_in_not_a_crash(store: CopyStore, url: str) -> None:
+    """SQLite keeps the text in an integer column; PostgreSQL refuses the edit itself."""
+    store.apply(upsert(row("L-1")), 0, 0)
+    if not url.startswith("sqlite"):
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            execute(url, "UPDATE copy_rows SET version = 'x' WHERE listing_id = 'L-1'")
+        return
+    execute(url, "UPDATE copy_rows SET version = 'x' WHERE listing_id = 'L-1'")
+    step = store.verify(bucket_of("L-1"))
+    assert step.rows == ["L-1"] and step.buckets == [bucket_of("L-1")]
+    assert store.digest().hex_buckets() != expected_digest([row("L-1")]).hex_buckets()
