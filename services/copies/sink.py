@@ -114,6 +114,7 @@ class Sink:
         return len(batch)
 
     def _take(self, batch: list[Record]) -> None:
+        """The batch in one transaction; then what it must report, sent; then the group told."""
         self.reports = {}  # (partition, offset) -> the acknowledgement or refusal built for it
         items = [self._item(record) for record in batch]
         outcomes = self.store.take(items)
