@@ -262,14 +262,20 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None, help="keep the worker's data and log here")
     args = parser.parse_args()
     with ExitStack() as stack:
-        connection: KafkaConnection | None = KafkaSettings().connection
-        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-            broker = LocalKafka(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-kafka-"))))
-            stack.callback(broker.stop)
-            broker.start()
-            connection = broker.connection()  # its super user
-        assert connection is not None
-        run(connection, args)
+        run(bench_broker(stack), args)
+
+
+def bench_broker(stack: ExitStack) -> KafkaConnection:
+    """KAFKA_BOOTSTRAP_SERVERS (its super user, from the environment), else a local secured broker
+    stopped when `stack` closes."""
+    connection: KafkaConnection | None = KafkaSettings().connection
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        broker = LocalKafka(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-kafka-"))))
+        stack.callback(broker.stop)
+        broker.start()
+        connection = broker.connection()  # its super user
+    assert connection is not None
+    return connection
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from functools import partial
 from pathlib import Path
 from types import FrameType
 
 import click
 
 from services.copies.check import CheckAnswer, answer
+from services.copies.clients import kafka_clients
 from services.copies.lag import view_lag
 from services.copies.settings import CopySettings
 from services.copies.sink import Sink
@@ -19,7 +19,6 @@ from services.core import logs
 from services.core.cli_input import read_identifier, refuse_flags
 from services.core.clock import utc_now
 from services.core.copystore import CopyStore, open_store
-from services.core.credentials import FileCredentials
 from services.core.crypto import pseudonymise
 from services.core.errors import AccordError
 from services.core.ops import LOG_JSON, OPS, serve_ops
@@ -75,7 +74,8 @@ def run(agency: str, store: str, ops: str | None, log_json: bool) -> None:
     copy_store = _open(store, agency)
     endpoint = None
     try:
-        sink = Sink(agency, copy_store, settings, load_policy())
+        feed, reporter = kafka_clients(settings.kafka.connection, agency, settings.kafka.topics.namespace)
+        sink = Sink(agency, copy_store, settings, load_policy(), feed, reporter)
         endpoint = serve_ops(ops, sink.health)
         sink.run(lambda: bool(stopping))
     except AccordError as e:  # the store or the broker failed: stop loudly, a supervisor restarts us
@@ -152,26 +152,17 @@ def render(result: CheckAnswer) -> str:
 @STORE
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              envvar="ACCORD_COPY_SERVE_WORKERS", help="processes answering on the port")  # fmt: skip
 @LOG_JSON
-def serve(agency: str, store: str, host: str, port: int, log_json: bool) -> None:
+def serve(agency: str, store: str, host: str, port: int, workers: int, log_json: bool) -> None:
     """Serve GET/POST /check (officers of AGENCY), /probe/* (the reconciler) and GET /health over HTTP."""
     import uvicorn
 
-    from services.copies.http import build_http
+    from services.copies.serve import serve as run_server
 
-    settings = CopySettings.from_env()
-    copy_store = _open(store, agency)
-    lag = partial(
-        view_lag,
-        settings.kafka.connection,
-        settings.kafka.topics.views(agency),
-        timeout=settings.options.lag_timeout_s,
-    )
-    key = settings.secrets.pseudonym_key.get_secret_value().encode()
-    credentials = FileCredentials(settings.keys.credentials_file)
-    app = build_http(copy_store, lag, settings.options.sla_s, key, utc_now, credentials)
     try:
         as_json = logs.configure(logging.INFO, as_json=log_json)
-        uvicorn.run(app, host=host, port=port, log_config=None if as_json else uvicorn.config.LOGGING_CONFIG)
-    finally:
-        copy_store.close()
+        run_server(agency, store, host, port, workers, None if as_json else uvicorn.config.LOGGING_CONFIG)
+    except AccordError as e:
+        raise click.ClickException(str(e)) from e

@@ -2,27 +2,81 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException, TopicPartition
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from services.core.connection import KafkaConnection
 from services.core.kafka import consumer
+
+Watermarks = dict[int, tuple[int, int]]  # partition -> (low, high)
 
 
 def view_lag(
     connection: KafkaConnection, topic: str, positions: dict[int, int], timeout: float
 ) -> dict[int, int] | None:
     """Changes in `topic` the copy has not applied yet, or None when the broker does not answer."""
-    probe = consumer(connection, connection.group("copy-lag"), **{"socket.timeout.ms": int(timeout * 1000)})
+    probe = _probe(connection, timeout)
+    try:
+        return lag_of(_watermarks(probe, topic, timeout), positions)
+    finally:
+        probe.close()
+
+
+class ViewLag:
+    """`view_lag` for a server answering many checks: one consumer kept open, and the topic's
+    watermarks re-read at most every `max_age_s`, by one request while the others use the last ones,
+    so a check costs no broker round trip (a second-old watermark against an SLA of minutes)."""
+
+    def __init__(
+        self, connection: KafkaConnection, topic: str, timeout: float, max_age_s: float = 1.0
+    ) -> None:
+        self.topic, self.timeout, self.max_age_s = topic, timeout, max_age_s
+        self.probe = _probe(connection, timeout)
+        self.refreshing = threading.Lock()
+        self.marks: Watermarks | None = None
+        self.read_at = float("-inf")
+
+    def __call__(self, positions: dict[int, int]) -> dict[int, int] | None:
+        first = self.read_at == float("-inf")  # nothing to answer with yet: wait for the first read
+        if self._due() and self.refreshing.acquire(blocking=first):
+            try:
+                if self._due():
+                    self.marks, self.read_at = (
+                        _watermarks(self.probe, self.topic, self.timeout),
+                        time.monotonic(),
+                    )
+            finally:
+                self.refreshing.release()
+        return lag_of(self.marks, positions)
+
+    def _due(self) -> bool:
+        return time.monotonic() - self.read_at > self.max_age_s
+
+    def close(self) -> None:
+        self.probe.close()
+
+
+def lag_of(marks: Watermarks | None, positions: dict[int, int]) -> dict[int, int] | None:
+    if marks is None:
+        return None
+    return {p: max(0, high - max(low, positions.get(p, 0))) for p, (low, high) in marks.items()}
+
+
+def _probe(connection: KafkaConnection, timeout: float) -> Consumer:
+    return consumer(connection, connection.group("copy-lag"), **{"socket.timeout.ms": int(timeout * 1000)})
+
+
+def _watermarks(probe: Consumer, topic: str, timeout: float) -> Watermarks | None:
+    """Each partition's (low, high), or None when the broker does not answer or knows no such topic."""
     try:
         metadata = probe.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None:
             return None
-        lag = {}
-        for partition in metadata.partitions:
-            low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            lag[partition] = max(0, high - max(low, positions.get(partition, 0)))
-        return lag
+        return {
+            p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            for p in metadata.partitions
+        }
     except KafkaException:
         return None
-    finally:
-        probe.close()

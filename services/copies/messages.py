@@ -35,17 +35,25 @@ def applied(change: ViewChanged, partition: int, offset: int, agency: str, at: d
 
 
 def holding(
-    listing_id: str, version: int, row: ViewRow | None, partition: int, offset: int, agency: str, at: datetime
+    listing_id: str,
+    version: int,
+    row: ViewRow | None,
+    partition: int,
+    offset: int,
+    agency: str,
+    at: datetime,
+    row_hash: str = "",
 ) -> CopyApplied:
     """The acknowledgement that, at partition/offset, `agency`'s copy holds `row` at `version` (or, with
-    no row, its deletion). It also answers a repair the ledger has overtaken: with what the copy holds."""
+    no row, its deletion). It also answers a repair the ledger has overtaken: with what the copy holds.
+    `row_hash`, when given, is `row.row_hash()` already computed."""
     return CopyApplied(
         envelope=_envelope(_id("applied", agency, partition, offset), agency, at, listing_id, version),
         copy_agency=agency,
         op="upsert" if row is not None else "delete",
         partition=partition,
         offset=offset,
-        row_hash=row.row_hash() if row is not None else "",
+        row_hash=(row_hash or row.row_hash()) if row is not None else "",
         applied_at=at,
     )
 

@@ -18,9 +18,12 @@ class CopyOptions(BaseSettings):
     batch: int = Field(default=500, gt=0, description="changes read per poll")
     poll_s: float = Field(default=0.5, gt=0, description="how long a poll waits for changes")
     digest_interval_s: float = Field(default=5.0, gt=0, description="how often a CopyDigest goes out")
-    rescan_every: int = Field(default=12, gt=0, description="every Nth digest is recomputed from the rows")
+    verify_rows_per_minute: int = Field(
+        default=60_000, gt=0, description="rows re-read per minute to re-verify the digest, bucket by bucket"
+    )
     sla_s: float = Field(default=300.0, gt=0, description="lagging this long without applying: stale")
     lag_timeout_s: float = Field(default=3.0, gt=0, description="how long a check waits for the broker")
+    lag_max_age_s: float = Field(default=1.0, ge=0, description="`copy serve`: how old a watermark may be")
 
 
 @dataclass(frozen=True)

@@ -161,12 +161,20 @@ class EventProducer:
         self._source = source
 
     def send(
-        self, topic: str, key: str, event: Event, on_delivery: Any = None, partition: int | None = None
+        self,
+        topic: str,
+        key: str,
+        event: Event,
+        on_delivery: Any = None,
+        partition: int | None = None,
+        *,
+        encoded: bytes | None = None,
     ) -> None:
         """Queue one event; call `flush` to wait for it. Never blocks for long on a full queue.
 
-        `partition`, when given, overrides the key's partition (see `partition_for`)."""
-        value = encode(event)
+        `partition`, when given, overrides the key's partition (see `partition_for`); `encoded`,
+        when given, is `serde.encode(event)` already done (a copy keeps its acknowledgements so)."""
+        value = encode(event) if encoded is None else encoded
         headers: list[tuple[str, str | bytes | None]] = [*cloudevent_headers(event, self._source)]
         where: dict[str, Any] = {} if partition is None else {"partition": partition}
         while True:

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from services.core.copystore.port import Applied, CopyStore, Damaged, Holding, Reindexed, StoreError
+from services.core.copystore.port import (
+    Applied,
+    Change,
+    CopyStore,
+    Damaged,
+    Holding,
+    Refusal,
+    Reindexed,
+    StoreError,
+)
 from services.core.errors import ConfigurationError
 
-__all__ = ["Applied", "CopyStore", "Damaged", "Holding", "Reindexed", "StoreError", "open_store"]
+__all__ = [
+    "Applied",
+    "Change",
+    "CopyStore",
+    "Damaged",
+    "Holding",
+    "Refusal",
+    "Reindexed",
+    "StoreError",
+    "open_store",
+]
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -30,12 +30,34 @@ COLUMNS = (
     "exemptions",
 )
 JSON_COLUMNS = frozenset({"measures", "fields", "exemptions"})
+ROW_COLUMNS = ", ".join(COLUMNS)
+
+
+class Cursor(Protocol):
+    """What both drivers' cursors offer and the copy's statements use."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
+    def executemany(self, sql: str, params: Any, /) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+def hex_or_none(text: Any) -> int | None:
+    """A stored leaf, or None for one missing or not hex (a row inserted by hand)."""
+    try:
+        return int(str(text), 16) if text is not None else None
+    except ValueError:
+        return None
 
 
 def encode(row: ViewRow) -> tuple[Any, ...]:
     """The column values of `row`, in `COLUMNS` order."""
-    dumped = row.model_dump(mode="json")
-    return tuple(_dumps(dumped[c]) if c in JSON_COLUMNS else dumped[c] for c in COLUMNS)
+    return of_raw(row.model_dump(mode="json"))
+
+
+def of_raw(raw: dict[str, Any]) -> tuple[Any, ...]:
+    """The column values of a row as JSON-mode data (`model_dump(mode="json")`, `raw_row`)."""
+    return tuple(_dumps(raw[c]) if c in JSON_COLUMNS else raw[c] for c in COLUMNS)
 
 
 def raw_row(values: tuple[Any, ...]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ adapter, so SQLite and PostgreSQL copies cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +16,7 @@ from typing import NamedTuple, Protocol
 from services.core.digest import Digest
 from services.core.errors import AccordError
 from services.core.events import ViewChanged
+from services.core.topics import RECONCILER
 from services.core.views import ViewRow
 
 
@@ -29,6 +30,7 @@ class Applied(StrEnum):
     APPLIED = "applied"  # the row now holds the change
     REPEATED = "repeated"  # that offset, or that very version from the ledger, was already taken
     OVERTAKEN = "overtaken"  # older than a version the copy already knows: passed over, position kept
+    SKIPPED = "skipped"  # a `Refusal`: consumed, not applied
 
 
 class Holding(NamedTuple):
@@ -36,10 +38,40 @@ class Holding(NamedTuple):
 
     row: ViewRow | None
     version: int
+    row_hash: str = ""  # the row's `row_hash()` when the store computed it already ("" otherwise)
 
 
 # Builds the acknowledgement kept with the change, from what the copy holds once the change is taken.
 Acknowledge = Callable[[Holding], bytes]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One view change of a batch, read at partition/offset; `ack` as for `CopyStore.apply`."""
+
+    change: ViewChanged
+    partition: int
+    offset: int
+    ack: Acknowledge | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A view message of a batch the copy must not apply, consumed with the record of why (`ack`)."""
+
+    partition: int
+    offset: int
+    ack: bytes | None = None
+
+
+def judge(change: ViewChanged, known: int) -> Applied:
+    """Never older than what the copy knows; the ledger's same version once, a repair's again."""
+    version = change.envelope.version
+    if version < known:
+        return Applied.OVERTAKEN
+    if version == known and change.envelope.agency != RECONCILER:
+        return Applied.REPEATED
+    return Applied.APPLIED
 
 
 @dataclass(frozen=True)
@@ -56,6 +88,7 @@ class Reindexed:
 
     rows: list[str] = field(default_factory=list)  # rows whose stored bucket or leaf was not their own
     buckets: list[int] = field(default_factory=list)  # buckets whose running accumulator disagreed
+    read: int = 0  # rows read to find out: the cost
 
 
 class CopyStore(Protocol):
@@ -76,6 +109,14 @@ class CopyStore(Protocol):
         version to fix an altered row). `ack`, if given, is called with what the copy then
         holds and its result kept in the same transaction until `acks_sent` clears it, so an
         acknowledgement is never lost to a crash between the write and its sending.
+        """
+        ...
+
+    def take(self, batch: Sequence[Change | Refusal]) -> list[Applied]:
+        """Take a batch in ONE transaction, in order, with its positions and acknowledgements.
+
+        Each outcome is the one `apply` (or, for a `Refusal`, `skip`: SKIPPED, or REPEATED
+        when already consumed) would give message by message; a failure writes nothing.
         """
         ...
 
@@ -149,11 +190,18 @@ class CopyStore(Protocol):
         """
         ...
 
-    def reindex(self) -> Reindexed:
-        """Recompute every row's bucket and leaf and every bucket's accumulator from the rows.
+    def verify(self, bucket: int | None) -> Reindexed:
+        """Re-verify one bucket from its rows: the rows stored under it (moving those whose
+        listing id falls elsewhere to their own bucket, which is verified too), their leaves,
+        and its accumulator; None: the rows stored under no bucket or one outside the split.
 
-        The running digest then agrees with the rows again, whatever was edited by hand.
+        A bounded step (one bucket's rows) of the rolling verification that lets the running
+        digest show hand edits without a full rescan.
         """
+        ...
+
+    def reindex(self) -> Reindexed:
+        """`verify` every bucket: the running digest then agrees with every row again."""
         ...
 
     def last_applied_at(self) -> datetime | None: ...

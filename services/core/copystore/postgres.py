@@ -12,8 +12,9 @@ from typing import Any
 
 import psycopg
 
+from services.core.copystore.columns import Cursor
 from services.core.copystore.port import StoreError
-from services.core.copystore.sql import Cursor, SqlCopyStore, schema
+from services.core.copystore.sql import SqlCopyStore, schema
 
 
 def _placeholders(sql: str) -> str:
@@ -29,6 +30,9 @@ class _PgCursor:
 
     def execute(self, sql: str, params: Any = (), /) -> Any:
         return self._cur.execute(_placeholders(sql), params)
+
+    def executemany(self, sql: str, params: Any, /) -> Any:
+        return self._cur.executemany(_placeholders(sql), params) if params else None
 
     def fetchone(self) -> Any:
         return self._cur.fetchone()

@@ -16,21 +16,22 @@ stored bucket is a cache that `misplaced` and `reindex` verify.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
 from services.core.copystore import columns
-from services.core.copystore.port import Acknowledge, Applied, Damaged, Holding, Reindexed, StoreError
+from services.core.copystore.batch import BatchWriter
+from services.core.copystore.columns import ROW_COLUMNS, Cursor
+from services.core.copystore.port import Acknowledge, Applied, Change, Damaged, Refusal, Reindexed, StoreError
+from services.core.copystore.verify import set_bucket, verify
 from services.core.digest import DEFAULT_BUCKETS, MODULUS, Digest, bucket_of, leaf
 from services.core.errors import ConfigurationError, ContractError
 from services.core.events import ViewChanged
-from services.core.topics import RECONCILER
 from services.core.views import ViewRow
 
 SCHEMA_VERSION = "1"
-ROW_COLUMNS = ", ".join(columns.COLUMNS)
 
 
 def schema(bytes_type: str) -> list[str]:
@@ -58,14 +59,6 @@ def schema(bytes_type: str) -> list[str]:
     ]
 
 
-class Cursor(Protocol):
-    """What both drivers' cursors offer and this module uses."""
-
-    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
 class SqlCopyStore:
     """A copy in a SQL database. Adapters implement `_write`, `_read` and `_close`."""
 
@@ -73,6 +66,7 @@ class SqlCopyStore:
         self.agency = agency
         self.size = DEFAULT_BUCKETS
         self._lock = threading.Lock()  # one connection, possibly shared by an HTTP server's threads
+        self.parallel_reads = False  # True: `_read` uses a connection of the calling thread's own
 
     # --- adapter hooks ---------------------------------------------------------------
 
@@ -112,134 +106,46 @@ class SqlCopyStore:
 
     # --- writes ----------------------------------------------------------------------
 
+    def take(self, batch: Sequence[Change | Refusal]) -> list[Applied]:
+        for item in batch:
+            if isinstance(item, Change) and item.change.view_agency != self.agency:
+                raise ContractError(
+                    f"a view change for {item.change.view_agency} reached the copy of {self.agency} "
+                    f"(partition {item.partition}, offset {item.offset})"
+                )
+        with self._lock, self._write() as cur:
+            return BatchWriter(cur, self.size).take(batch)
+
     def apply(
         self, change: ViewChanged, partition: int, offset: int, ack: Acknowledge | None = None
     ) -> Applied:
-        if change.view_agency != self.agency:
-            raise ContractError(
-                f"a view change for {change.view_agency} reached the copy of {self.agency} "
-                f"(partition {partition}, offset {offset})"
-            )
-        listing_id = change.envelope.listing_id
-        with self._lock, self._write() as cur:
-            if self._consumed(cur, partition, offset):
-                return Applied.REPEATED
-            known = self._known_version(cur, listing_id)
-            outcome = judge(change, known)
-            held: Holding | None = None
-            if outcome is Applied.APPLIED:
-                held = self._take(cur, change)
-            elif outcome is Applied.OVERTAKEN:
-                held = self._holding(cur, listing_id, known)
-            self._advance(cur, partition, offset, ack(held) if ack and held is not None else None)
-        return outcome
-
-    def _take(self, cur: Cursor, change: ViewChanged) -> Holding:
-        listing_id, version = change.envelope.listing_id, change.envelope.version
-        self._remove(cur, listing_id)
-        row = ViewRow.from_change(change) if change.op == "upsert" else None
-        if row is not None:
-            self._insert(cur, row)
-        self._delivered(cur, listing_id, version)
-        self._touch(cur)
-        return Holding(row, version)
-
-    def _known_version(self, cur: Cursor, listing_id: str) -> int:
-        cur.execute("SELECT version FROM copy_versions WHERE listing_id = ?", (listing_id,))
-        found = cur.fetchone()
-        return int(found[0]) if found else 0
-
-    def _holding(self, cur: Cursor, listing_id: str, known: int) -> Holding:
-        """What the copy holds of a listing, for the acknowledgement of a change it passed over."""
-        cur.execute(f"SELECT {ROW_COLUMNS} FROM copy_rows WHERE listing_id = ?", (listing_id,))
-        found = cur.fetchone()
-        try:
-            row = columns.decode(tuple(found)) if found else None
-        except StoreError:
-            row = None  # a damaged row: the acknowledgement says no row, the reconciler finds it
-        return Holding(row, row.version if row is not None else known)
+        return self.take([Change(change, partition, offset, ack)])[0]
 
     def skip(self, partition: int, offset: int, ack: bytes | None = None) -> bool:
-        with self._lock, self._write() as cur:
-            if self._consumed(cur, partition, offset):
-                return False
-            self._advance(cur, partition, offset, ack)
-        return True
-
-    def _consumed(self, cur: Cursor, partition: int, offset: int) -> bool:
-        cur.execute("SELECT next_offset FROM copy_positions WHERE view_partition = ?", (partition,))
-        position = cur.fetchone()
-        return position is not None and offset < position[0]
-
-    def _remove(self, cur: Cursor, listing_id: str) -> None:
-        """Take the listing's row out, subtracting the leaf `apply` added for it from the bucket it
-        added it to (the listing's own: a hand-edited bucket column cannot mislead this)."""
-        cur.execute("SELECT leaf FROM copy_rows WHERE listing_id = ?", (listing_id,))
-        found = cur.fetchone()
-        if found is None:
-            return
-        added = _hex(found[0])  # None: a row inserted by hand, never added
-        if added is not None:
-            self._add_to_bucket(cur, bucket_of(listing_id, self.size), -added, -1)
-        cur.execute("DELETE FROM copy_rows WHERE listing_id = ?", (listing_id,))
-
-    def _delivered(self, cur: Cursor, listing_id: str, version: int) -> None:
-        """Remember the newest version delivered, upsert or delete (see `delivered_version`)."""
-        cur.execute(
-            "INSERT INTO copy_versions (listing_id, version) VALUES (?, ?) ON CONFLICT (listing_id) "
-            "DO UPDATE SET version = CASE WHEN excluded.version > copy_versions.version "
-            "THEN excluded.version ELSE copy_versions.version END",
-            (listing_id, version),
-        )
-
-    def _insert(self, cur: Cursor, row: ViewRow) -> None:
-        bucket = bucket_of(row.listing_id, self.size)
-        value = leaf(row.listing_id, row.version, row.status, row.row_hash())
-        cur.execute(
-            f"INSERT INTO copy_rows ({ROW_COLUMNS}, bucket, leaf) VALUES ({', '.join('?' * 11)})",
-            (*columns.encode(row), bucket, f"{value:064x}"),
-        )
-        self._add_to_bucket(cur, bucket, value, 1)
-
-    def _add_to_bucket(self, cur: Cursor, bucket: int, value: int, rows: int) -> None:
-        cur.execute("SELECT accumulator, rows FROM copy_buckets WHERE bucket = ?", (bucket,))
-        found = cur.fetchone()
-        accumulator, count = (int(found[0], 16), found[1]) if found else (0, 0)
-        self._set_bucket(cur, bucket, (accumulator + value) % MODULUS, count + rows)
-
-    def _advance(self, cur: Cursor, partition: int, offset: int, ack: bytes | None) -> None:
-        cur.execute(
-            "INSERT INTO copy_positions (view_partition, next_offset) VALUES (?, ?) ON CONFLICT "
-            "(view_partition) DO UPDATE SET next_offset = excluded.next_offset",
-            (partition, offset + 1),
-        )
-        if ack is not None:
-            cur.execute(
-                "INSERT INTO copy_outbox (view_partition, view_offset, ack) VALUES (?, ?, ?)",
-                (partition, offset, ack),
-            )
-
-    def _touch(self, cur: Cursor) -> None:
-        cur.execute(
-            "INSERT INTO copy_meta (name, value) VALUES ('last_applied_at', ?) ON CONFLICT (name) "
-            "DO UPDATE SET value = excluded.value",
-            (datetime.now(UTC).isoformat(),),
-        )
+        return self.take([Refusal(partition, offset, ack)])[0] is Applied.SKIPPED
 
     def restore(self, rows: Iterable[ViewRow]) -> None:
         with self._lock, self._write() as cur:
             cur.execute("DELETE FROM copy_rows")
             cur.execute("DELETE FROM copy_buckets")
+            sums: dict[int, list[int]] = {}
             for row in rows:
-                self._insert(cur, row)
+                bucket = bucket_of(row.listing_id, self.size)
+                value = leaf(row.listing_id, row.version, row.status, row.row_hash())
+                cur.execute(
+                    f"INSERT INTO copy_rows ({ROW_COLUMNS}, bucket, leaf) VALUES ({', '.join('?' * 11)})",
+                    (*columns.encode(row), bucket, f"{value:064x}"),
+                )
+                total = sums.setdefault(bucket, [0, 0])
+                total[0], total[1] = total[0] + value, total[1] + 1
+            for bucket, (accumulator, count) in sums.items():
+                set_bucket(cur, bucket, accumulator % MODULUS, count)
 
     def acks_sent(self, sent: list[tuple[int, int]]) -> None:
+        if not sent:
+            return
         with self._lock, self._write() as cur:
-            for partition, offset in sent:
-                cur.execute(
-                    "DELETE FROM copy_outbox WHERE view_partition = ? AND view_offset = ?",
-                    (partition, offset),
-                )
+            cur.executemany("DELETE FROM copy_outbox WHERE view_partition = ? AND view_offset = ?", sent)
 
     # --- reads -----------------------------------------------------------------------
 
@@ -322,42 +228,16 @@ class SqlCopyStore:
             found |= self._leaves(f"SELECT {ROW_COLUMNS} FROM copy_rows WHERE listing_id = ?", (listing_id,))
         return found
 
+    def verify(self, bucket: int | None) -> Reindexed:
+        with self._lock, self._write() as cur:
+            return verify(cur, self.size, bucket)
+
     def reindex(self) -> Reindexed:
-        """One read of every row (the cost of a rescan); a write only for what it found wrong."""
-        sums, counts, fixed = [0] * self.size, [0] * self.size, []
-        for values in self._locked_read(f"SELECT {ROW_COLUMNS}, bucket, leaf FROM copy_rows"):
-            raw = columns.raw_row(tuple(values[:-2]))
-            lid, bucket = str(raw["listing_id"]), bucket_of(str(raw["listing_id"]), self.size)
-            value = leaf(lid, int(raw["version"]), str(raw["status"]), columns.row_hash(raw))
-            sums[bucket], counts[bucket] = (sums[bucket] + value) % MODULUS, counts[bucket] + 1
-            if (values[-2], _hex(values[-1])) != (bucket, value):
-                fixed.append(lid)
-        stored = self._locked_read("SELECT bucket, accumulator, rows FROM copy_buckets")
-        held = {int(b): (int(a, 16), int(n)) for b, a, n in stored}
-        wrong = [b for b in range(self.size) if held.get(b, (0, 0)) != (sums[b], counts[b])]
-        if fixed or wrong:
-            with self._lock, self._write() as cur:
-                for lid in fixed:
-                    self._recache(cur, lid)
-                for bucket in wrong:
-                    self._set_bucket(cur, bucket, sums[bucket], counts[bucket])
-        return Reindexed(fixed, wrong)
-
-    def _recache(self, cur: Cursor, listing_id: str) -> None:
-        cur.execute(f"SELECT {ROW_COLUMNS} FROM copy_rows WHERE listing_id = ?", (listing_id,))
-        raw = columns.raw_row(tuple(cur.fetchone()))
-        value = leaf(listing_id, int(raw["version"]), str(raw["status"]), columns.row_hash(raw))
-        cur.execute(
-            "UPDATE copy_rows SET bucket = ?, leaf = ? WHERE listing_id = ?",
-            (bucket_of(listing_id, self.size), f"{value:064x}", listing_id),
-        )
-
-    def _set_bucket(self, cur: Cursor, bucket: int, accumulator: int, rows: int) -> None:
-        cur.execute(
-            "INSERT INTO copy_buckets (bucket, accumulator, rows) VALUES (?, ?, ?) ON CONFLICT (bucket) "
-            "DO UPDATE SET accumulator = excluded.accumulator, rows = excluded.rows",
-            (bucket, f"{accumulator:064x}", rows),
-        )
+        """Every step of the rolling verification at once: the cost of a full rescan."""
+        steps = [self.verify(bucket) for bucket in [None, *range(self.size)]]
+        rows = sorted({lid for step in steps for lid in step.rows})
+        buckets = sorted({b for step in steps for b in step.buckets})
+        return Reindexed(rows, buckets, sum(step.read for step in steps))
 
     def _leaves(self, sql: str, params: tuple[Any, ...]) -> dict[str, tuple[int, str, str]]:
         leaves = {}
@@ -371,27 +251,12 @@ class SqlCopyStore:
         return datetime.fromisoformat(found[0][0]) if found else None
 
     def _locked_read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """A read on the shared connection, one thread at a time, unless the adapter reads apart."""
+        if self.parallel_reads:
+            return self._read(sql, params)
         with self._lock:
             return self._read(sql, params)
 
     def close(self) -> None:
         with self._lock:
             self._close()
-
-
-def judge(change: ViewChanged, known: int) -> Applied:
-    """Never older than what the copy knows; the ledger's same version once, a repair's again."""
-    version = change.envelope.version
-    if version < known:
-        return Applied.OVERTAKEN
-    if version == known and change.envelope.agency != RECONCILER:
-        return Applied.REPEATED
-    return Applied.APPLIED
-
-
-def _hex(text: Any) -> int | None:
-    """A stored leaf, or None for one missing or not hex (a row inserted by hand)."""
-    try:
-        return int(str(text), 16) if text is not None else None
-    except ValueError:
-        return None

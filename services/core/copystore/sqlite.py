@@ -8,31 +8,43 @@ and a lost transaction loses its position with it, so the sink simply re-applies
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from services.core.copystore.columns import Cursor
 from services.core.copystore.port import StoreError
-from services.core.copystore.sql import Cursor, SqlCopyStore, schema
+from services.core.copystore.sql import SqlCopyStore, schema
 
 BUSY_TIMEOUT_MS = 10_000
 
 
 class SqliteCopyStore(SqlCopyStore):
+    """Writes on one connection; each reading thread (an HTTP server's workers) reads on its own, so
+    checks run side by side and never wait for the sink's transaction (WAL)."""
+
     def __init__(self, path: str, agency: str) -> None:
         super().__init__(agency)
         self.path = path
+        self._readers = threading.local()
+        self._opened: list[sqlite3.Connection] = []
         try:
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db = self._connect()
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"cannot open the SQLite copy {path}: {e}") from e
         self._init(schema("BLOB"))
+        self.parallel_reads = path != ":memory:"  # a second connection to :memory: is another database
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return db
 
     @contextmanager
     def _write(self) -> Iterator[Cursor]:
@@ -56,9 +68,21 @@ class SqliteCopyStore(SqlCopyStore):
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         try:
-            return self._db.execute(sql, params).fetchall()
+            return self._reader().execute(sql, params).fetchall()
         except sqlite3.Error as e:
             raise StoreError(f"read from the SQLite copy {self.path} failed: {e}") from e
 
+    def _reader(self) -> sqlite3.Connection:
+        if not self.parallel_reads:
+            return self._db
+        db: sqlite3.Connection | None = getattr(self._readers, "db", None)
+        if db is None:
+            db = self._readers.db = self._connect()
+            with self._lock:
+                self._opened.append(db)
+        return db
+
     def _close(self) -> None:
+        for db in self._opened:
+            db.close()
         self._db.close()

@@ -21,7 +21,14 @@ from services.core.events import CopyApplied, CopyDigest, Event, Rejected
 from services.core.kafka import decode_message, producer_config, read_all
 from services.core.serde import encode
 from services.core.topics import Topics, copy_key
-from tests.integration.copies.support import caught_up, make_topics, open_sink, send
+from tests.integration.copies.support import (
+    caught_up,
+    group_offsets,
+    make_topics,
+    open_sink,
+    send,
+    wait_until,
+)
 from tests.unit.copies.changes import AGENCY, by_reconciler, delete, row, upsert
 
 
@@ -156,3 +163,25 @@ def test_a_repair_the_ledger_overtook_is_passed_over_and_acknowledged_with_what_
     assert last["L-1"].row_hash == row("L-1", 2, case_ref="corrected").row_hash()
     assert (last["L-2"].envelope.version, last["L-2"].op, last["L-2"].row_hash) == (3, "delete", "")
     assert len(acks) == len(changes) and store.unsent_acks() == []
+
+
+def test_the_applied_positions_are_committed_to_the_copy_s_consumer_group_too(
+    store: CopyStore, topics: Topics, kafka_admin: KafkaConnection, namespace: str
+) -> None:
+    """The store stays the truth (the sink seeks to its positions), but lag tools read the group."""
+    topic = topics.views(AGENCY)
+    send(kafka_admin, topic, [upsert(row(f"L-{i}")) for i in range(30)])
+    sink = open_sink(store, kafka_admin, namespace, batch=7)
+    caught_up(sink, kafka_admin)
+    group = kafka_admin.group(f"copy-{AGENCY}")
+
+    def committed() -> dict[int, int] | None:
+        sink.poll()  # the commit is asynchronous
+        found = group_offsets(kafka_admin, group, topic)
+        return found if found == store.positions() else None
+
+    try:
+        offsets = wait_until("the group's offsets to reach the store's positions", committed)
+    finally:
+        sink.close()
+    assert sum(offsets.values()) == 30

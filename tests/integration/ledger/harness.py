@@ -24,7 +24,7 @@ from services.acl.principals import connection_of
 from services.backbone import provision
 from services.core.connection import KafkaConnection
 from services.core.copystore import Applied, open_store
-from services.core.copystore.sql import judge
+from services.core.copystore.port import judge
 from services.core.crypto import Keystore
 from services.core.events import CopyApplied, Envelope, Event, ListingExpired, ListingState, ViewChanged
 from services.core.kafka import EventProducer, create_topics, decode_message, end_offsets, read_all
@@ -110,7 +110,7 @@ class Backbone:
             "ACCORD_LEDGER_COMMIT_INTERVAL_S": "0.5",
             "ACCORD_LEDGER_SESSION_TIMEOUT_S": "6",
             "ACCORD_COPY_DIGEST_INTERVAL_S": "2",
-            "ACCORD_COPY_RESCAN_EVERY": "3",
+            "ACCORD_COPY_VERIFY_ROWS_PER_MINUTE": "300000",
             **extra,
         }
 

@@ -15,7 +15,6 @@ from typing import TypeVar
 
 from services.acl.principals import connection_of
 from services.backbone import provision
-from services.copies.sink import Sink
 from services.core.connection import KafkaConnection
 from services.core.copystore import CopyStore, open_store
 from services.core.copystore.probe import StoreProbe
@@ -30,7 +29,7 @@ from services.reconciler.board import Board
 from services.reconciler.lease import Lease
 from services.reconciler.runner import Runner, on_kafka
 from services.reconciler.settings import ReconcilerSettings
-from tests.integration.copies.support import PARTITIONS, POLICY, make_topics, settings
+from tests.integration.copies.support import PARTITIONS, make_topics, real_sink
 from tests.support.factory import Ledgerbook, policy_with_keys
 
 CA = "civil-aviation"
@@ -96,7 +95,7 @@ class Live:
     def start_sink(self, halt: threading.Event | None = None, **options: float) -> None:
         """Civil aviation's sink, until the world closes (or `halt` is set: the sink alone stops)."""
         store = open_store(self.url, CA)
-        sink = Sink(CA, store, settings(self.as_(CA), self.topics.namespace, **options), POLICY)
+        sink = real_sink(store, self.as_(CA), self.topics.namespace, **options)
         stop = halt or self.stop
         if halt is not None:
             self.stops.append(halt)

@@ -63,7 +63,7 @@ def inject(world: Live) -> dict[str, str]:
 
 
 def test_hand_edits_are_found_explained_repaired_and_timed_from_when_they_were_made(world: Live) -> None:
-    world.start_sink(digest_interval_s=0.5, rescan_every=4)  # the sink rebuilds its digest every 2 s
+    world.start_sink(digest_interval_s=0.5, verify_rows_per_minute=300_000)  # every bucket in ~3 s
     settled(world)
     world.start_reconciler()
     wait_for("the reconciler's first passes", lambda: world.logs["r1"] and world.rows() == world.expected())
@@ -112,7 +112,7 @@ def _repaired(world: Live, wanted: set[str]) -> dict[str, object] | None:
 
 
 def test_a_row_corrupted_under_a_check_is_answered_damaged_reported_and_repaired(world: Live) -> None:
-    world.start_sink(digest_interval_s=0.5, rescan_every=1000)
+    world.start_sink(digest_interval_s=0.5, verify_rows_per_minute=1)  # found by the check, not the digest
     settled(world)
     world.start_reconciler()
     subject = world.expected()["L-05"].subject_ref

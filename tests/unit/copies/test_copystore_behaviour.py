@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from services.core.copystore import Applied, CopyStore, StoreError, open_store
+from services.core.copystore import Applied, Change, CopyStore, Holding, Refusal, StoreError, open_store
 from services.core.digest import Digest, bucket_of, leaf
 from services.core.errors import ConfigurationError, ContractError
 from services.core.views import ViewRow
@@ -298,10 +298,10 @@ def test_edits_and_deletions_by_hand_are_folded_into_the_digest_by_reindex(
 def test_an_older_change_is_never_applied_and_is_acknowledged_with_what_the_copy_holds(
     store: CopyStore,
 ) -> None:
-    seen: list[object] = []
+    seen: list[tuple[ViewRow | None, int]] = []
 
-    def ack(held: object) -> bytes:
-        seen.append(held)
+    def ack(held: Holding) -> bytes:
+        seen.append((held.row, held.version))
         return b"ack"
 
     store.apply(upsert(row("L-1", 2)), 0, 0)
@@ -331,3 +331,71 @@ def test_a_damaged_row_is_answered_as_damaged_recorded_and_forgotten_once_repair
     assert store.damage() == {"L-1": (damaged[0].reason, at)}
     store.apply(by_reconciler(upsert(row("L-1"))), 0, 2)
     assert store.damage() == {}
+
+
+def test_a_batch_in_one_transaction_decides_each_message_as_one_at_a_time_would(store: CopyStore) -> None:
+    store.apply(upsert(row("L-0")), 0, 0)
+    batch: list[Change | Refusal] = [
+        Change(upsert(row("L-1")), 0, 1, ack=lambda held: f"1:{held.version}".encode()),
+        Change(upsert(row("L-1", 2, case_ref="new")), 0, 2, ack=lambda held: f"2:{held.version}".encode()),
+        Refusal(0, 3, ack=b"refused"),
+        Change(by_reconciler(upsert(row("L-1"))), 0, 4, ack=lambda held: f"4:{held.version}".encode()),
+        Change(upsert(row("L-1", 2, case_ref="new")), 0, 5),  # the ledger's same version again
+        Change(delete("L-0", 2), 1, 0),
+        Change(upsert(row("L-9")), 0, 0),  # an offset already taken
+    ]
+    assert store.take(batch) == [Applied.APPLIED, Applied.APPLIED, Applied.SKIPPED, Applied.OVERTAKEN,
+                                 Applied.REPEATED, Applied.APPLIED, Applied.REPEATED]  # fmt: skip
+    assert list(store.rows()) == [row("L-1", 2, case_ref="new")]
+    assert store.positions() == {0: 6, 1: 1}
+    assert [ack for _, _, ack in store.unsent_acks()] == [b"1:1", b"2:2", b"refused", b"4:2"]
+    assert store.digest().hex_buckets() == store.rescan_digest().hex_buckets() == expected_digest(
+        [row("L-1", 2, case_ref="new")]).hex_buckets()  # fmt: skip
+    assert store.delivered_version("L-0") == 2 and store.delivered_version("L-1") == 2
+
+
+def test_a_batch_that_fails_part_way_writes_nothing(store: CopyStore) -> None:
+    def broken(_: Holding) -> bytes:
+        raise RuntimeError("the acknowledgement could not be built")
+
+    with pytest.raises(RuntimeError):
+        store.take([Change(upsert(row("L-1")), 0, 0), Change(upsert(row("L-2")), 0, 1, ack=broken)])
+    assert list(store.rows()) == [] and store.positions() == {} and store.unsent_acks() == []
+    assert store.digest().rows == 0 and store.delivered_version("L-1") == 0
+
+
+def test_verifying_one_bucket_folds_in_only_that_bucket_s_hand_edits(store: CopyStore, url: str) -> None:
+    ids = [f"L-{i}" for i in range(40)]
+    store.take([Change(upsert(row(lid)), 0, i) for i, lid in enumerate(ids)])
+    edited, other = ids[3], next(lid for lid in ids if bucket_of(lid) != bucket_of(ids[3]))
+    for lid in (edited, other):
+        execute(url, f"UPDATE copy_rows SET measures = '[]' WHERE listing_id = '{lid}'")
+    step = store.verify(bucket_of(edited))
+    assert step.buckets == [bucket_of(edited)] and edited in step.rows and other not in step.rows
+    assert step.read == sum(1 for lid in ids if bucket_of(lid) == bucket_of(edited))  # one bucket's rows
+    differing = store.rescan_digest().differing_buckets(store.digest().hex_buckets())
+    assert differing == [bucket_of(other)]
+    assert store.verify(bucket_of(other)).buckets == [bucket_of(other)]
+    assert store.digest().hex_buckets() == store.rescan_digest().hex_buckets()
+
+
+def test_verifying_the_rows_under_no_bucket_moves_them_to_their_own(store: CopyStore, url: str) -> None:
+    store.apply(upsert(row("L-1")), 0, 0)
+    hand_insert(url, "X-stray", "NULL", "NULL")
+    step = store.verify(None)
+    assert step.rows == ["X-stray"] and step.buckets == [bucket_of("X-stray")]
+    assert "X-stray" in store.bucket_leaves(bucket_of("X-stray"))
+    assert store.digest().hex_buckets() == store.rescan_digest().hex_buckets()
+
+
+def test_a_version_edited_into_text_is_folded_in_not_a_crash(store: CopyStore, url: str) -> None:
+    """SQLite keeps the text in an integer column; PostgreSQL refuses the edit itself."""
+    store.apply(upsert(row("L-1")), 0, 0)
+    if not url.startswith("sqlite"):
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            execute(url, "UPDATE copy_rows SET version = 'x' WHERE listing_id = 'L-1'")
+        return
+    execute(url, "UPDATE copy_rows SET version = 'x' WHERE listing_id = 'L-1'")
+    step = store.verify(bucket_of("L-1"))
+    assert step.rows == ["L-1"] and step.buckets == [bucket_of("L-1")]
+    assert store.digest().hex_buckets() != expected_digest([row("L-1")]).hex_buckets()

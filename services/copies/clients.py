@@ -1,0 +1,133 @@
+"""The two Kafka clients a copy sink talks through, as small ports, and their real adapters.
+
+The sink decides; these only move bytes. Taking them as parameters lets the sink's
+decisions be unit-tested with in-process stand-ins (tests/unit/copies/fakes.py) while
+`accord copy run` and the integration tests use the real clients built here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from services.core.cloudevent import source
+from services.core.connection import KafkaConnection
+from services.core.errors import ConfigurationError
+from services.core.events import Event
+from services.core.kafka import EventProducer, cached_lag, consumer, raise_on_error
+
+
+class Record(NamedTuple):
+    """One message read from the view topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    timestamp_ms: int = 0  # when the ledger wrote it (the broker's or producer's time), if known
+
+
+class ViewFeed(Protocol):
+    """Reads one view topic from positions the sink gives, and reports them to the consumer group."""
+
+    def partitions(self, topic: str) -> list[int]:
+        """The topic's partitions; `ConfigurationError` if it does not exist."""
+        ...
+
+    def assign(self, topic: str, partitions: list[int], positions: Mapping[int, int]) -> None:
+        """Read `partitions` from `positions` (a partition not in it: from its beginning)."""
+        ...
+
+    def fetch(self, wait_s: float, most: int) -> list[Record]:
+        """Wait up to `wait_s` for one message, then take what else is already there, up to `most`."""
+        ...
+
+    def commit(self, topic: str, positions: Mapping[int, int]) -> None:
+        """Tell the consumer group how far the copy is (asynchronously: the store is the truth)."""
+        ...
+
+    def lag(self, topic: str, positions: Mapping[int, int]) -> dict[tuple[str, int], int]:
+        """Messages beyond `positions` in each assigned partition, as last heard (no request)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Reporter(Protocol):
+    """Sends what the copy reports (acknowledgements, refusals, digests); `EventProducer` is one."""
+
+    def send(self, topic: str, key: str, event: Event, *, encoded: bytes | None = None) -> None:
+        """Queue `event` (`encoded`: its bytes, already encoded) for `topic` under `key`."""
+        ...
+
+    def flush(self) -> None:
+        """Wait until the broker confirmed every message sent; `BrokerUnavailable` otherwise."""
+        ...
+
+    def poll(self, timeout: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class KafkaViewFeed:
+    """`ViewFeed` over a confluent-kafka consumer, assigned (never subscribed) in the copy's group."""
+
+    def __init__(self, client: Consumer) -> None:
+        self.client = client
+
+    def partitions(self, topic: str, timeout_s: float = 30.0) -> list[int]:
+        """A topic created a moment ago may need a while to show."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            metadata = self.client.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            if metadata is not None and metadata.error is None and metadata.partitions:
+                return list(metadata.partitions)
+            if time.monotonic() > deadline:
+                raise ConfigurationError(f"topic {topic} does not exist: create the backbone's topics first")
+            time.sleep(0.5)
+
+    def assign(self, topic: str, partitions: list[int], positions: Mapping[int, int]) -> None:
+        self.client.assign([TopicPartition(topic, p, positions.get(p, OFFSET_BEGINNING)) for p in partitions])
+
+    def fetch(self, wait_s: float, most: int) -> list[Record]:
+        """`consume` alone would hold a partial batch for its whole timeout, adding that to every
+        change's latency: wait for the first message only, then take what is already fetched."""
+        first = self.client.poll(wait_s)
+        if first is None:
+            return []
+        messages = [first, *self.client.consume(most - 1, 0)] if most > 1 else [first]
+        for msg in messages:
+            raise_on_error(msg)
+        return [
+            Record(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value(), _millis(m))
+            for m in messages
+        ]
+
+    def commit(self, topic: str, positions: Mapping[int, int]) -> None:
+        if positions:
+            offsets = [TopicPartition(topic, p, o) for p, o in sorted(positions.items())]
+            self.client.commit(offsets=offsets, asynchronous=True)
+
+    def lag(self, topic: str, positions: Mapping[int, int]) -> dict[tuple[str, int], int]:
+        mine = [(topic, tp.partition) for tp in self.client.assignment()]
+        return cached_lag(self.client, mine, {(topic, p): o for p, o in positions.items()})
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _millis(msg: Message) -> int:
+    kind, millis = msg.timestamp()
+    return int(millis) if kind and millis > 0 else 0
+
+
+def kafka_clients(
+    connection: KafkaConnection, agency: str, namespace: str
+) -> tuple[KafkaViewFeed, EventProducer]:
+    """The real clients of `agency`'s copy: its feed in group `<principal>.copy-<agency>`, a producer
+    whose messages name the copy as their CloudEvents source."""
+    feed = KafkaViewFeed(consumer(connection, connection.group(f"copy-{agency}")))
+    return feed, EventProducer(connection, source(namespace, agency))

@@ -1,0 +1,65 @@
+"""`accord copy serve` in one process or in several workers sharing the port (uvicorn `workers`).
+
+Checks are answered by Python code, so one process uses one core at most; with `--workers N`
+uvicorn starts N processes that accept on the same socket, each opening the copy (SQLite in WAL
+mode reads side by side; PostgreSQL is a connection per worker) and its own lag reader. A worker
+is started by import, so the copy it serves is handed over in the environment.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from services.copies.http import build_http
+from services.copies.lag import ViewLag
+from services.copies.settings import CopySettings
+from services.core.clock import utc_now
+from services.core.copystore import open_store
+from services.core.credentials import FileCredentials
+
+AGENCY_VARIABLE, STORE_VARIABLE = "ACCORD_COPY_SERVE_AGENCY", "ACCORD_COPY_STORE"
+
+
+@contextmanager
+def served(agency: str, url: str) -> Iterator[FastAPI]:
+    """The HTTP app of `agency`'s copy at `url`, with what it holds open closed afterwards."""
+    settings = CopySettings.from_env()
+    options = settings.options
+    with ExitStack() as stack:
+        store = open_store(url, agency)
+        stack.callback(store.close)
+        lag = ViewLag(settings.kafka.connection, settings.kafka.topics.views(agency), options.lag_timeout_s,
+                      options.lag_max_age_s)  # fmt: skip
+        stack.callback(lag.close)
+        key = settings.secrets.pseudonym_key.get_secret_value().encode()
+        credentials = FileCredentials(settings.keys.credentials_file)
+        yield build_http(store, lag, options.sla_s, key, utc_now, credentials)
+
+
+def worker_app() -> FastAPI:
+    """One worker's app (uvicorn imports it): the copy named in the environment, open until exit."""
+    stack = ExitStack()
+    atexit.register(stack.close)
+    return stack.enter_context(served(os.environ[AGENCY_VARIABLE], os.environ[STORE_VARIABLE]))
+
+
+def serve(
+    agency: str, url: str, host: str, port: int, workers: int, log_config: dict[str, Any] | None
+) -> None:
+    """Serve until stopped; `log_config` None leaves logging as `core.logs` configured it (JSON)."""
+    if workers == 1:
+        with served(agency, url) as app:
+            uvicorn.run(app, host=host, port=port, log_config=log_config)
+        return
+    with served(agency, url):  # open once here first, so a bad store or agency fails before any worker
+        pass
+    os.environ[AGENCY_VARIABLE], os.environ[STORE_VARIABLE] = agency, url
+    uvicorn.run(f"{__name__}:worker_app", factory=True, host=host, port=port, workers=workers,
+                log_config=log_config)  # fmt: skip

@@ -1,0 +1,92 @@
+"""In-process stand-ins for the sink's two Kafka ports (`ViewFeed`, `Reporter`), for unit tests.
+
+Not mocks: small working implementations of the ports, holding a view topic as lists of
+records and what was sent as a list, so a test drives the real `Sink` and a real store and
+asserts on outcomes. The integration tests run the same sink on the real broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from services.copies.clients import Record
+from services.core.errors import BrokerUnavailable
+from services.core.events import Event, ViewChanged
+from services.core.kafka import partition_for
+from services.core.serde import encode
+
+
+@dataclass
+class FakeFeed:
+    """A view topic in memory: `append` produces, `fetch` reads from the assigned positions."""
+
+    topic: str
+    count: int = 3
+    log: dict[int, list[bytes | None]] = field(default_factory=dict)
+    at: dict[int, int] = field(default_factory=dict)
+    committed: dict[int, int] = field(default_factory=dict)
+    closed: bool = False
+
+    def append(self, value: bytes | None, key: str, partition: int | None = None) -> tuple[int, int]:
+        where = partition_for(key, self.count) if partition is None else partition
+        self.log.setdefault(where, []).append(value)
+        return where, len(self.log[where]) - 1
+
+    def change(self, change: ViewChanged) -> tuple[int, int]:
+        return self.append(encode(change), change.envelope.listing_id)
+
+    def partitions(self, topic: str) -> list[int]:
+        assert topic == self.topic
+        return list(range(self.count))
+
+    def assign(self, topic: str, partitions: list[int], positions: Mapping[int, int]) -> None:
+        self.at = {p: positions.get(p, 0) for p in partitions}
+
+    def fetch(self, wait_s: float, most: int) -> list[Record]:
+        batch: list[Record] = []
+        for p in sorted(self.at):
+            values = self.log.get(p, [])
+            while self.at[p] < len(values) and len(batch) < most:
+                batch.append(Record(self.topic, p, self.at[p], values[self.at[p]]))
+                self.at[p] += 1
+        return batch
+
+    def commit(self, topic: str, positions: Mapping[int, int]) -> None:
+        assert topic == self.topic
+        self.committed |= positions
+
+    def lag(self, topic: str, positions: Mapping[int, int]) -> dict[tuple[str, int], int]:
+        return {(topic, p): max(0, len(self.log.get(p, [])) - positions.get(p, 0)) for p in self.at}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeReporter:
+    """Keeps what is sent; `failing` makes `flush` fail as a broker that does not confirm would."""
+
+    sent: list[tuple[str, str, Event]] = field(default_factory=list)
+    queued: list[tuple[str, str, Event]] = field(default_factory=list)
+    failing: bool = False
+
+    def send(self, topic: str, key: str, event: Event, *, encoded: bytes | None = None) -> None:
+        assert encoded is None or encoded == encode(event), "the bytes sent are not the event's"
+        self.queued.append((topic, key, event))
+
+    def flush(self) -> None:
+        if self.failing:
+            self.queued.clear()  # lost with the producer
+            raise BrokerUnavailable("no confirmation (test)")
+        self.sent += self.queued
+        self.queued.clear()
+
+    def poll(self, timeout: float) -> None:
+        self.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+    def on(self, topic: str) -> list[Event]:
+        return [event for where, _, event in self.sent if where == topic]
