@@ -33,8 +33,8 @@ import pytest
 
 from services.core.connection import KafkaConnection
 from services.core.credentials import FileCredentials
-from services.core.crypto import seal
 from services.core.kafka import end_offsets
+from services.core.sealing import seal
 from tests.integration.ledger.harness import Backbone, wait_for
 from tests.support.prerequisites import missing
 
