@@ -19,7 +19,7 @@ from confluent_kafka import KafkaException
 
 from services.audit import state_at as past_state
 from services.audit import timeline as story
-from services.audit.output import Format, Progress, Report, render
+from services.audit.output import Format, ProgressBar, Report, render
 from services.audit.rebuild import check_against_log, rebuild_report, write_copy
 from services.audit.replay import listing_owners, listing_topics, refused_positions, size_of
 from services.audit.state_at import TimeAxis
@@ -98,11 +98,11 @@ def timeline(listing: str | None, subject_file: Path | None, subject_ref: str | 
             read_identifier("national id", subject_file),
             SecretSettings().pseudonym_key.get_secret_value().encode(),
         )
-        with Progress("finding the subject's listings", size_of(connection, names)) as meter:
+        with ProgressBar("finding the subject's listings", size_of(connection, names)) as meter:
             listings = story.subject_listings(connection, names, ref, meter)
         title = f"Timeline of subject {ref} ({len(listings)} listings)"
     everything = [*names, *topics.all_copies_applied(policy.enforcers), topics.findings, topics.rejected]
-    with Progress("replaying", size_of(connection, everything)) as meter:
+    with ProgressBar("replaying", size_of(connection, everything)) as meter:
         found = story.gather(connection, topics, policy, listings, meter)
     return story.report(found, title)
 
@@ -136,7 +136,7 @@ def state_at(at: str, agency: str | None, compare: bool, show_ledger: bool, cloc
     connection, topics = kafka.connection, kafka.topics
     names = listing_topics(topics, policy)
     refused = refused_positions(connection, topics.rejected)
-    with Progress("replaying", size_of(connection, names)) as meter:
+    with ProgressBar("replaying", size_of(connection, names)) as meter:
         past = past_state.replay_to(connection, names, policy, when, cast(TimeAxis, clock), refused, meter)
     tables = [summary_table(past)]
     if show_ledger:
@@ -158,7 +158,7 @@ def verify() -> Report:
     connection, topics = kafka.connection, kafka.topics
     names = listing_topics(topics, policy)
     owners = listing_owners(topics, policy)
-    with Progress("verifying", size_of(connection, names)) as meter:
+    with ProgressBar("verifying", size_of(connection, names)) as meter:
         result = verify_log(connection, owners, policy, meter)
     report = verify_report(result, names)
     report.failed = not result.sound
@@ -176,9 +176,9 @@ def rebuild(agency: str, url: str) -> Report:
         raise click.BadParameter(f"{agency} enforces no measure; enforcers: {', '.join(policy.enforcers)}")
     connection, topics = kafka.connection, kafka.topics
     views, names = topics.views(agency), listing_topics(topics, policy)
-    with Progress(f"rebuilding from {views}", size_of(connection, [views])) as meter:
+    with ProgressBar(f"rebuilding from {views}", size_of(connection, [views])) as meter:
         result, built = write_copy(connection, views, agency, url, meter)
     refused = refused_positions(connection, topics.rejected)
-    with Progress("checking against the listing log", size_of(connection, names)) as meter:
+    with ProgressBar("checking against the listing log", size_of(connection, names)) as meter:
         check_against_log(result, built, connection, names, policy, refused, meter)
     return rebuild_report(result, url)

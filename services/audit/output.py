@@ -104,7 +104,7 @@ def render(report: Report, fmt: Format) -> str:
     return "\n\n".join([*(text_table(t) for t in report.tables), "\n".join(report.notes)]).rstrip()
 
 
-class Progress:
+class ProgressBar:
     """A progress bar with events/s on stderr, shown only once a replay has run for more than a moment.
 
     Quick replays print nothing; slow ones show a bar on a terminal and, when done,
@@ -133,7 +133,7 @@ class Progress:
         if self._bar is not None:
             self._bar.update(count, f"{self.rate():,.0f} events/s")
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(

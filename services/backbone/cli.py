@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from services.backbone import ops
 from services.backbone.cluster import replication
 from services.backbone.provision import (
     credentials_dir,
@@ -162,12 +163,18 @@ def _signal_group(pid: int, signum: signal.Signals) -> None:
 @backbone.command()
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def status(as_json: bool) -> None:
-    """Each service (pid, state, restarts, last exit code, up since) and the cluster's
-    under-replicated partitions; exit 3 unless the supervisor and every service run."""
+    """Each service (pid, state, restarts, last exit code, up since, and what its /health says)
+    and the cluster's under-replicated partitions; exit 3 unless the supervisor and every service
+    run. Health is shown, not judged here: a service's own /health is the probe to alert on."""
     recorded = _recorded()
+    addresses = ops.recorded(state_dir())
+    shown = {
+        name: {**s, "health": ops.health_of(addresses[name]) if s["running"] and name in addresses else None}
+        for name, s in recorded.services.items()
+    }
     report = {
         "supervisor": {"pid": recorded.supervisor_pid, "running": recorded.supervisor_running},
-        "services": recorded.services,
+        "services": shown,
         "cluster": _cluster(),
     }
     click.echo(json.dumps(report, indent=1) if as_json else _text(report))
@@ -194,8 +201,16 @@ def _text(report: dict[str, Any]) -> str:
         since = f"up since {s['up_since']}" if s["running"] else ""
         since = f"retry at {s['retry_at']}" if s["retry_at"] else since
         lines.append(f"{name:24} pid {s['pid'] or '-':>7}  {s['state']:8} restarts {s['restarts']:>3}  "
-                     f"last exit {s['last_exit']}  {since}")  # fmt: skip
+                     f"last exit {s['last_exit']}  {since}{_health_text(s.get('health'))}")  # fmt: skip
     return "\n".join([*lines, _cluster_text(report["cluster"])])
+
+
+def _health_text(health: dict[str, Any] | None) -> str:
+    if health is None:
+        return ""
+    if health["healthy"]:
+        return "  healthy"
+    return "  UNHEALTHY: " + "; ".join(str(r) for r in health.get("reasons", []))
 
 
 def _cluster_text(cluster: dict[str, Any] | None) -> str:

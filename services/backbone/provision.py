@@ -18,6 +18,7 @@ import click
 from services.acl.apply import apply as apply_acls
 from services.acl.plan import SERVICES, agencies, plan, principal_name
 from services.acl.principals import ensure_credentials, environment_of
+from services.backbone import ops
 from services.core.connection import SECURITY_VARIABLES, KafkaConnection
 from services.core.files import create_secret
 from services.core.kafka import create_topics
@@ -86,13 +87,18 @@ def provision(admin: KafkaConnection, settings: KafkaSettings, folder: Path) -> 
 
 def service_plan(folder: Path, admin: KafkaConnection, roles: dict[str, str]) -> Plan:
     """Every service's command and environment: the ledger and the reconciler as themselves,
-    each copy sink as its agency (SQLite files under `copies/`)."""
+    each copy sink as its agency (SQLite files under `copies/`), each with its own ops port."""
     policy = load_policy()
     KeystoreSettings().create_local([a.id for a in policy.agencies])
     env = _environment(folder)
+    commands = _service_commands(folder, policy.enforcers)
+    addresses = ops.assign(folder, commands)
     return {
-        name: (command, _as(env, admin, _principal_of(name, roles) if admin.uses_sasl else None))
-        for name, command in _service_commands(folder, policy.enforcers).items()
+        name: (
+            [*command, "--ops", addresses[name]],
+            _as(env, admin, _principal_of(name, roles) if admin.uses_sasl else None),
+        )
+        for name, command in commands.items()
     }
 
 

@@ -133,6 +133,17 @@ def restarted_after_kill(env: dict[str, str], names: list[str]) -> dict[str, Any
         time.sleep(0.5)
 
 
+def healthy(env: dict[str, str]) -> dict[str, Any]:
+    """Until every service's own /health, as `status` asks it on the port `up` gave it, says healthy."""
+    deadline = time.monotonic() + 60
+    while True:
+        services = status_of(env)["services"]
+        if all(s["health"] and s["health"]["healthy"] for s in services.values()):
+            return services
+        assert time.monotonic() < deadline, f"not healthy: {json.dumps(services, indent=1)}"
+        time.sleep(1)
+
+
 def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
     backbone_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -183,6 +194,9 @@ def test_backbone_up_carries_a_listing_to_a_copy_and_down_stops_everything(
                      "--expected-version", "1", "--reason", "mislisting", "--note", "test")  # fmt: skip
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     assert check_until(officer, store, restricted=False)["listings"] == []  # the restarted copy caught up
+    answers = healthy(backbone_env)  # each answers on its own port: the answer names who answered
+    assert {name: s["health"]["service"] for name, s in answers.items()} == {name: name for name in answers}
+    assert "healthy" in accord(backbone_env, "backbone", "status").stdout
 
     assert running_as(state) == expected_principals(backbone_env["ACCORD_NAMESPACE"])
     running = recorded_pids(state)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.audit.output import Progress, Report, Table, render
+from services.audit.output import ProgressBar, Report, Table, render
 from services.audit.story import lag
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -49,10 +49,10 @@ def test_csv_is_the_primary_table_only() -> None:
 def test_progress_is_silent_for_a_quick_replay_and_reports_a_slow_one(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with Progress("quick", 10) as meter:
+    with ProgressBar("quick", 10) as meter:
         meter(10)
     assert capsys.readouterr().err == ""
-    with Progress("slow", 10, delay=0.0) as meter:
+    with ProgressBar("slow", 10, delay=0.0) as meter:
         meter(4)
         meter(6)
     err = capsys.readouterr().err
