@@ -9,6 +9,8 @@ internal gaps topic, `ledger` and every `views.*` have the same number of partit
 
 from __future__ import annotations
 
+import time
+
 from services.core.errors import ConfigurationError
 from services.core.kafka import create_topics, partition_counts
 from services.core.policy import Policy
@@ -16,6 +18,7 @@ from services.core.settings import KafkaSettings
 from services.core.topics import TopicSpec
 
 GAPS_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
+CHANGELOG_CONFIG = {"cleanup.policy": "compact"}  # as Faust makes a table's changelog
 
 TABLES = ("listings", "held")
 
@@ -31,7 +34,7 @@ def gaps_topic(kafka: KafkaSettings) -> str:
 def co_partitioned(kafka: KafkaSettings, policy: Policy) -> list[str]:
     """Every topic whose partitions must line up with the ledger's tables."""
     topics = kafka.topics
-    changelogs = [f"{app_id(kafka)}-{table}-changelog" for table in TABLES]
+    changelogs = [changelog(kafka, table) for table in TABLES]
     return [
         *topics.listing_authors(policy.issuers),
         *changelogs,
@@ -55,14 +58,37 @@ def mismatched(counts: dict[str, int], expected: int) -> str | None:
     )
 
 
-def prepare(kafka: KafkaSettings, policy: Policy) -> None:
-    """Create the internal gaps topic, then check every partition count, before Faust starts.
+def prepare(kafka: KafkaSettings, policy: Policy, wait_s: float = 30.0) -> None:
+    """Create the internal gaps topic and both table changelogs, wait until the cluster shows
+    their partitions, then check every partition count, before Faust starts.
 
     Created here, not by Faust: a topic Faust creates after its consumer subscribed gets no
-    partitions assigned until the next metadata refresh, minutes later."""
-    gaps = TopicSpec(gaps_topic(kafka), "listing_id", ("give-up request",), GAPS_CONFIG)
-    create_topics(kafka.connection, [gaps], kafka.partitions, kafka.replication_factor)
+    partitions assigned until the next metadata refresh, minutes later; and a changelog Faust
+    creates on a fresh broker may still show 0 partitions when Faust compares it with its source
+    (`PartitionsMismatch`: the worker would stop at start)."""
+    own = [
+        TopicSpec(gaps_topic(kafka), "listing_id", ("give-up request",), GAPS_CONFIG),
+        *(TopicSpec(changelog(kafka, t), "listing_id", ("table change",), CHANGELOG_CONFIG) for t in TABLES),
+    ]
+    create_topics(kafka.connection, own, kafka.partitions, kafka.replication_factor)
+    _await_partitions(kafka, [spec.name for spec in own], wait_s)
     check_partitions(kafka, policy)
+
+
+def changelog(kafka: KafkaSettings, table: str) -> str:
+    return f"{app_id(kafka)}-{table}-changelog"
+
+
+def _await_partitions(kafka: KafkaSettings, names: list[str], wait_s: float) -> None:
+    """Until the cluster's metadata shows every topic of `names` with its partitions."""
+    deadline = time.monotonic() + wait_s
+    while missing := [n for n in names if not partition_counts(kafka.connection, [n]).get(n)]:
+        if time.monotonic() > deadline:
+            raise ConfigurationError(
+                f"topics {missing} show no partitions in the cluster's metadata after {wait_s:.0f} s: "
+                "may the ledger's principal create and describe them?"
+            )
+        time.sleep(0.5)
 
 
 def check_partitions(kafka: KafkaSettings, policy: Policy) -> None:

@@ -23,10 +23,13 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from services.core.connection import KafkaConnection
 from services.core.events import ListingState, ViewChanged
-from services.core.kafka import admin_client, consumer, create_topics
+from services.core.kafka import admin_client, consumer, create_topics, partition_counts
 from services.core.partitioner import partition_of
+from services.core.policy import load_policy
+from services.core.settings import KafkaSettings
 from services.core.topics import KEEP_FOREVER, TopicSpec
 from services.ledger.app import EXIT_HANDLER_FAILED
+from services.ledger.layout import TABLES, changelog, gaps_topic, prepare
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.support.backbones import fresh_namespace, running_backbone
 
@@ -110,3 +113,22 @@ def test_the_ledger_refuses_to_start_when_partition_counts_disagree(
     log = (folder / "ledger.log").read_text()
     assert "partition counts disagree" in log
     assert f"expects {PARTITIONS} partitions" in log and f"{court} has {PARTITIONS + 3}" in log
+
+
+def test_the_ledger_makes_its_own_topics_before_faust_starts(kafka_admin: KafkaConnection) -> None:
+    """Faust would make the table changelogs itself, late: on a fresh broker it may still see 0
+    partitions in one and stop with `PartitionsMismatch`. `prepare` makes them first, compacted,
+    with the listing topics' count, and returns only once the cluster shows their partitions."""
+    kafka = KafkaSettings.of(
+        kafka_admin, namespace=fresh_namespace(), partitions=PARTITIONS, replication_factor=1
+    )
+    policy = load_policy()
+    prepare(kafka, policy)
+    own = [changelog(kafka, table) for table in TABLES] + [gaps_topic(kafka)]
+    assert partition_counts(kafka_admin, own) == dict.fromkeys(own, PARTITIONS)
+    configs = admin_client(kafka_admin).describe_configs(
+        [ConfigResource(ResourceType.TOPIC, changelog(kafka, table)) for table in TABLES]
+    )
+    for future in configs.values():
+        assert future.result(timeout=30)["cleanup.policy"].value == "compact"
+    prepare(kafka, policy)  # again, as every restart does: nothing to make, nothing refused
