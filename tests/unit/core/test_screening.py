@@ -119,3 +119,18 @@ def test_every_string_field_of_a_command_is_screened_but_ids_the_log_checks() ->
     fields = {path.split(".")[0] for path, _ in free_text(samples.issue())}
     assert {"legal_basis", "case_ref", "details", "request_id", "category", "severity"} <= fields
     assert not fields & {"agency", "national_id", "full_name"}
+
+
+def test_a_request_id_made_for_the_clerk_never_looks_like_the_subjects_masked_id() -> None:
+    """A uuid's hex, its hyphens dropped as ids are spelt, can hold '420' + 13 characters + '34':
+    what '420*************34' stands for. The ids commands make for themselves hold no digit."""
+    masked = ["420*************34", "110*************1X"]
+    uuid_like = samples.revoke("L-1", 1).model_copy(
+        update={"request_id": "42012345-6789-0abc-34ef-aaaaaaaaaaaa"}
+    )
+    with pytest.raises(RuleViolation, match="raw_identifier"):
+        check_free_text(uuid_like, masked_ids=masked)
+    for _ in range(2_000):
+        made = samples.revoke("L-1", 1)
+        assert made.request_id.isalpha() and len(made.request_id) == 26
+        check_free_text(made, masked_ids=masked)
