@@ -76,6 +76,7 @@ class Reconciler:
         self._read_up_to: dict[str, dict[int, int]] = {a: {} for a in self.expected.agencies}
         self._repaired: set[tuple[object, ...]] = set()  # differences whose repair the copy acknowledged
         self._signatures: dict[str, tuple[object, ...]] = {}  # detection id -> what was different
+        self._drifting: dict[str, set[int]] = {}  # open digest_drift id -> the buckets it named
 
     # --- what the runner reads -----------------------------------------------------
 
@@ -200,16 +201,32 @@ class Reconciler:
         """Compare the copy's running digest with bucket hashes recomputed from its rows (`rows`).
 
         Only when the running digest reflects the same positions the rows do; a bucket that
-        differs is a running digest that disagrees with its rows: a finding (the sink rebuilds
-        the digest from its rows at its next rescan).
+        differs is a running digest that disagrees with its rows: a finding, closed once those
+        buckets agree again (the sink's rolling verification rebuilds them from its rows).
         """
         published = self.digests.get(agency)
         if published is None:
             return Outcome()
         wrong = sorted(b for b, h in rows.items() if published.buckets[b] != h)
-        if not wrong:
-            return Outcome()
-        return self.novel(Outcome(findings=[findings.digest_drift(agency, wrong, published, now)]))
+        out = Outcome(findings=self._drift_settled(agency, set(rows) - set(wrong), now))
+        if wrong:
+            found = findings.digest_drift(agency, wrong, published, now)
+            self._drifting.setdefault(found.finding_id, set(wrong))
+            out.findings.append(found)
+        return self.novel(out)
+
+    def _drift_settled(self, agency: str, agreeing: set[int], now: datetime) -> list[Finding]:
+        """Open drifts whose every bucket the copy's running digest now agrees on again (the sink's
+        own rolling verification rebuilt them): closed. One this run did not see open waits for a
+        deep comparison (its buckets are known only to the run that found it)."""
+        settled = []
+        for detection in self.book.open_for(agency):
+            buckets = self._drifting.get(detection.finding_id)
+            if detection.kind == findings.DIGEST_DRIFT and buckets and buckets <= agreeing:
+                how = f"the copy's running digest agrees with its rows again in buckets {sorted(buckets)}"
+                settled.append(findings.resolved(detection, now, how))
+                del self._drifting[detection.finding_id]
+        return settled
 
     def verify(
         self, agency: str, buckets: list[int], probe: CopyProbe, now: datetime

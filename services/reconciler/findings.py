@@ -150,7 +150,7 @@ def digest_drift(agency: str, buckets: list[int], published: CopyDigest, now: da
     """The copy's running digest disagrees with its own rows (hand edits, a row never added removed)."""
     detail = (
         f"the copy's running digest (root {published.root[:12]}, {published.taken_at.isoformat()}) disagrees "
-        f"with its rows in buckets {buckets}; the copy rebuilds it from its rows at its next rescan"
+        f"with its rows in buckets {buckets}; the copy's rolling verification rebuilds them from its rows"
     )
     fid = finding_id(DIGEST_DRIFT, agency, published.root)
     return make(DIGEST_DRIFT, fid, agency, "", 0, detail, now, since=published.taken_at)

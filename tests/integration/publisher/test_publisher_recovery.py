@@ -9,9 +9,7 @@ broker confirmed it (201, or 202 "not yet decided"), and refused only by a 503 t
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from services.core.crypto import AgencyKey
 from services.core.errors import BrokerUnavailable
 from services.core.kafka import admin_client, create_topics
 from services.core.topics import Topics
-from services.localkafka.broker import BROKER_PORT_OFFSET, CONTROLLER_PORT_OFFSET, LocalKafka
+from services.localkafka.broker import LocalKafka, free_base_port
 from services.publisher.client import Publisher
 from services.publisher.delivery import ConfirmingProducer
 from services.publisher.errors import Undecided
@@ -40,30 +38,13 @@ BACK_WITHIN_S = 10.0
 TIMEOUT_S = 3.0  # the publisher's own deadline for the broker: a 503 comes this quickly
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def fixed_base_port() -> int:
-    """A client port (and its controller and inter-broker ports) that are free: a restart keeps the layout."""
-    while True:
-        base = random.randint(20000, 30000)
-        if all(_free(base + offset) for offset in (0, CONTROLLER_PORT_OFFSET, BROKER_PORT_OFFSET)):
-            return base
-
-
 class World:
     """A broker of the test's own (secured, as every local broker), the backbone's topics on it,
     and a keystore. The publisher connects as the broker's super user: what is tested here is
     recovery, not authorization (tests/integration/test_security.py has the agency's principal)."""
 
     def __init__(self, folder: Path, nodes: int) -> None:
-        self.cluster = LocalKafka(folder / "kafka", nodes=nodes, base_port=fixed_base_port())
+        self.cluster = LocalKafka(folder / "kafka", nodes=nodes, base_port=free_base_port(nodes))
         self.cluster.start()
         admin = self.cluster.connection()
         assert admin is not None and admin.uses_sasl

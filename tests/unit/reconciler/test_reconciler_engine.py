@@ -249,6 +249,12 @@ def test_a_running_digest_that_disagrees_with_the_rows_is_a_finding(world: World
     assert drift.kind == "digest_drift" and "[5]" in drift.detail
     assert world.engine.drift(CA, rows, T0 + 2 * S).findings == []  # reported once
 
+    partly = {b: h for b, h in enumerate(copy.digest()) if b < 5}
+    assert world.engine.drift(CA, partly, T0 + 3 * S).findings == []  # bucket 5 not read again: open
+    [closed] = world.engine.drift(CA, dict(enumerate(copy.digest())), T0 + 4 * S).findings
+    assert closed.kind == "resolved" and drift.finding_id in closed.detail and "[5]" in closed.detail
+    assert world.engine.book.open_for(CA) == []
+
 
 def test_a_row_a_check_could_not_read_is_a_finding(world: World) -> None:
     world.record(world.book.issue("L-1"), T0)
