@@ -10,8 +10,9 @@ file creates by that issue's request id (`listing_request_id`) instead of its id
 
 A line without its own `request_id` gets one derived from a keyed hash of the import
 id (by default the file's content hash), its content and how many identical lines came
-before it: the same file imported again gives every line the same event id, so what
-was published before is recognised, never repeated. The hash is keyed (the pseudonym
+before it, spelt in letters (the screening would take some digit runs for a national
+id): the same file imported again gives every line the same event id, so what was
+published before is recognised, never repeated. The hash is keyed (the pseudonym
 key), since the request id is published and the content holds the subject's national id.
 A malformed line is reported by number; its content is never echoed.
 """
@@ -41,6 +42,7 @@ FORMATS = ("jsonl", "csv")
 COMMANDS = {model.__name__.removesuffix("Command").lower(): model for model in EVENT_TYPES}
 LIST_FIELDS = frozenset({"measures", "changes.measures"})  # CSV cells split on LIST_SEPARATOR
 LIST_SEPARATOR = ";"
+LETTERS = str.maketrans("0123456789abcdef", "ghijklmnopqrstuv")  # hex spelt without digits
 NOT_TEXT = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, kept by surrogateescape
 
 
@@ -160,12 +162,17 @@ class Commands:
             raise RuleViolation(refusal.code, refusal.reason) from None
 
     def request_id(self, fields: Mapping[str, Any]) -> str:
-        """Keyed hash of the import id and the line's content, numbered among identical lines."""
+        """Keyed hash of the import id and the line's content, numbered among identical lines.
+
+        Spelt in letters only: a request id is screened as free text, and hex digits could
+        spell what the screening takes for a national id (masked or not)."""
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-        material = f"import|{self._import_id}|{canonical}".encode()
-        digest = hmac.new(self._key, material, hashlib.sha256).hexdigest()[:32]
-        self._seen[digest] += 1
-        return f"import-{digest}-{self._seen[digest]}"
+        content = self._keyed(f"import|{self._import_id}|{canonical}")
+        self._seen[content] += 1
+        return "import-" + self._keyed(f"{content}|{self._seen[content]}").translate(LETTERS)
+
+    def _keyed(self, material: str) -> str:
+        return hmac.new(self._key, material.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _name_listing(fields: dict[str, Any]) -> None:

@@ -38,13 +38,22 @@ def run_shards(source: Source, wait: float, workers: int) -> Report:
     started = [subprocess.Popen(_command(source, wait, k, workers), stdout=subprocess.PIPE,
                                 preexec_fn=_die_with_parent) for k in range(workers)]  # fmt: skip
     parts = []
-    for process in started:
+    for index, process in enumerate(started):
         out, _ = process.communicate()
-        answer = json.loads(out) if out.strip() else {"refused": "error", "reason": "a worker died"}
+        answer = answer_of(out, f"worker {index} exited {process.returncode} without a report")
         if "import_id" not in answer:  # not a report: the refusal that stopped the worker
-            raise WorkerFailed(answer, process.returncode or 1)
+            raise WorkerFailed(answer, process.returncode or 1)  # the others die with this process
         parts.append(report_of(answer))
     return Report.merged(source.import_id, parts)
+
+
+def answer_of(out: bytes, otherwise: str) -> dict[str, Any]:
+    """The JSON document a worker printed (its report, or its refusal); else a refusal saying `otherwise`."""
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        answer = None
+    return answer if isinstance(answer, dict) else {"refused": "error", "reason": otherwise}
 
 
 def _command(source: Source, wait: float, index: int, of: int) -> list[str]:

@@ -156,7 +156,7 @@ def test_an_import_killed_mid_stream_and_run_again_publishes_every_line_exactly_
     backbone: Backbone, publisher_env: dict[str, str], tmp_path: Path, workers: int
 ) -> None:
     """Killed with SIGKILL while it streams (its workers die with it), then run again in one process."""
-    count = 1500  # issues, every third corrected by the next line
+    count = 2400  # issues, every third corrected by the next line: long enough to be killed mid-stream
     lines: list[dict[str, Any]] = []
     for n in range(count):
         lines.append(issue_fields(n, request_id=f"{tmp_path.name}-{n}") if n % 3 == 0 else issue_fields(n))
@@ -174,11 +174,12 @@ def test_an_import_killed_mid_stream_and_run_again_publishes_every_line_exactly_
     os.kill(crashed.pid, signal.SIGKILL)
     crashed.wait()
     assert crashed.returncode == -signal.SIGKILL
+    time.sleep(1)  # what the kernel had taken from the killed process's sockets reaches the broker
     sent_then = sum(end_offsets(backbone.connection, [topic]).values()) - before
-    time.sleep(2)  # nothing of the killed import is left sending (its workers died with it)
+    time.sleep(2)  # and nothing of the killed import is left sending (its workers died with it)
     assert sum(end_offsets(backbone.connection, [topic]).values()) - before == sent_then
     assert 0 < sent_then < len(lines), "the kill must land in the middle of the stream"
-    again = subprocess.run([ACCORD, "publish", "import", str(path), "--wait", "5"], env=env,
+    again = subprocess.run([ACCORD, "publish", "import", str(path), "--wait", "15"], env=env,
                            capture_output=True, text=True, timeout=600)  # fmt: skip
     report = json.loads(again.stdout)
     assert again.returncode == 0, again.stdout[-3000:]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from services.core.errors import RuleViolation
 from services.publisher.bulk import Journal, Report, Share
+from services.publisher.shards import answer_of, report_of
 
 LISTINGS = [f"listing-{n}" for n in range(300)]
 
@@ -60,3 +62,12 @@ def test_a_journal_edited_into_nonsense_counts_as_none(tmp_path: Path) -> None:
     for nonsense in ("[]", "{", '{"sent_through": "many"}', "{}"):
         journal.path.write_text(nonsense)
         assert journal.mark() == 0
+
+
+def test_a_workers_printed_report_reads_back_whole_and_anything_else_is_its_failure() -> None:
+    report = Report("imp", lines=4, published=3, admitted=2, already=1, publish_s=1.5, verdicts_s=0.5)
+    report.refuse(2, RuleViolation("minor_subject", "a minor"), None)
+    report.undecided.append({"line": 4, "listing_id": "L4", "event_id": "e4", "why": "not yet"})
+    assert report_of(json.loads(json.dumps(report.document()))).document() == report.document()
+    assert answer_of(b"Traceback (most recent call last):", "worker 1 died")["reason"] == "worker 1 died"
+    assert answer_of(b"[]", "worker 1 died")["refused"] == "error"

@@ -78,6 +78,15 @@ def test_a_line_gets_the_same_event_id_in_every_run_of_the_same_import() -> None
     assert NATIONAL_ID not in first.request_id
 
 
+def test_derived_request_ids_hold_no_digit_the_screening_could_take_for_a_national_id() -> None:
+    """A correction's request id is screened against the listing's masked id ('420***********3X'):
+    hex digits matched it about once in a few thousand lines."""
+    made = commands()
+    ids = [made.command(Line(n, {**ISSUE, "case_ref": f"case {n}"})).request_id for n in range(2000)]
+    assert not any(character.isdigit() for request_id in ids for character in request_id)
+    assert len(set(ids)) == len(ids)
+
+
 def test_ids_differ_by_import_by_key_by_content_and_by_repetition() -> None:
     made = commands()
     twice = [made.command(Line(1, ISSUE)).event_id, made.command(Line(2, ISSUE)).event_id]
