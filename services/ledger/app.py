@@ -38,15 +38,15 @@ from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faust.streams import _current_event
 
-from services.core import serde
 from services.core.events import ListingState
-from services.core.kafka import end_offsets, headers_of
+from services.core.kafka import end_offsets
 from services.core.policy import Policy
 from services.core.topics import BACKBONE
 from services.core.views import LIVE
 from services.ledger.expiry import ExpiryIndex, expiry_of
 from services.ledger.handler import Context, Outbound, Outcome, give_up, handle, overdue
 from services.ledger.layout import app_id, gaps_topic
+from services.ledger.outbox import Outbox
 from services.ledger.record import Entry, Inbound, decode_held, encode_held
 from services.ledger.refetch import read_range
 from services.ledger.settings import LedgerSettings
@@ -160,6 +160,7 @@ class Ledger:
         self.held = self._table("held", partitions)
         self.index = ExpiryIndex()
         self.progress = Progress()
+        self.outbox = Outbox(settings.kafka.connection, settings.options.linger_s)
         self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
@@ -171,14 +172,10 @@ class Ledger:
         assert isinstance(table, ConfirmedTable)
         return table
 
-    async def send(self, outbound: Outbound) -> None:
-        """Straight to the producer (Faust's channel layer costs more than the ledger's own work);
-        the delivery is recorded, and the message's ack waits for it."""
-        headers = [(name, value) for name, value in headers_of(outbound.event) if isinstance(value, bytes)]
-        value = serde.encode(outbound.event)
-        key = outbound.key.encode()
-        delivery = await self.app.producer.send(outbound.topic, key, value, None, None, headers)
-        recording().append(delivery)
+    def send(self, outbound: Outbound) -> None:
+        """Through the ledger's own producer (see outbox); the delivery is recorded, and the
+        message's ack waits for it."""
+        recording().append(self.outbox.send(outbound.topic, outbound.key, outbound.event))
 
     async def step(self, events: Sequence[faust.EventT[bytes]]) -> None:
         """Process a batch of messages in order, first re-reading any that Faust skipped (see refetch).
@@ -251,7 +248,7 @@ class Ledger:
         if outcome.held != waiting:
             _write_held(self.held, key, outcome.held)
         for outbound in outcome.out:
-            await self.send(outbound)
+            self.send(outbound)
 
     async def tick(self) -> None:
         """Ask for the soonest due expiries (at most `expiries_per_tick`) and every overdue gap,
@@ -271,9 +268,7 @@ class Ledger:
         states = [state for listing_id in due if (state := self.still_due(listing_id, now)) is not None]
         expiries = await asyncio.to_thread(lambda: [expiry_of(s, now, self.backbone_key) for s in states])
         for expired in expiries:
-            await self.send(
-                Outbound(self.ctx.topics.listings(BACKBONE), expired.envelope.listing_id, expired)
-            )
+            self.send(Outbound(self.ctx.topics.listings(BACKBONE), expired.envelope.listing_id, expired))
         await asyncio.gather(*taken())
         for expired in expiries:
             self.index.written(expired.envelope.listing_id)

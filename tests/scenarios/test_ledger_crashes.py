@@ -20,11 +20,11 @@ import pytest
 
 from services.core.connection import KafkaConnection
 from services.core.events import Event, ListingState, Rejected, ViewChanged
-from services.core.listing import evolve
 from services.core.views import ViewRow
 from tests.integration.ledger.harness import (
     Backbone,
     applied_once,
+    every_version,
     expected_views,
     fold,
     wait_for,
@@ -77,17 +77,6 @@ def backbone(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFact
         yield running
     finally:
         running.stop_all()
-
-
-def every_version(events: list[Event]) -> dict[tuple[str, int], ListingState]:
-    """The state after each event, by (listing, version): what `ledger` must hold, exactly."""
-    states: dict[tuple[str, int], ListingState] = {}
-    latest: dict[str, ListingState] = {}
-    for event in sorted(events, key=lambda e: (e.envelope.listing_id, e.envelope.version)):
-        listing_id = event.envelope.listing_id
-        latest[listing_id] = evolve(latest.get(listing_id), event)  # type: ignore[arg-type]
-        states[(listing_id, event.envelope.version)] = latest[listing_id]
-    return states
 
 
 def test_repeated_kill_9_under_load_loses_and_invents_nothing(backbone: Backbone) -> None:
