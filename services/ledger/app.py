@@ -9,10 +9,11 @@ change happens on the listing's own partition) for held messages that waited too
 to be refused. Any failure in the agents or the timer ends the process at once,
 loudly, so a supervisor restarts it: a worker alive but idle is the failure to avoid.
 
-Every write is confirmed before its input commits: the agent acks a message (and Faust
-commits only acked offsets) once the broker confirmed everything the message caused,
-its table changelog records included. A failed write crashes the worker; the message,
-never committed, is processed again on restart.
+The agent takes messages in batches and handles them one by one, in order. Every write is
+confirmed before its input commits: it acks a batch (and Faust commits only acked offsets)
+once the broker confirmed everything the batch caused, its table changelog records included;
+what the ledger decides goes out through its own producer (`outbox`). A failed write crashes
+the worker; the batch, never committed, is processed again on restart.
 """
 
 from __future__ import annotations
