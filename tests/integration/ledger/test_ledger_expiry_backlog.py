@@ -7,15 +7,9 @@ and a listing issued while the backlog drains is decided before the backlog is t
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
-from services.core.connection import KafkaConnection
 from services.core.events import ListingExpired, ListingState
 from services.core.kafka import read_all
 from services.core.serde import decode
@@ -25,15 +19,6 @@ from tests.integration.ledger.harness import Backbone, wait_for
 DUE = 300
 PER_TICK = 20
 TIMEOUT = 180.0
-
-
-@pytest.fixture
-def backbone(kafka_admin: KafkaConnection, tmp_path: Path) -> Iterator[Backbone]:
-    running = Backbone(kafka_admin, f"x{uuid.uuid4().hex[:10]}.", tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop_all()
 
 
 def written_at(backbone: Backbone, topic: str) -> list[tuple[float, object]]:

@@ -13,14 +13,8 @@ from __future__ import annotations
 
 import json
 import signal
-import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from services.core.connection import KafkaConnection
 from services.core.events import Event, Rejected, ViewChanged
 from services.core.kafka import read_all
 from services.core.serde import decode
@@ -29,15 +23,6 @@ from tests.integration.ledger.harness import Backbone, every_version, expected_v
 
 PARTS = (1500, 1500, 600)  # pre-filled; after the second worker joined; after the kill
 TIMEOUT = 300.0
-
-
-@pytest.fixture
-def backbone(kafka_admin: KafkaConnection, tmp_path: Path) -> Iterator[Backbone]:
-    running = Backbone(kafka_admin, f"r{uuid.uuid4().hex[:10]}.", tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop_all()
 
 
 def events(backbone: Backbone, start: int, count: int) -> list[Event]:
