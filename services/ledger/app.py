@@ -49,7 +49,7 @@ from services.ledger.handler import Context, Outbound, Outcome, give_up, handle,
 from services.ledger.layout import app_id, gaps_topic
 from services.ledger.outbox import Outbox
 from services.ledger.record import Entry, Inbound, decode_held, encode_held
-from services.ledger.refetch import read_range
+from services.ledger.refetch import committed, read_range
 from services.ledger.settings import LedgerSettings
 
 log = logging.getLogger("accord.ledger")
@@ -320,7 +320,9 @@ class Ledger:
         faust-streaming can lose a fetched message around recovery (see refetch): when a later
         message follows, `step` re-reads the gap; when none does, the worker would sit idle with
         the messages unread, alive and healthy-looking. After `stall_after_s` without handling
-        anything, each such partition is resumed and sought back to the ledger's own position."""
+        anything, each such partition is resumed and sought back to the ledger's own position, or
+        to the group's committed offset where that is earlier: a batch whose table writes were
+        confirmed but whose own writes failed was never committed, and may not be re-delivered."""
         stall_after = self.settings.options.stall_after_s
         if self.ready_at is None or now - max(self.ready_at, self.handled_at, self.watched_at) < stall_after:
             return
@@ -329,10 +331,13 @@ class Ledger:
         if not assigned:
             return
         connection, topics = self.settings.kafka.connection, sorted({tp.topic for tp in assigned})
+        parts = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
         ends = await asyncio.to_thread(end_offsets, connection, topics)
-        for tp in assigned:
-            expected = int(self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0"))
-            waiting = ends.get(TopicPartition(tp.topic, tp.partition), 0) - expected
+        commits = await asyncio.to_thread(committed, connection, app_id(self.settings.kafka), parts)
+        for tp, part in zip(assigned, parts, strict=True):
+            own = int(self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0"))
+            expected = min(own, commits.get(part, 0))
+            waiting = ends.get(part, 0) - expected
             if waiting > 0:
                 log.warning(
                     "%s[%d]: %d messages from %d unread while idle: seeking back", *tp, waiting, expected
