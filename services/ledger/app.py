@@ -9,10 +9,11 @@ change happens on the listing's own partition) for held messages that waited too
 to be refused. Any failure in the agents or the timer ends the process at once,
 loudly, so a supervisor restarts it: a worker alive but idle is the failure to avoid.
 
-Every write is confirmed before its input commits: the agent acks a message (and Faust
-commits only acked offsets) once the broker confirmed everything the message caused,
-its table changelog records included. A failed write crashes the worker; the message,
-never committed, is processed again on restart.
+The agent takes messages in batches and handles them one by one, in order. Every write is
+confirmed before its input commits: it acks a batch (and Faust commits only acked offsets)
+once the broker confirmed everything the batch caused, its table changelog records included;
+what the ledger decides goes out through its own producer (`outbox`). A failed write crashes
+the worker; the batch, never committed, is processed again on restart.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,9 +36,10 @@ from typing import Any, NoReturn
 import faust
 from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from faust.streams import _current_event
 
-from services.core import cloudevent, metrics, serde
-from services.core.events import Rejected
+from services.core import cloudevent, metrics
+from services.core.events import ListingState, Rejected
 from services.core.health import Health, Lag, Progress
 from services.core.kafka import end_offsets
 from services.core.ops import serve_ops
@@ -46,14 +49,15 @@ from services.core.views import LIVE
 from services.ledger.expiry import ExpiryIndex, expiry_of
 from services.ledger.handler import Context, Handled, Outbound, give_up, handle, overdue
 from services.ledger.layout import app_id, gaps_topic
+from services.ledger.outbox import Outbox
 from services.ledger.record import Entry, Inbound, decode_held, encode_held
-from services.ledger.refetch import read_range
+from services.ledger.refetch import committed, read_range
 from services.ledger.settings import LedgerSettings
 
 log = logging.getLogger("accord.ledger")
 HEALTH_FILE = "health.json"
-POSITION = b"\x00position\x00"  # listings-table key prefix: next offset of each source partition
 LAG_EVERY_S = 2.0  # how often the timer measures the input still unread, for health and metrics
+POSITION = b"\x00position\x00"  # listings-table key prefix: next offset of each source partition
 EXIT_HANDLER_FAILED = 70  # EX_SOFTWARE: the supervisor restarts the worker; it resumes from its commits
 # The writes of the message (or tick) being handled: one list per asyncio task, so that the agents
 # and the timer, interleaved on one loop, never wait for (or ack past) each other's writes.
@@ -138,14 +142,15 @@ class Ledger:
         policy, self.backbone_key = trust(settings)
         partitions = settings.kafka.partitions
         self.ctx = Context(policy, settings.kafka.topics, partitions)
-        self.source = cloudevent.source(settings.kafka.namespace, "ledger")  # of every message it writes
         self.listings = self._table("listings", partitions)
         self.held = self._table("held", partitions)
         self.index = ExpiryIndex()
+        self.source = cloudevent.source(settings.kafka.namespace, "ledger")  # of every message it writes
         self.progress = Progress("ledger", settings.options.stall_after_s)
         self.positions: dict[tuple[str, int], int] = {}  # next offset of each source partition handled
         self.lag: Lag | None = {}  # the last measurement of the input still unread (None: unknown)
         self.lag_at = 0.0
+        self.outbox = Outbox(settings.kafka.connection, settings.options.linger_s, self.source)
         self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
@@ -157,38 +162,47 @@ class Ledger:
         assert isinstance(table, ConfirmedTable)
         return table
 
-    async def send(self, outbound: Outbound) -> None:
-        """Straight to the producer (Faust's channel layer costs more than the ledger's own work);
-        the delivery is recorded, and the message's ack waits for it."""
-        headers = cloudevent.cloudevent_headers(outbound.event, self.source)
-        value = serde.encode(outbound.event)
-        key = outbound.key.encode()
-        delivery = await self.app.producer.send(outbound.topic, key, value, None, None, headers)
-        recording().append(delivery)
+    def send(self, outbound: Outbound) -> None:
+        """Through the ledger's own producer (see outbox); the delivery is recorded, and the
+        message's ack waits for it."""
+        recording().append(self.outbox.send(outbound.topic, outbound.key, outbound.event))
 
-    async def step(self, event: faust.EventT[bytes]) -> None:
-        """Process the message, first re-reading any that Faust skipped before it (see refetch)."""
-        taken()  # start afresh: this message's writes only
-        msg = _consumed(event)
-        position = POSITION + f"{msg.topic}:{msg.partition}".encode()
-        expected = int(self.listings.get(position, b"0"))
-        if msg.offset > expected:
-            for earlier in await self.skipped(msg, expected):
-                await self.process(earlier)
-        await self.process(msg)
-        self.listings[position] = str(max(expected, msg.offset + 1)).encode()
-        self.positions[(msg.topic, msg.partition)] = max(expected, msg.offset + 1)
+    async def step(self, events: Sequence[faust.EventT[bytes]]) -> None:
+        """Process a batch of messages in order, first re-reading any that Faust skipped (see refetch).
+
+        Each source partition's next offset is written to the table once per batch, not per message:
+        the batch is acked only when all its writes are confirmed, so a crash in the middle re-reads
+        it whole, and what was already applied is re-stated as a duplicate at the same position."""
+        taken()  # start afresh: this batch's writes only
+        positions: dict[bytes, tuple[int, faust.EventT[bytes]]] = {}
+        for event in events:
+            _current_event.set(weakref.ref(event))  # Faust's tables store a write in its event's partition
+            msg = _consumed(event)
+            position = POSITION + f"{msg.topic}:{msg.partition}".encode()
+            expected = (
+                positions[position][0] if position in positions else int(self.listings.get(position, b"0"))
+            )
+            if msg.offset > expected:
+                for earlier in await self.skipped(msg, expected):
+                    await self.process(earlier)
+            await self.process(msg)
+            positions[position] = (max(expected, msg.offset + 1), event)
+            self.positions[(msg.topic, msg.partition)] = max(expected, msg.offset + 1)
+        for position, (offset, event) in positions.items():
+            _current_event.set(weakref.ref(event))
+            self.listings[position] = str(offset).encode()
         self.handled_at = time.monotonic()
 
     def confirm(
-        self, event: faust.EventT[bytes], ack: Callable[[faust.EventT[bytes]], Awaitable[Any]]
+        self, events: Sequence[faust.EventT[bytes]], ack: Callable[[faust.EventT[bytes]], Awaitable[Any]]
     ) -> None:
-        """Ack `event` once the broker confirmed every write it caused; crash if one failed."""
+        """Ack `events` once the broker confirmed every write they caused; crash if one failed."""
         pending = taken()
 
         async def confirmed() -> None:
             await asyncio.gather(*pending)
-            await ack(event)
+            for event in events:
+                await ack(event)
 
         self.in_background(confirmed())
 
@@ -225,14 +239,14 @@ class Ledger:
         if outcome.held != waiting:
             _write_held(self.held, key, outcome.held)
         for outbound in outcome.out:
-            await self.send(outbound)
+            self.send(outbound)
 
     async def tick(self) -> None:
-        """Ask for every due expiry and every overdue gap, then report progress."""
+        """Ask for the soonest due expiries (at most `expiries_per_tick`) and every overdue gap,
+        then report progress. A backlog of due listings drains over the following ticks."""
         now = self.settings.options.now()
         taken()
-        for listing_id in self.index.due(now):
-            await self.expire(listing_id, now)
+        await self.expire(self.index.due(now, self.settings.options.expiries_per_tick), now)
         await self.check_held(datetime.now(UTC))
         await self.watch(time.monotonic())
         self.progress.note(live=len(self.index))
@@ -268,20 +282,30 @@ class Ledger:
         metrics.record(health, lag)
         return health
 
-    async def expire(self, listing_id: str, now: datetime) -> None:
-        """Publish the listing's expiry and wait for the broker; only then may the index let go."""
+    async def expire(self, due: list[str], now: datetime) -> None:
+        """Publish the expiry of each listing still due and wait for the broker, once for all; only
+        then may the index let go. Sealing (Avro and Ed25519, ~0.2 ms each) runs in a thread, so the
+        agent keeps deciding meanwhile."""
+        states = [state for listing_id in due if (state := self.still_due(listing_id, now)) is not None]
+        expiries = await asyncio.to_thread(lambda: [expiry_of(s, now, self.backbone_key) for s in states])
+        for expired in expiries:
+            self.send(Outbound(self.ctx.topics.listings(BACKBONE), expired.envelope.listing_id, expired))
+        await asyncio.gather(*taken())
+        for expired in expiries:
+            self.index.written(expired.envelope.listing_id)
+        self.progress.count(expiries_asked=len(expiries))
+        metrics.EXPIRIES.inc(len(expiries))
+
+    def still_due(self, listing_id: str, now: datetime) -> ListingState | None:
+        """The listing's state if it is still live and due; else the index is told what became of it."""
         entry = Entry.decode(self.listings.get(listing_id.encode()))
         if entry is None:
             self.index.forget(listing_id)
         elif entry.state.expires_at > now or entry.state.status not in LIVE:
             self.index.track(entry.state)  # moved or ended since it was indexed
         else:
-            expired = expiry_of(entry.state, now, self.backbone_key)
-            await self.send(Outbound(self.ctx.topics.listings(BACKBONE), listing_id, expired))
-            await asyncio.gather(*taken())
-            self.index.written(listing_id)
-            self.progress.count(expiries_asked=1)
-            metrics.EXPIRIES.inc()
+            return entry.state
+        return None
 
     async def check_held(self, now: datetime) -> None:
         """Report what is held and ask, once per limit, for overdue held messages to be refused.
@@ -318,7 +342,9 @@ class Ledger:
         faust-streaming can lose a fetched message around recovery (see refetch): when a later
         message follows, `step` re-reads the gap; when none does, the worker would sit idle with
         the messages unread, alive and healthy-looking. After `stall_after_s` without handling
-        anything, each such partition is resumed and sought back to the ledger's own position."""
+        anything, each such partition is resumed and sought back to the ledger's own position, or
+        to the group's committed offset where that is earlier: a batch whose table writes were
+        confirmed but whose own writes failed was never committed, and may not be re-delivered."""
         stall_after = self.settings.options.stall_after_s
         if self.ready_at is None or now - max(self.ready_at, self.handled_at, self.watched_at) < stall_after:
             return
@@ -327,10 +353,13 @@ class Ledger:
         if not assigned:
             return
         connection, topics = self.settings.kafka.connection, sorted({tp.topic for tp in assigned})
+        parts = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
         ends = await asyncio.to_thread(end_offsets, connection, topics)
-        for tp in assigned:
-            expected = int(self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0"))
-            waiting = ends.get(TopicPartition(tp.topic, tp.partition), 0) - expected
+        commits = await asyncio.to_thread(committed, connection, app_id(self.settings.kafka), parts)
+        for tp, part in zip(assigned, parts, strict=True):
+            own = int(self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0"))
+            expected = min(own, commits.get(part, 0))
+            waiting = ends.get(part, 0) - expected
             if waiting > 0:
                 log.warning(
                     "%s[%d]: %d messages from %d unread while idle: seeking back", *tp, waiting, expected
@@ -404,6 +433,7 @@ def build_app(
         consumer_group_instance_id=instance_id(settings),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_linger=options.linger_s,
         web_enabled=False,
         Table=ConfirmedTable,
     )
@@ -414,16 +444,16 @@ def build_app(
     @app.agent(source, name="ledger")
     async def ledger(stream: faust.StreamT[bytes]) -> None:
         manual = stream.noack()  # type: ignore[attr-defined]
-        async for event in manual.events():
-            await guarded(worker.step(event), crash)
-            worker.confirm(event, manual.ack)
+        async for events in manual.noack_take(options.batch_size, within=options.batch_wait_s):
+            await guarded(worker.step(events), crash)
+            worker.confirm(events, manual.ack)
 
     @app.agent(worker.gaps, name="gaps")
     async def gaps(stream: faust.StreamT[bytes]) -> None:
         manual = stream.noack()  # type: ignore[attr-defined]
         async for event in manual.events():
             await guarded(worker.give_up(event), crash)
-            worker.confirm(event, manual.ack)
+            worker.confirm([event], manual.ack)
 
     @app.timer(options.expiry_interval_s, name="expire")  # type: ignore[untyped-decorator]
     async def expire() -> None:

@@ -64,13 +64,15 @@ class ExpiryIndex:
             self._current[listing_id] = state.expires_at
             heapq.heappush(self._heap, (state.expires_at, listing_id))
 
-    def due(self, now: datetime) -> list[str]:
-        """Listings due by `now` whose expiry is not written yet, in id order."""
-        while self._heap and self._heap[0][0] <= now:
+    def due(self, now: datetime, limit: int | None = None) -> list[str]:
+        """Listings due by `now` whose expiry is not written yet, in id order: at most `limit`,
+        soonest first, so that one tick never works through a whole backlog (the rest wait)."""
+        while self._heap and self._heap[0][0] <= now and (limit is None or len(self._due) < limit):
             expires_at, listing_id = heapq.heappop(self._heap)
             if self._current.get(listing_id) == expires_at and listing_id not in self._written:
                 self._due.add(listing_id)
-        return sorted(self._due)
+        due = sorted(self._due)
+        return due if limit is None else due[:limit]
 
     def written(self, listing_id: str) -> None:
         """The broker confirmed this listing's expiry: wait for it to be applied."""

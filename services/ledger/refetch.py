@@ -46,6 +46,18 @@ def read_range(
         reader.close()
 
 
+def committed(
+    connection: KafkaConnection, group: str, parts: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The offsets `group` has committed on `parts` (0 where none), asked without joining the group."""
+    probe = consumer(connection, group)
+    try:
+        found = probe.committed(parts, timeout=30)
+    finally:
+        probe.close()
+    return {TopicPartition(tp.topic, tp.partition): max(tp.offset, 0) for tp in found}
+
+
 def _read_back(msg: Message, topic: str, partition: int, offset: int) -> Inbound:
     """A message re-read from the broker, as if Faust had delivered it."""
     _, millis = msg.timestamp()

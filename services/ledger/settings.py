@@ -22,6 +22,18 @@ class LedgerOptions(BaseSettings):
     )
     data_dir: Path = Field(default=Path("ledger-data"), description="where RocksDB keeps the tables")
     expiry_interval_s: float = Field(default=1.0, gt=0, description="how often due listings are expired")
+    expiries_per_tick: int = Field(
+        default=500, gt=0, description="at most this many expiries per tick; the rest wait for the next"
+    )
+    batch_size: int = Field(default=500, gt=0, description="listing messages handled and acked together")
+    linger_s: float = Field(
+        default=0.005,
+        ge=0,
+        description="how long the producer waits to fill a batch (fewer, larger requests)",
+    )
+    batch_wait_s: float = Field(
+        default=0.01, gt=0, description="how long a batch waits to fill before it is handled as it is"
+    )
     clock_offset_s: float = Field(default=0.0, description="added to the wall clock (drills and tests)")
     commit_interval_s: float = Field(default=1.0, gt=0, description="how often consumed offsets commit")
     session_timeout_s: float = Field(

@@ -127,9 +127,13 @@ class Backbone:
         self.processes[name] = process
         return process
 
-    def start_ledger(self, store: str = "memory://", **env: str) -> subprocess.Popen[bytes]:
-        """The ledger worker, as the ledger's own principal; `env` adds its settings."""
-        return self.start("ledger", ["ledger", "run"], ACCORD_LEDGER_STORE=store, **self.as_("ledger"), **env)
+    def start_ledger(
+        self, store: str = "memory://", name: str = "ledger", **env: str
+    ) -> subprocess.Popen[bytes]:
+        """A ledger worker, as the ledger's own principal, its tables in `<folder>/<name>` (several
+        workers of one group each have their own); `env` adds its settings."""
+        where = {"ACCORD_LEDGER_DATA_DIR": str(self.folder / name), "ACCORD_LEDGER_STORE": store}
+        return self.start(name, ["ledger", "run"], **where, **self.as_("ledger"), **env)
 
     def start_copy(self, agency: str, url: str) -> subprocess.Popen[bytes]:
         return self.start(
@@ -186,6 +190,17 @@ def fold(events: Iterable[Event], expired: Iterable[str] = ()) -> dict[str, List
             agency=BACKBONE, occurred_at=state.expires_at, recorded_at=state.expires_at,
         )  # fmt: skip
         states[listing_id] = evolve(state, ListingExpired(envelope=env, expired_at=state.expires_at))
+    return states
+
+
+def every_version(events: Iterable[Event]) -> dict[tuple[str, int], ListingState]:
+    """The state after each event, by (listing, version): what `ledger` must hold, exactly."""
+    states: dict[tuple[str, int], ListingState] = {}
+    latest: dict[str, ListingState] = {}
+    for event in sorted(events, key=lambda e: (e.envelope.listing_id, e.envelope.version)):
+        listing_id = event.envelope.listing_id
+        latest[listing_id] = evolve(latest.get(listing_id), event)  # type: ignore[arg-type]
+        states[(listing_id, event.envelope.version)] = latest[listing_id]
     return states
 
 

@@ -79,7 +79,7 @@ def test_a_failed_write_stops_the_worker_and_is_redone_on_restart(backbone: Back
     assert exited(process, TIMEOUT) == EXIT_HANDLER_FAILED
     backbone.processes.pop("ledger")
     log = (backbone.folder / "ledger.log").read_text()
-    assert "ledger handler failed; stopping the worker" in log and "MessageSizeTooLarge" in log
+    assert "ledger handler failed; stopping the worker" in log and "Message size too large" in log
     assert backbone.count(ledger_topic) == 0
     assert committed(backbone, source, partition_of(b"W-1", PARTITIONS)) == 0  # W-1 sits at offset 0
 

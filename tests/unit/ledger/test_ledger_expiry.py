@@ -55,6 +55,33 @@ def test_a_due_listing_is_asked_for_until_its_expiry_is_written(book: Ledgerbook
     assert index.due(T0 + timedelta(days=12)) == []
 
 
+def test_a_large_due_set_drains_over_ticks_soonest_first_and_each_once(book: Ledgerbook) -> None:
+    """A tick asks for at most `limit` expiries: a backlog never runs through the loop in one go."""
+    index = ExpiryIndex()
+    for i in range(25):  # L-24 expires first, L-00 last
+        index.track(evolve(None, book.issue(f"L-{i:02d}", expires_at=T0 + timedelta(days=50 - i))))  # type: ignore[arg-type]
+    now, asked = T0 + timedelta(days=60), []
+    while due := index.due(now, limit=10):
+        assert len(due) <= 10
+        asked.append(due)
+        for listing_id in due:
+            index.written(listing_id)
+    assert [len(batch) for batch in asked] == [10, 10, 5]
+    assert asked[0] == [f"L-{i:02d}" for i in range(15, 25)]  # the soonest ten
+    assert sorted(lid for batch in asked for lid in batch) == [f"L-{i:02d}" for i in range(25)]
+
+
+def test_an_unwritten_expiry_keeps_its_place_within_the_limit(book: Ledgerbook) -> None:
+    """What a tick could not write is asked again before anything newer joins the batch."""
+    index = ExpiryIndex()
+    for i in range(4):
+        index.track(evolve(None, book.issue(f"M-{i}", expires_at=T0 + timedelta(days=10 + i))))  # type: ignore[arg-type]
+    now = T0 + timedelta(days=20)
+    assert index.due(now, limit=2) == ["M-0", "M-1"]
+    index.written("M-0")
+    assert index.due(now, limit=2) == ["M-1", "M-2"]
+
+
 def test_the_index_follows_corrections_and_forgets_ended_listings(book: Ledgerbook) -> None:
     index = ExpiryIndex()
     state = evolve(None, book.issue("L-1", days=10))  # type: ignore[arg-type]

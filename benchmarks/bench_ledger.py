@@ -1,0 +1,231 @@
+"""How fast the ledger drains a pre-filled stream: one worker, then two workers in one group.
+
+    KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:39092 python benchmarks/bench_ledger.py [--events 20000]
+
+Without KAFKA_BOOTSTRAP_SERVERS a local secured broker is started (and stopped) for the run.
+It measures the raw confluent-kafka produce and consume rate on this broker first (the limit).
+Then it generates `--events` sealed listing events (issues of new listings, a share of them
+followed by a correction: every check runs, signature, chain, order and rules), writes them
+straight to the listing topics of two fresh namespaces with one idempotent producer, and lets
+`accord ledger run` (RocksDB tables, its own principal) drain them: one worker on the first
+namespace, two workers in one group on the second. A run ends when every event's decision is
+in `ledger`; events/s counts from the first decision to the last (start-up apart, printed
+too), and RSS is each worker's peak resident memory while it drained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import TopicPartition
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from faust.stores.rocksdb import RocksDBOptions
+
+from benchmarks.bench_ledger_recovery import RAW_SIZE, raw_rates
+from benchmarks.bench_publish import broker
+from services.core.connection import KafkaConnection
+from services.core.events import Event
+from services.core.kafka import consumer, read_all
+from services.core.partitioner import partition_of
+from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
+from tests.support.factory import Ledgerbook
+
+
+def generate(book: Ledgerbook, count: int, corrected: float) -> list[Event]:
+    """`count` valid events: issues, each followed by a correction with probability `corrected`."""
+    rng, events, i = random.Random(14), [], 0
+    while len(events) < count:
+        listing_id = f"B-{i:07d}"
+        events.append(book.issue(listing_id, subject_ref=f"s-bench-{i}"))
+        if len(events) < count and rng.random() < corrected:
+            events.append(book.correct(listing_id, legal_basis=f"corrected basis {i}"))
+        i += 1
+    return events
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
+@dataclass
+class Drain:
+    """One drain: when the workers started, their first and last decision, the CPU seconds they
+    used meanwhile (so a loaded machine's share of a core is told apart from the ledger's cost),
+    and peak RSS per worker."""
+
+    workers: int
+    events: int
+    started: float
+    first: float
+    last: float
+    cpu: float
+    rss: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.events / max(self.last - self.first, 1e-9)
+
+    def line(self) -> str:
+        rate = self.rate
+        return (
+            f"{self.workers} worker{'s' if self.workers > 1 else ' '}: {rate:8,.0f} listing events/s "
+            f"({self.events:,} events in {self.last - self.first:.1f} s from the first decision; "
+            f"start -> first decision {self.first - self.started:.1f} s); "
+            f"{self.events / max(self.cpu, 1e-9):,.0f} events per CPU second of the workers; "
+            f"peak RSS {', '.join(f'{r:.0f}' for r in self.rss)} MB"
+        )
+
+
+def decided_at(backbone: Backbone) -> list[float]:
+    """When each record of `ledger` was written (CreateTime, stamped by the worker's producer)."""
+    return [(m.timestamp()[1] or 0) / 1000 for m in read_all(backbone.connection, [backbone.topics.ledger])]
+
+
+def drain(backbone: Backbone, workers: int, events: int, timeout: float) -> Drain:
+    """Start `workers` ledger workers on `backbone` and wait until `ledger` holds every decision."""
+    started = time.time()
+    pids = []
+    for n in range(workers):
+        process = backbone.start_ledger(store="rocksdb://", name=f"ledger-{n}")
+        pids.append(process.pid)
+    peak, cpu_at_first = [0.0] * workers, 0.0
+    watcher = consumer(backbone.connection, backbone.connection.group("bench-watch"))
+    parts = [TopicPartition(backbone.topics.ledger, p) for p in range(PARTITIONS)]
+
+    def done() -> bool:
+        nonlocal cpu_at_first
+        backbone.assert_alive()
+        for i, pid in enumerate(pids):
+            peak[i] = max(peak[i], rss_mb(pid))
+        decided = sum(watcher.get_watermark_offsets(tp, timeout=10)[1] for tp in parts)
+        cpu_at_first = cpu_at_first or (decided and sum(cpu_s(pid) for pid in pids))
+        return decided >= events
+
+    try:
+        wait_for(f"{events} decisions in {backbone.topics.ledger}", done, timeout, every=0.5)
+    finally:
+        watcher.close()
+    cpu = sum(cpu_s(pid) for pid in pids) - cpu_at_first
+    backbone.stop_all()
+    stamps = decided_at(backbone)
+    return Drain(workers, events, started, min(stamps), max(stamps), cpu, peak)
+
+
+def grow_table(data: Path, count: int, template_id: str) -> float:
+    """Write `count` listing entries straight into a stopped worker's RocksDB `listings` table, each
+    in its listing's partition, through Faust's own RocksDB options; seconds taken.
+
+    Each is the template listing's entry with its id replaced by one of the same length (so the
+    Avro stays valid): what `reindex` decodes, not what a signature check would accept."""
+    tables = data / "v1" / "tables"
+    dbs = {p: RocksDBOptions().open(tables / f"listings-{p}.db") for p in range(PARTITIONS)}
+    started = time.perf_counter()
+    try:
+        template = dbs[partition_of(template_id.encode(), PARTITIONS)][template_id.encode()]
+        for i in range(count):
+            key = f"T-{i:07d}".encode()
+            assert len(key) == len(template_id)
+            dbs[partition_of(key, PARTITIONS)][key] = template.replace(template_id.encode(), key)
+    finally:
+        for db in dbs.values():
+            db.close()
+    return time.perf_counter() - started
+
+
+def restart(backbone: Backbone, book: Ledgerbook, timeout: float) -> tuple[float, float, float, str]:
+    """Restart one worker on its grown table and publish one event at once: seconds to the worker's
+    first decision, to its expiry index being rebuilt (its log says), peak RSS (MB), that log line."""
+    before, log = backbone.count(backbone.topics.ledger), backbone.folder / "ledger-0.log"
+    logged = log.stat().st_size  # what the worker logs from here on is the restarted one's
+    started = time.time()
+    process = backbone.start_ledger(store="rocksdb://", name="ledger-0")
+    backbone.publish([book.issue("B-restart", subject_ref="s-restart")])
+    peak, first = 0.0, 0.0
+
+    def ready() -> str | None:
+        nonlocal peak, first
+        backbone.assert_alive()
+        peak = max(peak, rss_mb(process.pid))
+        if not first and backbone.count(backbone.topics.ledger) > before:
+            first = time.time() - started
+        with log.open("rb") as f:
+            f.seek(logged)
+            lines = [x for x in f.read().decode(errors="replace").splitlines() if "listings indexed" in x]
+        return lines[-1] if lines and first else None
+
+    line = wait_for("the restarted worker ready and deciding", ready, timeout, every=0.5)
+    took = float(line.rsplit(" in ", 1)[1].split()[0]) if " in " in line else float("nan")
+    peak = max(peak, rss_mb(process.pid))
+    backbone.stop_all()
+    return first, took, peak, line.split("] ", 2)[-1].strip()
+
+
+def run(connection: KafkaConnection, args: argparse.Namespace, folder: Path) -> None:
+    produced, consumed = raw_rates(connection)
+    backbones = [Backbone(connection, f"bl{uuid.uuid4().hex[:8]}.", folder / name) for name in ("one", "two")]
+    book = Ledgerbook(backbones[0].keystore, now=backbones[0].book().now)
+    started = time.perf_counter()
+    events = generate(book, args.events, args.corrected)
+    sealed = time.perf_counter() - started
+    for backbone in backbones[1:]:  # every namespace trusts the same keys
+        backbone.keystore, backbone.policy = backbones[0].keystore, backbones[0].policy
+    for backbone in backbones:
+        backbone.publish(events)
+    print(f"raw confluent-kafka on this broker: produce {produced:,.0f} msg/s, consume {consumed:,.0f} msg/s "
+          f"({RAW_SIZE} B, {PARTITIONS} partitions); a shared, loaded machine: compare ratios")  # fmt: skip
+    print(f"{len(events):,} sealed events generated in {sealed:.1f} s and written straight to listings.court "
+          f"of two namespaces ({args.corrected:.0%} of listings corrected once)")  # fmt: skip
+    for workers, backbone in zip((1, 2), backbones, strict=False):
+        if workers not in args.workers:
+            continue
+        result = drain(backbone, workers, len(events), args.timeout)
+        print(f"{result.line()}; {result.rate / consumed:.1%} of raw consume")
+    if args.table and 1 in args.workers:
+        one = backbones[0]
+        wrote = grow_table(one.folder / "ledger-0", args.table, events[0].envelope.listing_id)
+        first, reindexed, peak, said = restart(one, book, args.timeout)
+        print(f"restart with {args.table:,} more listings written straight into its RocksDB table "
+              f"(in {wrote:.0f} s): first decision after {first:.1f} s; expiry index rebuilt off the loop "
+              f"in {reindexed:.1f} s ({said}); peak RSS {peak:.0f} MB")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000, help="listing events to pre-fill")
+    parser.add_argument("--corrected", type=float, default=0.25, help="share of listings corrected once")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="which drains to run")
+    parser.add_argument("--table", type=int, default=0, help="then restart with this many more listings")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds a drain may take")
+    parser.add_argument("--folder", type=Path, default=None, help="keep the workers' data and logs here")
+    args = parser.parse_args()
+    with broker() as connection, tempfile.TemporaryDirectory(prefix="accord-bench-ledger-") as tmp:
+        run(connection, args, args.folder or Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
