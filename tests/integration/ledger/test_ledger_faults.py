@@ -126,8 +126,9 @@ def test_the_ledger_makes_its_own_topics_before_faust_starts(kafka_admin: KafkaC
     prepare(kafka, policy)
     own = [changelog(kafka, table) for table in TABLES] + [gaps_topic(kafka)]
     assert partition_counts(kafka_admin, own) == dict.fromkeys(own, PARTITIONS)
-    configs = admin_client(kafka_admin).describe_configs(
-        [ConfigResource(ResourceType.TOPIC, changelog(kafka, table)) for table in TABLES]
+    admin = admin_client(kafka_admin)  # held: a client collected mid-request fails its futures
+    configs = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, changelog(kafka, t)) for t in TABLES]
     )
     for future in configs.values():
         assert future.result(timeout=30)["cleanup.policy"].value == "compact"
