@@ -36,6 +36,7 @@ from services.backbone.provision import (
     state_dir,
 )
 from services.backbone.supervisor import STOP_TIMEOUT_S, Recorded, Restarts, Supervisor, read_state
+from services.core.connection import KafkaConnection
 from services.core.errors import AccordError
 from services.core.files import private_folder
 from services.core.policy import load_policy
@@ -80,7 +81,7 @@ def up(nodes: str, topics_only: bool) -> None:
         admin = start_admin(int(nodes), folder)
         roles = provision(admin, KafkaSettings.of(admin), credentials_dir())
         if not topics_only:
-            _supervise(service_plan(folder, admin, roles), folder)
+            _supervise_once(folder, admin, roles)
     except AccordError as e:
         raise click.ClickException(str(e)) from e
     if admin.uses_sasl:
@@ -88,13 +89,19 @@ def up(nodes: str, topics_only: bool) -> None:
     click.echo(admin.bootstrap)
 
 
-def _supervise(plan: dict[str, tuple[list[str], dict[str, str]]], folder: Path) -> None:
-    """Start the supervisor, detached, and hand it the plan on its stdin (environments hold keys:
-    they go through a pipe, never a file); return once it has started every service."""
+def _supervise_once(folder: Path, admin: KafkaConnection, roles: dict[str, str]) -> None:
+    """Supervise the services unless a supervisor runs already: a second `up` changes nothing (a
+    plan made anyway would record new ops ports that no running service listens on)."""
     recorded = _recorded()
     if recorded.supervisor_running:
         click.echo(f"already supervised (pid {recorded.supervisor_pid}); `down` first to restart", err=True)
         return
+    _supervise(service_plan(folder, admin, roles), folder)
+
+
+def _supervise(plan: dict[str, tuple[list[str], dict[str, str]]], folder: Path) -> None:
+    """Start the supervisor, detached, and hand it the plan on its stdin (environments hold keys:
+    they go through a pipe, never a file); return once it has started every service."""
     state_file().unlink(missing_ok=True)
     command = [sys.executable, "-m", "services", "backbone", "supervise", "--state-dir", str(folder)]
     with (folder / "logs" / "supervisor.log").open("ab") as log:

@@ -17,7 +17,7 @@ from services.core.cloudevent import source
 from services.core.connection import KafkaConnection
 from services.core.errors import ConfigurationError
 from services.core.events import Event
-from services.core.kafka import EventProducer, cached_lag, consumer, raise_on_error
+from services.core.kafka import EventProducer, consumer, raise_on_error
 
 
 class Record(NamedTuple):
@@ -77,6 +77,8 @@ class KafkaViewFeed:
 
     def __init__(self, client: Consumer) -> None:
         self.client = client
+        self._assigned: list[TopicPartition] = []
+        self._ends: dict[tuple[str, int], int] = {}  # (topic, partition) -> high watermark last fetched
 
     def partitions(self, topic: str, timeout_s: float = 30.0) -> list[int]:
         """A topic created a moment ago may need a while to show."""
@@ -91,11 +93,21 @@ class KafkaViewFeed:
 
     def assign(self, topic: str, partitions: list[int], positions: Mapping[int, int]) -> None:
         self.client.assign([TopicPartition(topic, p, positions.get(p, OFFSET_BEGINNING)) for p in partitions])
+        self._assigned = [TopicPartition(topic, p) for p in partitions]
+
+    def _note_ends(self) -> None:
+        """The high watermarks the fetches reported, read on the sink's own thread: `assignment()`
+        from the ops thread waited for the sink's poll (seconds, seen), so `lag` asks the client nothing."""
+        for tp in self._assigned:
+            _, high = self.client.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                self._ends[(tp.topic, tp.partition)] = int(high)
 
     def fetch(self, wait_s: float, most: int) -> list[Record]:
         """`consume` alone would hold a partial batch for its whole timeout, adding that to every
         change's latency: wait for the first message only, then take what is already fetched."""
         first = self.client.poll(wait_s)
+        self._note_ends()
         if first is None:
             return []
         messages = [first, *self.client.consume(most - 1, 0)] if most > 1 else [first]
@@ -112,8 +124,8 @@ class KafkaViewFeed:
             self.client.commit(offsets=offsets, asynchronous=True)
 
     def lag(self, topic: str, positions: Mapping[int, int]) -> dict[tuple[str, int], int]:
-        mine = [(topic, tp.partition) for tp in self.client.assignment()]
-        return cached_lag(self.client, mine, {(topic, p): o for p, o in positions.items()})
+        ends = dict(self._ends)
+        return {(t, p): max(0, high - positions.get(p, 0)) for (t, p), high in ends.items() if t == topic}
 
     def close(self) -> None:
         self.client.close()
