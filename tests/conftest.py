@@ -38,6 +38,12 @@ pytest_plugins = ["tests.support.copy_stores"]  # `url` and `store`: one of each
 # --- Kafka -------------------------------------------------------------------------
 
 
+# The session broker ends up holding every test's namespaces (thousands of partitions) and meets
+# the refusal tests' reconnect storms: at the launcher's 192 MiB it ran out of heap just before the
+# scenarios (OutOfMemoryError in its log; every later test then failed on metadata).
+SESSION_HEAP_MB = 512
+
+
 @pytest.fixture(scope="session")
 def kafka_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaConnection]:
     """The session broker, as its super user (tests that are plumbing connect so), with auto
@@ -52,7 +58,7 @@ def kafka_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaConne
             with _session_environment(KafkaConnection(bootstrap)) as connection:
                 yield connection
     else:
-        broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
+        broker = LocalKafka(tmp_path_factory.mktemp("kafka"), heap_mb=SESSION_HEAP_MB)
         try:
             broker.start()
             admin = broker.connection()
