@@ -8,7 +8,7 @@ tools can filter without decoding; the value alone is authoritative.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,21 +271,6 @@ def end_offsets(
                 time.sleep(0.2)
     finally:
         probe.close()
-
-
-def cached_lag(
-    reader: Consumer, partitions: Iterable[tuple[str, int]], positions: Mapping[tuple[str, int], int]
-) -> dict[tuple[str, int], int]:
-    """Messages of each of `partitions` beyond `positions` (next offsets): the "work pending" of a
-    service's health, from the high watermarks the reader's own fetches reported (librdkafka keeps
-    fetching while the service is stuck), so a health check costs no request to the broker.
-    A partition not fetched yet is left out. The client is thread-safe: an ops thread may ask."""
-    lag = {}
-    for topic, partition in partitions:
-        _, high = reader.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-        if high >= 0:
-            lag[(topic, partition)] = max(0, high - positions.get((topic, partition), 0))
-    return lag
 
 
 def partition_counts(
