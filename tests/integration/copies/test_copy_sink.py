@@ -18,7 +18,7 @@ from services.core.connection import KafkaConnection
 from services.core.copystore import CopyStore, open_store
 from services.core.digest import Digest, leaf
 from services.core.events import CopyApplied, CopyDigest, Event, Rejected
-from services.core.kafka import decode_message, producer_config, read_all
+from services.core.kafka import consumer, decode_message, producer_config, read_all
 from services.core.serde import encode
 from services.core.topics import Topics, copy_key
 from tests.integration.copies.support import (
@@ -185,3 +185,31 @@ def test_the_applied_positions_are_committed_to_the_copy_s_consumer_group_too(
     finally:
         sink.close()
     assert sum(offsets.values()) == 30
+
+
+def test_a_commit_the_group_refused_is_sent_again_once_it_can_land(
+    store: CopyStore, topics: Topics, kafka_admin: KafkaConnection, namespace: str
+) -> None:
+    """While another member holds the group, the broker refuses the sink's (memberless) commits;
+    an idle sink must send them again, or its group offsets stay behind for good."""
+    topic, group = topics.views(AGENCY), kafka_admin.group(f"copy-{AGENCY}")
+    squatter = consumer(kafka_admin, group)
+    squatter.subscribe([topic])
+    wait_until("the squatter to join", lambda: squatter.poll(0.5) or squatter.assignment() or None)
+    send(kafka_admin, topic, [upsert(row(f"L-{i}")) for i in range(10)])
+    sink = open_sink(store, kafka_admin, namespace, batch=4)
+    try:
+        caught_up(sink, kafka_admin)
+        for _ in range(5):
+            sink.poll()
+        assert group_offsets(kafka_admin, group, topic) != store.positions()  # refused while it was held
+        squatter.close()
+
+        def committed() -> dict[int, int] | None:
+            sink.poll()  # idle: no batch would commit again
+            found = group_offsets(kafka_admin, group, topic)
+            return found if found == store.positions() else None
+
+        assert sum(wait_until("the refused commit to land", committed).values()) == 10
+    finally:
+        sink.close()

@@ -15,13 +15,13 @@ from services.publisher.state import LedgerBook
 from tests.integration.publisher.conftest import Backbone
 from tests.support.factory import Ledgerbook
 
-STATES = 1000
-TIMEOUT_S = 0.3
+STATES = 4000
+TIMEOUT_S = 1.0  # a fresh SASL_SSL client and its metadata take more than 0.3 s on a loaded machine (seen)
 
 
 class SlowBook(LedgerBook):
     def take_state(self, state: ListingState) -> None:
-        time.sleep(0.001)  # 1,000 states take at least 1 s: more than three timeouts
+        time.sleep(0.001)  # 4,000 states take at least 4 s: more than three timeouts
         super().take_state(state)
 
 

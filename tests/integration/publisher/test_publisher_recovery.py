@@ -134,8 +134,8 @@ def leader_of(connection: KafkaConnection, topic: str, partition: int) -> int:
 @pytest.mark.parametrize("world", [3], indirect=True)
 def test_killing_the_partition_leader_of_three_nodes_does_not_stop_a_publisher(world: World) -> None:
     client = world.publisher()
-    try:
-        assert published(client)
+    try:  # a cluster started a moment ago may still be settling its leaders (seen under load)
+        until("the first publish", lambda: published(client), 60)
         topic = world.topics.listings("court")
         leader = leader_of(world.connection, topic, 0)
         os.kill(world.cluster.pids()[leader - 1], signal.SIGKILL)  # nodes are recorded in id order

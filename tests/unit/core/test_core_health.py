@@ -130,7 +130,7 @@ def test_an_ops_address_is_host_and_port() -> None:
 
 def test_json_logs_are_one_object_per_line_with_the_extra_fields(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    saved, chosen = (root.handlers[:], root.level), logs._chosen[:]
     try:
         assert logs.configure(as_json=True)
         logging.getLogger("accord.copy").warning("applied %d changes", 3, extra={"agency": "railway"})
@@ -138,9 +138,11 @@ def test_json_logs_are_one_object_per_line_with_the_extra_fields(capsys: pytest.
             raise ValueError("bad row")
         except ValueError:
             logging.getLogger("accord.copy").exception("failed")
-    finally:
+    finally:  # the process's choice too, or every later client config would ask for JSON logs
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
+        logs._chosen[:] = chosen
+        logging.captureWarnings(False)
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert lines[0]["message"] == "applied 3 changes" and lines[0]["agency"] == "railway"
     assert (lines[0]["level"], lines[0]["logger"]) == ("WARNING", "accord.copy")
