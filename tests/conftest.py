@@ -15,7 +15,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -29,7 +28,7 @@ import pytest
 
 from services.core.connection import SECURITY_VARIABLES, KafkaConnection
 from services.core.settings import KafkaSettings
-from services.localkafka.broker import LocalKafka
+from services.localkafka.broker import LocalKafka, free_ports
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 pytest_plugins = ["tests.support.copy_stores"]  # `url` and `store`: one of each copy database
@@ -127,7 +126,7 @@ def _kafka_container() -> Iterator[str]:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-    port = _free_port()
+    (port,) = free_ports(1)
     container = (
         DockerContainer(KAFKA_IMAGE)
         .with_bind_ports(9092, port)
@@ -220,12 +219,6 @@ def _version(initdb: str) -> int:
     return int(major) if major.isdigit() else 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class _PostgresCluster:
     """A throwaway cluster in a temporary directory: trust auth, TCP on 127.0.0.1,
     its socket inside its own directory, durability off (tests need none of it).
@@ -238,7 +231,7 @@ class _PostgresCluster:
         self.bin_dir = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="accord-pg-", dir="/tmp"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_ports(1)[0]
         self.started = False
 
     def _run(self, *command: str) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import uuid
@@ -35,18 +34,13 @@ from services.core.connection import KafkaConnection
 from services.core.credentials import FileCredentials
 from services.core.kafka import end_offsets
 from services.core.sealing import seal
+from services.localkafka.broker import free_ports
 from tests.integration.ledger.harness import Backbone, wait_for
 from tests.support.prerequisites import missing
 
 CA = "civil-aviation"
 TIMEOUT = 120.0  # a loaded, shared machine: generous waits, never timed assertions
 ISSUED = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -94,7 +88,7 @@ def start_prometheus(folder: Path, targets: list[str]) -> tuple[subprocess.Popen
         "scrape_configs": [{"job_name": "accord", "static_configs": [{"targets": targets}]}],
     }
     (folder / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
-    port = free_port()
+    (port,) = free_ports(1)
     log = (folder / "prometheus.log").open("ab")
     process = subprocess.Popen(
         [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'tsdb'}",
@@ -152,7 +146,8 @@ def stack(kafka_admin: KafkaConnection, tmp_path_factory: pytest.TempPathFactory
     folder = tmp_path_factory.mktemp("metrics")
     backbone = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", folder)
     store = folder / "civil-aviation.db"
-    ports = {name: free_port() for name in ("ledger", "copy", "reconciler", "publisher", "publisher-api")}
+    names = ("ledger", "copy", "reconciler", "publisher", "publisher-api")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     ops = {name: f"http://127.0.0.1:{port}" for name, port in ports.items() if name != "publisher-api"}
     credentials = folder / "credentials.yaml"
     clerk = FileCredentials(credentials).issue("court", "clerk")
@@ -302,7 +297,7 @@ def test_a_publisher_whose_ledger_does_not_decide_answers_503_until_it_does(
     backbone = Backbone(kafka_admin, f"t{uuid.uuid4().hex[:10]}.", tmp_path)  # no ledger yet
     credentials = tmp_path / "credentials.yaml"
     clerk = {"Authorization": f"Bearer {FileCredentials(credentials).issue('court', 'clerk')}"}
-    api, ops = free_port(), free_port()
+    api, ops = free_ports(2)
     env = {**publisher_env(backbone, credentials), "ACCORD_DECISION_WAIT_S": "1"}  # unhealthy after 3 s
     backbone.start("publisher", ["publish", "serve", "--port", str(api), "--ops", f"127.0.0.1:{ops}"], **env)
     health = f"http://127.0.0.1:{ops}/health"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from services.core.credentials import FileCredentials
 from services.core.crypto import pseudonymise
 from services.core.digest import DEFAULT_BUCKETS, bucket_of
 from services.core.topics import BACKBONE
+from services.localkafka.broker import free_ports
 from services.reconciler.probe import HttpProbe, open_probe
 from tests.integration.copies.support import caught_up, make_topics, open_sink, send
 from tests.support.openapi import assert_every_route_is_protected
@@ -38,12 +38,6 @@ from tests.unit.copies.test_copystore_behaviour import execute
 
 KEY = "http-test-pseudonym-key"
 NATIONAL_ID = "110101199003074518"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,7 @@ def issue_tokens(path: Path) -> dict[str, str]:
 @pytest.fixture
 def serve(kafka_admin: KafkaConnection, namespace: str, tmp_path: Path) -> Iterator[Served]:
     """`accord copy serve` on a SQLite copy with a 1 s SLA, and tokens its credentials file knows."""
-    url, port = f"sqlite:///{tmp_path}/copy.db", free_port()
+    url, (port,) = f"sqlite:///{tmp_path}/copy.db", free_ports(1)
     tokens = issue_tokens(tmp_path / "credentials.yaml")
     env = {**os.environ, **kafka_admin.environment(), "ACCORD_NAMESPACE": namespace,
            "ACCORD_PSEUDONYM_KEY": KEY, "ACCORD_COPY_SLA_S": "1",
@@ -151,7 +145,7 @@ def test_the_reconciler_gets_the_same_answers_over_http_as_from_the_database(ser
     finally:
         store.close()
     with pytest.raises(StoreError, match="did not answer"):
-        HttpProbe(f"http://127.0.0.1:{free_port()}", AGENCY, timeout_s=2).digest()
+        HttpProbe(f"http://127.0.0.1:{free_ports(1)[0]}", AGENCY, timeout_s=2).digest()
 
 
 def test_checks_answer_only_the_agencys_officers_and_the_probe_only_the_reconciler(serve: Served) -> None:

@@ -17,8 +17,9 @@ import httpx
 
 from services.core.connection import KafkaConnection
 from services.core.copystore import open_store
+from services.localkafka.broker import free_ports
 from tests.integration.copies.support import caught_up, make_topics, open_sink, send
-from tests.integration.copies.test_copy_http import KEY, free_port, issue_tokens
+from tests.integration.copies.test_copy_http import KEY, issue_tokens
 from tests.unit.copies.changes import AGENCY, row, upsert
 
 
@@ -26,7 +27,7 @@ def test_two_workers_answer_checks_from_one_copy(
     kafka_admin: KafkaConnection, namespace: str, tmp_path: Path
 ) -> None:
 
-    url, port = f"sqlite:///{tmp_path}/copy.db", free_port()
+    url, (port,) = f"sqlite:///{tmp_path}/copy.db", free_ports(1)
     topic = make_topics(kafka_admin, namespace).views(AGENCY)
     send(kafka_admin, topic, [upsert(row(f"L-{i}", subject_ref=f"s-{i}")) for i in range(5)])
     store = open_store(url, AGENCY)
@@ -75,7 +76,7 @@ def test_a_store_that_cannot_be_opened_fails_before_any_worker_starts(tmp_path: 
         "--store",
         url,
         "--port",
-        str(free_port()),
+        str(free_ports(1)[0]),
         "--workers",
         "2",
     ]
