@@ -45,8 +45,20 @@ EXPIRIES = Counter("accord_expiries", "listings whose expiry the ledger publishe
 COMPARISONS = Counter("accord_comparisons", "anti-entropy comparisons of a copy with its view", ["agency"])
 
 
+_LAG_SERIES: dict[str, set[tuple[str, str]]] = {}  # service -> the (topic, partition) series it exports
+
+
 def record(health: Health, lag: Lag | None) -> None:
-    """Export a verdict and the lag it was judged on, so a scrape shows what `/health` would say."""
+    """Export a verdict and the lag it was judged on, so a scrape shows what `/health` would say.
+
+    A partition no longer in the lag (lost in a rebalance, unassigned) loses its series: a value
+    left behind would show a lag nobody is working off. Unmeasured lag (`None`) changes nothing."""
     HEALTHY.labels(health.service).set(1 if health.healthy else 0)
-    for (topic, partition), waiting in (lag or {}).items():
-        CONSUMER_LAG.labels(health.service, topic, str(partition)).set(waiting)
+    if lag is None:
+        return
+    series = {(topic, str(partition)): waiting for (topic, partition), waiting in lag.items()}
+    for gone in _LAG_SERIES.get(health.service, set()) - series.keys():
+        CONSUMER_LAG.remove(health.service, *gone)
+    _LAG_SERIES[health.service] = set(series)
+    for (topic, partition), waiting in series.items():
+        CONSUMER_LAG.labels(health.service, topic, partition).set(waiting)

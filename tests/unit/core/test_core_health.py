@@ -6,10 +6,12 @@ import json
 import logging
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
-from services.core import logs
+from services.core import logs, metrics
 from services.core.errors import ConfigurationError
 from services.core.health import Health, Progress
 from services.core.ops import OpsServer, address
@@ -148,3 +150,18 @@ def test_json_logs_are_one_object_per_line_with_the_extra_fields(capsys: pytest.
     assert (lines[0]["level"], lines[0]["logger"]) == ("WARNING", "accord.copy")
     assert lines[0]["time"].endswith("+00:00")
     assert "ValueError: bad row" in lines[1]["exc_info"]
+
+
+def test_a_partition_lost_in_a_rebalance_stops_showing_a_lag() -> None:
+    def lag(service: str, topic: str, partition: int) -> float | None:
+        return REGISTRY.get_sample_value(
+            "accord_consumer_lag", {"service": service, "topic": topic, "partition": str(partition)}
+        )
+
+    service = f"test-{uuid.uuid4().hex[:6]}"
+    metrics.record(Health(service, True, ()), {("t.listings", 0): 5, ("t.listings", 1): 7})
+    assert (lag(service, "t.listings", 0), lag(service, "t.listings", 1)) == (5, 7)
+    metrics.record(Health(service, True, ()), {("t.listings", 1): 2})  # partition 0 went to another worker
+    assert (lag(service, "t.listings", 0), lag(service, "t.listings", 1)) == (None, 2)
+    metrics.record(Health(service, False, ("lag unknown",)), None)  # unmeasured: what was shown stays
+    assert lag(service, "t.listings", 1) == 2
