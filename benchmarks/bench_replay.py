@@ -32,6 +32,7 @@ from services.audit.replay import decoded, messages
 from services.audit.state_at import replay_to
 from services.audit.verify import verify
 from services.core.connection import KafkaConnection
+from services.core.events import Event
 from services.core.kafka import admin_client, create_topics, producer_config
 from services.core.serde import encode
 from services.core.settings import KafkaSettings
@@ -71,6 +72,16 @@ def produce(connection: KafkaConnection, topic: str, chain: list[bytes], listing
                     break
                 except BufferError:
                     producer.poll(0.1)
+        producer.poll(0)
+    if producer.flush(120):
+        raise SystemExit("producer did not confirm every event")
+
+
+def produce_keyed(connection: KafkaConnection, topic: str, events: list[Event]) -> None:
+    """Genuinely sealed events, each keyed (hence partitioned) by its own listing, as the ledger requires."""
+    producer = Producer(producer_config(connection, **{"linger.ms": 50}))
+    for event in events:
+        producer.produce(topic, value=encode(event), key=event.envelope.listing_id.encode())
         producer.poll(0)
     if producer.flush(120):
         raise SystemExit("producer did not confirm every event")
@@ -123,7 +134,7 @@ def run(connection: KafkaConnection, topic: str, sealed_topic: str, events: int,
     book = Ledgerbook(keystore)
     sealed = [book.issue(f"V-{n:07d}") for n in range(verify_events // 2)]
     sealed += [book.revoke(f"V-{n:07d}") for n in range(verify_events // 2)]
-    produce(connection, sealed_topic, [encode(e) for e in sealed], 1)
+    produce_keyed(connection, sealed_topic, sealed)
     result: list[object] = []
     owners = {sealed_topic: "court"}
     timed(

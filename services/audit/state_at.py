@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from services.audit.fold import Change, LedgerReplica, Op
-from services.audit.replay import Meter, Undecodable, decoded, messages
+from services.audit.replay import Meter, Undecodable, decoded, gc_paused, messages
 from services.core.connection import KafkaConnection
 from services.core.digest import Digest, leaf
 from services.core.events import CopyApplied
@@ -26,9 +26,8 @@ from services.core.views import ViewRow, project
 TimeAxis = Literal["recorded", "decided"]
 
 
-@dataclass(frozen=True)
-class Expected:
-    """The last change an agency's view had to make for a listing, as of T."""
+class Expected(NamedTuple):
+    """The last change an agency's view had to make for a listing, as of T (a tuple: one per view change)."""
 
     version: int
     op: Op
@@ -74,14 +73,15 @@ def replay_to(
     """Fold every listing event known at `at` (by `clock`) from the topics `names`."""
     past = PastState(at, policy, LedgerReplica(policy))
     past.replica.on_change = past.record
-    for item in decoded(messages(connection, names, meter), on_bad=past.undecodable.append):
-        env = item.event.envelope
-        if refused and item.position in refused:
-            past.rejected += 1
-        elif event_time(env.recorded_at, env.occurred_at, clock) > at:
-            past.later += 1
-        else:
-            past.replica.feed(item)
+    with gc_paused():
+        for item in decoded(messages(connection, names, meter), on_bad=past.undecodable.append):
+            env = item.event.envelope
+            if refused and item.position in refused:
+                past.rejected += 1
+            elif event_time(env.recorded_at, env.occurred_at, clock) > at:
+                past.later += 1
+            else:
+                past.replica.feed(item)
     return past
 
 

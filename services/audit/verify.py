@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.audit.replay import Meter, Replayed, Undecodable, decoded, messages
+from services.audit.replay import Meter, Replayed, Undecodable, decoded, gc_paused, messages
 from services.core.admission import Placement, misplaced
 from services.core.connection import KafkaConnection
 from services.core.kafka import partition_counts
@@ -158,15 +158,16 @@ def verify(
         result.events += 1
         result.broken.append(Broken(bad.position, "undecodable", bad.reason))
 
-    for item in decoded(messages(connection, list(owners), meter), on_bad=undecodable):
-        result.events += 1
-        fault = check_event(item, owners[item.position.topic], policy)
-        misplaced_at = None if fault is not None else check_placement(item, partitions)
-        result.broken += [f for f in (fault, misplaced_at) if f is not None]
-        if is_listing_event(item.event) and misplaced_at is None:
-            env = item.event.envelope
-            link = Link(env.version, env.hash, env.prev_hash, env.event_id, item.position)
-            result.chains.setdefault(env.listing_id, []).append(link)
+    with gc_paused():
+        for item in decoded(messages(connection, list(owners), meter), on_bad=undecodable):
+            result.events += 1
+            fault = check_event(item, owners[item.position.topic], policy)
+            misplaced_at = None if fault is not None else check_placement(item, partitions)
+            result.broken += [f for f in (fault, misplaced_at) if f is not None]
+            if is_listing_event(item.event) and misplaced_at is None:
+                env = item.event.envelope
+                link = Link(env.version, env.hash, env.prev_hash, env.event_id, item.position)
+                result.chains.setdefault(env.listing_id, []).append(link)
     for listing, links in result.chains.items():
         result.broken += chain_breaks(listing, links)
     result.broken.sort(key=lambda b: b.position)
