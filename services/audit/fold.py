@@ -105,4 +105,5 @@ class LedgerReplica:
 
     def held_events(self) -> list[Replayed]:
         """Events still waiting for a predecessor the log does not hold (yet)."""
-        return [item for listing in self.listings.values() for item in listing.held]
+        held = (item for listing in self.listings.values() for item in listing.held)
+        return sorted(held, key=lambda item: item.position)
