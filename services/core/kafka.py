@@ -308,7 +308,9 @@ def read_all(
     """Every message currently in `topics` (only the partitions numbered in `partitions`, if given),
     from the start, in batches; stops at the high watermarks."""
     ends = end_offsets(connection, topics, timeout).items()
-    targets = {tp: high for tp, high in ends if high > 0 and (partitions is None or tp.partition in partitions)}
+    targets = {
+        tp: high for tp, high in ends if high > 0 and (partitions is None or tp.partition in partitions)
+    }
     if not targets:
         return
     reader = consumer(connection, connection.group("reader"))
