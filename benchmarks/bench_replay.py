@@ -142,7 +142,8 @@ def main() -> None:
             replay(connection, names[0], args.events, args.processes)
             verification(connection, names[1], args.verify_events, args.processes)
         finally:
-            for future in admin_client(connection).delete_topics(names, operation_timeout=60).values():
+            admin = admin_client(connection)  # held while its futures are pending
+            for future in admin.delete_topics(names, operation_timeout=60).values():
                 future.result()
 
 
