@@ -1,7 +1,10 @@
 """End-to-end propagation: listing topics -> ledger worker -> views -> every copy.
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:39092 python benchmarks/bench_propagation.py \
-        [--listings 2000] [--rate 100] [--revocations 40] [--pg postgresql://.../db]
+        [--listings 2000] [--rate 1000] [--revocations 20] [--pg postgresql://.../db]
+
+Without KAFKA_BOOTSTRAP_SERVERS a local secured broker is started for the run; the raw
+confluent-kafka produce and consume rates on it are printed first.
 
 Starts a ledger worker (RocksDB tables) and one copy sink per agency (SQLite files,
 plus railway on PostgreSQL when --pg is given) as real processes, then measures:
@@ -9,7 +12,8 @@ plus railway on PostgreSQL when --pg is given) as real processes, then measures:
 1. sustained throughput: a burst of `--listings` issues (each cites flight, rail and
    high-consumption bans, so it reaches all three copies) from the first publish until
    every copy holds every row: listing events/s and view changes applied/s;
-2. revocation latency under load: while `--rate` corrections/s stream in, revokes one
+2. revocation latency under load: while `--rate` corrections/s stream in (sealed beforehand,
+   offered at that pace; the rate achieved is printed), revokes one
    listing every 0.5 s and times each from its publish to its CopyApplied in every copy
    (applied_at, same clock): p50/p99 per copy and for "applied everywhere".
 """
@@ -17,6 +21,7 @@ plus railway on PostgreSQL when --pg is given) as real processes, then measures:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -24,7 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,10 +36,11 @@ from confluent_kafka import OFFSET_END, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.kafka_limits import broker, raw_consume, raw_produce
 from services.core.copystore import open_store
-from services.core.events import CopyApplied
-from services.core.kafka import consumer, decode_message
-from services.core.settings import KafkaSettings
+from services.core.events import CopyApplied, Event
+from services.core.kafka import consumer, create_topics, decode_message
+from services.core.topics import KEEP_FOREVER, TopicSpec
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.support.factory import Ledgerbook
 
@@ -58,6 +63,17 @@ def holding(url: str, agency: str, count: int) -> Callable[[], bool]:
 def states_at_least(backbone: Backbone, count: int) -> Callable[[], float | None]:
     """When the ledger topic holds `count` states: the time it first did."""
     return lambda: time.perf_counter() if backbone.count(backbone.topics.ledger) >= count else None
+
+
+def raw_limits(backbone: Backbone) -> None:
+    """The raw confluent-kafka rates on this broker, now: the limit every figure is compared with."""
+    topic = f"{backbone.topics.namespace}raw"
+    create_topics(backbone.connection, [TopicSpec(topic, "key", (), KEEP_FOREVER)], PARTITIONS, 1)
+    produced = raw_produce(backbone.connection, topic, 100_000)
+    consumed = raw_consume(backbone.connection, topic, PARTITIONS, 100_000)
+    print(f"raw confluent-kafka, 100,000 records of 400 B: produce {produced:,.0f}/s (acks=all), "
+          f"consume {consumed:,.0f}/s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(the machine is shared with other engineers' runs)")  # fmt: skip
 
 
 def warm_up(backbone: Backbone, book: Ledgerbook, stores: dict[str, str]) -> None:
@@ -83,7 +99,8 @@ def throughput(
     print(f"published {count} listing events in {published:.2f} s ({count / published:,.0f}/s)")
     print(f"ledger alone: {count} events verified, applied and fanned out in {ledger_done:.2f} s "
           f"({count / ledger_done:,.0f}/s)")  # fmt: skip
-    print(f"throughput: {count} listing events applied in all {len(stores)} copies in {elapsed:.2f} s")
+    print(f"throughput: {count} listing events applied in all {len(stores)} copies in {elapsed:.2f} s "
+          f"(the copies' last row {elapsed - ledger_done:.2f} s after the ledger's last state)")  # fmt: skip
     print(f"  = {count / elapsed:,.0f} listing events/s end to end, "
           f"{count * len(stores) / elapsed:,.0f} view changes applied/s across the copies")  # fmt: skip
     return listings, count / elapsed
@@ -112,16 +129,21 @@ class Acks(threading.Thread):
         self.reader.close()
 
 
-def background(
-    backbone: Backbone, book: Ledgerbook, listings: list[str], rate: float, stop: threading.Event
-) -> None:
-    """Steady corrections to listings nobody revokes, `rate` per second."""
-    batch, i = max(1, int(rate / 10)), 0
-    while not stop.is_set():
-        chunk = [listings[(i + k) % len(listings)] for k in range(batch)]
-        backbone.publish([book.correct(lid, legal_basis=f"basis {i + k}") for k, lid in enumerate(chunk)])
-        i += batch
-        time.sleep(0.1)
+def steady_load(book: Ledgerbook, listings: list[str], count: int) -> list[Event]:
+    """`count` corrections to listings nobody revokes, sealed before the clock starts (sealing is
+    the publisher's cost, not the path's): each chains on the one before it of its listing."""
+    return [book.correct(listings[i % len(listings)], legal_basis=f"basis {i}") for i in range(count)]
+
+
+def background(backbone: Backbone, events: list[Event], rate: float, stop: threading.Event) -> None:
+    """Publish `events` at `rate` per second, in slices of 50 ms, until stopped (or out of events)."""
+    started, sent, chunk = time.perf_counter(), 0, max(1, int(rate / 20))
+    while not stop.is_set() and sent < len(events):
+        backbone.publish(events[sent : sent + chunk])
+        sent += chunk
+        time.sleep(max(0.0, started + sent / rate - time.perf_counter()))
+    offered = sent / (time.perf_counter() - started)
+    print(f"background load: {sent:,} corrections offered at {offered:,.0f}/s (asked {rate:,.0f}/s)")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -137,7 +159,8 @@ def latency(
     acks = Acks(backbone)
     acks.start()
     stop = threading.Event()
-    load = threading.Thread(target=background, args=(backbone, book, steady, rate, stop), daemon=True)
+    corrections = steady_load(book, steady, int(rate * (2 + 0.5 * count + 5)))
+    load = threading.Thread(target=background, args=(backbone, corrections, rate, stop), daemon=True)
     load.start()
     time.sleep(2)
     sent: dict[str, datetime] = {}
@@ -151,7 +174,9 @@ def latency(
     stop.set()
     acks.stopping = True
     load.join()
-    print(f"revocation latency under {rate:.0f} corrections/s, {count} revocations (publish -> CopyApplied):")
+    print(
+        f"revocation latency under {rate:.0f} corrections/s asked, {count} revocations (publish -> applied):"
+    )
     per_copy = {a: [(acks.deletes[(a, lid)] - sent[lid]).total_seconds() for lid in targets] for a in stores}
     per_copy["all copies"] = [max(per_copy[a][i] for a in stores) for i in range(len(targets))]
     for name, seconds in per_copy.items():
@@ -165,16 +190,12 @@ def latency(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", default=None, help="default: KAFKA_BOOTSTRAP_SERVERS")
     parser.add_argument("--listings", type=int, default=2000)
-    parser.add_argument("--rate", type=float, default=100.0, help="background corrections per second")
-    parser.add_argument("--revocations", type=int, default=40)
+    parser.add_argument("--rate", type=float, default=1000.0, help="background corrections per second")
+    parser.add_argument("--revocations", type=int, default=20)
     parser.add_argument("--pg", default=None, help="an empty PostgreSQL database for the railway copy")
     args = parser.parse_args()
-    connection = KafkaSettings().connection  # security from ACCORD_KAFKA_* (README "Security")
-    if args.bootstrap:
-        connection = replace(connection, bootstrap=args.bootstrap)
-    with tempfile.TemporaryDirectory(prefix="accord-bench-") as tmp:
+    with broker() as connection, tempfile.TemporaryDirectory(prefix="accord-bench-") as tmp:
         folder = Path(tmp)
         backbone = Backbone(connection, f"bench{uuid.uuid4().hex[:8]}.", folder)
         stores = {a: f"sqlite:///{folder / f'{a}.db'}" for a in AGENCIES}
@@ -185,6 +206,7 @@ def main() -> None:
             for agency, url in stores.items():
                 backbone.start_copy(agency, url)
             print("copies: " + ", ".join(f"{a} ({u.split(':')[0]})" for a, u in stores.items()))
+            raw_limits(backbone)
             book = backbone.book()
             warm_up(backbone, book, stores)
             listings, _ = throughput(backbone, book, stores, args.listings)

@@ -71,6 +71,15 @@ def moment(value: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+processes_option = click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Replay in this many processes, each reading its share of the partitions (same answer).",
+)
+
+
 @click.group()
 def audit() -> None:
     """Replay the log: timelines, past states, tamper checks, rebuilt copies."""
@@ -126,8 +135,11 @@ def timeline(listing: str | None, subject_file: Path | None, subject_ref: str | 
     show_default=True,
     help="With --compare: only copies behind for longer than this many seconds.",
 )
+@processes_option
 @formatted
-def state_at(at: str, agency: str | None, compare: bool, show_ledger: bool, clock: str, sla: float) -> Report:
+def state_at(
+    at: str, agency: str | None, compare: bool, show_ledger: bool, clock: str, sla: float, processes: int
+) -> Report:
     """The ledger and every agency's expected view as they stood at time T (ISO 8601, UTC if no zone)."""
     when = moment(at)
     kafka, policy = KafkaSettings(), load_policy()
@@ -137,7 +149,8 @@ def state_at(at: str, agency: str | None, compare: bool, show_ledger: bool, cloc
     names = listing_topics(topics, policy)
     refused = refused_positions(connection, topics.rejected)
     with ProgressBar("replaying", size_of(connection, names)) as meter:
-        past = past_state.replay_to(connection, names, policy, when, cast(TimeAxis, clock), refused, meter)
+        axis = cast(TimeAxis, clock)
+        past = past_state.replay_to(connection, names, policy, when, axis, refused, meter, processes)
     tables = [summary_table(past)]
     if show_ledger:
         tables.insert(0, ledger_table(past))
@@ -151,15 +164,16 @@ def state_at(at: str, agency: str | None, compare: bool, show_ledger: bool, cloc
 
 
 @audit.command()
+@processes_option
 @formatted
-def verify() -> Report:
+def verify(processes: int) -> Report:
     """Check every signature and every per-listing hash chain; exit 1 if anything is broken."""
     kafka, policy = KafkaSettings(), KeystoreSettings().policy_with_keys()
     connection, topics = kafka.connection, kafka.topics
     names = listing_topics(topics, policy)
     owners = listing_owners(topics, policy)
     with ProgressBar("verifying", size_of(connection, names)) as meter:
-        result = verify_log(connection, owners, policy, meter)
+        result = verify_log(connection, owners, policy, meter, processes)
     report = verify_report(result, names)
     report.failed = not result.sound
     return report

@@ -20,7 +20,7 @@ from services.core.events import ListingEvent, ListingState
 from services.core.fold import Listing, offer
 from services.core.listing import Decision, is_listing_event
 from services.core.policy import Policy
-from services.core.views import holds
+from services.core.views import LIVE
 
 Op = Literal["upsert", "delete"]
 
@@ -35,16 +35,34 @@ class Change:
     views: dict[str, Op]
 
 
-def view_ops(before: ListingState | None, after: ListingState, policy: Policy) -> dict[str, Op]:
+@dataclass
+class Holders:
+    """Which enforcers' views hold a live listing with given measures, remembered per set of measures.
+
+    The policy's answer (`views.holds`) costs a walk over measures and agencies; a replay
+    asks it twice per event, for a handful of distinct measure sets."""
+
+    policy: Policy
+    known: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict)
+
+    def of(self, state: ListingState | None) -> frozenset[str]:
+        if state is None or state.status not in LIVE:
+            return frozenset()
+        key = tuple(state.measures)
+        found = self.known.get(key)
+        if found is None:
+            found = frozenset(self.policy.entitled_agencies(key) & set(self.policy.enforcers))
+            self.known[key] = found
+        return found
+
+
+def view_ops(
+    before: ListingState | None, after: ListingState, policy: Policy, holders: Holders | None = None
+) -> dict[str, Op]:
     """Each agency whose view this step changes, and how (the same rule as `views.view_change`)."""
-    measures = [*(before.measures if before is not None else []), *after.measures]
-    ops: dict[str, Op] = {}
-    for agency in sorted(policy.entitled_agencies(measures) & set(policy.enforcers)):
-        if holds(after, agency, policy):
-            ops[agency] = "upsert"
-        elif holds(before, agency, policy):
-            ops[agency] = "delete"
-    return ops
+    holders = holders if holders is not None else Holders(policy)
+    now, then = holders.of(after), holders.of(before)
+    return {agency: "upsert" if agency in now else "delete" for agency in sorted(now | then)}
 
 
 @dataclass
@@ -55,6 +73,10 @@ class LedgerReplica:
     on_change: Callable[[Change], None] | None = None
     listings: dict[str, Listing[Replayed]] = field(default_factory=dict)
     refused: list[tuple[Replayed, Decision]] = field(default_factory=list)
+    holders: Holders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.holders = Holders(self.policy)
 
     @property
     def states(self) -> dict[str, ListingState]:
@@ -73,7 +95,7 @@ class LedgerReplica:
 
     def on_applied(self, item: Replayed, before: ListingState | None, after: ListingState) -> None:
         if self.on_change is not None:
-            self.on_change(Change(item, before, after, view_ops(before, after, self.policy)))
+            self.on_change(Change(item, before, after, view_ops(before, after, self.policy, self.holders)))
 
     def on_duplicate(self, item: Replayed, event: ListingEvent, state: ListingState | None) -> None:
         """The ledger applied it once already: nothing changes."""
@@ -83,4 +105,5 @@ class LedgerReplica:
 
     def held_events(self) -> list[Replayed]:
         """Events still waiting for a predecessor the log does not hold (yet)."""
-        return [item for listing in self.listings.values() for item in listing.held]
+        held = (item for listing in self.listings.values() for item in listing.held)
+        return sorted(held, key=lambda item: item.position)

@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from functools import partial
+from typing import Literal, NamedTuple
 
 from services.audit.fold import Change, LedgerReplica, Op
-from services.audit.replay import Meter, Undecodable, decoded, messages
+from services.audit.parallel import Share, fan_out, shares
+from services.audit.replay import Meter, Placements, Undecodable, decoded, gc_paused, messages
 from services.core.connection import KafkaConnection
 from services.core.digest import Digest, leaf
 from services.core.events import CopyApplied
+from services.core.kafka import partition_counts
 from services.core.policy import Policy
 from services.core.position import Position
 from services.core.views import ViewRow, project
@@ -26,9 +29,8 @@ from services.core.views import ViewRow, project
 TimeAxis = Literal["recorded", "decided"]
 
 
-@dataclass(frozen=True)
-class Expected:
-    """The last change an agency's view had to make for a listing, as of T."""
+class Expected(NamedTuple):
+    """The last change an agency's view had to make for a listing, as of T (a tuple: one per view change)."""
 
     version: int
     op: Op
@@ -46,6 +48,7 @@ class PastState:
     undecodable: list[Undecodable] = field(default_factory=list)
     later: int = 0
     rejected: int = 0
+    misplaced: int = 0  # on a partition other than their listing's own: the ledger refuses them
 
     def view(self, agency: str) -> list[ViewRow]:
         """The rows `agency`'s copy should have held at T, by listing id."""
@@ -70,19 +73,54 @@ def replay_to(
     clock: TimeAxis = "recorded",
     refused: set[Position] | None = None,
     meter: Meter | None = None,
+    processes: int = 1,
 ) -> PastState:
-    """Fold every listing event known at `at` (by `clock`) from the topics `names`."""
+    """Fold every listing event known at `at` (by `clock`) from the topics `names`, in `processes`."""
+    work = partial(_replay_share, connection, names, policy, at, clock, refused or set())
+    parts = shares(connection, names, processes) if processes > 1 else []
+    return merged(fan_out(work, parts, meter))
+
+
+def _replay_share(
+    connection: KafkaConnection,
+    names: list[str],
+    policy: Policy,
+    at: datetime,
+    clock: TimeAxis,
+    refused: set[Position],
+    partitions: Share | None,
+    meter: Meter | None,
+) -> PastState:
+    """The fold of the partitions numbered in `partitions` (all if None) of every topic in `names`."""
     past = PastState(at, policy, LedgerReplica(policy))
     past.replica.on_change = past.record
-    for item in decoded(messages(connection, names, meter), on_bad=past.undecodable.append):
-        env = item.event.envelope
-        if refused and item.position in refused:
-            past.rejected += 1
-        elif event_time(env.recorded_at, env.occurred_at, clock) > at:
-            past.later += 1
-        else:
-            past.replica.feed(item)
+    placements = Placements(partition_counts(connection, names))
+    with gc_paused():
+        for item in decoded(messages(connection, names, meter, partitions), on_bad=past.undecodable.append):
+            env, where = item.event.envelope, item.position
+            if where in refused:
+                past.rejected += 1
+            elif placements.misplaced(env.listing_id, where):
+                past.misplaced += 1
+            elif event_time(env.recorded_at, env.occurred_at, clock) > at:
+                past.later += 1
+            else:
+                past.replica.feed(item)
     return past
+
+
+def merged(parts: list[PastState]) -> PastState:
+    """One past state from those of disjoint shares of the partitions (each listing is in one)."""
+    whole, *rest = parts
+    for part in rest:
+        whole.replica.listings.update(part.replica.listings)
+        whole.replica.refused += part.replica.refused
+        whole.expected.update(part.expected)
+        whole.undecodable += part.undecodable
+        whole.later, whole.rejected = whole.later + part.later, whole.rejected + part.rejected
+        whole.misplaced += part.misplaced
+    whole.undecodable.sort(key=lambda bad: bad.position)
+    return whole
 
 
 def acknowledged(

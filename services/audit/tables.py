@@ -106,6 +106,8 @@ def state_notes(past: PastState) -> list[str]:
     notes = [f"ledger at {past.at.isoformat()}: {statuses}; {past.later:,} later events left out"]
     if past.rejected:
         notes.append(f"{past.rejected} events skipped because the ledger refused them (topic rejected)")
+    if past.misplaced:
+        notes.append(f"{past.misplaced} events skipped: on a partition other than their listing's own")
     if past.replica.refused:
         notes.append(f"{len(past.replica.refused)} events the ledger's order rules refuse were not applied")
     held = past.replica.held_events()
@@ -131,7 +133,7 @@ def verify_report(result: Verification, topics: list[str]) -> Report:
     ]
     verdict = "every signature valid, every chain intact" if result.sound else f"{len(rows)} BROKEN"
     note = (
-        f"verified {result.events:,} events of {len(result.chains):,} listings in {len(topics)} topics: "
+        f"verified {result.events:,} events of {result.listings:,} listings in {len(topics)} topics: "
         f"{verdict}"
     )
     suspicious = sum(b.code in ("replay", "wrong_partition") for b in result.broken)

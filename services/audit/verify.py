@@ -16,8 +16,10 @@ over) and an exact copy of an event already in the log (`replay`). Neither is ha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
-from services.audit.replay import Meter, Replayed, Undecodable, decoded, messages
+from services.audit.parallel import Share, fan_out, shares
+from services.audit.replay import Meter, Placements, Replayed, Undecodable, decoded, gc_paused, messages
 from services.core.admission import Placement, misplaced
 from services.core.connection import KafkaConnection
 from services.core.kafka import partition_counts
@@ -55,7 +57,7 @@ class Link:
 @dataclass
 class Verification:
     events: int = 0
-    chains: dict[str, list[Link]] = field(default_factory=dict)
+    listings: int = 0
     broken: list[Broken] = field(default_factory=list)
 
     @property
@@ -81,12 +83,16 @@ def check_event(item: Replayed, owner: str, policy: Policy) -> Broken | None:
     return None if fault is None else _fault(item, *fault)
 
 
-def check_placement(item: Replayed, partitions: dict[str, int]) -> Broken | None:
+def check_placement(item: Replayed, placements: Placements) -> Broken | None:
     """Whether an event sits on its listing's own partition, as the ledger requires."""
-    count = partitions.get(item.position.topic)
-    if count is None or not is_listing_event(item.event):
+    if not is_listing_event(item.event) or not placements.misplaced(
+        item.event.envelope.listing_id, item.position
+    ):
         return None
-    decision = misplaced(item.event.envelope.listing_id, Placement(item.position.partition, count))
+    where = item.position
+    decision = misplaced(
+        item.event.envelope.listing_id, Placement(where.partition, placements.counts[where.topic])
+    )
     return None if decision is None else _fault(item, decision.code, f"{decision.reason} ({REFUSED})")
 
 
@@ -148,26 +154,52 @@ def _link_reason(version: int) -> str:
 
 
 def verify(
-    connection: KafkaConnection, owners: dict[str, str], policy: Policy, meter: Meter | None = None
+    connection: KafkaConnection,
+    owners: dict[str, str],
+    policy: Policy,
+    meter: Meter | None = None,
+    processes: int = 1,
 ) -> Verification:
     """Check every event of the listing topics in `owners` (topic -> owning agency), then every chain."""
+    work = partial(_verify_share, connection, owners, policy)
+    parts = shares(connection, owners, processes) if processes > 1 else []
+    return merged(fan_out(work, parts, meter))
+
+
+def _verify_share(
+    connection: KafkaConnection,
+    owners: dict[str, str],
+    policy: Policy,
+    partitions: Share | None,
+    meter: Meter | None,
+) -> Verification:
+    """The check of the partitions numbered in `partitions` (all if None) of every listing topic."""
     result = Verification()
-    partitions = partition_counts(connection, owners)
+    placements = Placements(partition_counts(connection, owners))
+    chains: dict[str, list[Link]] = {}
 
     def undecodable(bad: Undecodable) -> None:
         result.events += 1
         result.broken.append(Broken(bad.position, "undecodable", bad.reason))
 
-    for item in decoded(messages(connection, list(owners), meter), on_bad=undecodable):
-        result.events += 1
-        fault = check_event(item, owners[item.position.topic], policy)
-        misplaced_at = None if fault is not None else check_placement(item, partitions)
-        result.broken += [f for f in (fault, misplaced_at) if f is not None]
-        if is_listing_event(item.event) and misplaced_at is None:
-            env = item.event.envelope
-            link = Link(env.version, env.hash, env.prev_hash, env.event_id, item.position)
-            result.chains.setdefault(env.listing_id, []).append(link)
-    for listing, links in result.chains.items():
+    with gc_paused():
+        for item in decoded(messages(connection, list(owners), meter, partitions), on_bad=undecodable):
+            result.events += 1
+            fault = check_event(item, owners[item.position.topic], policy)
+            misplaced_at = None if fault is not None else check_placement(item, placements)
+            result.broken += [f for f in (fault, misplaced_at) if f is not None]
+            if is_listing_event(item.event) and misplaced_at is None:
+                env = item.event.envelope
+                link = Link(env.version, env.hash, env.prev_hash, env.event_id, item.position)
+                chains.setdefault(env.listing_id, []).append(link)
+    for listing, links in chains.items():
         result.broken += chain_breaks(listing, links)
-    result.broken.sort(key=lambda b: b.position)
+    result.listings = len(chains)
     return result
+
+
+def merged(parts: list[Verification]) -> Verification:
+    """One verification from those of disjoint shares of the partitions (each listing is in one)."""
+    whole = Verification(sum(p.events for p in parts), sum(p.listings for p in parts))
+    whole.broken = sorted((b for p in parts for b in p.broken), key=lambda b: b.position)
+    return whole

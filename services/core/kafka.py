@@ -8,7 +8,7 @@ tools can filter without decoding; the value alone is authoritative.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -299,10 +299,18 @@ def _watermarks(probe: Consumer, topics: list[str], timeout: float) -> dict[Topi
 
 
 def read_all(
-    connection: KafkaConnection, topics: Iterable[str], batch: int = 1000, timeout: float = 10.0
+    connection: KafkaConnection,
+    topics: Iterable[str],
+    batch: int = 1000,
+    timeout: float = 10.0,
+    partitions: Container[int] | None = None,
 ) -> Iterator[Message]:
-    """Every message currently in `topics`, from the start, in batches; stops at the high watermarks."""
-    targets = {tp: high for tp, high in end_offsets(connection, topics, timeout).items() if high > 0}
+    """Every message currently in `topics` (only the partitions numbered in `partitions`, if given),
+    from the start, in batches; stops at the high watermarks."""
+    ends = end_offsets(connection, topics, timeout).items()
+    targets = {
+        tp: high for tp, high in ends if high > 0 and (partitions is None or tp.partition in partitions)
+    }
     if not targets:
         return
     reader = consumer(connection, connection.group("reader"))
