@@ -21,8 +21,9 @@ from services.core.partitioner import partition_of
 from services.core.sealing import check_seal
 from services.core.serde import decode_full, encode
 from services.core.topics import BACKBONE
-from services.ledger.app import guarded
+from services.ledger.app import guarded, rocksdb_options
 from services.ledger.expiry import ExpiryIndex, Ordered, due_of, expiry_of, index_key, ordered
+from services.ledger.layout import TABLES
 from services.ledger.record import Inbound, decode_held, encode_held
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
 
@@ -229,3 +230,10 @@ def test_a_failing_step_crashes_the_worker() -> None:
     with pytest.raises(SystemExit):
         asyncio.run(guarded(fails(), crash))
     assert [str(e) for e in crashes] == ["handler bug"]
+
+
+def test_every_tables_rocksdb_shares_one_memory_budget() -> None:
+    """Faust's defaults give each partition's database a 2 GiB cache; the ledger splits one budget."""
+    options = rocksdb_options(512, 6)
+    per_db = options["block_cache_size"] + options["write_buffer_size"] * options["max_write_buffer_number"]
+    assert per_db * len(TABLES) * 6 <= 512 * 1024 * 1024
