@@ -102,7 +102,9 @@ class ExpiryIndex:
         if applied and after is not None:
             self._asked.discard(after.envelope.listing_id)
             self._written.discard(after.envelope.listing_id)
-            if old is not None and old != new and old in self._table:
+            if old == new:
+                return  # a change that keeps the expiry: the key is there (or mended on re-reading)
+            if old is not None and old in self._table:
                 del self._table[old]
         if new is not None:
             self._table[new] = MARK
