@@ -85,9 +85,10 @@ class ExpiryIndex:
     A crash in the middle of a batch may leave the table without a key the listing's entry
     has (the entry's changelog record landed, the index's did not) or with one it no longer
     has. The first is mended when the batch is read again: `follow` writes the entry's key
-    for every message of a live listing, re-stated ones included. The second only costs a
-    look: the tick finds the key does not match the entry (`stale`) and the agent deletes it
-    with the next message of that partition (`tidy`): only the agent may write a table.
+    again for every message of a live listing that applies nothing, re-stated ones included.
+    The second only costs a look: the tick finds the key does not match the entry (`stale`),
+    and the agent deletes it with the next message of that partition (`tidy`): only the agent
+    may write a table.
     """
 
     def __init__(self, table: MutableMapping[bytes, bytes], ordered: Callable[[], Ordered], partitions: int):
