@@ -29,14 +29,12 @@ from confluent_kafka import TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from faust.stores.rocksdb import RocksDBOptions
 
 from benchmarks.bench_ledger_recovery import RAW_SIZE, raw_rates
 from benchmarks.bench_publish import broker
 from services.core.connection import KafkaConnection
 from services.core.events import Event
 from services.core.kafka import consumer, read_all
-from services.core.partitioner import partition_of
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.support.factory import Ledgerbook
 
@@ -136,55 +134,6 @@ def drain(backbone: Backbone, workers: int, events: int, timeout: float) -> Drai
     return Drain(workers, events, started, min(stamps), max(stamps), cpu, peak)
 
 
-def grow_table(data: Path, count: int, template_id: str) -> float:
-    """Write `count` listing entries straight into a stopped worker's RocksDB `listings` table, each
-    in its listing's partition, through Faust's own RocksDB options; seconds taken.
-
-    Each is the template listing's entry with its id replaced by one of the same length (so the
-    Avro stays valid): what `reindex` decodes, not what a signature check would accept."""
-    tables = data / "v1" / "tables"
-    dbs = {p: RocksDBOptions().open(tables / f"listings-{p}.db") for p in range(PARTITIONS)}
-    started = time.perf_counter()
-    try:
-        template = dbs[partition_of(template_id.encode(), PARTITIONS)][template_id.encode()]
-        for i in range(count):
-            key = f"T-{i:07d}".encode()
-            assert len(key) == len(template_id)
-            dbs[partition_of(key, PARTITIONS)][key] = template.replace(template_id.encode(), key)
-    finally:
-        for db in dbs.values():
-            db.close()
-    return time.perf_counter() - started
-
-
-def restart(backbone: Backbone, book: Ledgerbook, timeout: float) -> tuple[float, float, float, str]:
-    """Restart one worker on its grown table and publish one event at once: seconds to the worker's
-    first decision, to its expiry index being rebuilt (its log says), peak RSS (MB), that log line."""
-    before, log = backbone.count(backbone.topics.ledger), backbone.folder / "ledger-0.log"
-    logged = log.stat().st_size  # what the worker logs from here on is the restarted one's
-    started = time.time()
-    process = backbone.start_ledger(store="rocksdb://", name="ledger-0")
-    backbone.publish([book.issue("B-restart", subject_ref="s-restart")])
-    peak, first = 0.0, 0.0
-
-    def ready() -> str | None:
-        nonlocal peak, first
-        backbone.assert_alive()
-        peak = max(peak, rss_mb(process.pid))
-        if not first and backbone.count(backbone.topics.ledger) > before:
-            first = time.time() - started
-        with log.open("rb") as f:
-            f.seek(logged)
-            lines = [x for x in f.read().decode(errors="replace").splitlines() if "listings indexed" in x]
-        return lines[-1] if lines and first else None
-
-    line = wait_for("the restarted worker ready and deciding", ready, timeout, every=0.5)
-    took = float(line.rsplit(" in ", 1)[1].split()[0]) if " in " in line else float("nan")
-    peak = max(peak, rss_mb(process.pid))
-    backbone.stop_all()
-    return first, took, peak, line.split("] ", 2)[-1].strip()
-
-
 def run(connection: KafkaConnection, args: argparse.Namespace, folder: Path) -> None:
     produced, consumed = raw_rates(connection)
     backbones = [Backbone(connection, f"bl{uuid.uuid4().hex[:8]}.", folder / name) for name in ("one", "two")]
@@ -205,13 +154,6 @@ def run(connection: KafkaConnection, args: argparse.Namespace, folder: Path) -> 
             continue
         result = drain(backbone, workers, len(events), args.timeout)
         print(f"{result.line()}; {result.rate / consumed:.1%} of raw consume")
-    if args.table and 1 in args.workers:
-        one = backbones[0]
-        wrote = grow_table(one.folder / "ledger-0", args.table, events[0].envelope.listing_id)
-        first, reindexed, peak, said = restart(one, book, args.timeout)
-        print(f"restart with {args.table:,} more listings written straight into its RocksDB table "
-              f"(in {wrote:.0f} s): first decision after {first:.1f} s; expiry index rebuilt off the loop "
-              f"in {reindexed:.1f} s ({said}); peak RSS {peak:.0f} MB")  # fmt: skip
 
 
 def main() -> None:
@@ -219,7 +161,6 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="listing events to pre-fill")
     parser.add_argument("--corrected", type=float, default=0.25, help="share of listings corrected once")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="which drains to run")
-    parser.add_argument("--table", type=int, default=0, help="then restart with this many more listings")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a drain may take")
     parser.add_argument("--folder", type=Path, default=None, help="keep the workers' data and logs here")
     args = parser.parse_args()

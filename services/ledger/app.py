@@ -2,9 +2,9 @@
 
 One agent reads every listing topic the policy names (an explicit list: Faust's
 pattern subscription does not work, faust-streaming issue 62) and hands each message
-to `handler.handle`; two tables keep each listing's entry and its held messages,
-recovered from their changelogs after a crash. A timer publishes the expiry of every
-listing that is due, and asks (through the internal `ledger-gaps` topic, so that the
+to `handler.handle`; three tables keep each listing's entry, its held messages and the
+expiry index (`expiry`), recovered from their changelogs after a crash. A timer
+publishes the expiry of the listings due, and asks (through the internal `ledger-gaps` topic, so that the
 change happens on the listing's own partition) for held messages that waited too long
 to be refused. Any failure in the agents or the timer ends the process at once,
 loudly, so a supervisor restarts it: a worker alive but idle is the failure to avoid.
@@ -46,9 +46,9 @@ from services.core.ops import serve_ops
 from services.core.policy import Policy
 from services.core.topics import BACKBONE
 from services.core.views import LIVE
-from services.ledger.expiry import ExpiryIndex, expiry_of
+from services.ledger.expiry import Due, ExpiryIndex, expiry_of, ordered
 from services.ledger.handler import Context, Handled, Outbound, give_up, handle, overdue
-from services.ledger.layout import app_id, gaps_topic
+from services.ledger.layout import TABLES, app_id, gaps_topic
 from services.ledger.outbox import Outbox
 from services.ledger.record import Entry, Inbound, decode_held, encode_held
 from services.ledger.refetch import committed, read_range
@@ -144,7 +144,8 @@ class Ledger:
         self.ctx = Context(policy, settings.kafka.topics, partitions)
         self.listings = self._table("listings", partitions)
         self.held = self._table("held", partitions)
-        self.index = ExpiryIndex()
+        self.expiring = self._table("expiring", partitions)  # the expiry index (see expiry)
+        self.index = ExpiryIndex(self.expiring, lambda: ordered(self.expiring), partitions)
         self.source = cloudevent.source(settings.kafka.namespace, "ledger")  # of every message it writes
         self.progress = Progress("ledger", settings.options.stall_after_s)
         self.positions: dict[tuple[str, int], int] = {}  # next offset of each source partition handled
@@ -158,7 +159,8 @@ class Ledger:
         self.handled_at = self.watched_at = 0.0
 
     def _table(self, name: str, partitions: int) -> ConfirmedTable:
-        table = self.app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
+        options = rocksdb_options(self.settings.options.table_memory_mb, partitions)
+        table = self.app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes, options=options)
         assert isinstance(table, ConfirmedTable)
         return table
 
@@ -230,7 +232,10 @@ class Ledger:
         outcome = handle(msg, entry, waiting, self.ctx)
         if outcome.applied and outcome.entry is not None:
             self.listings[key] = outcome.entry.encode()
-            self.index.track(outcome.entry.state)
+        if not key.startswith(POSITION):
+            after = outcome.entry.state if outcome.entry else None
+            self.index.follow(entry.state if entry else None, after, bool(outcome.applied))
+            self.index.tidy(msg.partition, self.state_of)
         await self.emit(key, waiting, outcome)
         _count(self.progress, outcome)
 
@@ -246,12 +251,19 @@ class Ledger:
         then report progress. A backlog of due listings drains over the following ticks."""
         now = self.settings.options.now()
         taken()
-        await self.expire(self.index.due(now, self.settings.options.expiries_per_tick), now)
+        if self.settled():
+            await self.expire(self.index.due(now, self.settings.options.expiries_per_tick), now)
         await self.check_held(datetime.now(UTC))
         await self.watch(time.monotonic())
-        self.progress.note(live=len(self.index))
+        self.progress.note(live=self.index.size())
         self.measure_lag(time.monotonic())
         write_report(self.health(), self.settings.options.data_dir / HEALTH_FILE)
+
+    def settled(self) -> bool:
+        """Recovered and not rebalancing: only then do the tables hold what their changelogs say, so
+        that an index key and the entry it is checked against are of one moment."""
+        recovering = self.app.rebalancing or getattr(self.app, "in_recovery", False)
+        return self.ready_at is not None and not recovering
 
     def measure_lag(self, now: float) -> None:
         """Every `LAG_EVERY_S`, in a task of its own (the broker's answer never delays the timer): how
@@ -282,11 +294,11 @@ class Ledger:
         metrics.record(health, lag)
         return health
 
-    async def expire(self, due: list[str], now: datetime) -> None:
+    async def expire(self, due: list[Due], now: datetime) -> None:
         """Publish the expiry of each listing still due and wait for the broker, once for all; only
         then may the index let go. Sealing (Avro and Ed25519, ~0.2 ms each) runs in a thread, so the
         agent keeps deciding meanwhile."""
-        states = [state for listing_id in due if (state := self.still_due(listing_id, now)) is not None]
+        states = [state for d in due if (state := self.still_due(d)) is not None]
         expiries = await asyncio.to_thread(lambda: [expiry_of(s, now, self.backbone_key) for s in states])
         for expired in expiries:
             self.send(Outbound(self.ctx.topics.listings(BACKBONE), expired.envelope.listing_id, expired))
@@ -296,16 +308,18 @@ class Ledger:
         self.progress.count(expiries_asked=len(expiries))
         metrics.EXPIRIES.inc(len(expiries))
 
-    def still_due(self, listing_id: str, now: datetime) -> ListingState | None:
-        """The listing's state if it is still live and due; else the index is told what became of it."""
+    def still_due(self, due: Due) -> ListingState | None:
+        """The listing's state if it is still live and expires when indexed; else the key is stale."""
+        expires_at, listing_id = due
+        state = self.state_of(listing_id)
+        if state is None or state.status not in LIVE or state.expires_at != expires_at:
+            self.index.stale(expires_at, listing_id)
+            return None
+        return state
+
+    def state_of(self, listing_id: str) -> ListingState | None:
         entry = Entry.decode(self.listings.get(listing_id.encode()))
-        if entry is None:
-            self.index.forget(listing_id)
-        elif entry.state.expires_at > now or entry.state.status not in LIVE:
-            self.index.track(entry.state)  # moved or ended since it was indexed
-        else:
-            return entry.state
-        return None
+        return entry.state if entry else None
 
     async def check_held(self, now: datetime) -> None:
         """Report what is held and ask, once per limit, for overdue held messages to be refused.
@@ -368,38 +382,24 @@ class Ledger:
                 await self.app.consumer.seek(tp, expected)
                 self.progress.count(reseeks=1)
 
-    async def reindex(self) -> None:
-        """After start and each rebalance: rebuild the expiry index from the recovered table.
+    async def recovered(self) -> None:
+        """After start and each rebalance: where the recovered table says each partition is.
 
-        A full pass over the table, so it runs in a thread, started here and not waited for:
-        Faust waits for this callback before it resumes the streams, and the agent must not
-        wait for the pass. What it applies meanwhile is tracked live; `merge` adds only what
-        the live index lacks, and `expire` re-checks each due listing against the table.
-        (The memory store is a plain dict, not safe to iterate from a thread: tests only.)"""
+        Nothing else to rebuild: the expiry index is a table, recovered with its partitions."""
         self.ready_at = time.monotonic()
         for tp in self.app.consumer.assignment():
             if tp.topic in self.ctx.authors:
                 stored = self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0")
                 self.positions[(tp.topic, tp.partition)] = int(stored)
-        if not self.settings.options.store.startswith("rocksdb"):
-            self.index.merge(self.indexed())
-            log.warning("ledger ready: %d live listings indexed for expiry", len(self.index))
-            return
-        self.in_background(self._reindex_off_loop())
+        log.warning("ledger ready: about %d live listings in its expiry index", self.index.size())
 
-    async def _reindex_off_loop(self) -> None:
-        started = time.monotonic()
-        self.index.merge(await asyncio.to_thread(self.indexed))
-        took = time.monotonic() - started
-        log.warning("ledger ready: %d live listings indexed for expiry in %.2f s", len(self.index), took)
 
-    def indexed(self) -> ExpiryIndex:
-        index = ExpiryIndex()
-        for key, value in self.listings.items():
-            entry = None if key.startswith(POSITION) else Entry.decode(value)
-            if entry is not None:
-                index.track(entry.state)
-        return index
+def rocksdb_options(memory_mb: int, partitions: int) -> dict[str, int]:
+    """Each partition's RocksDB of each table gets an even share of `memory_mb`: half block cache,
+    half write buffers. Faust's defaults (a 2 GiB cache and 3 x 64 MiB buffers per database) would
+    let a long-running worker's resident memory grow past what one machine of many can give it."""
+    share = memory_mb * 1024 * 1024 // (len(TABLES) * partitions)
+    return {"block_cache_size": share // 2, "write_buffer_size": share // 4, "max_write_buffer_number": 2}
 
 
 def instance_id(settings: LedgerSettings) -> str | None:
@@ -459,7 +459,7 @@ def build_app(
     async def expire() -> None:
         await guarded(worker.tick(), crash)
 
-    worker.listings.on_recover(worker.reindex)
+    worker.listings.on_recover(worker.recovered)
     serve_ops(ops, worker.health)
     return app
 

@@ -2,7 +2,7 @@
 
 It keeps each listing's state in the table partition numbered like the listing's
 partition, and sends its views and its `ledger` records to the partition the same key
-hashes to. All of that holds only if every listing topic, both table changelogs, the
+hashes to. All of that holds only if every listing topic, every table changelog, the
 internal gaps topic, `ledger` and every `views.*` have the same number of partitions.
 `create_topics` leaves an existing topic as it is, so nothing else would notice.
 """
@@ -20,7 +20,7 @@ from services.core.topics import TopicSpec
 GAPS_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
 CHANGELOG_CONFIG = {"cleanup.policy": "compact"}  # as Faust makes a table's changelog
 
-TABLES = ("listings", "held")
+TABLES = ("listings", "held", "expiring")
 
 
 def app_id(kafka: KafkaSettings) -> str:
@@ -59,7 +59,7 @@ def mismatched(counts: dict[str, int], expected: int) -> str | None:
 
 
 def prepare(kafka: KafkaSettings, policy: Policy, wait_s: float = 30.0) -> None:
-    """Create the internal gaps topic and both table changelogs, wait until the cluster shows
+    """Create the internal gaps topic and the tables' changelogs, wait until the cluster shows
     their partitions, then check every partition count, before Faust starts.
 
     Created here, not by Faust: a topic Faust creates after its consumer subscribed gets no

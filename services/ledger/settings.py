@@ -21,6 +21,11 @@ class LedgerOptions(BaseSettings):
         default="rocksdb://", description="Faust table store: rocksdb:// (rocksdict) or memory://"
     )
     data_dir: Path = Field(default=Path("ledger-data"), description="where RocksDB keeps the tables")
+    table_memory_mb: int = Field(
+        default=512,
+        gt=0,
+        description="RocksDB block caches and write buffers of all tables, shared out between partitions",
+    )
     expiry_interval_s: float = Field(default=1.0, gt=0, description="how often due listings are expired")
     expiries_per_tick: int = Field(
         default=500, gt=0, description="at most this many expiries per tick; the rest wait for the next"

@@ -21,4 +21,5 @@ def test_the_check_covers_listing_topics_tables_gaps_ledger_and_views(tmp_path: 
     policy, _ = policy_with_keys(tmp_path)
     names = co_partitioned(KafkaSettings(namespace="t.", bootstrap_servers="x:1"), policy)
     assert {"t.listings.court", "t.listings.backbone", "t.ledger", "t.views.railway"} <= set(names)
-    assert {"t.ledger-listings-changelog", "t.ledger-held-changelog", "t.ledger-gaps"} <= set(names)
+    changelogs = {f"t.ledger-{table}-changelog" for table in ("listings", "held", "expiring")}
+    assert changelogs | {"t.ledger-gaps"} <= set(names)

@@ -1,0 +1,69 @@
+"""The expiry index survives `kill -9` in the middle of a stream: nothing due is missed, nothing twice.
+
+A real worker (`accord ledger run`, RocksDB) is SIGKILLed while it decides a stream of issues
+and corrections that move some listings' expiry an hour later; it is restarted at once on its own
+data and decides the rest. The listings expire a day later: a worker started on the same data with
+its clock a day and two hours ahead (`ACCORD_LEDGER_CLOCK_OFFSET_S`) expires every one of them
+once, at the time its last version says. The index is the `expiring` table, recovered with its
+partitions; nothing rebuilt it. (The clock is moved, not waited for, so that no expiry can fall
+due while a slow machine still re-reads the corrections: it would rightly race them.)
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from services.core.events import ListingExpired, ListingState
+from services.core.topics import BACKBONE
+from tests.integration.ledger.harness import Backbone, wait_for
+
+ISSUED = 600
+MOVED = 200  # of them, corrected to expire an hour later
+AHEAD = timedelta(days=1, hours=2)
+TIMEOUT = 180.0
+
+
+def decided(backbone: Backbone) -> set[tuple[str, int]]:
+    states = [s for s in backbone.read(backbone.topics.ledger) if isinstance(s, ListingState)]
+    return {(s.envelope.listing_id, s.envelope.version) for s in states}
+
+
+def test_a_listing_expiring_after_a_kill_9_mid_stream_still_expires_once(backbone: Backbone) -> None:
+    book = backbone.book()
+    due_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    moved_to = due_at + timedelta(hours=1)
+    issued = [book.issue(f"K-{i:04d}", expires_at=due_at) for i in range(ISSUED)]
+    moved = [book.correct(f"K-{i:04d}", expires_at=moved_to) for i in range(0, 2 * MOVED, 2)]
+    backbone.publish(issued + moved)
+    backbone.start_ledger(store="rocksdb://")
+
+    def mid_stream() -> bool:
+        backbone.assert_alive()
+        return backbone.count(backbone.topics.ledger) >= ISSUED // 2
+
+    wait_for("the worker half way through the stream", mid_stream, TIMEOUT, every=0.05)
+    at_kill = backbone.count(backbone.topics.ledger)
+    backbone.kill("ledger", signal.SIGKILL)
+    assert at_kill < ISSUED + MOVED, "killed after the stream was through: not mid-stream"
+    backbone.start_ledger(store="rocksdb://")
+    wait_for("the rest decided", lambda: len(decided(backbone)) >= ISSUED + MOVED, TIMEOUT, every=1.0)
+    backbone.kill("ledger", signal.SIGTERM)
+    backbone.start_ledger(store="rocksdb://", ACCORD_LEDGER_CLOCK_OFFSET_S=str(AHEAD.total_seconds()))
+
+    def all_expired() -> dict[str, ListingState] | None:
+        backbone.assert_alive()
+        ended = {
+            s.envelope.listing_id: s
+            for s in backbone.read(backbone.topics.ledger)
+            if isinstance(s, ListingState) and s.status == "expired"
+        }
+        return ended if len(ended) == ISSUED else None
+
+    ended = wait_for(f"all {ISSUED} listings expired", all_expired, TIMEOUT, every=1.0)
+    later = {e.envelope.listing_id for e in moved}
+    assert {lid for lid, s in ended.items() if s.expires_at == moved_to} == later
+    asked = [e for e in backbone.read(backbone.topics.listings(BACKBONE)) if isinstance(e, ListingExpired)]
+    assert Counter(e.envelope.listing_id for e in asked) == Counter({f"K-{i:04d}": 1 for i in range(ISSUED)})
+    assert all(e.expired_at == (moved_to if e.envelope.listing_id in later else due_at) for e in asked)
