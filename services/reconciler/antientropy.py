@@ -19,14 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.core.copystore.probe import CopyProbe, Leaf, split_hashes
-from services.core.digest import MODULUS, bucket_of
+from services.core.digest import FINEST_SPLIT, MODULUS, bucket_of
 from services.reconciler.expected import ExpectedViews
 
 FANOUT = 256
 # Up to this many expected listings a (sub)bucket is compared leaf by leaf (~90 bytes a leaf, one round
 # trip); a larger one is first split FANOUT ways (~17 KB of sub-bucket hashes, one more round trip).
 LEAF_LIMIT = 512
-FINEST_SPLIT = 1 << 32  # bucket_of reads 32 bits of the hash: no split is finer than this
 
 
 @dataclass(frozen=True)
