@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from services.core.copystore.probe import Leaf
-from services.core.digest import DEFAULT_BUCKETS, FINEST_SPLIT, Digest, bucket_of
+from services.core.digest import DEFAULT_BUCKETS, FINEST_SPLIT, MODULUS, Digest, bucket_of
 from services.core.events import ListingState
 from services.core.policy import Policy
 from services.core.serde import decode, encode
@@ -172,6 +172,23 @@ class ExpectedViews:
             (agency, bucket % self.size, size, bucket),
         )
         return {lid: int(leaf, 16) for lid, leaf in found}
+
+    def count(self, agency: str, bucket: int, size: int) -> int:
+        """How many expected leaves bucket `bucket` of a `size`-bucket split holds."""
+        query = "SELECT count(*) FROM leaves WHERE agency = ? AND bucket = ? AND spot % ? = ?"
+        return int(self._db.execute(query, (agency, bucket % self.size, size, bucket)).fetchone()[0])
+
+    def split(self, agency: str, bucket: int, size: int, fanout: int) -> list[str]:
+        """The hashes of bucket `bucket`'s `fanout` sub-buckets (as `split_hashes` gives them), from
+        the stored spots: no listing id is hashed again."""
+        sums = [0] * fanout
+        for spot, value in self._db.execute(
+            "SELECT spot, leaf FROM leaves WHERE agency = ? AND bucket = ? AND spot % ? = ?",
+            (agency, bucket % self.size, size, bucket),
+        ):
+            j = spot % (size * fanout) // size
+            sums[j] = (sums[j] + int(value, 16)) % MODULUS
+        return [f"{total:064x}" for total in sums]
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM known").fetchone()[0])
