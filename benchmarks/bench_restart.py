@@ -60,11 +60,14 @@ CHUNK = 50_000
 STALE = "G-0000007"
 
 
-def generated(n: int) -> Iterator[tuple[str, int, int]]:
-    """(listing id, its spot: the 32 bits bucket_of reads, its leaf value) of N generated listings."""
+def generated(n: int, only: int | None = None) -> Iterator[tuple[str, int, int]]:
+    """(listing id, its spot: the 32 bits bucket_of reads, its leaf value) of N generated listings;
+    `only`: just those of that bucket."""
     for i in range(n):
         lid = f"G-{i:07}"
-        yield lid, bucket_of(lid, FINEST_SPLIT), leaf(lid, 1, "active", f"{i:064x}")
+        spot = bucket_of(lid, FINEST_SPLIT)
+        if only is None or spot % DEFAULT_BUCKETS == only:
+            yield lid, spot, leaf(lid, 1, "active", f"{i:064x}")
 
 
 def files(folder: Path, topics: Topics) -> tuple[Path, Path]:
@@ -76,7 +79,7 @@ def files(folder: Path, topics: Topics) -> tuple[Path, Path]:
     )
 
 
-def build(folder: Path, n: int, raw: bytes, cluster: str, topics: Topics) -> None:
+def build(folder: Path, n: int, raw: bytes, cluster: str, topics: Topics, only: int | None = None) -> None:
     """The publisher's book, the reconciler's snapshot and the copy, N listings each, positions at 0."""
     book_path, expected_path = files(folder, topics)
     LedgerBook({}, book_path).close()  # each with its schema, as the services make it
@@ -87,7 +90,7 @@ def build(folder: Path, n: int, raw: bytes, cluster: str, topics: Topics) -> Non
                  "status TEXT, row_hash TEXT, PRIMARY KEY (bucket, listing_id)) WITHOUT ROWID")  # fmt: skip
     digest = Digest(DEFAULT_BUCKETS)
     rows = list[tuple[str, int, int]]()
-    for item in generated(n):
+    for item in generated(n, only):
         rows.append(item)
         digest.add(item[0], item[2])
         if len(rows) == CHUNK:
@@ -227,7 +230,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--listings", type=int, nargs="+", default=[1_000_000, 3_000_000])
     parser.add_argument("--tail", type=int, default=2000)
+    parser.add_argument("--search-only", type=int, nargs="*", default=[],
+                        help="copies of N listings for the search alone: only the stale listing's bucket "
+                        "is built (the search touches no other), no broker")  # fmt: skip
     args = parser.parse_args()
+    if args.search_only:
+        search_only(args.search_only)
+        return
     with broker() as connection, tempfile.TemporaryDirectory() as scratch:
         keys = Path(scratch) / "keys"
         policy, keystore = policy_with_keys(keys)
@@ -239,6 +248,22 @@ def main() -> None:
               "(400 B, acks=all; shared, loaded machine)")  # fmt: skip
         for n in args.listings:
             run(connection, policy, keystore, keys, Path(scratch) / f"n{n}", n, args.tail)
+
+
+def search_only(sizes: list[int]) -> None:
+    """The search alone, in copies of each size: it reads the digest and the one differing bucket only."""
+    with tempfile.TemporaryDirectory() as scratch:
+        policy, _ = policy_with_keys(Path(scratch) / "keys")
+        for n in sizes:
+            folder, topics = Path(scratch) / f"s{n}", Topics("s.")
+            for sub in ("publisher", "reconciler"):
+                (folder / sub).mkdir(parents=True)
+            began = time.perf_counter()
+            build(folder, n, b"", "", topics, only=bucket_of(STALE, DEFAULT_BUCKETS))
+            print(
+                f"\nthe stale listing's bucket of {n:,} listings built in {time.perf_counter() - began:.0f} s"
+            )
+            search(folder, topics, n, policy)
 
 
 def run(connection: KafkaConnection, policy: Policy, keystore: Keystore, keys: Path, folder: Path, n: int,
@@ -278,12 +303,13 @@ def search(folder: Path, topics: Topics, n: int, policy: Policy) -> None:
     published = expected.digest(AGENCY).hex_buckets()
     published = _with_stale(published, copy)
     probe = MeteredProbe(copy)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     found = narrow(AGENCY, expected, published, probe)
-    took = time.perf_counter() - began
+    took, cpu = time.perf_counter() - began, time.process_time() - cpu
     names = [s.listing_id for s in found.suspects]
     total = probe.bytes + wire_size(published)
-    print(f"  stale listing in a copy of {n:,}: found {names} in {took * 1000:.0f} ms, "
+    print(f"  stale listing in a copy of {n:,}: found {names} in {took * 1000:.0f} ms "
+          f"({cpu * 1000:.0f} ms CPU, both sides in this process), "
           f"{total / 1024:.1f} KiB exchanged (digest {wire_size(published) / 1024:.1f} KiB + answers "
           f"{probe.bytes / 1024:.1f} KiB); unexplained {found.unexplained}")  # fmt: skip
     expected.close()
