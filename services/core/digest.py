@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 DEFAULT_BUCKETS = 256
 MODULUS = 1 << 256
+FINEST_SPLIT = 1 << 32  # bucket_of reads 32 bits of the hash: no split is finer than this
 EMPTY = 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 from services.core.clock import Clock, utc_now
@@ -71,12 +72,15 @@ class Publisher:
         timeout: float = 10.0,
         clock: Clock = utc_now,
         decision_wait: float = 10.0,
+        book_dir: Path | None = None,
     ) -> None:
         if not pseudonym_key:
             raise ConfigurationError("no pseudonym key: set ACCORD_PSEUDONYM_KEY (never commit it)")
         self.policy, self.topics, self.signer, self._key = policy, topics, signer, pseudonym_key
         self._clock, self._decision_wait = clock, decision_wait
-        self.book = LedgerBook(topics.listing_authors(policy.issuers))
+        authors = topics.listing_authors(policy.issuers)  # no `book_dir`: a book in memory, this process's
+        name = f"{topics.namespace or 'accord'}-{signer.agency}"
+        self.book = LedgerBook.claim(authors, book_dir, name)
         self._reader = LedgerReader(connection, [topics.ledger, topics.rejected], self.book, timeout)
         self._producer = ConfirmingProducer(connection, timeout, source(topics.namespace, signer.agency))
         self._pending: dict[str, Receipt] = {}  # event id -> sent by this process, verdict not read yet
@@ -95,6 +99,7 @@ class Publisher:
             timeout=settings.options.publish_timeout_s,
             clock=clock,
             decision_wait=settings.options.decision_wait_s,
+            book_dir=settings.options.book_folder(),
         )
 
     def issue(self, command: IssueCommand) -> Receipt:
@@ -157,7 +162,7 @@ class Publisher:
             listing_id, EVENT_TYPES[type(command)]
         ):  # fmt: skip
             raise _reused(command, pending.listing_id)
-        where = self.book.listing_of.get(event_id)
+        where = self.book.listing_of(event_id)
         if where is not None:
             if where != listing_id or self.book.version_of(where, event_id) != _version_made(command):
                 raise _reused(command, where)
@@ -205,6 +210,7 @@ class Publisher:
     def close(self) -> None:
         self._producer.close()
         self._reader.close()
+        self.book.close()
 
     def __enter__(self) -> Publisher:
         return self

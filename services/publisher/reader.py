@@ -1,8 +1,11 @@
 """Follows `ledger` and `rejected` into the publisher's `LedgerBook`, and survives the broker.
 
-One thread of its own reads every partition of both topics from offset 0 (assigned,
-never committed: the log, not a group offset, is where the publisher's knowledge
-comes from) and wakes whoever waits on the book. `catch_up` asks the broker for the
+One thread of its own reads every partition of both topics (assigned, never
+committed: the log, not a group offset, is where the publisher's knowledge comes
+from), from the positions the book last committed with what they brought, and wakes
+whoever waits on the book. A book that does not describe this log (another cluster,
+or a stored position outside what the partition now holds: a topic recreated, or
+records deleted past it) is emptied and the log read from its start. `catch_up` asks the broker for the
 current end of each partition and waits until the thread has read that far, so a
 decision taken afterwards has seen every verdict the ledger wrote before it. The ends
 are asked once for every caller that began before the question was sent (`_ends`):
@@ -29,6 +32,7 @@ from services.core.connection import KafkaConnection
 from services.core.errors import AccordError, BrokerUnavailable, ConfigurationError, ContractError
 from services.core.events import ListingState, Rejected
 from services.core.kafka import consumer, decode_message
+from services.core.snapshot import resume_from
 from services.publisher.state import LedgerBook
 
 log = logging.getLogger("accord.publisher")
@@ -190,6 +194,8 @@ class LedgerReader:
         try:
             partitions = self._partitions(made, ASK_S)
             with self._changed:
+                if not self.positions:
+                    self.positions = resume_from(made, self.book.snapshot, partitions, ASK_S)
                 for tp in partitions:
                     self.positions.setdefault(tp, 0)
             made.assign([TopicPartition(t, p, offset) for (t, p), offset in self.positions.items()])
@@ -213,6 +219,8 @@ class LedgerReader:
                 key = (tp.topic, tp.partition)  # past offsets no message is delivered for
                 if tp.offset >= 0:
                     self.positions[key] = max(self.positions[key], tp.offset)
+            if batch:
+                self.book.snapshot.commit(self.positions)
             self._changed.notify_all()
 
     def _take(self, msg: Message) -> None:

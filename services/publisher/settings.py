@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import KafkaSettings, KeystoreSettings, SecretSettings
+from services.core.settings import KafkaSettings, KeystoreSettings, SecretSettings, state_root
 
 
 class PublisherOptions(BaseSettings):
-    """How long a command waits for the broker and for the ledger's verdict."""
+    """How long a command waits for the broker and for the ledger's verdict; where its book is kept."""
 
     model_config = SettingsConfigDict(env_prefix="ACCORD_", frozen=True, extra="ignore")
 
@@ -26,6 +27,14 @@ class PublisherOptions(BaseSettings):
         description="env ACCORD_DECISION_WAIT_S: how long a command waits for the ledger's verdict "
         "before it answers 'accepted by the broker, not yet decided'",
     )
+    publisher_book_dir: str = Field(
+        default="",
+        description="env ACCORD_PUBLISHER_BOOK_DIR: the folder of the publisher's SQLite book of the "
+        "ledger's decisions (read on restart, then only the log's tail); default $ACCORD_STATE_DIR/publisher",
+    )
+
+    def book_folder(self) -> Path:
+        return Path(self.publisher_book_dir) if self.publisher_book_dir else state_root() / "publisher"
 
 
 @dataclass(frozen=True)

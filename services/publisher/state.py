@@ -8,18 +8,39 @@ event's id, refused once `rejected` carries it. The reader feeds this book.
 A refusal counts only for an event its author wrote on its own listing topic (the
 one topic an agency can write, by ACL), keyed by that agency and the event id: an
 agency cannot forge a refusal of another agency's event by reusing its id.
+
+The book is a `Snapshot` (core/snapshot.py: an SQLite file, issue 14): each
+listing's latest state as its wire bytes, the listing and place of each admitted
+event id, and the refusals, committed with the log positions they reflect once per
+batch read. A restart opens the file and reads only the log's tail; taking a state
+or a refusal twice changes nothing, so a batch cut short by a crash is read again
+without harm. No Python structure grows with the listings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from services.core.errors import ContractError
 from services.core.events import ListingState, Rejected
-from services.core.serde import decode
+from services.core.serde import decode, encode
+from services.core.snapshot import Snapshot
+
+TABLES = ("states", "events", "refusals")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS states (listing_id TEXT PRIMARY KEY, version INTEGER NOT NULL,
+    events INTEGER NOT NULL, raw BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, listing_id TEXT NOT NULL,
+    version INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refusals (agency TEXT NOT NULL, event_id TEXT NOT NULL,
+    listing_id TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (agency, event_id)) WITHOUT ROWID;
+"""
 
 
 class Receipt(BaseModel):
@@ -58,28 +79,40 @@ class Refusal:
     reason: str
 
 
-@dataclass
 class LedgerBook:
-    """The latest state of every listing, and every refusal of an event on its author's topic."""
+    """The latest state of every listing, and every refusal of an event on its author's topic.
 
-    authors: dict[str, str]  # listing topic -> the only agency that may write it
-    states: dict[str, ListingState] = field(default_factory=dict)
-    refusals: dict[tuple[str, str], Refusal] = field(default_factory=dict)
-    listing_of: dict[str, str] = field(default_factory=dict)  # event id -> its listing
-    ignored: int = 0
+    Safe from any thread: one connection, one lock (a read sees the batch being written)."""
 
-    def state(self, listing_id: str) -> ListingState | None:
-        return self.states.get(listing_id)
+    def __init__(self, authors: Mapping[str, str], snapshot: Snapshot | Path | str = ":memory:") -> None:
+        self.authors = dict(authors)  # listing topic -> the only agency that may write it
+        self.ignored = 0
+        self.snapshot = snapshot if isinstance(snapshot, Snapshot) else Snapshot(snapshot, SCHEMA, TABLES)
+        self.path, self._lock, self._db = self.snapshot.path, self.snapshot.lock, self.snapshot.db
+
+    @classmethod
+    def claim(cls, authors: Mapping[str, str], folder: Path | None, name: str) -> LedgerBook:
+        """A book of this process's own under `folder` (an HTTP server and N import workers of one
+        agency each hold one); in memory with no folder."""
+        return cls(authors, Snapshot.claimed(folder, name, SCHEMA, TABLES))
+
+    # --- what the reader writes ---------------------------------------------------------
 
     def take_state(self, state: ListingState) -> None:
         """A record of `ledger`: never go back to an older version (a re-stated or replayed one)."""
         listing_id = state.envelope.listing_id
-        known = self.states.get(listing_id)
-        if known is not None and known.envelope.version > state.envelope.version:
-            return
-        self.states[listing_id] = state
-        for event_id in state.event_ids[len(known.event_ids) if known else 0 :]:
-            self.listing_of[event_id] = listing_id
+        with self._lock:
+            known = self._db.execute(
+                "SELECT version, events FROM states WHERE listing_id = ?", (listing_id,)
+            ).fetchone()
+            if known is not None and known[0] > state.envelope.version:
+                return
+            ids = state.event_ids
+            self._db.execute("INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?)",
+                             (listing_id, state.envelope.version, len(ids), encode(state)))  # fmt: skip
+            first = known[1] if known else 0
+            new = [(e, listing_id, first + n + 1) for n, e in enumerate(ids[first:])]
+            self._db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?)", new)
 
     def take_rejected(self, record: Rejected) -> None:
         """A record of `rejected`: kept if it refuses a listing event written on its author's topic."""
@@ -92,20 +125,64 @@ class LedgerBook:
             self.ignored += 1
             return
         env = refused.envelope
-        self.refusals.setdefault(
-            (env.agency, env.event_id), Refusal(env.listing_id, record.reason_code, record.reason)
-        )
+        with self._lock:
+            refusal = (env.agency, env.event_id, env.listing_id, record.reason_code, record.reason)
+            self._db.execute("INSERT OR IGNORE INTO refusals VALUES (?, ?, ?, ?, ?)", refusal)
+
+    def close(self) -> None:
+        with self._lock:
+            self.snapshot.close()
+
+    # --- what commands ask ---------------------------------------------------------------
+
+    def state(self, listing_id: str) -> ListingState | None:
+        with self._lock:
+            row = self._db.execute("SELECT raw FROM states WHERE listing_id = ?", (listing_id,)).fetchone()
+        if row is None:
+            return None
+        state = decode(row[0], "ledger")
+        assert isinstance(state, ListingState)
+        return state
+
+    def listing_of(self, event_id: str) -> str | None:
+        """The listing an admitted event belongs to."""
+        return self._event(event_id)[0]
 
     def admitted(self, listing_id: str, event_id: str) -> ListingState | None:
         """The listing's state if the ledger admitted `event_id` into it."""
-        state = self.states.get(listing_id)
-        return state if state is not None and event_id in state.event_ids else None
+        if self._event(event_id)[0] != listing_id:
+            return None
+        return self.state(listing_id)
 
     def refusal(self, agency: str, listing_id: str, event_id: str) -> Refusal | None:
         """The ledger's refusal of `agency`'s event `event_id` on `listing_id`, if it refused it."""
-        refusal = self.refusals.get((agency, event_id))
-        return refusal if refusal is not None and refusal.listing_id == listing_id else None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT listing_id, code, reason FROM refusals WHERE agency = ? AND event_id = ?",
+                (agency, event_id),
+            ).fetchone()
+        return Refusal(*row) if row is not None and row[0] == listing_id else None
+
+    def refusals(self) -> dict[tuple[str, str], Refusal]:
+        """Every refusal kept, by (agency, event id): for tests and diagnosis, not for a command."""
+        with self._lock:
+            rows = self._db.execute("SELECT agency, event_id, listing_id, code, reason FROM refusals")
+            return {(a, e): Refusal(lid, code, reason) for a, e, lid, code, reason in rows}
 
     def version_of(self, listing_id: str, event_id: str) -> int:
         """The version an admitted event gave its listing (its place in the history, from 1)."""
-        return self.states[listing_id].event_ids.index(event_id) + 1
+        where, version = self._event(event_id)
+        if where != listing_id or version is None:
+            raise KeyError(f"{event_id} is not admitted into {listing_id}")
+        return version
+
+    def _event(self, event_id: str) -> tuple[str | None, int | None]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT listing_id, version FROM events WHERE event_id = ?", (event_id,)
+            ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM states").fetchone()[0])

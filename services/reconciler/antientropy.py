@@ -19,14 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.core.copystore.probe import CopyProbe, Leaf, split_hashes
-from services.core.digest import MODULUS, bucket_of
+from services.core.digest import FINEST_SPLIT, MODULUS, bucket_of
 from services.reconciler.expected import ExpectedViews
 
 FANOUT = 256
 # Up to this many expected listings a (sub)bucket is compared leaf by leaf (~90 bytes a leaf, one round
 # trip); a larger one is first split FANOUT ways (~17 KB of sub-bucket hashes, one more round trip).
 LEAF_LIMIT = 512
-FINEST_SPLIT = 1 << 32  # bucket_of reads 32 bits of the hash: no split is finer than this
 
 
 @dataclass(frozen=True)
@@ -75,15 +74,14 @@ def _descend(
     agency: str, expected: ExpectedViews, probe: CopyProbe, bucket: int, size: int, extra: dict[str, Leaf]
 ) -> list[Suspect]:
     """`extra`: rows the copy files under another bucket, put back where their listing id belongs."""
-    wanted = expected.leaves(agency, bucket, size)
     mine = {lid: leaf for lid, leaf in extra.items() if bucket_of(lid, size) == bucket}
-    if len(wanted) <= LEAF_LIMIT or size * FANOUT > FINEST_SPLIT:
-        return compare_leaves(wanted, probe.leaves(bucket, size) | mine)
+    if expected.count(agency, bucket, size) <= LEAF_LIMIT or size * FANOUT > FINEST_SPLIT:
+        return compare_leaves(expected.leaves(agency, bucket, size), probe.leaves(bucket, size) | mine)
     theirs = probe.sub_digest(bucket, size, FANOUT)
     if mine:
         extras = split_hashes({lid: leaf.value(lid) for lid, leaf in mine.items()}, bucket, size, FANOUT)
         theirs = [f"{(int(a, 16) + int(b, 16)) % MODULUS:064x}" for a, b in zip(theirs, extras, strict=True)]
-    ours = split_hashes(wanted, bucket, size, FANOUT)
+    ours = expected.split(agency, bucket, size, FANOUT)
     suspects: list[Suspect] = []
     for j, (want, copy) in enumerate(zip(ours, theirs, strict=True)):
         if want != copy:

@@ -107,7 +107,7 @@ def run(copies: tuple[str, ...], address: str | None, ops: str | None, log_json:
             _log(f"no --copy for {agency}: acknowledgements only, no anti-entropy")
         lease = Lease(kafka.connection, kafka.topics.ledger, settings.lease_session_s)
         board, server = (None, None) if where is None else _serve(*where)
-        runner = on_kafka(kafka, settings, policy, probes, _log, lease, board)
+        runner = on_kafka(kafka, settings, policy, probes, _log, lease, board, settings.snapshot_folder())
         endpoint = serve_ops(ops, runner.health)
         try:
             runner.run(stop)

@@ -18,6 +18,7 @@ from services.core.digest import MODULUS
 from services.core.events import CopyApplied, CopyDigest, Finding, ListingState, ViewChanged
 from services.core.listing import ENDED
 from services.core.policy import Policy
+from services.core.snapshot import Snapshot
 from services.core.topics import RECONCILER
 from services.reconciler import findings
 from services.reconciler.acks import AckTracker, Settled, Sla
@@ -64,9 +65,11 @@ class PassReport:
 
 
 class Reconciler:
-    def __init__(self, policy: Policy, agencies: Iterable[str], timing: Timing) -> None:
+    def __init__(
+        self, policy: Policy, agencies: Iterable[str], timing: Timing, snapshot: Snapshot | None = None
+    ) -> None:
         self.timing = timing
-        self.expected = ExpectedViews(policy, agencies)
+        self.expected = ExpectedViews(policy, agencies, snapshot=snapshot)
         self.acks = AckTracker(timing.sla)
         self.repairs = RepairBook(timing.repair_sla)
         self.objections = ObjectionWatch()
@@ -79,6 +82,12 @@ class Reconciler:
         self._drifting: dict[str, set[int]] = {}  # open digest_drift id -> the buckets it named
 
     # --- what the runner reads -----------------------------------------------------
+
+    def resume(self) -> None:
+        """After the expected views were opened from their snapshot: watch the objections they hold."""
+        self.expected.reload()
+        for state in self.expected.objected():
+            self.objections.update(state)
 
     def on_state(self, state: ListingState, at: datetime, raw: bytes | None = None) -> None:
         if self.expected.update(state, at, raw):

@@ -1,4 +1,5 @@
-"""The reconciler's `LogReader` on Kafka: one plain consumer, assigned every partition from offset 0.
+"""The reconciler's `LogReader` on Kafka: one plain consumer, assigned every partition from offset 0
+(the ledger's from where the reconciler's snapshot left off, if it describes this log).
 
 No consumer group is joined (the group id is a fresh one of the reconciler's own, never
 committed): every reconciler reads the whole backbone, and the lease (`lease.py`) alone
@@ -16,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from services.core.connection import KafkaConnection
 from services.core.errors import ConfigurationError
 from services.core.kafka import consumer, end_offsets, raise_on_error
+from services.core.snapshot import Snapshot, resume_from
 from services.reconciler.ports import Partition, Record
 
 TOPIC_WAIT_S = 15.0
@@ -53,8 +55,12 @@ class KafkaLog:
         self.connection = connection
         self._reader = consumer(connection, connection.group(f"follow-{uuid.uuid4()}"))
 
-    def open(self, topics: list[str]) -> dict[Partition, int]:
+    def open(self, topics: list[str], snapshot: Snapshot | None = None) -> dict[Partition, int]:
         assignment = from_the_start(self._reader, topics)
+        if snapshot is not None:
+            found = [(tp.topic, tp.partition) for tp in assignment]
+            start = resume_from(self._reader, snapshot, found, TOPIC_WAIT_S)
+            assignment = [TopicPartition(t, p, start[(t, p)]) for t, p in found]
         ends = end_offsets(self.connection, topics)
         self._reader.assign(assignment)
         return {(tp.topic, tp.partition): high for tp, high in ends.items()}

@@ -18,6 +18,11 @@ class Open:
     objection: Objection
 
 
+def awaits_outcome(state: ListingState) -> bool:
+    """Whether the listing holds an objection whose deadline is watched: live, and not answered."""
+    return state.status in LIVE and any(o.outcome is None for o in state.objections)
+
+
 class ObjectionWatch:
     """Open objections of live listings by due date; each overdue one is reported once."""
 

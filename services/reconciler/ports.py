@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from services.core.events import Event
+from services.core.snapshot import Snapshot
 
 Partition = tuple[str, int]  # (topic, partition)
 
@@ -30,10 +31,11 @@ class Record:
 
 
 class LogReader(Protocol):
-    """Reads topics from their start; answers how far each partition reaches."""
+    """Reads topics from their start (or a snapshot's positions); answers how far each partition reaches."""
 
-    def open(self, topics: list[str]) -> dict[Partition, int]:
-        """Start reading every partition of `topics` from offset 0; return each one's end offset now."""
+    def open(self, topics: list[str], snapshot: Snapshot | None = None) -> dict[Partition, int]:
+        """Start reading every partition of `topics` from offset 0, or from where `snapshot` left off
+        if it describes this log (else it is emptied); return each partition's end offset now."""
         ...
 
     def read(self, limit: int, timeout: float) -> list[Record]:

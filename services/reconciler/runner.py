@@ -3,7 +3,9 @@
 Its reader (on Kafka one plain consumer, `kafkalog.py`) reads `ledger`, every `views.<agency>`, every copy's
 `copies.applied.<agency>` and `copies.digests.<agency>`, and `findings` from the beginning
 (the reconciler's state is rebuilt from the log on start, like every other view of it; the
-findings tell it what was already published, so a restart repeats none). It acts only once
+findings tell it what was already published, so a restart repeats none), all but `ledger`:
+what it folds from the ledger (the expected views, `expected.py`) is a snapshot on disk
+committed with the ledger positions after each batch, so a restart reads only its tail. It acts only once
 it has read as far as the log reached when it started, and only while it holds the lease
 (`lease.py`), so a second reconciler stands by warm instead of repairing everything twice. Deadlines and
 anti-entropy then run on time, however busy the input: a deadline is judged only up to
@@ -21,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 from services.core import metrics
 from services.core.cloudevent import source
@@ -41,9 +44,11 @@ from services.core.position import Position
 from services.core.rejections import rejected
 from services.core.serde import decode_full
 from services.core.settings import KafkaSettings
+from services.core.snapshot import Snapshot
 from services.core.topics import RECONCILER, Topics, copy_key
 from services.reconciler.board import Board
 from services.reconciler.engine import Outcome, PassReport, Reconciler
+from services.reconciler.expected import claim_snapshot
 from services.reconciler.kafkalog import KafkaLog
 from services.reconciler.ports import Holder, LogReader, Outbox, Partition, Record
 from services.reconciler.repair import repair_key
@@ -70,14 +75,18 @@ def on_kafka(
     log: Callable[[str], None],
     lease: Holder | None = None,
     board: Board | None = None,
+    snapshots: Path | None = None,
 ) -> Runner:
-    """A runner on the real backbone: a `KafkaLog` reader and a confirmed-delivery producer."""
+    """A runner on the real backbone: a `KafkaLog` reader and a confirmed-delivery producer; its
+    expected views in a snapshot of its own under `snapshots` (None: in memory, read from offset 0)."""
     connection = kafka.connection
     reader, outbox = (
         KafkaLog(connection),
         EventProducer(connection, source(kafka.topics.namespace, RECONCILER)),
     )
-    return Runner(kafka.topics, settings, policy, probes, log, reader, outbox, lease, board=board)
+    snapshot = claim_snapshot(snapshots, f"{kafka.topics.namespace or 'accord'}-expected")
+    return Runner(kafka.topics, settings, policy, probes, log, reader, outbox, lease, board=board,
+                  snapshot=snapshot)  # fmt: skip
 
 
 class Runner:
@@ -96,11 +105,12 @@ class Runner:
         lease: Holder | None = None,
         clock: Callable[[], float] = time.monotonic,
         board: Board | None = None,
+        snapshot: Snapshot | None = None,
     ) -> None:
         self.topics, self.settings, self.probes, self.log = topics, settings, probes, log
         self.reader, self.producer, self.lease, self.clock = reader, outbox, lease, clock
         self.board = board  # what the operator page shows (`board.py`), if one is served
-        self.engine = Reconciler(policy, policy.enforcers, settings.timing())
+        self.engine = Reconciler(policy, policy.enforcers, settings.timing(), snapshot)
         self._last: dict[str, float] = {}
         self._digest_seen: dict[str, datetime] = {}
         self._cursor: dict[str, int] = {}  # next bucket of each copy to verify from its rows
@@ -123,10 +133,15 @@ class Runner:
             self.producer.flush()
             self.log(self.progress())
             self.log(self.engine.times.table())
+            self.engine.expected.close()
 
     def start(self) -> None:
-        """Open every input from its start and note how far the log reached then."""
-        ends = self.reader.open(subscription(self.topics, self.engine.expected.agencies))
+        """Open every input from its start (the ledger from where the snapshot of the expected views
+        left off) and note how far the log reached then."""
+        expected = self.engine.expected
+        ends = self.reader.open(subscription(self.topics, expected.agencies), expected.snapshot)
+        self.engine.resume()  # the snapshot may have been emptied: it was of another log
+        self._read_to = expected.snapshot.positions()
         for topic, _ in ends:
             self._partitions[topic] = self._partitions.get(topic, 0) + 1
         self._replay_to = {tp: high for tp, high in ends.items() if high > 0}
@@ -141,6 +156,10 @@ class Runner:
             self.handle(record)
         if batch:
             self.tracker.advance(read=len(batch))
+        if any(record.topic == self.topics.ledger for record in batch):
+            self.engine.expected.commit(
+                {tp: offset for tp, offset in self._read_to.items() if tp[0] == self.topics.ledger}
+            )
         if self._caught_up_once():
             at = now or datetime.now(UTC)
             self.tick(at, self.acks_horizon(at))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core.settings import state_root
 from services.reconciler.acks import Sla
 from services.reconciler.engine import Timing
 
@@ -35,6 +37,14 @@ class ReconcilerSettings(BaseSettings):
         default=30.0, gt=0, description="input waiting and nothing read this long: unhealthy (/health 503)"
     )
     copies: dict[str, str] = Field(default_factory=dict, description="agency -> copy store URL (JSON)")
+    snapshot_dir: str = Field(
+        default="",
+        description="folder of the expected views' SQLite snapshot (a restart reads only the ledger's tail); "
+        "default $ACCORD_STATE_DIR/reconciler",
+    )
+
+    def snapshot_folder(self) -> Path:
+        return Path(self.snapshot_dir) if self.snapshot_dir else state_root() / "reconciler"
 
     def timing(self) -> Timing:
         sla = Sla(timedelta(seconds=self.listing_sla_s), timedelta(seconds=self.revocation_sla_s))

@@ -168,4 +168,5 @@ def environment(ledgered: harness.Backbone, credentials: Path, agency: str | Non
 def publisher_env(backbone: Backbone, tmp_path: Path) -> dict[str, str]:
     """A publisher process of the court (every command in these tests is the court's), running
     as the court's principal: it may write only `listings.court` and read `ledger` and `rejected`."""
-    return environment(backbone.ledger, tmp_path / "credentials.yaml", "court")
+    books = {"ACCORD_PUBLISHER_BOOK_DIR": str(tmp_path / "books")}  # a book of the test's own
+    return environment(backbone.ledger, tmp_path / "credentials.yaml", "court") | books

@@ -41,4 +41,4 @@ def test_a_ledger_longer_than_the_timeout_to_read_is_read_to_its_end(backbone: B
         assert time.monotonic() - started > 3 * TIMEOUT_S
     finally:
         reader.close()
-    assert len(slow.states) == STATES
+    assert len(slow) == STATES

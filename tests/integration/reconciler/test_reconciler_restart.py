@@ -69,7 +69,8 @@ def reconciler_process(world: Live, folder: Path) -> subprocess.Popen[bytes]:
            "ACCORD_NAMESPACE": world.topics.namespace, "ACCORD_RECONCILE_LISTING_SLA_S": "1",
            "ACCORD_RECONCILE_REVOCATION_SLA_S": "1", "ACCORD_RECONCILE_REPAIR_SLA_S": "5",
            "ACCORD_RECONCILE_CHECK_INTERVAL_S": "0.2", "ACCORD_RECONCILE_ANTIENTROPY_INTERVAL_S": "0.5",
-           "ACCORD_RECONCILE_VERIFY_CYCLE_S": "2"}  # fmt: skip
+           "ACCORD_RECONCILE_VERIFY_CYCLE_S": "2",
+           "ACCORD_RECONCILE_SNAPSHOT_DIR": str(folder / "snapshots")}  # fmt: skip
     log = (folder / "reconciler.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "services", "reconcile", "run", "--copy", f"{CA}={world.url}"], env=env,

@@ -57,7 +57,7 @@ def test_an_admitted_event_is_found_in_its_listing_with_its_version(keystore: Ke
     assert book.admitted(issue.listing_id, events[1].envelope.event_id) is None
     book.take_state(states[1])
     assert book.version_of(issue.listing_id, events[1].envelope.event_id) == 2
-    assert book.listing_of[events[1].envelope.event_id] == issue.listing_id
+    assert book.listing_of(events[1].envelope.event_id) == issue.listing_id
 
 
 def test_an_older_state_read_later_never_takes_the_listing_back(keystore: Keystore) -> None:
@@ -89,7 +89,7 @@ def test_a_refusal_of_an_event_off_its_authors_topic_answers_for_nobody(keystore
     book.take_rejected(rejection(events[0], "listings.tax-bureau", "wrong_topic"))
     book.take_rejected(rejection(events[0], "views.civil-aviation", "bad_view"))  # a copy's refusal
     assert book.refusal("court", issue.listing_id, events[0].envelope.event_id) is None
-    assert book.refusals == {} and book.ignored == 2
+    assert book.refusals() == {} and book.ignored == 2
 
 
 def test_an_agency_reusing_another_agencys_event_id_forges_no_refusal(keystore: Keystore) -> None:
@@ -110,4 +110,58 @@ def test_undecodable_refused_bytes_are_counted_and_passed_over(keystore: Keystor
     garbage = rejection(event, "listings.court").model_copy(update={"payload": b"\x00garbage"})
     book = LedgerBook(AUTHORS)
     book.take_rejected(garbage)
-    assert book.refusals == {} and book.ignored == 1
+    assert book.refusals() == {} and book.ignored == 1
+
+
+def test_the_book_on_disk_holds_what_was_committed_with_its_positions(
+    keystore: Keystore, tmp_path: Path
+) -> None:
+    """A restart opens the file and reads only the log's tail from the positions stored with it."""
+    issue = samples.issue()
+    events, states = chain(keystore, [issue, samples.correct(issue.listing_id, 1)])
+    book = LedgerBook(AUTHORS, tmp_path / "book.sqlite3")
+    book.take_state(states[1])
+    book.take_rejected(rejection(events[1], "listings.court"))
+    book.snapshot.commit({("ledger", 0): 12, ("rejected", 0): 3})
+    book.close()
+    again = LedgerBook(AUTHORS, tmp_path / "book.sqlite3")
+    assert again.snapshot.positions() == {("ledger", 0): 12, ("rejected", 0): 3}
+    assert again.version_of(issue.listing_id, events[0].envelope.event_id) == 1
+    assert again.admitted(issue.listing_id, events[1].envelope.event_id) is not None
+    assert again.refusal("court", issue.listing_id, events[1].envelope.event_id) is not None
+    assert len(again) == 1
+
+
+def test_a_batch_cut_short_by_a_crash_is_read_again_and_counts_once(
+    keystore: Keystore, tmp_path: Path
+) -> None:
+    """Nothing lost, nothing applied twice: an uncommitted batch leaves the book and its positions as
+    they were; the same records taken again give the same book as taking them once."""
+    issue = samples.issue()
+    events, states = chain(keystore, [issue, samples.correct(issue.listing_id, 1)])
+    path = tmp_path / "book.sqlite3"
+    book = LedgerBook(AUTHORS, path)
+    book.take_state(states[0])
+    book.snapshot.commit({("ledger", 0): 1})
+    book.take_state(states[1])  # the next batch: the process dies before commit()
+    book.close()
+    again = LedgerBook(AUTHORS, path)
+    assert again.snapshot.positions() == {("ledger", 0): 1}
+    assert again.admitted(issue.listing_id, events[1].envelope.event_id) is None
+    for state in (states[0], states[1], states[1]):  # read again from offset 1, and once more
+        again.take_state(state)
+    again.snapshot.commit({("ledger", 0): 2})
+    assert again.version_of(issue.listing_id, events[1].envelope.event_id) == 2
+    assert len(again) == 1
+
+
+def test_two_processes_never_write_the_same_book(tmp_path: Path) -> None:
+    """An HTTP server and import workers of one agency each claim a book of their own."""
+    first = LedgerBook.claim(AUTHORS, tmp_path, "ns.-court")
+    second = LedgerBook.claim(AUTHORS, tmp_path, "ns.-court")
+    assert first.path != second.path and first.path.endswith("ns_-court.0.sqlite3")
+    first.close()
+    third = LedgerBook.claim(AUTHORS, tmp_path, "ns.-court")
+    assert third.path == first.path  # released with its process (or its close)
+    second.close()
+    third.close()

@@ -13,6 +13,7 @@ from datetime import datetime
 from services.core.events import Event
 from services.core.kafka import partition_for
 from services.core.serde import decode, encode
+from services.core.snapshot import Snapshot
 from services.reconciler.ports import Partition, Record
 
 
@@ -50,9 +51,10 @@ class MemoryLog:
 
     # --- LogReader ---------------------------------------------------------------
 
-    def open(self, topics: list[str]) -> dict[Partition, int]:
+    def open(self, topics: list[str], snapshot: Snapshot | None = None) -> dict[Partition, int]:
+        """From offset 0, or a snapshot's positions (this log is never another: nothing is emptied)."""
         ends = {(name, p): len(part) for name in topics for p, part in enumerate(self._topic(name))}
-        self.positions = dict.fromkeys(ends, 0)
+        self.positions = dict.fromkeys(ends, 0) | (snapshot.positions() if snapshot else {})
         return ends
 
     def read(self, limit: int, timeout: float) -> list[Record]:

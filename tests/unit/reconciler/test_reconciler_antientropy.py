@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from services.core.copystore.probe import split_hashes
 from services.core.digest import bucket_of
 from services.core.listing import evolve
 from services.core.views import project
@@ -88,3 +89,12 @@ def test_a_bucket_no_listing_explains_is_reported_unexplained(tmp_path: Path) ->
     narrowed = narrow("civil-aviation", expected, buckets, MeteredProbe(copy))
     assert [s.listing_id for s in narrowed.suspects] == ["L-00003"]
     assert narrowed.unexplained == [lied]
+
+
+def test_the_expected_split_from_stored_spots_equals_hashing_every_listing_id(tmp_path: Path) -> None:
+    """`ExpectedViews.split` reads the stored hash bits instead of hashing each id again: same answer."""
+    expected, _ = build(tmp_path, 300, 4)
+    for bucket in range(4):
+        wanted = expected.leaves("civil-aviation", bucket, 4)
+        assert expected.count("civil-aviation", bucket, 4) == len(wanted) > 0
+        assert expected.split("civil-aviation", bucket, 4, 16) == split_hashes(wanted, bucket, 4, 16)

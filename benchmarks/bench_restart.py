@@ -1,0 +1,331 @@
+"""Issue 14 goal 1 for the publisher and the reconciler: restart with N listings, and one stale listing.
+
+How the state is built (quickly, not through the services): the publisher's book and the
+reconciler's expected views are SQLite snapshots (`core/snapshot.py`), so N listings are
+generated straight into those files, with the log positions they reflect, and a tail of
+`--tail` real, signed listing states is written to the `ledger` topic after them. Each
+generated listing carries the wire bytes of one real state (a restart never decodes them;
+a lookup decodes one). Then each service is restarted in a fresh process (spawned, so its
+memory is its own): the publisher answers its first command (`Publisher.current`, which
+first catches up with the log's tail), the reconciler's runner opens its snapshot and reads
+the tail. Printed: time to that first answer, the child's peak RSS, and the listings read.
+
+The stale-listing search: a copy of the same N listings (a SQLite table of leaves, answering
+the reconciler's probe questions as a copy's server does) with one listing stale; timed is
+`antientropy.narrow` from the copy's published digest to that one listing, and the bytes its
+answers weigh (JSON, as over HTTP), the digest included.
+
+Next to the raw confluent-kafka produce/consume rate of the same run (the machine is shared
+and loaded: compare ratios and trends, not absolute figures).
+
+    python benchmarks/bench_restart.py [--listings 1000000 3000000] [--tail 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.kafka_limits import broker, raw_consume, raw_produce
+from services.core.connection import KafkaConnection
+from services.core.copystore.probe import Damage, Leaf
+from services.core.crypto import Keystore
+from services.core.digest import DEFAULT_BUCKETS, FINEST_SPLIT, MODULUS, Digest, bucket_of, leaf
+from services.core.kafka import EventProducer, consumer, create_topics
+from services.core.listing import evolve
+from services.core.policy import Policy
+from services.core.serde import encode
+from services.core.snapshot import Snapshot
+from services.core.topics import KEEP_FOREVER, Topics, TopicSpec
+from services.core.views import project
+from services.publisher.state import LedgerBook
+from services.reconciler.antientropy import narrow
+from services.reconciler.expected import SCHEMA, TABLES, ExpectedViews
+from services.reconciler.probe import MeteredProbe, wire_size
+from tests.support.factory import Ledgerbook, policy_with_keys
+
+AGENCY = "civil-aviation"
+CHUNK = 50_000
+STALE = "G-0000007"
+
+
+def generated(n: int, only: int | None = None) -> Iterator[tuple[str, int, int]]:
+    """(listing id, its spot: the 32 bits bucket_of reads, its leaf value) of N generated listings;
+    `only`: just those of that bucket."""
+    for i in range(n):
+        lid = f"G-{i:07}"
+        spot = bucket_of(lid, FINEST_SPLIT)
+        if only is None or spot % DEFAULT_BUCKETS == only:
+            yield lid, spot, leaf(lid, 1, "active", f"{i:064x}")
+
+
+def files(folder: Path, topics: Topics) -> tuple[Path, Path]:
+    """Where the publisher (`LedgerBook.claim`) and the reconciler (`claim_snapshot`) look first."""
+    name = topics.namespace.replace(".", "_")
+    return (
+        folder / "publisher" / f"{name}-court.0.sqlite3",
+        folder / "reconciler" / f"{name}-expected.0.sqlite3",
+    )
+
+
+def build(folder: Path, n: int, raw: bytes, cluster: str, topics: Topics, only: int | None = None) -> None:
+    """The publisher's book, the reconciler's snapshot and the copy, N listings each, positions at 0."""
+    book_path, expected_path = files(folder, topics)
+    LedgerBook({}, book_path).close()  # each with its schema, as the services make it
+    Snapshot(expected_path, SCHEMA, TABLES).close()
+    book, expected = sqlite3.connect(book_path), sqlite3.connect(expected_path)
+    copy = sqlite3.connect(folder / "copy.sqlite3")
+    for db in (book, expected, copy):  # generated in one go: a crash here only loses the benchmark
+        db.execute("PRAGMA synchronous=OFF")
+    copy.execute("CREATE TABLE rows (bucket INTEGER, spot INTEGER, listing_id TEXT, version INTEGER, "
+                 "status TEXT, row_hash TEXT, PRIMARY KEY (bucket, listing_id)) WITHOUT ROWID")  # fmt: skip
+    digest = Digest(DEFAULT_BUCKETS)
+    rows = list[tuple[str, int, int]]()
+    for item in generated(n, only):
+        rows.append(item)
+        digest.add(item[0], item[2])
+        if len(rows) == CHUNK:
+            _write(book, expected, copy, rows, raw)
+            rows = []
+    _write(book, expected, copy, rows, raw)
+    expected.executemany("INSERT INTO buckets VALUES (?, ?, ?, ?)",
+                         [(AGENCY, b, f"{v:064x}", 0) for b, v in enumerate(digest.buckets)])  # fmt: skip
+    for db in (book, expected):
+        db.execute("INSERT INTO meta VALUES ('cluster', ?)", (cluster,))
+        db.execute("INSERT INTO positions VALUES (?, 0, 0)", (topics.ledger,))
+    for db in (book, expected, copy):
+        db.commit()
+        db.close()
+
+
+def _write(book: sqlite3.Connection, expected: sqlite3.Connection, copy: sqlite3.Connection,
+           rows: list[tuple[str, int, int]], raw: bytes) -> None:  # fmt: skip
+    book.executemany("INSERT INTO states VALUES (?, 1, 1, ?)", [(lid, raw) for lid, _, _ in rows])
+    book.executemany("INSERT INTO events VALUES (?, ?, 1)", [(f"e-{lid}", lid) for lid, _, _ in rows])
+    expected.executemany("INSERT INTO known VALUES (?, 1, 'active', '2026-01-01T00:00:00+00:00', ?, 0)",
+                         [(lid, raw) for lid, _, _ in rows])  # fmt: skip
+    leaves = [(AGENCY, s % DEFAULT_BUCKETS, lid, s, f"{v:064x}") for lid, s, v in rows]
+    expected.executemany("INSERT INTO leaves VALUES (?, ?, ?, ?, ?)", leaves)
+    status = {STALE: "revoked"}
+    copy.executemany("INSERT INTO rows VALUES (?, ?, ?, 1, ?, ?)",
+                     [(s % DEFAULT_BUCKETS, s, lid, status.get(lid, "active"), f"{int(lid[2:]):064x}")
+                      for lid, s, _ in rows])  # fmt: skip
+
+
+class TableCopy:
+    """A copy's probe answers from a table of its leaves (what `accord copy serve` computes from rows)."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path)
+
+    def hold_tail(self, expected: ExpectedViews, policy: Policy) -> None:
+        """The real states of the ledger's tail, as the copy's sink applied them."""
+        for (lid,) in expected.snapshot.db.execute(
+            "SELECT listing_id FROM known WHERE listing_id LIKE 'T-%'"
+        ):
+            row = project(expected.state(lid), AGENCY, policy)
+            if row is not None:
+                spot, held = bucket_of(lid, FINEST_SPLIT), Leaf.of(row)
+                self._db.execute("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?)",
+                                 (spot % DEFAULT_BUCKETS, spot, lid, *held))  # fmt: skip
+        self._db.commit()
+
+    def _leaves(self, bucket: int, size: int) -> dict[str, Leaf]:
+        query = "SELECT listing_id, version, status, row_hash FROM rows WHERE bucket = ? AND spot % ? = ?"
+        found = self._db.execute(query, (bucket % DEFAULT_BUCKETS, size, bucket))
+        return {lid: Leaf(v, status, h) for lid, v, status, h in found}
+
+    def digest(self) -> list[str]:
+        sums = [0] * DEFAULT_BUCKETS
+        for bucket, lid, v, status, h in self._db.execute(
+            "SELECT bucket, listing_id, version, status, row_hash FROM rows"
+        ):
+            sums[bucket] = (sums[bucket] + leaf(lid, v, status, h)) % MODULUS
+        return [f"{s:064x}" for s in sums]
+
+    def sub_digest(self, bucket: int, size: int, fanout: int) -> list[str]:
+        sums = [0] * fanout
+        for lid, found in self._leaves(bucket, size).items():
+            j = bucket_of(lid, size * fanout) // size
+            sums[j] = (sums[j] + found.value(lid)) % MODULUS
+        return [f"{s:064x}" for s in sums]
+
+    def leaves(self, bucket: int, size: int) -> dict[str, Leaf]:
+        return self._leaves(bucket, size)
+
+    def positions(self) -> dict[int, int]:
+        return {}
+
+    def misplaced(self) -> dict[str, Leaf]:
+        return {}
+
+    def damaged(self) -> dict[str, Damage]:
+        return {}
+
+
+def restart_publisher(
+    connection: KafkaConnection, topics: Topics, folder: Path, keys: Path, out: dict[str, object]
+) -> None:
+    """In a fresh process: open the book, answer one command (catching up with the log's tail first)."""
+    from services.core.crypto import AgencyKey
+    from services.publisher.client import Publisher
+
+    policy, keystore = policy_with_keys(keys)
+    start = time.perf_counter()
+    publisher = Publisher(connection, topics, policy, AgencyKey("court", keystore.private("court")),
+                          b"bench-pseudonym-key", timeout=60.0, book_dir=folder / "publisher")  # fmt: skip
+    first = publisher.current("T-0")
+    out["publisher_s"] = time.perf_counter() - start
+    out["publisher_ok"] = first is not None and publisher.current(STALE) is not None
+    out["publisher_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["publisher_cpu_s"] = time.process_time()
+    publisher.close()
+
+
+def restart_reconciler(
+    connection: KafkaConnection, topics: Topics, folder: Path, keys: Path, out: dict[str, object]
+) -> None:
+    """In a fresh process: open the snapshot, read the ledger's tail (the other topics are empty here)."""
+    from services.reconciler.expected import claim_snapshot
+    from services.reconciler.kafkalog import KafkaLog
+    from services.reconciler.runner import Runner
+    from services.reconciler.settings import ReconcilerSettings
+
+    policy, _ = policy_with_keys(keys)
+    start = time.perf_counter()
+    snapshot = claim_snapshot(folder / "reconciler", f"{topics.namespace}-expected")
+    runner = Runner(topics, ReconcilerSettings(), policy, {}, lambda _: None, KafkaLog(connection),
+                    EventProducer(connection), snapshot=snapshot)  # fmt: skip
+    runner.start()
+    while not runner._caught_up_once():
+        runner.step()
+    out["reconciler_s"] = time.perf_counter() - start
+    out["reconciler_listings"] = len(runner.engine.expected)
+    out["reconciler_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["reconciler_cpu_s"] = time.process_time()
+    runner.reader.close()
+    runner.engine.expected.close()
+
+
+def in_child(target: Callable[..., None], *args: object) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        out = manager.dict()
+        child = context.Process(target=target, args=(*args, out))
+        child.start()
+        child.join()
+        return dict(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--listings", type=int, nargs="+", default=[1_000_000, 3_000_000])
+    parser.add_argument("--tail", type=int, default=2000)
+    parser.add_argument("--search-only", type=int, nargs="*", default=[],
+                        help="copies of N listings for the search alone: only the stale listing's bucket "
+                        "is built (the search touches no other), no broker")  # fmt: skip
+    args = parser.parse_args()
+    if args.search_only:
+        search_only(args.search_only)
+        return
+    with broker() as connection, tempfile.TemporaryDirectory() as scratch:
+        keys = Path(scratch) / "keys"
+        policy, keystore = policy_with_keys(keys)
+        raw_topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
+        create_topics(connection, [TopicSpec(raw_topic, "key", (), KEEP_FOREVER)], 3, 1)
+        produce = raw_produce(connection, raw_topic, 50_000)
+        consume = raw_consume(connection, raw_topic, 3, 50_000)
+        print(f"raw confluent-kafka: produce {produce:,.0f} records/s, consume {consume:,.0f} records/s "
+              "(400 B, acks=all; shared, loaded machine)")  # fmt: skip
+        for n in args.listings:
+            run(connection, policy, keystore, keys, Path(scratch) / f"n{n}", n, args.tail)
+
+
+def search_only(sizes: list[int]) -> None:
+    """The search alone, in copies of each size: it reads the digest and the one differing bucket only."""
+    with tempfile.TemporaryDirectory() as scratch:
+        policy, _ = policy_with_keys(Path(scratch) / "keys")
+        for n in sizes:
+            folder, topics = Path(scratch) / f"s{n}", Topics("s.")
+            for sub in ("publisher", "reconciler"):
+                (folder / sub).mkdir(parents=True)
+            began = time.perf_counter()
+            build(folder, n, b"", "", topics, only=bucket_of(STALE, DEFAULT_BUCKETS))
+            print(
+                f"\nthe stale listing's bucket of {n:,} listings built in {time.perf_counter() - began:.0f} s"
+            )
+            search(folder, topics, n, policy)
+
+
+def run(connection: KafkaConnection, policy: Policy, keystore: Keystore, keys: Path, folder: Path, n: int,
+        tail: int) -> None:  # fmt: skip
+    topics = Topics(f"r{uuid.uuid4().hex[:8]}.")
+    create_topics(connection, topics.specs(policy.issuers, policy.enforcers), 3, 1)
+    book, producer = Ledgerbook(keystore), EventProducer(connection)
+    template = evolve(None, book.issue("template"))  # type: ignore[arg-type]
+    for i in range(tail):
+        producer.send(topics.ledger, f"T-{i}", evolve(None, book.issue(f"T-{i}")))  # type: ignore[arg-type]
+    producer.close()
+    probe = consumer(connection, connection.group("bench-cluster"))
+    cluster = probe.list_topics(timeout=10).cluster_id or ""
+    probe.close()
+    for sub in ("publisher", "reconciler"):
+        (folder / sub).mkdir(parents=True)
+    began = time.perf_counter()
+    build(folder, n, encode(template), cluster, topics)
+    built = time.perf_counter() - began
+    print(f"\n{n:,} listings generated into the snapshots and the copy in {built:.0f} s; "
+          f"{tail:,} real states in the ledger topic after them")  # fmt: skip
+    pub = in_child(restart_publisher, connection, topics, folder, keys)
+    print(f"  publisher restart -> first command answered: {pub.get('publisher_s', float('nan')):.2f} s, "
+          f"peak RSS {pub.get('publisher_rss_mb', 0):.0f} MB, {pub.get('publisher_cpu_s', 0):.1f} CPU-s, "
+          f"lookups ok: {pub.get('publisher_ok')}")  # fmt: skip
+    rec = in_child(restart_reconciler, connection, topics, folder, keys)
+    print(f"  reconciler restart -> tail read: {rec.get('reconciler_s', float('nan')):.2f} s, "
+          f"peak RSS {rec.get('reconciler_rss_mb', 0):.0f} MB, {rec.get('reconciler_cpu_s', 0):.1f} CPU-s, "
+          f"{rec.get('reconciler_listings', 0):,} listings expected")  # fmt: skip
+    search(folder, topics, n, policy)
+
+
+def search(folder: Path, topics: Topics, n: int, policy: Policy) -> None:
+    expected = ExpectedViews(policy, [AGENCY], snapshot=Snapshot(files(folder, topics)[1], SCHEMA, TABLES))
+    copy = TableCopy(folder / "copy.sqlite3")
+    copy.hold_tail(expected, policy)
+    published = expected.digest(AGENCY).hex_buckets()
+    published = _with_stale(published, copy)
+    probe = MeteredProbe(copy)
+    began, cpu = time.perf_counter(), time.process_time()
+    found = narrow(AGENCY, expected, published, probe)
+    took, cpu = time.perf_counter() - began, time.process_time() - cpu
+    names = [s.listing_id for s in found.suspects]
+    total = probe.bytes + wire_size(published)
+    print(f"  stale listing in a copy of {n:,}: found {names} in {took * 1000:.0f} ms "
+          f"({cpu * 1000:.0f} ms CPU, both sides in this process), "
+          f"{total / 1024:.1f} KiB exchanged (digest {wire_size(published) / 1024:.1f} KiB + answers "
+          f"{probe.bytes / 1024:.1f} KiB); unexplained {found.unexplained}")  # fmt: skip
+    expected.close()
+
+
+def _with_stale(buckets: list[str], copy: TableCopy) -> list[str]:
+    """The copy's published digest: the expected one with the stale listing's leaf swapped."""
+    bucket = bucket_of(STALE, DEFAULT_BUCKETS)
+    i = int(STALE[2:])
+    good, bad = leaf(STALE, 1, "active", f"{i:064x}"), leaf(STALE, 1, "revoked", f"{i:064x}")
+    out = list(buckets)
+    out[bucket] = f"{(int(out[bucket], 16) - good + bad) % MODULUS:064x}"
+    return out
+
+
+if __name__ == "__main__":
+    main()
