@@ -165,7 +165,7 @@ class Ledger:
     def send(self, outbound: Outbound) -> None:
         """Through the ledger's own producer (see outbox); the delivery is recorded, and the
         message's ack waits for it."""
-        recording().append(self.outbox.send(outbound.topic, outbound.key, outbound.event))
+        recording().append(self.outbox.send(outbound.topic, outbound.key, outbound.event, outbound.encoded))
 
     async def step(self, events: Sequence[faust.EventT[bytes]]) -> None:
         """Process a batch of messages in order, first re-reading any that Faust skipped (see refetch).
@@ -414,13 +414,11 @@ def instance_id(settings: LedgerSettings) -> str | None:
     return f"{app_id(settings.kafka)}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
-def build_app(
-    settings: LedgerSettings, crash: Callable[[BaseException], NoReturn] = exit_now, ops: str | None = None
-) -> faust.App:
-    """The worker's app; with `ops` (HOST:PORT) it also serves the worker's /health and /metrics."""
+def faust_app(settings: LedgerSettings, name: str | None = None) -> faust.App:
+    """The Faust app the worker runs in; under another `name` (its group), the benchmark's no-op agent."""
     kafka, options = settings.kafka, settings.options
-    app = faust.App(
-        app_id(kafka),
+    return faust.App(
+        name or app_id(kafka),
         broker=";".join(f"kafka://{hp}" for hp in kafka.bootstrap_servers.split(",")),
         broker_credentials=kafka.connection.faust_credentials(),
         store=options.store,
@@ -430,13 +428,21 @@ def build_app(
         broker_commit_interval=options.commit_interval_s,
         broker_session_timeout=options.session_timeout_s,
         broker_heartbeat_interval=min(3.0, options.session_timeout_s / 3),
-        consumer_group_instance_id=instance_id(settings),
+        consumer_group_instance_id=instance_id(settings) if name is None else None,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger=options.linger_s,
         web_enabled=False,
         Table=ConfirmedTable,
     )
+
+
+def build_app(
+    settings: LedgerSettings, crash: Callable[[BaseException], NoReturn] = exit_now, ops: str | None = None
+) -> faust.App:
+    """The worker's app; with `ops` (HOST:PORT) it also serves the worker's /health and /metrics."""
+    kafka, options = settings.kafka, settings.options
+    app = faust_app(settings)
     worker = Ledger(app, settings, crash)
     source = app.topic(*sorted(worker.ctx.authors), **RAW)
     worker.gaps = app.topic(gaps_topic(kafka), **RAW)  # created by `layout.prepare` before the start

@@ -32,15 +32,16 @@ class Outbox:
         self._poller = threading.Thread(target=self._serve, name="ledger-outbox", daemon=True)
         self._poller.start()
 
-    def send(self, topic: str, key: str, event: Event) -> asyncio.Future[None]:
-        """Queue `event`; the future is done when the broker confirmed it (or failed to)."""
+    def send(self, topic: str, key: str, event: Event, encoded: bytes | None = None) -> asyncio.Future[None]:
+        """Queue `event` (`encoded`: its bytes, when already made); the future is done when the broker
+        confirmed it (or failed to)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             loop.call_soon_threadsafe(_settle, future, topic, err)
 
-        self._producer.send(topic, key, event, on_delivery=delivered)
+        self._producer.send(topic, key, event, on_delivery=delivered, encoded=encoded)
         return future
 
     def close(self, timeout: float = 10.0) -> None:
