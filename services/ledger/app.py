@@ -29,6 +29,7 @@ import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -104,15 +105,47 @@ def trust(settings: LedgerSettings) -> tuple[Policy, Ed25519PrivateKey]:
 
 
 class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
-    """A Faust table whose changelog writes can be waited for: each is `recording()`-ed.
+    """A Faust table whose changelog records go out through the ledger's own producer (`outbox`),
+    each delivery `recording()`-ed so that the batch's ack waits for it.
 
-    Faust flushes its producer before it commits, but a flush does not report a failed
-    delivery, so without this a lost changelog record would go unseen."""
+    Through Faust's aiokafka producer, every table write was per-record Python on the event loop,
+    and its buffer filled and held the agent back; and Faust's flush before a commit does not
+    report a failed delivery, so a lost changelog record would go unseen. Once the broker has
+    confirmed a record, its offset is stored as Faust stores it (`set_persisted_offset`), so a
+    recovery reads the changelog from there. Keys and values are bytes (raw serializers): the
+    changelog holds exactly what the store holds."""
 
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        future = super().send_changelog(*args, **kwargs)
-        recording().append(future)
-        return future
+    outbox: Outbox  # set by `Ledger`, before anything is written
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+    ) -> Any:
+        assert partition is not None and isinstance(key, bytes)  # a table of bytes, written in an event
+        topic = self.changelog_topic.get_topic_name()
+        sent = self.outbox.send_record(topic, partition, key, value)
+        sent.add_done_callback(lambda done: self._persisted(topic, partition, done))
+        recording().append(sent)
+        return Queued(Queued.Message(partition))
+
+    def _persisted(self, topic: str, partition: int, done: asyncio.Future[int]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self.data.set_persisted_offset(faust.types.TP(topic, partition), done.result())
+
+
+@dataclass(frozen=True)
+class Queued:
+    """What Faust's table reads of a changelog send it did not make: the partition it went to."""
+
+    @dataclass(frozen=True)
+    class Message:
+        partition: int
+
+    message: Message
 
 
 def recording() -> list[Awaitable[Any]]:
@@ -151,6 +184,7 @@ class Ledger:
         self.lag: Lag | None = {}  # the last measurement of the input still unread (None: unknown)
         self.lag_at = 0.0
         self.outbox = Outbox(settings.kafka.connection, settings.options.linger_s, self.source)
+        self.listings.outbox = self.held.outbox = self.outbox
         self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)

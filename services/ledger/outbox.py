@@ -4,13 +4,16 @@ Faust's aiokafka producer spent a quarter of the worker's event loop (per-messag
 on the loop; py-spy on a worker draining a pre-filled topic). librdkafka batches, compresses and
 encrypts in its own threads. Each send returns an asyncio future that the delivery report settles on
 the worker's loop, so the agent still acks its input only once every write is confirmed, and a failed
-delivery raises there and crashes the worker. The tables' changelogs stay Faust's.
+delivery raises there and crashes the worker. The tables' changelog records go out here too
+(`app.ConfirmedTable`): through Faust's producer they filled its buffer and held the agent back
+("producer buffer full").
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message
 
@@ -32,17 +35,30 @@ class Outbox:
         self._poller = threading.Thread(target=self._serve, name="ledger-outbox", daemon=True)
         self._poller.start()
 
-    def send(self, topic: str, key: str, event: Event, encoded: bytes | None = None) -> asyncio.Future[None]:
-        """Queue `event` (`encoded`: its bytes, when already made); the future is done when the broker
-        confirmed it (or failed to)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            loop.call_soon_threadsafe(_settle, future, topic, err)
-
+    def send(self, topic: str, key: str, event: Event, encoded: bytes | None = None) -> asyncio.Future[int]:
+        """Queue `event` (`encoded`: its bytes, when already made); the future holds its offset once
+        the broker confirmed it (or its failure)."""
+        future, delivered = self._awaited(topic)
         self._producer.send(topic, key, event, on_delivery=delivered, encoded=encoded)
         return future
+
+    def send_record(self, topic: str, partition: int, key: bytes, value: bytes | None) -> asyncio.Future[int]:
+        """Queue a record that is no event (a table's changelog entry) to `partition`, as `send`."""
+        future, delivered = self._awaited(topic)
+        self._producer.send_record(topic, partition, key, value, on_delivery=delivered)
+        return future
+
+    def _awaited(
+        self, topic: str
+    ) -> tuple[asyncio.Future[int], Callable[[KafkaError | None, Message], None]]:
+        """A future on the running loop, and the delivery report (served in the poller) that settles it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, future, topic, err, msg.offset())
+
+        return future, delivered
 
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -54,10 +70,10 @@ class Outbox:
             self._producer.poll(POLL_S)
 
 
-def _settle(future: asyncio.Future[None], topic: str, err: KafkaError | None) -> None:
+def _settle(future: asyncio.Future[int], topic: str, err: KafkaError | None, offset: int | None) -> None:
     if future.done():
         return
     if err is None:
-        future.set_result(None)
+        future.set_result(-1 if offset is None else offset)
     else:
         future.set_exception(BrokerUnavailable(f"delivery to {topic} failed: {err.str()}"))
