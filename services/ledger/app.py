@@ -112,10 +112,15 @@ class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
     and its buffer filled and held the agent back; and Faust's flush before a commit does not
     report a failed delivery, so a lost changelog record would go unseen. Once the broker has
     confirmed a record, its offset is stored as Faust stores it (`set_persisted_offset`), so a
-    recovery reads the changelog from there. Keys and values are bytes (raw serializers): the
-    changelog holds exactly what the store holds."""
+    recovery reads the changelog from there: once per batch (`persist`), not once a record.
+    Keys and values are bytes (raw serializers): the changelog holds exactly what the store holds."""
 
     outbox: Outbox  # set by `Ledger`, before anything is written
+    confirmed: dict[int, int]  # partition -> the highest changelog offset confirmed and not yet stored
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.confirmed = {}
 
     def send_changelog(
         self,
@@ -128,13 +133,20 @@ class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
         assert partition is not None and isinstance(key, bytes)  # a table of bytes, written in an event
         topic = self.changelog_topic.get_topic_name()
         sent = self.outbox.send_record(topic, partition, key, value)
-        sent.add_done_callback(lambda done: self._persisted(topic, partition, done))
+        sent.add_done_callback(lambda done: self._confirmed(partition, done))
         recording().append(sent)
         return Queued(Queued.Message(partition))
 
-    def _persisted(self, topic: str, partition: int, done: asyncio.Future[int]) -> None:
+    def _confirmed(self, partition: int, done: asyncio.Future[int]) -> None:
         if not done.cancelled() and done.exception() is None:
-            self.data.set_persisted_offset(faust.types.TP(topic, partition), done.result())
+            self.confirmed[partition] = max(self.confirmed.get(partition, -1), done.result())
+
+    def persist(self) -> None:
+        """Store each partition's highest confirmed changelog offset (a recovery reads on from there)."""
+        topic = self.changelog_topic.get_topic_name()
+        for partition, offset in self.confirmed.items():
+            self.data.set_persisted_offset(faust.types.TP(topic, partition), offset)
+        self.confirmed.clear()
 
 
 @dataclass(frozen=True)
@@ -235,6 +247,8 @@ class Ledger:
 
         async def confirmed() -> None:
             await asyncio.gather(*pending)
+            self.listings.persist()
+            self.held.persist()
             for event in events:
                 await ack(event)
 

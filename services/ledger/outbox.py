@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message
@@ -32,6 +33,7 @@ class Outbox:
         """`source`: the ledger's CloudEvents source, every message's `ce_source`."""
         self._producer = EventProducer(connection, source, **{"linger.ms": int(linger_s * 1000)})
         self._stop = threading.Event()
+        self._reports: deque[Report] = deque()  # delivered, not yet handed to the loop (any thread appends)
         self._poller = threading.Thread(target=self._serve, name="ledger-outbox", daemon=True)
         self._poller.start()
 
@@ -56,7 +58,7 @@ class Outbox:
         future: asyncio.Future[int] = loop.create_future()
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            loop.call_soon_threadsafe(_settle, future, topic, err, msg.offset())
+            self._reports.append((loop, future, topic, err, msg.offset()))
 
         return future, delivered
 
@@ -66,14 +68,26 @@ class Outbox:
         self._producer.close(timeout)
 
     def _serve(self) -> None:
+        """Serve delivery reports; hand each round's over to the loop in one call, not one a record:
+        a wake-up of the loop per record cost the agent more than the records' own Python."""
         while not self._stop.is_set():
             self._producer.poll(POLL_S)
+            rounds: dict[asyncio.AbstractEventLoop, list[Report]] = {}
+            while self._reports:
+                report = self._reports.popleft()
+                rounds.setdefault(report[0], []).append(report)
+            for loop, reports in rounds.items():
+                loop.call_soon_threadsafe(_settle, reports)
 
 
-def _settle(future: asyncio.Future[int], topic: str, err: KafkaError | None, offset: int | None) -> None:
-    if future.done():
-        return
-    if err is None:
-        future.set_result(-1 if offset is None else offset)
-    else:
-        future.set_exception(BrokerUnavailable(f"delivery to {topic} failed: {err.str()}"))
+Report = tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]", str, KafkaError | None, int | None]
+
+
+def _settle(reports: list[Report]) -> None:
+    for _, future, topic, err, offset in reports:
+        if future.done():
+            continue
+        if err is None:
+            future.set_result(-1 if offset is None else offset)
+        else:
+            future.set_exception(BrokerUnavailable(f"delivery to {topic} failed: {err.str()}"))
