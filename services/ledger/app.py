@@ -137,6 +137,13 @@ class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
         recording().append(sent)
         return Queued(Queued.Message(partition))
 
+    def stored(self, key: bytes) -> bytes | None:
+        """The value of `key` (in the current event's partition): one store lookup per message, where
+        the table's own `get` makes two (whether the key is there, then its value)."""
+        value = self.data.get(key)
+        assert value is None or isinstance(value, bytes)
+        return value
+
     def _confirmed(self, partition: int, done: asyncio.Future[int]) -> None:
         if not done.cancelled() and done.exception() is None:
             self.confirmed[partition] = max(self.confirmed.get(partition, -1), done.result())
@@ -226,7 +233,9 @@ class Ledger:
             msg = _consumed(event)
             position = POSITION + f"{msg.topic}:{msg.partition}".encode()
             expected = (
-                positions[position][0] if position in positions else int(self.listings.get(position, b"0"))
+                positions[position][0]
+                if position in positions
+                else int(self.listings.stored(position) or b"0")
             )
             if msg.offset > expected:
                 for earlier in await self.skipped(msg, expected):
@@ -273,8 +282,8 @@ class Ledger:
 
     async def process(self, msg: Inbound) -> None:
         key = msg.key or b""
-        waiting = decode_held(self.held.get(key))
-        entry = None if key.startswith(POSITION) else Entry.decode(self.listings.get(key))
+        waiting = decode_held(self.held.stored(key))
+        entry = None if key.startswith(POSITION) else Entry.decode(self.listings.stored(key))
         outcome = handle(msg, entry, waiting, self.ctx)
         if outcome.applied and outcome.entry is not None:
             self.listings[key] = outcome.entry.encode()
