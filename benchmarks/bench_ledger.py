@@ -16,8 +16,12 @@ too), and RSS is each worker's peak resident memory while it drained.
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
+import pstats
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +41,8 @@ from services.core.events import Event
 from services.core.kafka import consumer, read_all
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.support.factory import Ledgerbook
+
+HERE = Path(__file__).resolve().parent
 
 
 def generate(book: Ledgerbook, count: int, corrected: float) -> list[Event]:
@@ -104,13 +110,39 @@ def decided_at(backbone: Backbone) -> list[float]:
     return [(m.timestamp()[1] or 0) / 1000 for m in read_all(backbone.connection, [backbone.topics.ledger])]
 
 
-def drain(backbone: Backbone, workers: int, events: int, timeout: float) -> Drain:
+def start_under(
+    backbone: Backbone, name: str, script: Path, args: list[str], **env: str
+) -> subprocess.Popen[bytes]:
+    """A process of this folder's `script` with the backbone's environment (the admin's connection
+    unless `env` names another), stopped by the backbone's `stop_all` like its own."""
+    log = (backbone.folder / f"{name}.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, str(script), *args], cwd=backbone.folder, env=backbone.env(**env),
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    backbone.processes[name] = process
+    return process
+
+
+def start_worker(backbone: Backbone, n: int, profile: Path | None) -> subprocess.Popen[bytes]:
+    """Ledger worker `n` (RocksDB tables); with `profile`, under cProfile (`profiled.py`)."""
+    if profile is None:
+        return backbone.start_ledger(store="rocksdb://", name=f"ledger-{n}")
+    where = {
+        "ACCORD_LEDGER_DATA_DIR": str(backbone.folder / f"ledger-{n}"),
+        "ACCORD_LEDGER_STORE": "rocksdb://",
+    }
+    args = [str(profile), "ledger", "run"]
+    return start_under(backbone, f"ledger-{n}", HERE / "profiled.py", args, **where, **backbone.as_("ledger"))
+
+
+def drain(
+    backbone: Backbone, workers: int, events: int, timeout: float, profile: Path | None = None
+) -> Drain:
     """Start `workers` ledger workers on `backbone` and wait until `ledger` holds every decision."""
     started = time.time()
-    pids = []
-    for n in range(workers):
-        process = backbone.start_ledger(store="rocksdb://", name=f"ledger-{n}")
-        pids.append(process.pid)
+    pids = [start_worker(backbone, n, profile).pid for n in range(workers)]
     peak, cpu_at_first = [0.0] * workers, 0.0
     watcher = consumer(backbone.connection, backbone.connection.group("bench-watch"))
     parts = [TopicPartition(backbone.topics.ledger, p) for p in range(PARTITIONS)]
@@ -134,6 +166,31 @@ def drain(backbone: Backbone, workers: int, events: int, timeout: float) -> Drai
     return Drain(workers, events, started, min(stamps), max(stamps), cpu, peak)
 
 
+def noop(backbone: Backbone, events: int, timeout: float) -> Drain:
+    """Faust's ceiling: `ledger_noop.py` reads the same listing topics in the same batches, deciding
+    nothing (as the admin: its own group, from the start), until it has read `events` messages."""
+    report = backbone.folder / "noop.json"
+    started = time.time()
+    process = start_under(backbone, "noop", HERE / "ledger_noop.py", [str(events), str(report)])
+
+    def done() -> bool:
+        backbone.assert_alive()
+        return report.exists()
+
+    wait_for(f"the no-op agent reading {events} messages", done, timeout, every=0.5)
+    peak = rss_mb(process.pid)
+    backbone.stop_all()
+    took = json.loads(report.read_text())
+    return Drain(0, took["events"], started, took["first"], took["last"], took["cpu"], [peak])
+
+
+def top_lines(stats: Path, count: int = 15) -> str:
+    """The profile's `count` functions that took most of the main thread's CPU themselves."""
+    text = io.StringIO()
+    pstats.Stats(str(stats), stream=text).sort_stats("tottime").print_stats(count)
+    return text.getvalue()
+
+
 def run(connection: KafkaConnection, args: argparse.Namespace, folder: Path) -> None:
     produced, consumed = raw_rates(connection)
     backbones = [Backbone(connection, f"bl{uuid.uuid4().hex[:8]}.", folder / name) for name in ("one", "two")]
@@ -152,8 +209,19 @@ def run(connection: KafkaConnection, args: argparse.Namespace, folder: Path) -> 
     for workers, backbone in zip((1, 2), backbones, strict=False):
         if workers not in args.workers:
             continue
-        result = drain(backbone, workers, len(events), args.timeout)
-        print(f"{result.line()}; {result.rate / consumed:.1%} of raw consume")
+        profile = args.profile if workers == 1 else None
+        result = drain(backbone, workers, len(events), args.timeout, profile)
+        print(
+            f"{result.line()}; {result.rate / consumed:.1%} of raw consume"
+            + (" (under cProfile)" if profile else "")
+        )
+        if profile:
+            print(top_lines(profile))
+    if not args.no_noop:
+        result = noop(backbones[0], len(events), args.timeout)
+        print(f"no-op Faust agent (reads and acks, decides nothing): {result.rate:8,.0f} messages/s; "
+              f"{result.events / max(result.cpu, 1e-9):,.0f} per CPU second of its process; "
+              f"{result.rate / consumed:.1%} of raw consume")  # fmt: skip
 
 
 def main() -> None:
@@ -161,6 +229,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="listing events to pre-fill")
     parser.add_argument("--corrected", type=float, default=0.25, help="share of listings corrected once")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="which drains to run")
+    parser.add_argument("--profile", type=Path, default=None, help="run the 1-worker drain under cProfile")
+    parser.add_argument("--no-noop", action="store_true", help="skip the no-op Faust agent's drain")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a drain may take")
     parser.add_argument("--folder", type=Path, default=None, help="keep the workers' data and logs here")
     args = parser.parse_args()

@@ -177,11 +177,18 @@ class EventProducer:
         value = encode(event) if encoded is None else encoded
         headers: list[tuple[str, str | bytes | None]] = [*cloudevent_headers(event, self._source)]
         where: dict[str, Any] = {} if partition is None else {"partition": partition}
+        self._produce(topic, value=value, key=key.encode(), headers=headers, on_delivery=on_delivery, **where)
+
+    def send_record(
+        self, topic: str, partition: int, key: bytes, value: bytes | None, on_delivery: Any
+    ) -> None:
+        """Queue one record that is no event, as it is (a Faust table's changelog entry: no headers)."""
+        self._produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
+
+    def _produce(self, topic: str, **record: Any) -> None:
         while True:
             try:
-                self._producer.produce(
-                    topic, value=value, key=key.encode(), headers=headers, on_delivery=on_delivery, **where
-                )
+                self._producer.produce(topic, **record)
                 return
             except BufferError:
                 self._producer.poll(0.1)

@@ -29,6 +29,7 @@ import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -104,15 +105,66 @@ def trust(settings: LedgerSettings) -> tuple[Policy, Ed25519PrivateKey]:
 
 
 class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
-    """A Faust table whose changelog writes can be waited for: each is `recording()`-ed.
+    """A Faust table whose changelog records go out through the ledger's own producer (`outbox`),
+    each delivery `recording()`-ed so that the batch's ack waits for it.
 
-    Faust flushes its producer before it commits, but a flush does not report a failed
-    delivery, so without this a lost changelog record would go unseen."""
+    Through Faust's aiokafka producer, every table write was per-record Python on the event loop,
+    and its buffer filled and held the agent back; and Faust's flush before a commit does not
+    report a failed delivery, so a lost changelog record would go unseen. Once the broker has
+    confirmed a record, its offset is stored as Faust stores it (`set_persisted_offset`), so a
+    recovery reads the changelog from there: once per batch (`persist`), not once a record.
+    Keys and values are bytes (raw serializers): the changelog holds exactly what the store holds."""
 
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        future = super().send_changelog(*args, **kwargs)
-        recording().append(future)
-        return future
+    outbox: Outbox  # set by `Ledger`, before anything is written
+    confirmed: dict[int, int]  # partition -> the highest changelog offset confirmed and not yet stored
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.confirmed = {}
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+    ) -> Any:
+        assert partition is not None and isinstance(key, bytes)  # a table of bytes, written in an event
+        topic = self.changelog_topic.get_topic_name()
+        sent = self.outbox.send_record(topic, partition, key, value)
+        sent.add_done_callback(lambda done: self._confirmed(partition, done))
+        recording().append(sent)
+        return Queued(Queued.Message(partition))
+
+    def stored(self, key: bytes) -> bytes | None:
+        """The value of `key` (in the current event's partition): one store lookup per message, where
+        the table's own `get` makes two (whether the key is there, then its value)."""
+        value = self.data.get(key)
+        assert value is None or isinstance(value, bytes)
+        return value
+
+    def _confirmed(self, partition: int, done: asyncio.Future[int]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self.confirmed[partition] = max(self.confirmed.get(partition, -1), done.result())
+
+    def persist(self) -> None:
+        """Store each partition's highest confirmed changelog offset (a recovery reads on from there)."""
+        topic = self.changelog_topic.get_topic_name()
+        for partition, offset in self.confirmed.items():
+            self.data.set_persisted_offset(faust.types.TP(topic, partition), offset)
+        self.confirmed.clear()
+
+
+@dataclass(frozen=True)
+class Queued:
+    """What Faust's table reads of a changelog send it did not make: the partition it went to."""
+
+    @dataclass(frozen=True)
+    class Message:
+        partition: int
+
+    message: Message
 
 
 def recording() -> list[Awaitable[Any]]:
@@ -152,6 +204,7 @@ class Ledger:
         self.lag: Lag | None = {}  # the last measurement of the input still unread (None: unknown)
         self.lag_at = 0.0
         self.outbox = Outbox(settings.kafka.connection, settings.options.linger_s, self.source)
+        self.listings.outbox = self.held.outbox = self.outbox
         self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
@@ -167,7 +220,7 @@ class Ledger:
     def send(self, outbound: Outbound) -> None:
         """Through the ledger's own producer (see outbox); the delivery is recorded, and the
         message's ack waits for it."""
-        recording().append(self.outbox.send(outbound.topic, outbound.key, outbound.event))
+        recording().append(self.outbox.send(outbound.topic, outbound.key, outbound.event, outbound.encoded))
 
     async def step(self, events: Sequence[faust.EventT[bytes]]) -> None:
         """Process a batch of messages in order, first re-reading any that Faust skipped (see refetch).
@@ -182,7 +235,9 @@ class Ledger:
             msg = _consumed(event)
             position = POSITION + f"{msg.topic}:{msg.partition}".encode()
             expected = (
-                positions[position][0] if position in positions else int(self.listings.get(position, b"0"))
+                positions[position][0]
+                if position in positions
+                else int(self.listings.stored(position) or b"0")
             )
             if msg.offset > expected:
                 for earlier in await self.skipped(msg, expected):
@@ -203,6 +258,8 @@ class Ledger:
 
         async def confirmed() -> None:
             await asyncio.gather(*pending)
+            self.listings.persist()
+            self.held.persist()
             for event in events:
                 await ack(event)
 
@@ -227,8 +284,8 @@ class Ledger:
 
     async def process(self, msg: Inbound) -> None:
         key = msg.key or b""
-        waiting = decode_held(self.held.get(key))
-        entry = None if key.startswith(POSITION) else Entry.decode(self.listings.get(key))
+        waiting = decode_held(self.held.stored(key))
+        entry = None if key.startswith(POSITION) else Entry.decode(self.listings.stored(key))
         outcome = handle(msg, entry, waiting, self.ctx)
         if outcome.applied and outcome.entry is not None:
             self.listings[key] = outcome.entry.encode()
@@ -414,13 +471,11 @@ def instance_id(settings: LedgerSettings) -> str | None:
     return f"{app_id(settings.kafka)}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
-def build_app(
-    settings: LedgerSettings, crash: Callable[[BaseException], NoReturn] = exit_now, ops: str | None = None
-) -> faust.App:
-    """The worker's app; with `ops` (HOST:PORT) it also serves the worker's /health and /metrics."""
+def faust_app(settings: LedgerSettings, name: str | None = None) -> faust.App:
+    """The Faust app the worker runs in; under another `name` (its group), the benchmark's no-op agent."""
     kafka, options = settings.kafka, settings.options
-    app = faust.App(
-        app_id(kafka),
+    return faust.App(
+        name or app_id(kafka),
         broker=";".join(f"kafka://{hp}" for hp in kafka.bootstrap_servers.split(",")),
         broker_credentials=kafka.connection.faust_credentials(),
         store=options.store,
@@ -430,13 +485,21 @@ def build_app(
         broker_commit_interval=options.commit_interval_s,
         broker_session_timeout=options.session_timeout_s,
         broker_heartbeat_interval=min(3.0, options.session_timeout_s / 3),
-        consumer_group_instance_id=instance_id(settings),
+        consumer_group_instance_id=instance_id(settings) if name is None else None,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger=options.linger_s,
         web_enabled=False,
         Table=ConfirmedTable,
     )
+
+
+def build_app(
+    settings: LedgerSettings, crash: Callable[[BaseException], NoReturn] = exit_now, ops: str | None = None
+) -> faust.App:
+    """The worker's app; with `ops` (HOST:PORT) it also serves the worker's /health and /metrics."""
+    kafka, options = settings.kafka, settings.options
+    app = faust_app(settings)
     worker = Ledger(app, settings, crash)
     source = app.topic(*sorted(worker.ctx.authors), **RAW)
     worker.gaps = app.topic(gaps_topic(kafka), **RAW)  # created by `layout.prepare` before the start

@@ -40,11 +40,13 @@ from services.ledger.record import Entry, Inbound
 
 @dataclass(frozen=True)
 class Outbound:
-    """One message to publish: topic, key and event."""
+    """One message to publish: topic, key and event; `encoded`, the event's bytes when already made
+    (a listing's new state is encoded once, for its table entry and its `ledger` record)."""
 
     topic: str
     key: str
     event: Event
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ class Context:
     def authors(self) -> dict[str, str]:
         """Listing topic -> the only agency that may write to it (asked for every message)."""
         return self.topics.listing_authors(self.policy.issuers)
+
+    @cached_property
+    def enforcers(self) -> list[str]:
+        """Every agency that enforces a measure, sorted (the policy works it out on each call)."""
+        return self.policy.enforcers
 
 
 @dataclass
@@ -98,8 +105,9 @@ class _Verdicts:
         entry, ctx = self.handled.entry, self.ctx
         ever = entry.ever if entry else frozenset()
         self.handled.entry = Entry(after, ever | entitled(after, ctx.policy), _read_at(entry, msg))
-        self.handled.out.append(Outbound(ctx.topics.ledger, after.envelope.listing_id, after))
-        for agency in ctx.policy.enforcers:
+        encoded = self.handled.entry.state_bytes
+        self.handled.out.append(Outbound(ctx.topics.ledger, after.envelope.listing_id, after, encoded))
+        for agency in affected(before, after, ctx):
             change = view_change(before, after, agency, ctx.policy, after.envelope.recorded_at)
             if change is not None:
                 self.handled.out.append(Outbound(ctx.topics.views(agency), after.envelope.listing_id, change))
@@ -151,6 +159,14 @@ def _read_at(entry: Entry | None, msg: Inbound) -> tuple[Position, ...]:
         return (msg.position,)
     known = len(entry.read_at) == len(entry.state.event_ids)
     return (*entry.read_at, msg.position) if known else ()
+
+
+def affected(before: ListingState | None, after: ListingState, ctx: Context) -> list[str]:
+    """The agencies, in order, that `view_change(before, after, ...)` has a change for: those whose copy
+    holds a row of either. Every other enforcer's change is None; asking only these spares building
+    and discarding a projection per enforcer per event."""
+    either = entitled(after, ctx.policy) | (frozenset() if before is None else entitled(before, ctx.policy))
+    return [agency for agency in ctx.enforcers if agency in either]
 
 
 def entitled(state: ListingState, policy: Policy) -> frozenset[str]:

@@ -14,6 +14,7 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from services.core import serde
 from services.core.events import ListingState
@@ -35,9 +36,14 @@ class Entry:
             return None
         return self.read_at[ids.index(event_id)]
 
+    @cached_property
+    def state_bytes(self) -> bytes:
+        """The state's Avro encoding, made once: the table entry and the `ledger` record share it."""
+        return serde.encode(self.state)
+
     def encode(self) -> bytes:
         header = {"ever": sorted(self.ever), "read_at": [list(p) for p in self.read_at]}
-        return json.dumps(header, separators=(",", ":")).encode() + b"\n" + serde.encode(self.state)
+        return json.dumps(header, separators=(",", ":")).encode() + b"\n" + self.state_bytes
 
     @classmethod
     def decode(cls, data: bytes | None) -> Entry | None:

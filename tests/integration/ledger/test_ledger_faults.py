@@ -8,6 +8,7 @@ counts must refuse to start, saying which.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +21,11 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ConfigResource,
     ResourceType,
 )
+from faust.stores.rocksdb import RocksDBOptions
 
 from services.core.connection import KafkaConnection
-from services.core.events import ListingState, ViewChanged
-from services.core.kafka import admin_client, consumer, create_topics, partition_counts
+from services.core.events import ListingState, Rejected, ViewChanged
+from services.core.kafka import admin_client, consumer, create_topics, partition_counts, read_all
 from services.core.partitioner import partition_of
 from services.core.policy import load_policy
 from services.core.settings import KafkaSettings
@@ -34,6 +36,9 @@ from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.support.backbones import fresh_namespace, running_backbone
 
 TIMEOUT = 90.0
+OFFSET_KEY = (
+    b"__faust\0offset__"  # where Faust's RocksDB store keeps a partition's persisted changelog offset
+)
 
 
 @pytest.fixture
@@ -98,6 +103,56 @@ def test_a_failed_write_stops_the_worker_and_is_redone_on_restart(backbone: Back
     wait_for(
         "the input committed", lambda: committed(backbone, source, partition_of(b"W-1", PARTITIONS)) == 1, 30
     )
+
+
+def test_the_table_changelogs_hold_what_the_store_holds_and_a_restart_recovers_from_them(
+    backbone: Backbone,
+) -> None:
+    """The tables' changelog records go out through the ledger's own producer: each one the store
+    holds is in the changelog, each partition's persisted offset is that of a record the broker
+    confirmed, and a worker whose RocksDB is lost rebuilds its table from the changelog alone."""
+    book = backbone.book()
+    issues = [book.issue(f"C-{i}") for i in range(12)]
+    backbone.publish(issues)
+    backbone.start_ledger(store="rocksdb://")
+    wait_for(
+        "12 decisions",
+        lambda: backbone.assert_alive() or backbone.count(backbone.topics.ledger) >= 12,
+        TIMEOUT,
+    )
+    backbone.stop_all()
+
+    topic = changelog(KafkaSettings.of(backbone.connection, namespace=backbone.namespace), "listings")
+    logged: dict[bytes, bytes | None] = {}
+    ends: dict[int, int] = {}
+    for msg in read_all(backbone.connection, [topic]):
+        logged[msg.key() or b""] = msg.value()
+        ends[msg.partition() or 0] = max(ends.get(msg.partition() or 0, -1), msg.offset() or 0)
+    tables = backbone.folder / "ledger" / "v1" / "tables"
+    for partition in range(PARTITIONS):
+        db = RocksDBOptions().open(tables / f"listings-{partition}.db")
+        try:
+            stored = {k: v for k, v in db.items() if k != OFFSET_KEY}
+            persisted = db.get(OFFSET_KEY)
+        finally:
+            db.close()
+        assert stored and all(logged[k] == v for k, v in stored.items())
+        assert persisted is not None and 0 <= int(persisted) <= ends[partition]
+
+    shutil.rmtree(backbone.folder / "ledger" / "v1" / "tables")  # only the changelog is left
+    backbone.start_ledger(store="rocksdb://")
+    backbone.publish([book.correct("C-3", legal_basis="after the store was lost")])
+
+    def corrected() -> ListingState | None:
+        backbone.assert_alive()
+        states = [e for e in backbone.read(backbone.topics.ledger) if isinstance(e, ListingState)]
+        return next((s for s in states if (s.envelope.listing_id, s.envelope.version) == ("C-3", 2)), None)
+
+    assert wait_for("C-3 v2 decided on the recovered table", corrected, TIMEOUT, every=0.5).legal_basis == (
+        "after the store was lost"
+    )
+    refused = [e for e in backbone.read(backbone.topics.rejected) if isinstance(e, Rejected)]
+    assert refused == []  # the correction met C-3 v1 in the table: nothing refused
 
 
 def test_the_ledger_refuses_to_start_when_partition_counts_disagree(

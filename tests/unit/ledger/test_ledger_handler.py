@@ -21,9 +21,9 @@ from services.core.policy import Policy
 from services.core.sealing import seal
 from services.core.serde import encode
 from services.core.topics import BACKBONE, Topics
-from services.core.views import project
+from services.core.views import project, view_change
 from services.ledger.expiry import expiry_of
-from services.ledger.handler import Context, Outbound, give_up, handle
+from services.ledger.handler import Context, Outbound, affected, give_up, handle
 from services.ledger.record import Entry, Inbound
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
 
@@ -418,3 +418,34 @@ def test_a_listing_id_that_is_not_printable_is_rejected(ctx: Context, book: Ledg
     odd = book.issue("\x00position\x00listings.court:0")
     assert [r.reason_code for r in rejections(ledger.feed(odd))] == ["bad_listing_id"]
     assert ledger.entries == {}
+
+
+@pytest.mark.parametrize("ending", ["correct", "revoke", "expire"])
+def test_view_changes_are_asked_only_of_agencies_holding_a_row_before_or_after(
+    ctx: Context, book: Ledgerbook, ending: str
+) -> None:
+    """`affected` names every enforcer `view_change` has a change for, in the same order: the ledger
+    asks no other, so it must miss none (measures dropped, added, or the listing ended)."""
+    measures = sorted(ctx.policy.measure_by_code)
+    for first, second in itertools.product(measures, repeat=2):
+        listing_id = f"A-{first}-{second}-{ending}"
+        before = evolve(None, book.issue(listing_id, measures=(first,), severity="severe"))
+        if ending == "correct":
+            later = book.correct(listing_id, measures=[second])
+        else:
+            later = book.revoke(listing_id) if ending == "revoke" else book.expire(listing_id)
+        after = evolve(before, later)
+        for old in (None, before):
+            at = after.envelope.recorded_at
+            every = [a for a in ctx.enforcers if view_change(old, after, a, ctx.policy, at) is not None]
+            assert affected(old, after, ctx) == every
+
+
+def test_the_ledger_record_carries_the_bytes_of_the_table_entry_state(ctx: Context, book: Ledgerbook) -> None:
+    """The new state is encoded once; what goes to `ledger` is exactly its encoding."""
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1"))
+    out = ledger.feed(book.correct("L-1", legal_basis="corrected basis"))
+    state = ledger.state("L-1")
+    assert out[0].encoded == encode(state) == ledger.entries["L-1"].state_bytes
+    assert Entry.decode(ledger.entries["L-1"].encode()) == ledger.entries["L-1"]
