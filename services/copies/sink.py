@@ -80,7 +80,8 @@ class Sink:
         reporter: Reporter,
         clock: Clock = utc_now,
     ) -> None:
-        self.agency, self.store, self.policy, self.clock = agency, store, policy, clock
+        self.agency, self.store, self.clock = agency, store, clock
+        self.entitled = messages.Entitlement.of(policy, agency)
         self.feed, self.reporter = feed, reporter
         self.options = settings.options
         self.topics = settings.kafka.topics
@@ -164,7 +165,7 @@ class Sink:
             event: Event = serde.decode(record.value, *where)
         except ContractError as e:
             return self._refusal(record, "undecodable", str(e))
-        fault = messages.fault(event, self.agency, self.policy)
+        fault = messages.fault(event, self.entitled)
         if fault is not None:
             return self._refusal(record, *fault)
         assert isinstance(event, ViewChanged)
@@ -177,7 +178,7 @@ class Sink:
         older than what it knew (a repair the ledger overtook), what it kept instead."""
         lid, at = change.envelope.listing_id, self.clock()
         ack = messages.holding(lid, held.version, held.row, partition, offset, self.agency, at, held.row_hash)
-        encoded = serde.encode(ack)
+        encoded = messages.encode_applied(ack)
         self.reports[partition, offset] = (ack, encoded)
         return encoded
 
