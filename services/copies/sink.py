@@ -233,9 +233,13 @@ class Sink:
                             found.buckets, len(found.rows), found.rows[:3])  # fmt: skip
 
     def publish_digest(self) -> None:
-        """The digest `take` keeps (no row read), which rolling verification keeps true to the rows."""
-        digest = self.store.digest()
-        event = messages.digest_of(self.agency, digest, self.store.positions(), self.clock())
+        """The digest `take` keeps (no row read), which rolling verification keeps true to the rows.
+
+        The positions go to the consumer group again with it: a batch's asynchronous commit can
+        fail (a coordinator moving or loading), and an idle copy would otherwise never repeat it."""
+        digest, positions = self.store.digest(), self.store.positions()
+        event = messages.digest_of(self.agency, digest, positions, self.clock())
+        self.feed.commit(self.topic, positions)
         self.reporter.send(self.topics.copies_digests(self.agency), self.agency, event)
         self.reporter.poll(0)
         self.last_digest = time.monotonic()

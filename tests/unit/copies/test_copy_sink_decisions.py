@@ -86,6 +86,18 @@ def test_a_batch_is_applied_acknowledged_once_each_and_its_positions_committed_t
     assert feed.committed == copy.positions() and sum(copy.positions().values()) == len(changes)
 
 
+def test_positions_whose_commit_to_the_group_was_lost_are_committed_again_with_the_next_digest(
+    copy: CopyStore, feed: FakeFeed
+) -> None:
+    for i in range(5):
+        feed.change(upsert(row(f"L-{i}")))
+    sink = sink_on(copy, feed, FakeReporter(), batch=100)
+    assert sink.poll() == 5
+    feed.committed = {}  # the batch's asynchronous commit failed (a coordinator moving): nothing retries it
+    assert sink.poll() == 0  # idle, caught up: the digest goes out, and the positions with it
+    assert feed.committed == copy.positions() and sum(feed.committed.values()) == 5
+
+
 def test_a_bad_message_in_the_middle_of_a_batch_is_rejected_and_the_good_ones_around_it_apply(
     copy: CopyStore, feed: FakeFeed
 ) -> None:
