@@ -34,8 +34,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, SecretStr
 from starlette.routing import Route
 
-from services.copies.check import CheckAnswer, Freshness, answer, freshness
-from services.core.copystore import CopyStore
+from services.copies.check import CheckAnswer, Freshness, answer, freshness, unreadable
+from services.core.copystore import CopyStore, StoreError
 from services.core.copystore.probe import Damage, Leaf, StoreProbe
 from services.core.credentials import CredentialStore, Principal
 from services.core.crypto import pseudonymise
@@ -66,8 +66,12 @@ def build_http(
     checks = APIRouter(dependencies=[Depends(on_loop(guard))], responses=AUTH_RESPONSES)
 
     def check(subject_ref: str) -> Response:
-        positions = store.positions()
-        found = answer(store, subject_ref, lag(positions), clock(), sla_s, positions)
+        try:
+            positions = store.positions()
+        except StoreError as e:  # a copy that cannot be read still answers, as `answer` does
+            found = unreadable(store.agency, subject_ref, clock(), str(e))
+        else:
+            found = answer(store, subject_ref, lag(positions), clock(), sla_s, positions)
         return Response(found.model_dump_json(), media_type="application/json")
 
     @checks.get("/check", response_model=CheckAnswer)

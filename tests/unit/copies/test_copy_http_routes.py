@@ -7,6 +7,7 @@ under uvicorn."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -95,6 +96,16 @@ def test_get_check_refuses_as_the_guard_does(served: tuple[Http, dict[str, str]]
     unasked = http.get("/check", headers=bearer(tokens["officer"]))
     assert unasked.status_code == 422
     assert unasked.json()["detail"][0]["loc"] == ["query", "subject_ref"]
+
+
+def test_a_copy_that_cannot_be_read_still_answers_and_says_so(
+    served: tuple[Http, dict[str, str]], tmp_path: Path
+) -> None:
+    http, tokens = served
+    with sqlite3.connect(tmp_path / "copy.db") as db:
+        db.execute("DROP TABLE copy_positions")
+    answered = http.get("/check", params={"subject_ref": "s-1"}, headers=bearer(tokens["officer"]))
+    assert answered.status_code == 200 and answered.json()["advice"].startswith("COPY DAMAGED")
 
 
 def test_openapi_still_documents_get_check(served: tuple[Http, dict[str, str]]) -> None:
