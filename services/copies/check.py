@@ -121,11 +121,18 @@ def listing_answer(row: ViewRow, now: datetime) -> ListingAnswer:
 
 
 def answer(
-    store: CopyStore, subject_ref: str, lag: dict[int, int] | None, now: datetime, sla_s: float
+    store: CopyStore,
+    subject_ref: str,
+    lag: dict[int, int] | None,
+    now: datetime,
+    sla_s: float,
+    positions: dict[int, int] | None = None,
 ) -> CheckAnswer:
+    """`positions`: those `lag` was measured against (read from the store when not given)."""
     try:
         rows, damaged = store.rows_for_subject(subject_ref)
-        fresh = freshness(store.positions(), lag, store.last_applied_at(), now, sla_s)
+        at = store.positions() if positions is None else positions
+        fresh = freshness(at, lag, store.last_applied_at(), now, sla_s)
     except StoreError as e:  # the copy cannot be read at all: still an answer, never a traceback
         return unreadable(store.agency, subject_ref, now, str(e))
     if damaged:

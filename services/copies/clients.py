@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from services.core.cloudevent import source
 from services.core.connection import KafkaConnection
@@ -73,20 +73,12 @@ class Reporter(Protocol):
 
 
 class KafkaViewFeed:
-    """`ViewFeed` over a confluent-kafka consumer, assigned (never subscribed) in the copy's group.
+    """`ViewFeed` over a confluent-kafka consumer, assigned (never subscribed) in the copy's group."""
 
-    A commit the broker did not confirm (its coordinator still loading after a restart, seen under
-    load) is sent again with a later fetch until it is: otherwise an idle copy's group offsets stay
-    behind for good, and the tools that read them report a lag that is not there."""
-
-    RECOMMIT_S = 1.0
-
-    def __init__(self, connection: KafkaConnection, group: str) -> None:
-        self.client = consumer(connection, group, on_commit=self._on_commit)
+    def __init__(self, client: Consumer) -> None:
+        self.client = client
         self._assigned: list[TopicPartition] = []
         self._ends: dict[tuple[str, int], int] = {}  # (topic, partition) -> high watermark last fetched
-        self._unconfirmed: dict[tuple[str, int], int] = {}  # offsets asked for, not yet confirmed
-        self._recommit_at = 0.0
 
     def partitions(self, topic: str, timeout_s: float = 30.0) -> list[int]:
         """A topic created a moment ago may need a while to show."""
@@ -116,8 +108,6 @@ class KafkaViewFeed:
         change's latency: wait for the first message only, then take what is already fetched."""
         first = self.client.poll(wait_s)
         self._note_ends()
-        if self._unconfirmed and time.monotonic() >= self._recommit_at:
-            self._commit_unconfirmed()
         if first is None:
             return []
         messages = [first, *self.client.consume(most - 1, 0)] if most > 1 else [first]
@@ -129,21 +119,9 @@ class KafkaViewFeed:
         ]
 
     def commit(self, topic: str, positions: Mapping[int, int]) -> None:
-        self._unconfirmed.update({(topic, p): o for p, o in positions.items()})
-        self._commit_unconfirmed()
-
-    def _commit_unconfirmed(self) -> None:
-        if self._unconfirmed:
-            offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(self._unconfirmed.items())]
+        if positions:
+            offsets = [TopicPartition(topic, p, o) for p, o in sorted(positions.items())]
             self.client.commit(offsets=offsets, asynchronous=True)
-            self._recommit_at = time.monotonic() + self.RECOMMIT_S
-
-    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """Runs in the sink's own fetch (librdkafka serves callbacks there)."""
-        for tp in partitions if error is None else []:
-            key = (tp.topic, tp.partition)
-            if tp.error is None and self._unconfirmed.get(key, tp.offset + 1) <= tp.offset:
-                del self._unconfirmed[key]
 
     def lag(self, topic: str, positions: Mapping[int, int]) -> dict[tuple[str, int], int]:
         ends = dict(self._ends)
@@ -163,5 +141,5 @@ def kafka_clients(
 ) -> tuple[KafkaViewFeed, EventProducer]:
     """The real clients of `agency`'s copy: its feed in group `<principal>.copy-<agency>`, a producer
     whose messages name the copy as their CloudEvents source."""
-    feed = KafkaViewFeed(connection, connection.group(f"copy-{agency}"))
+    feed = KafkaViewFeed(consumer(connection, connection.group(f"copy-{agency}")))
     return feed, EventProducer(connection, source(namespace, agency))

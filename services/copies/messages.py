@@ -3,23 +3,41 @@
 Acknowledgement ids depend only on the copy and the input position, so a message
 re-sent after a crash is recognisably the same message. (What a copy refuses to apply
 is recorded by `core.rejections.rejected`, with the same property.)
+
+A sink acknowledges every change it takes, so `encode_applied` writes an acknowledgement's
+Avro bytes straight from its fields (`serde.encode` dumps the model to a dict and walks the
+schema: five times the cost); it is bound to the layout of the current `CopyApplied` schema
+and checks itself against `serde.encode` once, falling back to it if a schema change ever
+made the two differ.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache, lru_cache
 
+from services.core import serde
 from services.core.digest import Digest
 from services.core.events import CopyApplied, CopyDigest, Envelope, Event, ViewChanged
 from services.core.policy import Policy
-from services.core.views import ViewRow
+from services.core.views import LIVE, ViewRow
 
+log = logging.getLogger("accord.copy")
 COPY_NAMESPACE = uuid.UUID("a5d3b0c2-41e8-4c0a-9a1f-5e7b3c2d9f10")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _id(*parts: object) -> str:
-    return str(uuid.uuid5(COPY_NAMESPACE, ":".join(str(p) for p in parts)))
+    """`uuid.uuid5(COPY_NAMESPACE, "a:b:…")`, spelt out: the same string at a third of the cost."""
+    name = ":".join(str(p) for p in parts).encode()
+    h = bytearray(hashlib.sha1(COPY_NAMESPACE.bytes + name).digest()[:16])
+    h[6], h[8] = (h[6] & 0x0F) | 0x50, (h[8] & 0x3F) | 0x80  # version 5, RFC 4122 variant
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def _envelope(event_id: str, agency: str, at: datetime, listing_id: str = "", version: int = 0) -> Envelope:
@@ -58,6 +76,75 @@ def holding(
     )
 
 
+def encode_applied(ack: CopyApplied) -> bytes:
+    """`serde.encode(ack)`, written straight from the fields when the writer is bound (see above)."""
+    return _write_applied(ack) if _bound() else serde.encode(ack)
+
+
+def _write_applied(ack: CopyApplied) -> bytes:
+    env = ack.envelope
+    request = b"\x00" if env.request_id is None else b"\x02" + _string(env.request_id)
+    return b"".join((
+        _prefix(), _string(env.event_id), _string(env.listing_id), _long(env.version), _cached(env.agency),
+        _micros(env.occurred_at), _micros(env.recorded_at), _string(env.prev_hash), _string(env.hash),
+        _string(env.signature), request, _cached(ack.copy_agency), _cached(ack.op), _long(ack.partition),
+        _long(ack.offset), _string(ack.row_hash), _micros(ack.applied_at),
+    ))  # fmt: skip
+
+
+@cache
+def _prefix() -> bytes:
+    return serde.MARKER + serde.registry().writer("CopyApplied").fingerprint
+
+
+@cache
+def _bound() -> bool:
+    """Whether `_write_applied` writes what `serde.encode` does, on an acknowledgement using every field."""
+    at = datetime(2026, 5, 17, 8, 30, 1, 123456, tzinfo=UTC)
+    envelope = Envelope(event_id=_id("probe"), listing_id="L-é", version=-3, agency="a", occurred_at=at,
+                        recorded_at=EPOCH, prev_hash="p", hash="h", signature="s",
+                        request_id="r")  # fmt: skip
+    sample = CopyApplied(envelope=envelope, copy_agency="c", op="delete", partition=70, offset=2**40,
+                         row_hash="x" * 64, applied_at=at)  # fmt: skip
+    bound = all(_write_applied(a) == serde.encode(a) for a in (sample, _without_request(sample)))
+    if not bound:
+        log.warning("the CopyApplied schema changed: acknowledgements are encoded by serde.encode (slower)")
+    return bound
+
+
+def _without_request(ack: CopyApplied) -> CopyApplied:
+    return ack.model_copy(update={"envelope": ack.envelope.model_copy(update={"request_id": None})})
+
+
+def _long(n: int) -> bytes:
+    """Avro's zig-zag varint."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _string(text: str) -> bytes:
+    data = text.encode()
+    return _long(len(data)) + data
+
+
+@lru_cache(maxsize=64)
+def _cached(text: str) -> bytes:
+    """`_string` of the few texts every acknowledgement repeats (agency, op)."""
+    return _string(text)
+
+
+@lru_cache(maxsize=8)
+def _micros(at: datetime) -> bytes:
+    """A timestamp-micros, as fastavro computes it; a batch's acknowledgements mostly share one."""
+    delta = at - EPOCH
+    return _long((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+
+
 def digest_of(agency: str, digest: Digest, positions: dict[int, int], at: datetime) -> CopyDigest:
     """The copy's digest, with the positions it reflects: the reconciler compares like with like."""
     root = digest.root()
@@ -72,19 +159,40 @@ def digest_of(agency: str, digest: Digest, positions: dict[int, int], at: dateti
     )
 
 
-def fault(event: Event, agency: str, policy: Policy) -> tuple[str, str] | None:
-    """Why `event` may not enter `agency`'s copy, if it may not: (code, sentence).
+@dataclass(frozen=True)
+class Entitlement:
+    """What one agency's copy may hold, by policy: read once, asked of every change a sink takes."""
+
+    agency: str
+    fields: frozenset[str]
+    measures: frozenset[str]
+
+    @classmethod
+    def of(cls, policy: Policy, agency: str) -> Entitlement:
+        known = agency in policy.agency_by_id
+        fields = frozenset(policy.agency_by_id[agency].fields) if known else frozenset()
+        return cls(agency, fields, frozenset(policy.enforced_by(agency, [m.code for m in policy.measures])))
+
+
+def fault(event: Event, entitled: Entitlement) -> tuple[str, str] | None:
+    """Why `event` may not enter the copy `entitled` describes, if it may not: (code, sentence).
 
     The ledger sends only entitled fields; checking again here means no bug upstream and
-    no hand-written message can put a field the agency may not see into its database.
+    no hand-written message can put a field the agency may not see into its database, nor
+    a row no copy may hold (an upsert of a revoked listing) stop the sink.
     """
+    agency = entitled.agency
     if not isinstance(event, ViewChanged):
         return "not_a_view_change", f"{type(event).__name__} on a view topic"
     if event.view_agency != agency:
         return "wrong_agency", f"a change for {event.view_agency} on the view topic of {agency}"
-    allowed = set(policy.agency_by_id[agency].fields) if agency in policy.agency_by_id else set()
-    extra = sorted(set(event.fields) - allowed)
-    foreign = [m for m in event.measures if m not in policy.enforced_by(agency, event.measures)]
+    if event.op == "upsert" and event.status not in LIVE:
+        return (
+            "not_a_view_row",
+            f"an upsert with status {event.status!r}: a copy holds {' or '.join(LIVE)} rows",
+        )
+    extra = sorted(set(event.fields) - entitled.fields)
+    foreign = [m for m in event.measures if m not in entitled.measures]
     if extra or foreign:
         return "not_entitled", f"{agency} is not entitled to fields {extra} or measures {foreign}"
     return None

@@ -80,7 +80,8 @@ class Sink:
         reporter: Reporter,
         clock: Clock = utc_now,
     ) -> None:
-        self.agency, self.store, self.policy, self.clock = agency, store, policy, clock
+        self.agency, self.store, self.clock = agency, store, clock
+        self.entitled = messages.Entitlement.of(policy, agency)
         self.feed, self.reporter = feed, reporter
         self.options = settings.options
         self.topics = settings.kafka.topics
@@ -164,7 +165,7 @@ class Sink:
             event: Event = serde.decode(record.value, *where)
         except ContractError as e:
             return self._refusal(record, "undecodable", str(e))
-        fault = messages.fault(event, self.agency, self.policy)
+        fault = messages.fault(event, self.entitled)
         if fault is not None:
             return self._refusal(record, *fault)
         assert isinstance(event, ViewChanged)
@@ -177,7 +178,7 @@ class Sink:
         older than what it knew (a repair the ledger overtook), what it kept instead."""
         lid, at = change.envelope.listing_id, self.clock()
         ack = messages.holding(lid, held.version, held.row, partition, offset, self.agency, at, held.row_hash)
-        encoded = serde.encode(ack)
+        encoded = messages.encode_applied(ack)
         self.reports[partition, offset] = (ack, encoded)
         return encoded
 
@@ -232,9 +233,13 @@ class Sink:
                             found.buckets, len(found.rows), found.rows[:3])  # fmt: skip
 
     def publish_digest(self) -> None:
-        """The digest `take` keeps (no row read), which rolling verification keeps true to the rows."""
-        digest = self.store.digest()
-        event = messages.digest_of(self.agency, digest, self.store.positions(), self.clock())
+        """The digest `take` keeps (no row read), which rolling verification keeps true to the rows.
+
+        The positions go to the consumer group again with it: a batch's asynchronous commit can
+        fail (a coordinator moving or loading), and an idle copy would otherwise never repeat it."""
+        digest, positions = self.store.digest(), self.store.positions()
+        event = messages.digest_of(self.agency, digest, positions, self.clock())
+        self.feed.commit(self.topic, positions)
         self.reporter.send(self.topics.copies_digests(self.agency), self.agency, event)
         self.reporter.poll(0)
         self.last_digest = time.monotonic()

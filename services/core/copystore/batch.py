@@ -100,10 +100,8 @@ class BatchWriter:
         state.row = row = ViewRow.from_change(change) if change.op == "upsert" else None
         if row is None:
             return Holding(None, change.envelope.version)
-        raw = row.model_dump(mode="json")
-        row_hash = columns.row_hash(raw)
+        state.columns, row_hash = columns.rendered(row.model_dump(mode="json"))
         state.value = leaf(row.listing_id, row.version, row.status, row_hash)
-        state.columns = columns.of_raw(raw)
         return Holding(row, change.envelope.version, row_hash)
 
     def _holding(self, listing_id: str, state: _Listing) -> Holding:

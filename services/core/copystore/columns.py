@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from json.encoder import encode_basestring_ascii
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -60,6 +61,16 @@ def of_raw(raw: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(_dumps(raw[c]) if c in JSON_COLUMNS else raw[c] for c in COLUMNS)
 
 
+def rendered(raw: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+    """`(of_raw(raw), row_hash(raw))` of an intact row, its JSON rendered once: the canonical text
+    the hash covers is put together from the column texts (what `json.dumps(sort_keys=True)` would
+    write around them), not rendered a second time."""
+    cells = of_raw(raw)
+    texts = dict(zip(COLUMNS, cells, strict=True))
+    parts = [f"{_key(c)}:{texts[c] if c in JSON_COLUMNS else _scalar(raw[c])}" for c in sorted(raw)]
+    return cells, hashlib.sha256(("{" + ",".join(parts) + "}").encode()).hexdigest()
+
+
 def raw_row(values: tuple[Any, ...]) -> dict[str, Any]:
     """The row as JSON-mode data, from column values in `COLUMNS` order; unparseable text stays text."""
     return {c: _loads(v) if c in JSON_COLUMNS else v for c, v in zip(COLUMNS, values, strict=True)}
@@ -89,8 +100,18 @@ def readable(values: tuple[Any, ...]) -> str | None:
     return None
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_key = encode_basestring_ascii  # what the encoder writes for a str: a key, or a text column
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(value)
+
+
+def _scalar(value: Any) -> str:
+    if type(value) is str:
+        return _key(value)
+    return int.__repr__(value) if type(value) is int else _CANONICAL.encode(value)
 
 
 def _loads(text: Any) -> Any:

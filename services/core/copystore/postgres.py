@@ -6,6 +6,7 @@ state, and each `apply` opens an explicit transaction of its own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,9 @@ from services.core.copystore.columns import Cursor
 from services.core.copystore.port import StoreError
 from services.core.copystore.sql import SqlCopyStore, schema
 
+# `INSERT INTO table (columns) VALUES (?, …)` and what follows it (an ON CONFLICT clause, or nothing)
+INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \([?, ]+\)(.*)", re.DOTALL)
+
 
 def _placeholders(sql: str) -> str:
     """The shared SQL uses `?`; psycopg wants `%s` (no statement here holds a literal ? or %)."""
@@ -23,16 +27,44 @@ def _placeholders(sql: str) -> str:
 
 
 class _PgCursor:
-    """A psycopg cursor that accepts the shared statements."""
+    """A psycopg cursor that accepts the shared statements.
 
-    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
-        self._cur = cur
+    A batch's INSERTs go through COPY: straight into the table, or, for an upsert, into a temporary
+    staging table that one `INSERT … SELECT … ON CONFLICT` then merges. A statement per row, even
+    pipelined by `executemany`, cost the sink six times the client CPU and more of the server's.
+    (The shared statements never insert one key twice in a batch, which ON CONFLICT would refuse.)"""
+
+    def __init__(self, cur: psycopg.Cursor[Any], staged: set[str]) -> None:
+        self._cur, self._staged = cur, staged
 
     def execute(self, sql: str, params: Any = (), /) -> Any:
         return self._cur.execute(_placeholders(sql), params)
 
     def executemany(self, sql: str, params: Any, /) -> Any:
-        return self._cur.executemany(_placeholders(sql), params) if params else None
+        if not params:
+            return None
+        insert = INSERT.fullmatch(sql)
+        if insert is None:
+            return self._cur.executemany(_placeholders(sql), params)
+        table, columns, conflict = insert.groups()
+        target = self._staging(table) if conflict.strip() else table
+        with self._cur.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
+            for row in params:
+                copy.write_row(row)
+        if target != table:
+            self._cur.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {target}{conflict}")
+            self._cur.execute(f"DELETE FROM {target}")
+        return None
+
+    def _staging(self, table: str) -> str:
+        """The session's temporary twin of `table`, emptied at every commit."""
+        staging = f"staging_{table}"
+        if staging not in self._staged:
+            self._cur.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
+            )
+            self._staged.add(staging)
+        return staging
 
     def fetchone(self) -> Any:
         return self._cur.fetchone()
@@ -47,6 +79,7 @@ class PostgresCopyStore(SqlCopyStore):
         self.where = url.split("@")[-1]  # never echo a password into a log
         try:
             self._db = psycopg.connect(url, autocommit=True)
+            self._staged: set[str] = set()  # staging tables made in this session (see `_PgCursor`)
         except psycopg.Error as e:
             raise StoreError(f"cannot connect to the PostgreSQL copy at {self.where}: {e}") from e
         self._init(schema("BYTEA"))
@@ -55,7 +88,7 @@ class PostgresCopyStore(SqlCopyStore):
     def _write(self) -> Iterator[Cursor]:
         try:
             with self._db.transaction(), self._db.cursor() as cur:
-                yield _PgCursor(cur)
+                yield _PgCursor(cur, self._staged)
         except psycopg.Error as e:
             raise StoreError(f"write to the PostgreSQL copy at {self.where} failed: {e}") from e
 

@@ -122,18 +122,22 @@ def test_the_cli_check_pseudonymises_and_exits_2_when_the_broker_is_unreachable(
 
 
 def test_the_sink_refuses_fields_and_measures_outside_the_entitlement() -> None:
-    def code(change: object, agency: str = AGENCY) -> str | None:
-        found = messages.fault(change, agency, POLICY)  # type: ignore[arg-type]
+    entitled = messages.Entitlement.of(POLICY, AGENCY)
+
+    def code(change: object) -> str | None:
+        found = messages.fault(change, entitled)  # type: ignore[arg-type]
         return found[0] if found else None
 
     leaky = upsert(row("L-1")).model_copy(update={"fields": {"case_ref": "c", "details.amount_owed": "1"}})
-    assert messages.fault(leaky, AGENCY, POLICY) == (
+    assert messages.fault(leaky, entitled) == (
         "not_entitled",
         f"{AGENCY} is not entitled to fields ['details.amount_owed'] or measures []",
     )
     assert code(upsert(row("L-1")).model_copy(update={"measures": ["procurement_ban"]})) == "not_entitled"
     assert code(upsert(row("L-1"), agency="railway")) == "wrong_agency"
+    assert code(upsert(row("L-1")).model_copy(update={"status": "revoked"})) == "not_a_view_row"
     assert code(upsert(row("L-1"))) is None
+    assert code(upsert(row("L-1", status="disputed"))) is None
     assert code(delete("L-1", 2)) is None
 
 

@@ -86,6 +86,18 @@ def test_a_batch_is_applied_acknowledged_once_each_and_its_positions_committed_t
     assert feed.committed == copy.positions() and sum(copy.positions().values()) == len(changes)
 
 
+def test_positions_whose_commit_to_the_group_was_lost_are_committed_again_with_the_next_digest(
+    copy: CopyStore, feed: FakeFeed
+) -> None:
+    for i in range(5):
+        feed.change(upsert(row(f"L-{i}")))
+    sink = sink_on(copy, feed, FakeReporter(), batch=100)
+    assert sink.poll() == 5
+    feed.committed = {}  # the batch's asynchronous commit failed (a coordinator moving): nothing retries it
+    assert sink.poll() == 0  # idle, caught up: the digest goes out, and the positions with it
+    assert feed.committed == copy.positions() and sum(feed.committed.values()) == 5
+
+
 def test_a_bad_message_in_the_middle_of_a_batch_is_rejected_and_the_good_ones_around_it_apply(
     copy: CopyStore, feed: FakeFeed
 ) -> None:
@@ -94,21 +106,23 @@ def test_a_bad_message_in_the_middle_of_a_batch_is_rejected_and_the_good_ones_ar
     leaky = upsert(row("L-leak")).model_copy(update={"fields": {"details.amount_owed": "1000"}})
     feed.append(encode(leaky), "L-leak", partition=0)
     feed.append(encode(upsert(row("L-rail"), agency="railway")), "L-rail", partition=0)
+    revoked = upsert(row("L-dead")).model_copy(update={"status": "revoked"})  # no copy may hold it as a row
+    feed.append(encode(revoked), "L-dead", partition=0)
     feed.append(encode(upsert(row("L-b"))), "L-b", partition=0)
     reporter = FakeReporter()
     sink = sink_on(copy, feed, reporter, batch=100)
-    assert sink.poll() == 5
+    assert sink.poll() == 6
 
     assert [r.listing_id for r in copy.rows()] == ["L-a", "L-b"]
     refused = [e for e in reporter.on(TOPICS.rejected) if isinstance(e, Rejected)]
-    assert [(r.offset, r.reason_code) for r in refused] == [(1, "undecodable"), (2, "not_entitled"),
-                                                           (3, "wrong_agency")]  # fmt: skip
+    codes = [(1, "undecodable"), (2, "not_entitled"), (3, "wrong_agency"), (4, "not_a_view_row")]
+    assert [(r.offset, r.reason_code) for r in refused] == codes
     assert refused[0].payload == b"garbage" and refused[0].source_topic == feed.topic
     assert [a.offset for a in reporter.on(TOPICS.copies_applied(AGENCY)) if isinstance(a, CopyApplied)] == [
         0,
-        4,
+        5,
     ]
-    assert copy.positions() == {0: 5} and feed.committed == {0: 5}
+    assert copy.positions() == {0: 6} and feed.committed == {0: 6}
 
 
 def test_a_repair_the_ledger_overtook_is_passed_over_and_acknowledged_with_what_the_copy_holds(
