@@ -13,6 +13,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -74,10 +75,21 @@ def public_key_of(private: Ed25519PrivateKey) -> str:
     return base64.b64encode(private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
-def verify_signature(digest: str, signature: str, public_key: str) -> bool:
+def sign(private: Ed25519PrivateKey, digest: str) -> str:
+    """The base64 Ed25519 signature of a hex digest (what an envelope's `signature` holds)."""
+    return base64.b64encode(private.sign(bytes.fromhex(digest))).decode()
+
+
+@lru_cache(maxsize=1024)
+def public_key(text: str) -> Ed25519PublicKey:
+    """The Ed25519 key a base64 text spells, parsed once per process (parsing costs as much as a
+    check); a `ValueError` if it spells none."""
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text))
+
+
+def verify_signature(digest: str, signature: str, public_key_text: str) -> bool:
     try:
-        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key))
-        key.verify(base64.b64decode(signature), bytes.fromhex(digest))
+        public_key(public_key_text).verify(base64.b64decode(signature), bytes.fromhex(digest))
     except (InvalidSignature, ValueError):
         return False
     return True

@@ -100,11 +100,13 @@ def encode(event: Event) -> bytes:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded message: the event, plus its writer schema and raw record for verification."""
+    """A decoded message: the event, plus its writer schema, raw record and Avro body (the bytes
+    after the single-object header, as received) for verification."""
 
     event: Event
     writer: WriterSchema
     record: dict[str, Any]
+    body: bytes = b""
 
 
 def _where(topic: str, partition: int, offset: int) -> str:
@@ -134,7 +136,7 @@ def decode_full(data: bytes | None, topic: str = "?", partition: int = -1, offse
         raise
     except Exception as e:  # fastavro and pydantic raise many types for bad bytes
         raise ContractError(f"{where}: undecodable accord.{writer.name}: {e}") from e
-    return Decoded(event, writer, raw)
+    return Decoded(event, writer, raw, data[HEADER_LEN:])
 
 
 def _read(data: bytes, writer: WriterSchema, reader: WriterSchema) -> Any:
