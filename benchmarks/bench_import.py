@@ -141,7 +141,7 @@ def print_report(
     if ledger:
         print(f"  until every verdict  {published / total:8.0f} events/s  ({total:.1f} s, a ledger worker "
               f"running; {report.admitted} admitted, {len(report.undecided)} undecided)")  # fmt: skip
-    cpu, publishing = CPU.get("import", 0.0), report.publish_cpu_s
+    cpu, publishing = CPU.get("import", 0.0), report.publish_cpu_s or float("nan")  # nan: not reported
     print(f"  per CPU-second       {published / publishing:8.0f} events per CPU-s of the publish phase "
           f"({publishing:.1f} CPU-s, every thread of the import's processes); {published / cpu:.0f} "
           f"per CPU-s of the whole run ({cpu:.1f} CPU-s: start-up, verdicts, report too)")  # fmt: skip
