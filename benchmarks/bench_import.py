@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,19 @@ from services.publisher.shards import report_of
 from tests.integration.ledger.harness import PARTITIONS, Backbone
 from tests.integration.publisher.conftest import environment
 from tests.unit.publisher.samples import issue_line
+
+# The CLI under cProfile, timed by the main thread's CPU clock (not disturbed by the machine's load,
+# nor counting librdkafka's own threads); the stats are written however the command exits.
+PROFILED = """import cProfile, sys, time
+from services.cli import main
+profile = cProfile.Profile(time.thread_time)
+sys.argv = ["accord", *sys.argv[1:]]
+try:
+    profile.runcall(main)
+finally:
+    profile.dump_stats({out!r})
+"""
+CPU: dict[str, float] = {}  # CPU seconds of the import's processes (the CLI and any workers it ran)
 
 
 def lines(count: int, run: str) -> list[dict[str, Any]]:
@@ -66,13 +80,21 @@ def write(folder: Path, made: list[dict[str, Any]]) -> Path:
     return path
 
 
-def run_import(backbone: Backbone, path: Path, wait: float, workers: int) -> Report:
-    """`accord publish import` as the court's own process (its principal, its key), as a clerk runs it."""
+def run_import(backbone: Backbone, path: Path, wait: float, workers: int, profile: str = "") -> Report:
+    """`accord publish import` as the court's own process (its principal, its key), as a clerk runs it;
+    under cProfile (its stats written to `profile`) when given."""
     env = {**os.environ, **environment(backbone, Path(tempfile.mkdtemp()) / "credentials.yaml", "court"),
            "ACCORD_STATE_DIR": tempfile.mkdtemp(prefix="bench-import-")}  # fmt: skip
-    command = [str(Path(sys.executable).parent / "accord"), "publish", "import", str(path),
-               "--wait", str(wait), "--workers", str(workers)]  # fmt: skip
+    entry = (
+        [sys.executable, "-c", PROFILED.format(out=profile)]
+        if profile
+        else [str(Path(sys.executable).parent / "accord")]
+    )
+    command = [*entry, "publish", "import", str(path), "--wait", str(wait), "--workers", str(workers)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU["import"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if done.returncode not in (0, 3, 8):
         raise SystemExit(f"the import failed (exit {done.returncode}): {done.stdout[-2000:]}")
     return report_of(json.loads(done.stdout))
@@ -90,6 +112,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20_000, help="lines in the file")
     parser.add_argument("--no-verdicts", action="store_true", help="measure the publish phase only")
     parser.add_argument("--workers", type=int, default=1, help="accord publish import --workers")
+    parser.add_argument("--profile", default="", help="write the import process's cProfile stats here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, broker() as admin:
         backbone = Backbone(admin, f"bench{uuid.uuid4().hex[:8]}.", Path(folder))
@@ -98,7 +121,7 @@ def main() -> None:
         try:
             path = write(Path(folder), lines(args.count, uuid.uuid4().hex[:8]))
             started = time.perf_counter()
-            report = run_import(backbone, path, 0.5 if args.no_verdicts else 30.0, args.workers)
+            report = run_import(backbone, path, 0.5 if args.no_verdicts else 30.0, args.workers, args.profile)
             total = time.perf_counter() - started
             produced, consumed = raw_rates(backbone, 100_000)
         finally:
@@ -118,6 +141,10 @@ def print_report(
     if ledger:
         print(f"  until every verdict  {published / total:8.0f} events/s  ({total:.1f} s, a ledger worker "
               f"running; {report.admitted} admitted, {len(report.undecided)} undecided)")  # fmt: skip
+    cpu, publishing = CPU.get("import", 0.0), report.publish_cpu_s or float("nan")  # nan: not reported
+    print(f"  per CPU-second       {published / publishing:8.0f} events per CPU-s of the publish phase "
+          f"({publishing:.1f} CPU-s, every thread of the import's processes); {published / cpu:.0f} "
+          f"per CPU-s of the whole run ({cpu:.1f} CPU-s: start-up, verdicts, report too)")  # fmt: skip
     print(f"  raw produce          {produced:8.0f} records/s (confluent-kafka, 400 B, acks=all, same run)")
     print(f"  raw consume          {consumed:8.0f} records/s (same run)")
 

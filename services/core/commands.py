@@ -16,6 +16,7 @@ import secrets
 import string
 import uuid
 from datetime import date
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -27,11 +28,13 @@ AgencyId = str
 DebtKind = Literal["campus_loan", "commercial_loan", "judgment_debt", "tax", "wages", "fine", "other"]
 
 
+@lru_cache(maxsize=4096)  # a command's ids are asked for many times while it is checked and sent
 def event_id_of(agency: str, request_id: str) -> str:
     """Deterministic: the same agency retrying the same request gets the same event id."""
     return str(uuid.uuid5(COMMAND_NAMESPACE, f"event|{agency}|{request_id}"))
 
 
+@lru_cache(maxsize=4096)
 def listing_id_of(agency: str, request_id: str) -> str:
     """The id of the listing an issue command creates: a retried issue targets the same listing."""
     return str(uuid.uuid5(COMMAND_NAMESPACE, f"listing|{agency}|{request_id}"))

@@ -43,7 +43,7 @@ def pseudonymise(national_id: str, key: bytes) -> str:
     """The subject_ref: a keyed hash, so nobody without the key can test a guessed id."""
     if not key:
         raise ConfigurationError("no pseudonym key: set ACCORD_PSEUDONYM_KEY (never commit it)")
-    digest = hmac.new(key, normalise_national_id(national_id).encode(), hashlib.sha256).hexdigest()
+    digest = hmac.digest(key, normalise_national_id(national_id).encode(), "sha256").hex()
     return f"s-{digest[:40]}"
 
 

@@ -43,7 +43,7 @@ from services.core.errors import ConfigurationError, RuleViolation
 from services.core.events import ListingEvent, ListingState
 from services.core.kafka import Delivered
 from services.core.policy import Policy
-from services.core.sealing import seal
+from services.core.sealing import Sealed, seal_encoded
 from services.core.topics import Topics
 from services.publisher.build import EVENT_TYPES, decide, derived_id
 from services.publisher.delivery import ConfirmingProducer
@@ -172,10 +172,12 @@ class Publisher:
             raise ledger_refusal(refused.code, refused.reason, event_id)
         return None
 
-    def prepare(self, command: AnyCommand, state: ListingState | None) -> ListingEvent:
-        """The sealed event `command` stands for against `state`, or the `RuleViolation` refusing it."""
+    def prepare(self, command: AnyCommand, state: ListingState | None) -> Sealed[ListingEvent]:
+        """The sealed event `command` stands for against `state` and its bytes (encoded once), or the
+        `RuleViolation` refusing it."""
         event = decide(command, state, self._clock(), self.policy, self._key)
-        return seal(event, state.envelope.hash if state else "", self.signer.signing_for(command.agency))
+        private = self.signer.signing_for(command.agency)
+        return seal_encoded(event, state.envelope.hash if state else "", private)
 
     def decided(self, agency: str, listing_id: str, event_id: str) -> bool:
         """Whether the ledger has admitted or refused this agency's event (as read so far)."""
@@ -188,8 +190,9 @@ class Publisher:
 
     def _publish(self, command: AnyCommand) -> Receipt:
         sealed = self.prepare(command, self.book.state(command.listing_id))
-        delivered = self._producer.send(self.topics.listings(command.agency), command.listing_id, sealed)
-        sent = _receipt(command, sealed.envelope.version, delivered, status="undecided")
+        topic = self.topics.listings(command.agency)
+        delivered = self._producer.send(topic, command.listing_id, sealed.event, sealed.data)
+        sent = _receipt(command, sealed.event.envelope.version, delivered, status="undecided")
         self._pending[sent.event_id] = sent
         return sent
 

@@ -56,7 +56,7 @@ class ConfirmingProducer:
             self._producer = self._make()
         threading.Thread(target=_retire, args=(failed, self._timeout), daemon=True).start()
 
-    def send(self, topic: str, key: str, event: Event) -> Delivered:
+    def send(self, topic: str, key: str, event: Event, encoded: bytes | None = None) -> Delivered:
         producer = self._producer
         done = threading.Event()
         outcome: list[tuple[KafkaError | None, Message]] = []
@@ -66,7 +66,7 @@ class ConfirmingProducer:
             done.set()
 
         try:
-            producer.send(topic, key, event, on_delivery=on_delivery)
+            producer.send(topic, key, event, on_delivery=on_delivery, encoded=encoded)
         except KafkaException as e:  # a fatal producer refuses to queue: nothing was sent
             self._replace(producer, f"it refused a message: {e}")
             raise BrokerUnavailable(f"the producer failed ({e}); nothing was sent, retry") from e

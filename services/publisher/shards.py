@@ -72,4 +72,5 @@ def report_of(answer: dict[str, Any]) -> Report:
         import_id=answer["import_id"], lines=answer["lines"], published=answer["published"],
         admitted=answer["admitted"], already=answer["already_published"], refused=answer["refusals"],
         undecided=answer["undecided_lines"], publish_s=answer["publish_s"], verdicts_s=answer["verdicts_s"],
+        publish_cpu_s=answer.get("publish_cpu_s", 0.0),
     )  # fmt: skip

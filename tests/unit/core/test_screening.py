@@ -134,3 +134,17 @@ def test_a_request_id_made_for_the_clerk_never_looks_like_the_subjects_masked_id
         made = samples.revoke("L-1", 1)
         assert made.request_id.isalpha() and len(made.request_id) == 26
         check_free_text(made, masked_ids=masked)
+
+
+def test_texts_are_screened_each_on_its_own_not_run_together() -> None:
+    """The texts are tried joined first: an id or a name split across two fields spells nothing,
+    and of several fields the refusal names the one that holds the id."""
+    half = len(samples.NATIONAL_ID) // 2
+    first, last = samples.NATIONAL_ID[:half], samples.NATIONAL_ID[half:]
+    split = _with(_with(samples.issue(), "legal_basis", f"art. 3 {first}"), "case_ref", f"{last} zhi")
+    check_free_text(split)
+    given, family = samples.FULL_NAME.split(maxsplit=1)
+    check_free_text(_with(_with(samples.issue(), "legal_basis", f"art. 3 {given}"), "case_ref", family))
+    both = _with(_with(samples.issue(), "legal_basis", "art. 3"), "case_ref", f"ref {OTHER_ID}")
+    with pytest.raises(RuleViolation, match="raw_identifier: case_ref holds"):
+        check_free_text(both)
