@@ -204,7 +204,7 @@ class Ledger:
         self.lag: Lag | None = {}  # the last measurement of the input still unread (None: unknown)
         self.lag_at = 0.0
         self.outbox = Outbox(settings.kafka.connection, settings.options.linger_s, self.source)
-        self.listings.outbox = self.held.outbox = self.outbox
+        self.listings.outbox = self.held.outbox = self.expiring.outbox = self.outbox
         self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
@@ -258,8 +258,8 @@ class Ledger:
 
         async def confirmed() -> None:
             await asyncio.gather(*pending)
-            self.listings.persist()
-            self.held.persist()
+            for table in (self.listings, self.held, self.expiring):
+                table.persist()
             for event in events:
                 await ack(event)
 
