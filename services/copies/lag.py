@@ -32,7 +32,7 @@ class ViewLag:
     def __init__(
         self, connection: KafkaConnection, topic: str, timeout: float, max_age_s: float = 1.0
     ) -> None:
-        self.topic, self.timeout, self.max_age_s = topic, timeout, max_age_s
+        self.connection, self.topic, self.timeout, self.max_age_s = connection, topic, timeout, max_age_s
         self.probe = _probe(connection, timeout)
         self.refreshing = threading.Lock()
         self.marks: Watermarks | None = None
@@ -43,13 +43,20 @@ class ViewLag:
         if self._due() and self.refreshing.acquire(blocking=first):
             try:
                 if self._due():
-                    self.marks, self.read_at = (
-                        _watermarks(self.probe, self.topic, self.timeout),
-                        time.monotonic(),
-                    )
+                    self.marks, self.read_at = self._read(), time.monotonic()
             finally:
                 self.refreshing.release()
         return lag_of(self.marks, positions)
+
+    def _read(self) -> Watermarks | None:
+        """The watermarks; a probe that failed is replaced and asked once more (seen: a connection
+        dropped during its authentication left the kept consumer unanswered for that request)."""
+        marks = _watermarks(self.probe, self.topic, self.timeout)
+        if marks is None:
+            self.probe.close()
+            self.probe = _probe(self.connection, self.timeout)
+            marks = _watermarks(self.probe, self.topic, self.timeout)
+        return marks
 
     def _due(self) -> bool:
         return time.monotonic() - self.read_at > self.max_age_s

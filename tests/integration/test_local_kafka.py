@@ -6,10 +6,19 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, PartitionMetadata
 
 from services.core.connection import KafkaConnection
@@ -87,9 +96,20 @@ def _check_replication(connection: KafkaConnection) -> None:
 
     assert len(partitions) == 3
     assert all(len(p.replicas) == 3 and len(p.isrs) == 3 for p in partitions)
-    resource = ConfigResource(ConfigResource.Type.TOPIC, "replicated")
-    config = admin.describe_configs([resource])[resource].result(timeout=30)
-    assert config["min.insync.replicas"].value == "2"
+    assert _topic_config(admin, "replicated")["min.insync.replicas"].value == "2"
+
+
+def _topic_config(admin: AdminClient, topic: str) -> dict[str, Any]:
+    """The node asked may not know a topic created a moment ago yet (seen: UNKNOWN_TOPIC_OR_PART)."""
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return dict(admin.describe_configs([resource])[resource].result(timeout=30))
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _partitions_when_fully_in_sync(admin: AdminClient, topic: str) -> list[PartitionMetadata]:
