@@ -95,6 +95,7 @@ class Sink:
         self.progress = Progress(f"copy-{agency}", stall_after_s=self.options.sla_s)
         self.positions: dict[int, int] = {}  # next offset per partition, as the store records them
         self.last_applied_at: datetime | None = None
+        self.round_at = clock()  # when the loop last came round (a poll began or ended)
 
     def start(self) -> None:
         """Re-send what a crash left unconfirmed, then read on from the store's own positions."""
@@ -114,6 +115,7 @@ class Sink:
 
     def poll(self) -> int:
         """One batch: take it, send its acknowledgements, re-verify within budget, digest when due."""
+        self.round_at = self.clock()
         batch = self.feed.fetch(self.options.poll_s, self.options.batch)
         if batch:
             self._take(batch)
@@ -121,6 +123,7 @@ class Sink:
         caught_up = not batch and self.applied > self.applied_at_digest
         if caught_up or time.monotonic() - self.last_digest >= self.options.digest_interval_s:
             self.publish_digest()
+        self.round_at = self.clock()
         return len(batch)
 
     def _take(self, batch: list[Record]) -> None:
@@ -149,12 +152,20 @@ class Sink:
             metrics.APPLY_LATENCY.labels(self.agency).observe(latency)
 
     def health(self) -> Health:
-        """Progress against the view topic's end, and behind the SLA when its freshness says stale."""
-        positions = dict(self.positions)
+        """Progress against the view topic's end, behind the SLA when its freshness says stale, and
+        stuck when the loop itself has not come round: blocked in a write (a database lock held by
+        hand, seen), it fetches nothing, so the lag it last noted would look like no work at all."""
+        positions, now = dict(self.positions), self.clock()
         lag = self.feed.lag(self.topic, positions)
         by_partition = {p: n for (_, p), n in lag.items()}
-        fresh = freshness(positions, by_partition, self.last_applied_at, self.clock(), self.options.sla_s)
-        health = self.progress.judge(lag, behind=fresh.note if fresh.stale else None)
+        fresh = freshness(positions, by_partition, self.last_applied_at, now, self.options.sla_s)
+        stuck_s, limit = (now - self.round_at).total_seconds(), self.options.sla_s + self.options.poll_s
+        stuck = (
+            f"the sink's loop has not come round for {stuck_s:.0f} s (threshold {limit:.0f} s): "
+            "not making progress"
+        )
+        reasons = [fresh.note if fresh.stale else None, stuck if stuck_s > limit else None]
+        health = self.progress.judge(lag, behind="; ".join(r for r in reasons if r) or None)
         metrics.record(health, lag)
         return health
 

@@ -9,7 +9,7 @@ rolling verification's budget. tests/integration/copies runs the same sink on th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -233,3 +233,19 @@ def test_the_verification_budget_bounds_rows_read_per_minute() -> None:
         budget.spend(10)
         burst += 1
     assert burst <= 2
+
+
+def test_a_stuck_sink_is_unhealthy_though_it_saw_no_work(copy: CopyStore, feed: FakeFeed) -> None:
+    """Blocked in a write, the sink fetches nothing: the lag it noted last says no work pending."""
+    now = [AT]
+    kafka = KafkaSettings.of(KafkaConnection("unused:9092"), namespace="t.")
+    settings = CopySettings(kafka, SecretSettings(), CopyOptions(sla_s=2), KeystoreSettings())  # type: ignore[arg-type]
+    sink = Sink(AGENCY, copy, settings, load_policy(), feed, FakeReporter(), clock=lambda: now[0])
+    sink.start()
+    sink.poll()
+    assert sink.health().healthy
+    now[0] = AT + timedelta(seconds=10)  # no poll came round since
+    health = sink.health()
+    assert not health.healthy and any("loop has not come round for 10 s" in r for r in health.reasons)
+    sink.poll()
+    assert sink.health().healthy
