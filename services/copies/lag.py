@@ -11,6 +11,7 @@ from services.core.connection import KafkaConnection
 from services.core.kafka import consumer
 
 Watermarks = dict[int, tuple[int, int]]  # partition -> (low, high)
+RETRY_S = 0.1  # after a read that found nothing (no topic, no broker), the next one may ask again
 
 
 def view_lag(
@@ -44,6 +45,8 @@ class ViewLag:
             try:
                 if self._due():
                     self.marks, self.read_at = self._read(), time.monotonic()
+                    if self.marks is None:  # asked again soon, not after max_age_s: a topic created
+                        self.read_at -= self.max_age_s - min(RETRY_S, self.max_age_s)  # since counts
             finally:
                 self.refreshing.release()
         return lag_of(self.marks, positions)
