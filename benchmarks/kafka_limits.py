@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,6 +32,9 @@ def broker() -> Iterator[KafkaConnection]:
         return
     from services.localkafka.broker import LocalKafka
 
+    # `timeout` (and a supervisor) end a benchmark with SIGTERM, which by default ends Python without
+    # running `finally`: the local broker would outlive it. As SystemExit, the broker is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory() as folder:
         local = LocalKafka(Path(folder))
         try:
