@@ -34,6 +34,24 @@ KAFKA_IMAGE = "apache/kafka:4.1.1"
 pytest_plugins = ["tests.support.copy_stores"]  # `url` and `store`: one of each copy database
 
 
+# --- Local state -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every CLI a test runs without a folder of its own keeps its keys and state in the session's
+    temporary folder, never in the developer's `~/.local/state/accord` or `$ACCORD_STATE_DIR`
+    (a test once wrote agencies' keys there). Tests that need their own set it themselves."""
+    folder = tmp_path_factory.mktemp("accord-state")
+    saved = os.environ.get("ACCORD_STATE_DIR")
+    os.environ["ACCORD_STATE_DIR"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("ACCORD_STATE_DIR", None)
+    else:
+        os.environ["ACCORD_STATE_DIR"] = saved
+
+
 # --- Kafka -------------------------------------------------------------------------
 
 
