@@ -294,7 +294,7 @@ class Importer:
     def _judge(self, report: Report) -> None:
         book = self._publisher.book
         for sent in self._sent:
-            if book.admitted(sent.listing_id, sent.event_id) is not None:
+            if book.admitted(sent.listing_id, sent.event_id):
                 report.admitted += 1
                 continue
             refused = book.refusal(sent.agency, sent.listing_id, sent.event_id)

@@ -181,7 +181,7 @@ class Publisher:
 
     def decided(self, agency: str, listing_id: str, event_id: str) -> bool:
         """Whether the ledger has admitted or refused this agency's event (as read so far)."""
-        admitted = self.book.admitted(listing_id, event_id) is not None
+        admitted = self.book.admitted(listing_id, event_id)
         return admitted or self.book.refusal(agency, listing_id, event_id) is not None
 
     def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
@@ -200,7 +200,7 @@ class Publisher:
         """Wait up to `wait` s for the ledger to admit or refuse `sent`'s event."""
         agency, listing_id, event_id = sent.agency, sent.listing_id, sent.event_id
         self._reader.wait_for(lambda: self.decided(agency, listing_id, event_id), wait)
-        if self.book.admitted(listing_id, event_id) is not None:
+        if self.book.admitted(listing_id, event_id):
             self._pending.pop(event_id, None)
             version = self.book.version_of(listing_id, event_id)
             return sent.model_copy(update={"status": "admitted", "version": version})

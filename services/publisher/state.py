@@ -148,11 +148,9 @@ class LedgerBook:
         """The listing an admitted event belongs to."""
         return self._event(event_id)[0]
 
-    def admitted(self, listing_id: str, event_id: str) -> ListingState | None:
-        """The listing's state if the ledger admitted `event_id` into it."""
-        if self._event(event_id)[0] != listing_id:
-            return None
-        return self.state(listing_id)
+    def admitted(self, listing_id: str, event_id: str) -> bool:
+        """Whether the ledger admitted `event_id` into the listing (one index lookup: no state decoded)."""
+        return self._event(event_id)[0] == listing_id
 
     def refusal(self, agency: str, listing_id: str, event_id: str) -> Refusal | None:
         """The ledger's refusal of `agency`'s event `event_id` on `listing_id`, if it refused it."""

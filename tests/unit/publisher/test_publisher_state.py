@@ -53,8 +53,8 @@ def test_an_admitted_event_is_found_in_its_listing_with_its_version(keystore: Ke
     events, states = chain(keystore, [issue, samples.correct(issue.listing_id, 1)])
     book = LedgerBook(AUTHORS)
     book.take_state(states[0])
-    assert book.admitted(issue.listing_id, events[0].envelope.event_id) is not None
-    assert book.admitted(issue.listing_id, events[1].envelope.event_id) is None
+    assert book.admitted(issue.listing_id, events[0].envelope.event_id)
+    assert not book.admitted(issue.listing_id, events[1].envelope.event_id)
     book.take_state(states[1])
     assert book.version_of(issue.listing_id, events[1].envelope.event_id) == 2
     assert book.listing_of(events[1].envelope.event_id) == issue.listing_id
@@ -127,7 +127,7 @@ def test_the_book_on_disk_holds_what_was_committed_with_its_positions(
     again = LedgerBook(AUTHORS, tmp_path / "book.sqlite3")
     assert again.snapshot.positions() == {("ledger", 0): 12, ("rejected", 0): 3}
     assert again.version_of(issue.listing_id, events[0].envelope.event_id) == 1
-    assert again.admitted(issue.listing_id, events[1].envelope.event_id) is not None
+    assert again.admitted(issue.listing_id, events[1].envelope.event_id)
     assert again.refusal("court", issue.listing_id, events[1].envelope.event_id) is not None
     assert len(again) == 1
 
@@ -147,7 +147,7 @@ def test_a_batch_cut_short_by_a_crash_is_read_again_and_counts_once(
     book.close()
     again = LedgerBook(AUTHORS, path)
     assert again.snapshot.positions() == {("ledger", 0): 1}
-    assert again.admitted(issue.listing_id, events[1].envelope.event_id) is None
+    assert not again.admitted(issue.listing_id, events[1].envelope.event_id)
     for state in (states[0], states[1], states[1]):  # read again from offset 1, and once more
         again.take_state(state)
     again.snapshot.commit({("ledger", 0): 2})
