@@ -9,11 +9,12 @@ change happens on the listing's own partition) for held messages that waited too
 to be refused. Any failure in the agents or the timer ends the process at once,
 loudly, so a supervisor restarts it: a worker alive but idle is the failure to avoid.
 
-The agent takes messages in batches and handles them one by one, in order. Every write is
-confirmed before its input commits: it acks a batch (and Faust commits only acked offsets)
-once the broker confirmed everything the batch caused, its table changelog records included;
-what the ledger decides goes out through its own producer (`outbox`). A failed write crashes
-the worker; the batch, never committed, is processed again on restart.
+The agent takes messages in batches and handles them one by one, in order. A batch's table writes
+wait in memory (`tables`): every read sees them, but the store and the changelogs get them only
+once the broker confirmed the batch's decisions, sent through the ledger's own producer (`outbox`);
+the batch is acked (and Faust commits only acked offsets) once those records are confirmed too. So
+the tables are never ahead of the decisions. A failed write crashes the worker; the batch, never
+committed, is processed again on restart.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ import time
 import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -54,15 +53,13 @@ from services.ledger.outbox import Outbox
 from services.ledger.record import Entry, Inbound, decode_held, encode_held
 from services.ledger.refetch import committed, read_range
 from services.ledger.settings import LedgerSettings
+from services.ledger.tables import CURRENT, Batch, ConfirmedTable, current
 
 log = logging.getLogger("accord.ledger")
 HEALTH_FILE = "health.json"
 LAG_EVERY_S = 2.0  # how often the timer measures the input still unread, for health and metrics
 POSITION = b"\x00position\x00"  # listings-table key prefix: next offset of each source partition
 EXIT_HANDLER_FAILED = 70  # EX_SOFTWARE: the supervisor restarts the worker; it resumes from its commits
-# The writes of the message (or tick) being handled: one list per asyncio task, so that the agents
-# and the timer, interleaved on one loop, never wait for (or ack past) each other's writes.
-WRITES: ContextVar[list[Awaitable[Any]]] = ContextVar("ledger_writes")
 RAW: dict[str, Any] = {
     "key_type": bytes,
     "value_type": bytes,
@@ -104,86 +101,6 @@ def trust(settings: LedgerSettings) -> tuple[Policy, Ed25519PrivateKey]:
     return settings.keys.policy_with_keys(), settings.keys.backbone_key()
 
 
-class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
-    """A Faust table whose changelog records go out through the ledger's own producer (`outbox`),
-    each delivery `recording()`-ed so that the batch's ack waits for it.
-
-    Through Faust's aiokafka producer, every table write was per-record Python on the event loop,
-    and its buffer filled and held the agent back; and Faust's flush before a commit does not
-    report a failed delivery, so a lost changelog record would go unseen. Once the broker has
-    confirmed a record, its offset is stored as Faust stores it (`set_persisted_offset`), so a
-    recovery reads the changelog from there: once per batch (`persist`), not once a record.
-    Keys and values are bytes (raw serializers): the changelog holds exactly what the store holds."""
-
-    outbox: Outbox  # set by `Ledger`, before anything is written
-    confirmed: dict[int, int]  # partition -> the highest changelog offset confirmed and not yet stored
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.confirmed = {}
-
-    def send_changelog(
-        self,
-        partition: int | None,
-        key: Any,
-        value: Any,
-        key_serializer: Any = None,
-        value_serializer: Any = None,
-    ) -> Any:
-        assert partition is not None and isinstance(key, bytes)  # a table of bytes, written in an event
-        topic = self.changelog_topic.get_topic_name()
-        sent = self.outbox.send_record(topic, partition, key, value)
-        sent.add_done_callback(lambda done: self._confirmed(partition, done))
-        recording().append(sent)
-        return Queued(Queued.Message(partition))
-
-    def stored(self, key: bytes) -> bytes | None:
-        """The value of `key` (in the current event's partition): one store lookup per message, where
-        the table's own `get` makes two (whether the key is there, then its value)."""
-        value = self.data.get(key)
-        assert value is None or isinstance(value, bytes)
-        return value
-
-    def _confirmed(self, partition: int, done: asyncio.Future[int]) -> None:
-        if not done.cancelled() and done.exception() is None:
-            self.confirmed[partition] = max(self.confirmed.get(partition, -1), done.result())
-
-    def persist(self) -> None:
-        """Store each partition's highest confirmed changelog offset (a recovery reads on from there)."""
-        topic = self.changelog_topic.get_topic_name()
-        for partition, offset in self.confirmed.items():
-            self.data.set_persisted_offset(faust.types.TP(topic, partition), offset)
-        self.confirmed.clear()
-
-
-@dataclass(frozen=True)
-class Queued:
-    """What Faust's table reads of a changelog send it did not make: the partition it went to."""
-
-    @dataclass(frozen=True)
-    class Message:
-        partition: int
-
-    message: Message
-
-
-def recording() -> list[Awaitable[Any]]:
-    """The writes made by the current task since it last called `taken`."""
-    try:
-        return WRITES.get()
-    except LookupError:
-        writes: list[Awaitable[Any]] = []
-        WRITES.set(writes)
-        return writes
-
-
-def taken() -> list[Awaitable[Any]]:
-    """The current task's writes, now handed over for confirmation; it starts a new list."""
-    pending = recording()
-    WRITES.set([])
-    return pending
-
-
 class Ledger:
     """The worker's state and steps; `build_app` wires them to Faust's agents, timer and tables."""
 
@@ -206,6 +123,7 @@ class Ledger:
         self.outbox = Outbox(settings.kafka.connection, settings.options.linger_s, self.source)
         self.listings.outbox = self.held.outbox = self.expiring.outbox = self.outbox
         self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
+        self.last: Batch | None = None  # the batch begun last: the next one flushes after it
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
         self.ready_at: float | None = None  # monotonic time of the last completed recovery
@@ -217,10 +135,18 @@ class Ledger:
         assert isinstance(table, ConfirmedTable)
         return table
 
-    def send(self, outbound: Outbound) -> None:
-        """Through the ledger's own producer (see outbox); the delivery is recorded, and the
-        message's ack waits for it."""
-        recording().append(self.outbox.send(outbound.topic, outbound.key, outbound.event, outbound.encoded))
+    def begin(self) -> Batch:
+        """A new batch for the current task: its sends and table writes, flushed after the last one's."""
+        batch = self.last = Batch(self.last)
+        CURRENT.set(batch)
+        return batch
+
+    def send(self, outbound: Outbound) -> asyncio.Future[int]:
+        """Through the ledger's own producer (see outbox); in a batch, its flush waits for the delivery."""
+        sent = self.outbox.send(outbound.topic, outbound.key, outbound.event, outbound.encoded)
+        if (batch := CURRENT.get(None)) is not None:
+            batch.decisions.append(sent)
+        return sent
 
     async def step(self, events: Sequence[faust.EventT[bytes]]) -> None:
         """Process a batch of messages in order, first re-reading any that Faust skipped (see refetch).
@@ -228,7 +154,7 @@ class Ledger:
         Each source partition's next offset is written to the table once per batch, not per message:
         the batch is acked only when all its writes are confirmed, so a crash in the middle re-reads
         it whole, and what was already applied is re-stated as a duplicate at the same position."""
-        taken()  # start afresh: this batch's writes only
+        self.begin()
         positions: dict[bytes, tuple[int, faust.EventT[bytes]]] = {}
         for event in events:
             _current_event.set(weakref.ref(event))  # Faust's tables store a write in its event's partition
@@ -253,13 +179,12 @@ class Ledger:
     def confirm(
         self, events: Sequence[faust.EventT[bytes]], ack: Callable[[faust.EventT[bytes]], Awaitable[Any]]
     ) -> None:
-        """Ack `events` once the broker confirmed every write they caused; crash if one failed."""
-        pending = taken()
+        """Ack `events` once the broker confirmed every decision they caused, then their tables'
+        changelog records, and the store holds them (`tables.Batch.flush`); crash if a write failed."""
+        batch = current()
 
         async def confirmed() -> None:
-            await asyncio.gather(*pending)
-            for table in (self.listings, self.held, self.expiring):
-                table.persist()
+            await batch.flush()
             for event in events:
                 await ack(event)
 
@@ -307,7 +232,6 @@ class Ledger:
         """Ask for the soonest due expiries (at most `expiries_per_tick`) and every overdue gap,
         then report progress. A backlog of due listings drains over the following ticks."""
         now = self.settings.options.now()
-        taken()
         if self.settled():
             await self.expire(self.index.due(now, self.settings.options.expiries_per_tick), now)
         await self.check_held(datetime.now(UTC))
@@ -357,9 +281,8 @@ class Ledger:
         agent keeps deciding meanwhile."""
         states = [state for d in due if (state := self.still_due(d)) is not None]
         expiries = await asyncio.to_thread(lambda: [expiry_of(s, now, self.backbone_key) for s in states])
-        for expired in expiries:
-            self.send(Outbound(self.ctx.topics.listings(BACKBONE), expired.envelope.listing_id, expired))
-        await asyncio.gather(*taken())
+        topic = self.ctx.topics.listings(BACKBONE)
+        await asyncio.gather(*(self.send(Outbound(topic, e.envelope.listing_id, e)) for e in expiries))
         for expired in expiries:
             self.index.written(expired.envelope.listing_id)
         self.progress.count(expiries_asked=len(expiries))
@@ -399,7 +322,7 @@ class Ledger:
 
     async def give_up(self, event: faust.EventT[bytes]) -> None:
         """Refuse the overdue held messages of one listing (a request from `check_held`)."""
-        taken()
+        self.begin()
         key, now = event.message.key or b"", datetime.fromisoformat((event.message.value or b"").decode())
         held = decode_held(self.held.get(key))
         outcome = give_up(held, now, timedelta(seconds=self.settings.options.hold_limit_s), self.ctx)
