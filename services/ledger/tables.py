@@ -59,7 +59,7 @@ class Write:
 
 @dataclass(frozen=True)
 class At:
-    """What Faust's stores read of an event when they write: the partition (see `Batch.store`)."""
+    """What Faust's stores read of an event when they write: the partition (see `Batch._store`)."""
 
     @dataclass(frozen=True)
     class Message:
@@ -78,10 +78,11 @@ class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
 
     outbox: Outbox  # set by `Ledger`, before anything is written
     pending: dict[bytes, Write]  # the latest write of each key not yet in the store
+    lost: set[int]  # partitions revoked from this worker (and not assigned again since)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pending = {}
+        self.pending, self.lost = {}, set()
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self._pend(key, value)
@@ -119,10 +120,9 @@ class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
         self.pending[key] = write
         write.batch.writes.append(write)
 
-    def held_here(self, actives: set[TP], partition: int) -> bool:
-        """Whether this worker still holds `partition` of the table (else its store is not its own);
-        `actives`: the assignor's active partitions (a set it builds on each call: asked once a flush)."""
-        return TP(self.changelog_name, partition) in actives
+    def held_here(self, partition: int) -> bool:
+        """Whether this worker still holds `partition` of the table (else its store is not its own)."""
+        return partition not in self.lost
 
     @cached_property
     def changelog_name(self) -> str:
@@ -131,11 +131,14 @@ class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
     ) -> None:
-        """Drop the pending writes of partitions taken away: their input is never acked here, and
-        the new owner re-derives them (Faust waits for every started message to be acked before it
-        revokes, so there are normally none)."""
-        lost = {tp.partition for tp in revoked if tp.topic == self.changelog_name}
-        for key in [k for k, w in self.pending.items() if w.partition in lost]:
+        """Drop the pending writes of partitions taken away, and remember them: a flush still in
+        flight writes nothing more to their stores, which Faust closes here (their input is never
+        acked here, and the new owner re-derives them). Faust waits for every message started to be
+        acked before it revokes, so there are normally none."""
+        mine = self.changelog_name
+        self.lost -= {tp.partition for tp in newly_assigned if tp.topic == mine}
+        self.lost |= {tp.partition for tp in revoked if tp.topic == mine}
+        for key in [k for k, w in self.pending.items() if w.partition in self.lost]:
             del self.pending[key]
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
@@ -174,9 +177,9 @@ class Batch:
     def _send(self) -> dict[Write, asyncio.Future[int]]:
         """The changelog record of each key whose latest write is this batch's (a later batch sends
         the newer value), in a partition this worker still holds."""
-        records, actives = {}, _actives(self.writes)
+        records = {}
         for write in self.writes:
-            if write.latest() and write.table.held_here(actives, write.partition):
+            if write.latest() and write.table.held_here(write.partition):
                 table = write.table
                 records[write] = table.outbox.send_record(
                     table.changelog_name, write.partition, write.key, write.value
@@ -187,10 +190,10 @@ class Batch:
         """Write the confirmed records into the store, then each partition's changelog offset (a
         recovery reads the changelog on from there); let go of the writes no later one replaced."""
         persisted: dict[tuple[ConfirmedTable, int], int] = {}
-        actives, at = _actives(self.writes), At(At.Message(-1))
+        at = At(At.Message(-1))
         for write, offset in zip(written, offsets, strict=True):
             table, key = write.table, write.key
-            if not table.held_here(actives, write.partition):
+            if not table.held_here(write.partition):
                 continue  # revoked while its record was in flight: the new owner reads it from the changelog
             if at.message.partition != write.partition:  # the store writes in the current event's partition
                 at = At(At.Message(write.partition))  # held here: the context keeps a weak reference
@@ -205,10 +208,6 @@ class Batch:
             persisted[place] = max(persisted.get(place, -1), offset)
         for (table, partition), offset in persisted.items():
             table.data.set_persisted_offset(TP(table.changelog_name, partition), offset)
-
-
-def _actives(writes: list[Write]) -> set[TP]:
-    return writes[0].table.app.assignor.assigned_actives() if writes else set()
 
 
 def current() -> Batch:
