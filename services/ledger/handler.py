@@ -2,8 +2,8 @@
 
 `handle` takes the message, the listing's entry and its held messages as the tables
 hold them, and returns the new entry, the new held list and every message to publish.
-The Faust agent (`app.py`) only reads the tables, calls `handle`, writes the tables
-and sends what it returns, so everything the ledger decides is tested here directly.
+The worker (`worker.py`, wired by `app.py`) only reads the tables, calls `handle`, writes
+the tables and sends what it returns, so everything the ledger decides is tested here directly.
 
 Order of checks: the bytes must decode; `admission.gate` then asks for a listing event
 on its author's topic, keyed by its listing, on its listing's partition, with a seal

@@ -22,8 +22,8 @@ from services.core.connection import KafkaConnection
 from services.core.events import ListingState
 from services.core.partitioner import partition_of
 from services.core.settings import KafkaSettings
-from services.ledger.app import EXIT_HANDLER_FAILED
 from services.ledger.layout import TABLES, changelog
+from services.ledger.worker import EXIT_HANDLER_FAILED
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.integration.ledger.test_ledger_faults import OFFSET_KEY, committed, exited, set_max_message_bytes
 from tests.support.backbones import running_backbone
