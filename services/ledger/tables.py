@@ -14,7 +14,7 @@ changelog partition, and its store, in the order it was written.
 
 The table is thus behind the confirmed decisions, never ahead: a batch re-read after a crash
 re-derives the same decisions (duplicates, which the handler re-states byte for byte). Scans of the
-store (`held.items()`, the expiry index's `ordered`) see a write one flush later: see `Ledger`.
+store (`held.items()`, the expiry index's `ordered`) see a write one flush later: see `worker.Ledger`.
 """
 
 from __future__ import annotations
@@ -181,10 +181,7 @@ class Batch:
         records = {}
         for write in self.writes:
             if write.latest() and write.table.held_here(write.partition):
-                table = write.table
-                records[write] = table.outbox.send_record(
-                    table.changelog_name, write.partition, write.key, write.value
-                )
+                records[write] = write.send()
         return records
 
     def _store(self, written: Iterable[Write], offsets: list[int]) -> None:

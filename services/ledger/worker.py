@@ -272,7 +272,11 @@ class Ledger:
         metrics.EXPIRIES.inc(len(expiries))
 
     def still_due(self, due: Due) -> ListingState | None:
-        """The listing's state if it is still live and expires when indexed; else the key is stale."""
+        """The listing's state if it is still live and expires when indexed; else the key is stale.
+
+        The index's scan reads the store, a flush behind the tables' pending writes: a key just
+        written is found a tick later, and a key deleted but still stored is checked here against
+        the entry, which `state_of` reads through the pending writes."""
         expires_at, listing_id = due
         state = self.state_of(listing_id)
         if state is None or state.status not in LIVE or state.expires_at != expires_at:
@@ -287,7 +291,9 @@ class Ledger:
     async def check_held(self, now: datetime) -> None:
         """Report what is held and ask, once per limit, for overdue held messages to be refused.
 
-        The held table is empty but for gaps, so reading it whole each tick is cheap."""
+        The held table is empty but for gaps, so reading it whole each tick is cheap. The scan reads
+        the store, a flush behind the pending writes: a gap is reported a flush late, and a give-up
+        asked for messages applied meanwhile refuses nothing (`give_up` reads through them)."""
         limit = timedelta(seconds=self.settings.options.hold_limit_s)
         held, oldest = {}, timedelta(0)
         for key, value in list(self.held.items()):
