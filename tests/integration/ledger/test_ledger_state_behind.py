@@ -19,7 +19,7 @@ import pytest
 from faust.stores.rocksdb import RocksDBOptions
 
 from services.core.connection import KafkaConnection
-from services.core.events import ListingState
+from services.core.events import ListingState, Rejected
 from services.core.partitioner import partition_of
 from services.core.settings import KafkaSettings
 from services.ledger.layout import TABLES, changelog
@@ -73,6 +73,7 @@ def both_versions_decided(backbone: Backbone) -> None:
         return versions if len(versions) >= 2 else None
 
     assert wait_for("both versions decided", decided, TIMEOUT, every=0.5) == [(LISTING, 1), (LISTING, 2)]
+    assert [e for e in backbone.read(backbone.topics.rejected) if isinstance(e, Rejected)] == []
 
 
 def test_a_worker_restarted_on_its_own_store_decides_the_version_it_had_not_confirmed(
