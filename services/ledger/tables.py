@@ -10,7 +10,9 @@ memory, in the table's `pending` overlay and in its `Batch`, and every read the 
 the overlay first. Only once the batch's decisions are confirmed does `Batch.flush` send its changelog
 records, and once those are confirmed, write RocksDB and the changelog offset a recovery reads on
 from; then the input is acked. Batches flush in the order they began: a key's records reach its
-changelog partition, and its store, in the order it was written.
+changelog partition, and its store, in the order it was written. Each batch flushes its own last
+write of every key it wrote, even when a later batch has written the key again: it is acked once
+flushed, and a crash before the later flush must find in the store what the committed input made.
 
 The table is thus behind the confirmed decisions, never ahead: a batch re-read after a crash
 re-derives the same decisions (duplicates, which the handler re-states byte for byte). Scans of the
@@ -176,13 +178,14 @@ class Batch:
             self.previous = None  # a long chain of finished batches is never kept alive
 
     def _send(self) -> dict[Write, asyncio.Future[int]]:
-        """The changelog record of each key whose latest write is this batch's (a later batch sends
-        the newer value), in a partition this worker still holds."""
-        records = {}
-        for write in self.writes:
-            if write.latest() and write.table.held_here(write.partition):
-                records[write] = write.send()
-        return records
+        """The changelog record of this batch's last write of each key, in a partition this worker
+        still holds. A later batch's write of the key does not excuse this one: this batch is acked
+        once its own are stored, and a crash before the later batch's flush must find this value."""
+        return {write: write.send() for write in self.leaves()}
+
+    def leaves(self) -> list[Write]:
+        """What the batch leaves behind: its last write of each key, in partitions still held here."""
+        return [write for write in finals(self.writes) if write.table.held_here(write.partition)]
 
     def _store(self, written: Iterable[Write], offsets: list[int]) -> None:
         """Write the confirmed records into the store, then each partition's changelog offset (a
@@ -206,6 +209,14 @@ class Batch:
             persisted[place] = max(persisted.get(place, -1), offset)
         for (table, partition), offset in persisted.items():
             table.data.set_persisted_offset(TP(table.changelog_name, partition), offset)
+
+
+def finals(writes: Iterable[Write]) -> list[Write]:
+    """The last of `writes` (one batch's) to each key of each table: what the batch leaves behind."""
+    last: dict[tuple[int, bytes], Write] = {}
+    for write in writes:
+        last[(id(write.table), write.key)] = write
+    return list(last.values())
 
 
 def rocksdb_options(memory_mb: int, partitions: int) -> dict[str, int]:
