@@ -20,9 +20,10 @@ import faust
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.ledger.app import RAW, faust_app, trust
+from services.ledger.app import RAW, faust_app
 from services.ledger.layout import app_id
 from services.ledger.settings import LedgerSettings
+from services.ledger.worker import trust
 
 
 def build(settings: LedgerSettings, expected: int, report: Path) -> faust.App:

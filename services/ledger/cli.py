@@ -28,9 +28,10 @@ def run(data_dir: Path | None, store: str | None, ops: str | None, log_json: boo
     import faust
 
     from services.core import logs
-    from services.ledger.app import build_app, trust
+    from services.ledger.app import build_app
     from services.ledger.layout import prepare
     from services.ledger.settings import LedgerSettings
+    from services.ledger.worker import trust
 
     as_json = logs.configure(as_json=log_json)  # first: the Kafka clients made next log as chosen
     overrides = {k: v for k, v in {"data_dir": data_dir, "store": store}.items() if v is not None}

@@ -2,8 +2,8 @@
 
 `handle` takes the message, the listing's entry and its held messages as the tables
 hold them, and returns the new entry, the new held list and every message to publish.
-The Faust agent (`app.py`) only reads the tables, calls `handle`, writes the tables
-and sends what it returns, so everything the ledger decides is tested here directly.
+The worker (`worker.py`, wired by `app.py`) only reads the tables, calls `handle`, writes
+the tables and sends what it returns, so everything the ledger decides is tested here directly.
 
 Order of checks: the bytes must decode; `admission.gate` then asks for a listing event
 on its author's topic, keyed by its listing, on its listing's partition, with a seal
@@ -15,6 +15,8 @@ from, it is the ledger's own re-reading after a crash (Faust re-delivers what it
 committed): what it was to publish is re-stated, byte for byte, and nothing goes to
 `rejected`. Anywhere else it is a replay: refused into `rejected` ("replay"), with an id
 that depends only on its position, so re-reading the replay itself adds no second record.
+One exception: the backbone's expiry asked for again by a restarted worker (same id, at another
+offset of the backbone's own topic) changes nothing and publishes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from functools import cached_property
 
 from services.core.admission import Placement, gate
 from services.core.errors import ContractError
-from services.core.events import Envelope, Event, ListingEvent, ListingState
+from services.core.events import Envelope, Event, ListingEvent, ListingExpired, ListingState
 from services.core.fold import Listing, offer
 from services.core.listing import Decision, is_listing_event
 from services.core.policy import Policy
@@ -33,7 +35,7 @@ from services.core.position import Position
 from services.core.rejections import rejected
 from services.core.sealing import seal_refusal
 from services.core.serde import decode_full
-from services.core.topics import Topics
+from services.core.topics import BACKBONE, Topics
 from services.core.views import LIVE, view_change
 from services.ledger.record import Entry, Inbound
 
@@ -119,12 +121,19 @@ class _Verdicts:
         first = entry.read_from(event.envelope.event_id)
         if first is None or first == msg.position:
             self.handled.out.extend(restate(entry, self.ctx))
-        else:
+        elif not _asked_again(event):
             reason = _replay_reason(event, first)
             self.handled.out.append(reject(msg, self.ctx, "replay", reason, event.envelope))
 
     def on_refused(self, msg: Inbound, event: ListingEvent, decision: Decision) -> None:
         self.handled.out.append(reject(msg, self.ctx, decision.code, decision.reason, event.envelope))
+
+
+def _asked_again(event: ListingEvent) -> bool:
+    """Whether `event` is the backbone's expiry asked for again: a worker restarted after publishing it
+    and before applying it asks once more, under the same id (`expiry.expiry_of`), sealed anew at
+    another offset. Only the ledger writes the backbone's topic, so it is no replay: nothing to say."""
+    return isinstance(event, ListingExpired) and event.envelope.agency == BACKBONE
 
 
 def parse(msg: Inbound, ctx: Context) -> ListingEvent | Outbound:

@@ -5,7 +5,7 @@ on the loop; py-spy on a worker draining a pre-filled topic). librdkafka batches
 encrypts in its own threads. Each send returns an asyncio future that the delivery report settles on
 the worker's loop, so the agent still acks its input only once every write is confirmed, and a failed
 delivery raises there and crashes the worker. The tables' changelog records go out here too
-(`app.ConfirmedTable`): through Faust's producer they filled its buffer and held the agent back
+(`tables.ConfirmedTable`): through Faust's producer they filled its buffer and held the agent back
 ("producer buffer full").
 """
 

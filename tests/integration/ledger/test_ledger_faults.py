@@ -30,8 +30,8 @@ from services.core.partitioner import partition_of
 from services.core.policy import load_policy
 from services.core.settings import KafkaSettings
 from services.core.topics import KEEP_FOREVER, TopicSpec
-from services.ledger.app import EXIT_HANDLER_FAILED
 from services.ledger.layout import TABLES, changelog, gaps_topic, prepare
+from services.ledger.worker import EXIT_HANDLER_FAILED
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.support.backbones import fresh_namespace, running_backbone
 

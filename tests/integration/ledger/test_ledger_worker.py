@@ -11,15 +11,18 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicPartition
 
 from services.core.connection import KafkaConnection
 from services.core.events import ListingExpired, ListingState, Rejected, ViewChanged
-from services.core.kafka import producer_config
+from services.core.kafka import end_offsets, producer_config, read_all
+from services.core.partitioner import partition_of
 from services.core.sealing import seal
 from services.core.topics import BACKBONE
 from services.core.views import ViewRow
-from tests.integration.ledger.harness import Backbone, expected_views, fold, wait_for
+from services.ledger.expiry import expiry_of
+from tests.integration.ledger.harness import PARTITIONS, Backbone, expected_views, fold, wait_for
+from tests.integration.ledger.test_ledger_faults import committed
 from tests.support.backbones import held_behind_a_gap, running_backbone
 
 TIMEOUT = 90.0
@@ -128,3 +131,24 @@ def test_progress_is_reported_for_health_checks(backbone: Backbone) -> None:
     report = json.loads((backbone.folder / "ledger" / "health.json").read_text())
     assert report["handled"] >= report["applied"] > 0
     assert datetime.now(UTC) - datetime.fromisoformat(report["written_at"]) < timedelta(seconds=10)
+
+
+def test_an_expiry_asked_twice_is_applied_once_and_refused_never(backbone: Backbone) -> None:
+    """What a worker restarted between publishing an expiry and applying it does: ask again, under
+    the same id, sealed anew. The second changes nothing and raises no `replay` refusal."""
+    book = backbone.book()
+    backbone.publish([book.issue("E-1")])
+    state, key = wait_for_state(backbone, "E-1", 1), backbone.keystore.private(BACKBONE)
+    now = datetime.now(UTC)
+    first, again = expiry_of(state, now, key), expiry_of(state, now + timedelta(seconds=1), key)
+    backbone.publish([first, again])
+    topic = backbone.topics.listings(BACKBONE)
+    partition = partition_of(b"E-1", PARTITIONS)
+    end = end_offsets(backbone.connection, [topic])[TopicPartition(topic, partition)]
+    wait_for("both expiries handled", lambda: committed(backbone, topic, partition) >= end, TIMEOUT)
+    assert wait_for_state(backbone, "E-1", 2).status == "expired"
+    records = read_all(backbone.connection, [backbone.topics.ledger])
+    decided = {m.value() for m in records if m.key() == b"E-1"}
+    assert len(decided) == 2  # v1 and v2, each once (a re-sent record would repeat its bytes)
+    refused = [r for r in backbone.read(backbone.topics.rejected) if r.envelope.listing_id == "E-1"]
+    assert refused == []

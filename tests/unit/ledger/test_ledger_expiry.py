@@ -21,10 +21,11 @@ from services.core.partitioner import partition_of
 from services.core.sealing import check_seal
 from services.core.serde import decode_full, encode
 from services.core.topics import BACKBONE
-from services.ledger.app import guarded, rocksdb_options
 from services.ledger.expiry import ExpiryIndex, Ordered, due_of, expiry_of, index_key, ordered
 from services.ledger.layout import TABLES
 from services.ledger.record import Inbound, decode_held, encode_held
+from services.ledger.tables import rocksdb_options
+from services.ledger.worker import guarded
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
 
 

@@ -449,3 +449,24 @@ def test_the_ledger_record_carries_the_bytes_of_the_table_entry_state(ctx: Conte
     state = ledger.state("L-1")
     assert out[0].encoded == encode(state) == ledger.entries["L-1"].state_bytes
     assert Entry.decode(ledger.entries["L-1"].encode()) == ledger.entries["L-1"]
+
+
+def test_an_expiry_asked_again_after_a_restart_is_a_harmless_duplicate(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    """A worker restarted after publishing an expiry but before applying it asks for it again: a second
+    `ListingExpired` with the same id, sealed at another time, at another offset. Once the first is
+    applied, the second changes nothing, publishes no second decision and refuses nothing."""
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1"))
+    state, key = ledger.state("L-1"), book.keystore.private(BACKBONE)
+    first, again = (
+        expiry_of(state, T0 + timedelta(days=400), key),
+        expiry_of(state, T0 + timedelta(days=401), key),
+    )
+    assert first.envelope.event_id == again.envelope.event_id and first != again
+    ledger.feed(first)
+    ended = ledger.state("L-1")
+    out = ledger.feed(again)
+    assert ledger.state("L-1") == ended
+    assert out == []  # no refusal (no `replay` for operators to chase), no second decision

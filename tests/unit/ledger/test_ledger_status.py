@@ -9,8 +9,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from services.core.health import Progress
-from services.ledger.app import write_report
 from services.ledger.cli import ledger
+from services.ledger.worker import write_report
 
 
 def status(folder: Path, *args: str) -> tuple[int, str]:
