@@ -41,9 +41,21 @@ class Expectation:
 
 @dataclass(frozen=True)
 class Applied:
+    """What a copy last acknowledged of a listing, and where in its view topic that change was."""
+
     version: int
     op: str
     applied_at: datetime
+    partition: int = 0
+    offset: int = 0
+
+    @property
+    def at(self) -> tuple[int, int]:
+        return self.partition, self.offset
+
+
+def applied_of(ack: CopyApplied) -> Applied:
+    return Applied(ack.envelope.version, ack.op, ack.applied_at, ack.partition, ack.offset)
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,7 @@ class AckTracker:
         version = applied.envelope.version
         last = self._applied.get(key)
         if last is None or version >= last.version:
-            self._applied[key] = Applied(version, applied.op, applied.applied_at)
+            self._applied[key] = applied_of(applied)
         waiting = self._pending.pop(key, [])
         still = [e for e in waiting if e.version > version]
         if still:
@@ -125,6 +137,10 @@ class AckTracker:
                     self._reported.add(marker)
                     found.append(Overdue(wanted, self._applied.get(key), now - wanted.deadline))
         return found
+
+    def last(self, agency: str, listing_id: str) -> Applied | None:
+        """The copy's acknowledgement of the listing's latest version (None: none read)."""
+        return self._applied.get((agency, listing_id))
 
     def acked(self, agency: str, listing_id: str) -> int:
         """The latest version this copy acknowledged for the listing (0: none)."""

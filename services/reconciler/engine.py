@@ -21,7 +21,7 @@ from services.core.policy import Policy
 from services.core.snapshot import Snapshot
 from services.core.topics import RECONCILER
 from services.reconciler import findings
-from services.reconciler.acks import AckTracker, Settled, Sla
+from services.reconciler.acks import AckTracker, Applied, Settled, Sla, applied_of
 from services.reconciler.antientropy import Suspect, narrow
 from services.reconciler.consistency import CHANGE, CHANGED, ConsistencyTimes
 from services.reconciler.expected import ExpectedViews
@@ -100,7 +100,7 @@ class Reconciler:
         if change.envelope.agency != RECONCILER:
             self._record(self.acks.expect(change, at))
             return Outcome()
-        settled = self.repairs.delivered(change, partition, offset)
+        settled = self.repairs.delivered(change.envelope.event_id, partition, offset)
         if settled is None:
             return Outcome()
         return self.novel(Outcome(findings=[self._repaired_by(*settled)]))
@@ -110,26 +110,44 @@ class Reconciler:
         settled = self.acks.acknowledge(applied)
         self._record(settled)
         out = Outcome(findings=[findings.acknowledged_late(s, applied.applied_at) for s in settled if s.late])
-        repair = self.repairs.acknowledged(applied)
+        ack, key = applied_of(applied), (applied.copy_agency, applied.envelope.listing_id)
+        repair = self.repairs.acknowledged(ack, key)
         if repair is not None:
-            out.findings.append(self._repaired_by(repair, applied))
+            out.findings.append(self._repaired_by(repair, ack))
         return self.novel(out)
 
-    def _repaired_by(self, repair: Repair, applied: CopyApplied) -> Finding:
+    def _repaired_by(self, repair: Repair, applied: Applied) -> Finding:
         """The copy acknowledged a repair: time it from when the copy went wrong, and say so."""
         detection = repair.detection
         self._repaired.add(self._signatures.pop(detection.finding_id, ()))
         since = detection.since or detection.detected_at
         family = findings.family_of(detection)
-        self.times.add(applied.copy_agency, family, max(0.0, (applied.applied_at - since).total_seconds()))
+        self.times.add(detection.copy_agency, family, max(0.0, (applied.applied_at - since).total_seconds()))
         return findings.repaired(detection, applied.applied_at)
 
     def on_digest(self, digest: CopyDigest) -> None:
         self.digests[digest.copy_agency] = digest
 
-    def on_finding(self, finding: Finding) -> None:
-        """A finding read back from the log (ours, or another reconciler's before us)."""
-        self.book.read(finding)
+    def on_finding(self, finding: Finding) -> Outcome:
+        """A finding read back from the log (ours, or another reconciler's before us). A stale
+        listing's detection we did not make: its repair is awaited here too (`RepairBook.adopt`),
+        and settled at once if the copy's acknowledgement of it was read first."""
+        if self.book.seen(finding.finding_id):
+            return Outcome()
+        self._noted(finding)
+        if finding.kind not in findings.STALE_KINDS or not self.book.is_open(finding.finding_id):
+            return Outcome()
+        latest = self.acks.last(finding.copy_agency, finding.envelope.listing_id)
+        repair = self.repairs.adopt(finding, latest)
+        if repair is None or latest is None:
+            return Outcome()
+        return self.novel(Outcome(findings=[self._repaired_by(repair, latest)]))
+
+    def _noted(self, finding: Finding) -> None:
+        """A finding is in the log: the book knows it, and a detection it closes awaits no repair."""
+        closed = self.book.note(finding)
+        if closed is not None:
+            self.repairs.forget(closed)
 
     def _record(self, settled: list[Settled]) -> None:
         for s in settled:
@@ -137,7 +155,12 @@ class Reconciler:
 
     def novel(self, out: Outcome) -> Outcome:
         """The outcome less findings already in the log: a restart or a takeover never repeats one."""
-        out.findings = self.book.novel(out.findings)
+        fresh = []
+        for finding in out.findings:
+            if not self.book.seen(finding.finding_id):
+                self._noted(finding)
+                fresh.append(finding)
+        out.findings = fresh
         return out
 
     # --- what the runner asks, on time ----------------------------------------------
@@ -314,6 +337,6 @@ class Reconciler:
             out.findings.append(findings.escalated(detection, now))
         row = self.expected.row(diff.agency, diff.listing_id) if diff.expected else None
         change = repair_change(diff, detection, row, self.expected.state(diff.listing_id), now)
-        self.repairs.open(detection, change, now)
+        self.repairs.open(detection, now)
         out.findings.append(detection)
         out.repairs.append(change)

@@ -18,19 +18,12 @@ class FindingBook:
         self._open: dict[str, Finding] = {}
         self._closes: dict[str, str] = {}  # id of a closing finding -> the detection it closes
 
-    def read(self, finding: Finding) -> None:
-        self._note(finding)
+    def seen(self, finding_id: str) -> bool:
+        """Whether the finding is in the log (read back, or published by this reconciler)."""
+        return finding_id in self._seen
 
-    def novel(self, found: list[Finding]) -> list[Finding]:
-        """The findings of `found` not in the log yet, now remembered as published."""
-        fresh = []
-        for finding in found:
-            if finding.finding_id not in self._seen:
-                self._note(finding)
-                fresh.append(finding)
-        return fresh
-
-    def _note(self, finding: Finding) -> None:
+    def note(self, finding: Finding) -> str | None:
+        """Remember a finding as in the log; the id of the detection it closes, if it closes one."""
         self._seen.add(finding.finding_id)
         if finding.kind in findings.DETECTIONS:
             self._open[finding.finding_id] = finding
@@ -39,6 +32,10 @@ class FindingBook:
         closed = self._closes.pop(finding.finding_id, None)
         if closed is not None:
             self._open.pop(closed, None)
+        return closed
+
+    def is_open(self, finding_id: str) -> bool:
+        return finding_id in self._open
 
     def open_for(self, agency: str) -> list[Finding]:
         """Open detections about `agency`'s copy."""

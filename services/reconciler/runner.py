@@ -122,6 +122,9 @@ class Runner:
         self.read = 0
         self.tracker = Progress("reconciler", settings.stall_after_s)
         self._compared: dict[str, str] = {}  # agency -> time of its last digest comparison
+        self._unsent: dict[str, Finding] = {}  # decided while another may be publishing (`publish`)
+        self._takeover: dict[Partition, int] | None = None  # `findings`' end when the lease was taken
+        self._ticking = False  # a tick publishes all it decided, once allowed to (`tick`)
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -210,7 +213,8 @@ class Runner:
         elif isinstance(event, CopyDigest):
             self.engine.on_digest(event)
         elif isinstance(event, Finding):
-            self.engine.on_finding(event)
+            self._unsent.pop(event.finding_id, None)  # in the log: whoever published it, not again
+            self.publish(self.engine.on_finding(event))
         else:
             self.log(f"ignored a {type(event).__name__} on {topic}: not an input of the reconciler")
 
@@ -238,10 +242,39 @@ class Runner:
     def _acting(self) -> bool:
         return self.lease is None or self.lease.held()
 
-    def tick(self, now: datetime, acks_read_to: datetime | None = None) -> None:
-        self._show(now)
+    def _publishing(self) -> bool:
+        """Whether this runner may publish findings and repairs now: it holds the lease, has read
+        the log as it was at the start, and has read `findings` as far as they reached when it
+        took the lease (what the reconciler before it published, it must know first)."""
         if not self._acting():
+            self._takeover = None
+            return False
+        if not self.replayed:
+            return False
+        if self._takeover is None:
+            found = [(self.topics.findings, p) for p in range(self._partitions.get(self.topics.findings, 0))]
+            ends = {tp: self.reader.end(*tp, fresh=True) for tp in found}
+            if any(end < 0 for end in ends.values()):
+                return False  # not known yet: asked again next time
+            self._takeover = ends
+        return all(self._read_to.get(tp, 0) >= end for tp, end in self._takeover.items())
+
+    def tick(self, now: datetime, acks_read_to: datetime | None = None) -> None:
+        """Act on time, while publishing is allowed; what a tick decides is then published whole
+        (the lease is asked once: a rebalance waits for this runner's next poll of it)."""
+        self._show(now)
+        if not self._publishing():
             return
+        self._ticking = True
+        try:
+            self._act(now, acks_read_to)
+        finally:
+            self._ticking = False
+
+    def _act(self, now: datetime, acks_read_to: datetime | None) -> None:
+        if self._unsent:
+            held, self._unsent = list(self._unsent.values()), {}
+            self.publish(Outcome(findings=held))
         if self._due("check", self.settings.check_interval_s):
             self.publish(self.engine.check(now, acks_read_to))
             for agency, probe in self.probes.items():
@@ -385,7 +418,14 @@ class Runner:
                      f"{report.unexplained}, {report.bytes_exchanged} bytes exchanged")  # fmt: skip
 
     def publish(self, outcome: Outcome) -> None:
-        if not (outcome.findings or outcome.repairs) or not self._acting():
+        """Send what the engine decided. Findings decided while this runner may not publish (a
+        standby, a replay, a takeover still reading) are kept, and sent once it may, unless read in
+        the log first: the engine counts them as published, so none is lost to a lease handover.
+        Repairs are planned only in a tick, which runs only while publishing is allowed."""
+        if not (outcome.findings or outcome.repairs):
+            return
+        if not (self._ticking or self._publishing()):
+            self._unsent.update((finding.finding_id, finding) for finding in outcome.findings)
             return
         for finding in outcome.findings:
             metrics.FINDINGS.labels(finding.kind).inc()

@@ -103,24 +103,28 @@ def test_a_restart_republishes_nothing_and_closes_what_is_right_again(world: Liv
     second = reconciler_process(world, tmp_path)
     try:
         open_ids = {f.finding_id for f in before if f.kind in findings.DETECTIONS}
-        closed = wait_for("every open finding resolved", lambda: resolved_all(world, open_ids))
+        closed = wait_for("every open finding closed", lambda: closed_all(world, open_ids))
     finally:
         stop(second, signal.SIGTERM)
     after = world.findings()
     assert [i for i, n in Counter(f.finding_id for f in after).items() if n > 1] == []  # none re-published
     earlier = {f.finding_id for f in before}
-    assert {f.kind for f in after if f.finding_id not in earlier} == {"resolved"}  # nothing else: all right
+    assert {f.kind for f in after if f.finding_id not in earlier} == {"resolved", "repaired"}  # all right
+    assert len([f for f in after if f.finding_id not in earlier]) == len(open_ids)  # each closed once
     for detection in (f for f in before if f.finding_id in open_ids):
-        resolved = closed[detection.finding_id]
-        assert resolved.envelope.listing_id == detection.envelope.listing_id
-        assert resolved.detected_at > detection.detected_at and "resolved at" in resolved.detail
-        how = "acknowledged v1" if detection.kind == "missing_ack" else "rescan of the copy's rows"
-        assert how in resolved.detail
+        closer = closed[detection.finding_id]
+        assert closer.envelope.listing_id == detection.envelope.listing_id
+        assert closer.detected_at > detection.detected_at
+        if detection.kind == "missing_ack":
+            assert closer.kind == "resolved" and "acknowledged v1" in closer.detail
+        else:  # the first reconciler's repair, applied while none ran, awaited by the second
+            assert closer.kind == "repaired" and "repair applied" in closer.detail
 
 
-def resolved_all(world: Live, detections: set[str]) -> dict[str, Finding] | None:
-    """detection id -> the finding that resolved it, once every one of `detections` is resolved."""
-    closed = {f.detail.rsplit(" ", 1)[-1]: f for f in world.findings() if f.kind == "resolved"}
+def closed_all(world: Live, detections: set[str]) -> dict[str, Finding] | None:
+    """detection id -> the finding that closed it, once every one of `detections` is closed."""
+    closes = {findings.finding_id(kind, d): d for d in detections for kind in findings.CLOSERS}
+    closed = {closes[f.finding_id]: f for f in world.findings() if f.finding_id in closes}
     return closed if detections <= set(closed) else None
 
 
