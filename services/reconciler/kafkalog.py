@@ -74,9 +74,10 @@ class KafkaLog:
         if not fresh:
             return int(self._reader.get_watermark_offsets(where, cached=True)[1])
         try:
-            return int(self._reader.get_watermark_offsets(where, timeout=FRESH_END_S, cached=False)[1])
+            found = self._reader.get_watermark_offsets(where, timeout=FRESH_END_S, cached=False)
         except KafkaException:
             return -1
+        return -1 if found is None else int(found[1])  # None: the broker did not answer in time
 
     def close(self) -> None:
         self._reader.close()

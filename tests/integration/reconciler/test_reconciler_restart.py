@@ -32,7 +32,15 @@ FLOOD = 60_000
 
 @pytest.fixture
 def world(kafka_admin: KafkaConnection, namespace: str, url: str, tmp_path: Path) -> Iterator[Live]:
-    yield from live(kafka_admin, namespace, url, tmp_path)
+    """A live world; what its reconcilers logged is printed at the end (pytest shows it if a test fails)."""
+    started = live(kafka_admin, namespace, url, tmp_path)
+    world = next(started)
+    try:
+        yield world
+    finally:
+        for name, lines in world.logs.items():
+            print(f"--- reconciler {name}:", *lines, sep="\n")
+        started.close()
 
 
 def flood(world: Live, count: int) -> None:
@@ -109,14 +117,15 @@ def test_a_restart_republishes_nothing_and_closes_what_is_right_again(world: Liv
     after = world.findings()
     assert [i for i, n in Counter(f.finding_id for f in after).items() if n > 1] == []  # none re-published
     earlier = {f.finding_id for f in before}
-    assert {f.kind for f in after if f.finding_id not in earlier} == {"resolved", "repaired"}  # all right
+    assert {f.kind for f in after if f.finding_id not in earlier} <= set(findings.CLOSERS)  # all right
     assert len([f for f in after if f.finding_id not in earlier]) == len(open_ids)  # each closed once
     for detection in (f for f in before if f.finding_id in open_ids):
         closer = closed[detection.finding_id]
         assert closer.envelope.listing_id == detection.envelope.listing_id
         assert closer.detected_at > detection.detected_at
-        if detection.kind == "missing_ack":
-            assert closer.kind == "resolved" and "acknowledged v1" in closer.detail
+        if detection.kind == "missing_ack":  # late, as its snapshot knows it was reported (unless the
+            # kill came before that was committed: then the copy is found to hold it now)
+            assert closer.kind == "acknowledged_late" or "acknowledged v1" in closer.detail
         else:  # the first reconciler's repair, applied while none ran, awaited by the second
             assert closer.kind == "repaired" and "repair applied" in closer.detail
 

@@ -22,7 +22,7 @@ from services.core.serde import decode
 from services.core.snapshot import Snapshot
 from services.core.topics import Topics, copy_key
 from services.core.views import view_change
-from services.reconciler.expected import SCHEMA, TABLES
+from services.reconciler.kept import SCHEMA, TABLES
 from services.reconciler.repair import repair_key
 from services.reconciler.runner import Runner
 from services.reconciler.settings import ReconcilerSettings
