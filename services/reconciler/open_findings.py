@@ -68,6 +68,10 @@ class FindingBook:
     def is_open(self, finding_id: str) -> bool:
         return finding_id in self._open
 
+    def detections(self) -> list[Finding]:
+        """Every open detection, oldest first."""
+        return sorted(self._open.values(), key=lambda f: f.detected_at)
+
     def open_for(self, agency: str) -> list[Finding]:
         """Open detections about `agency`'s copy."""
         return [f for f in self._open.values() if f.copy_agency == agency]

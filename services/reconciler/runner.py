@@ -152,6 +152,11 @@ class Runner:
                 read.setdefault(views[topic], {})[partition] = offset
         self.engine.resume(read)
         self._unsent.reload()
+        if self.board is not None:  # what was open before the snapshot, shown as open cases again
+            for detection in self.engine.book.detections():
+                self.board.note(detection, detection.detected_at)
+            for digest in self.engine.digests.values():
+                self.board.note(digest, digest.taken_at)
         for topic, _ in ends:
             self._partitions[topic] = self._partitions.get(topic, 0) + 1
         self._replay_to = {tp: high for tp, high in ends.items() if high > 0}

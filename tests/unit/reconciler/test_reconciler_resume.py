@@ -14,6 +14,7 @@ import pytest
 
 from services.core.events import ViewChanged
 from services.core.serde import decode
+from services.reconciler.board import Board
 from services.reconciler.repair import repair_key
 from services.reconciler.runner import Runner
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
@@ -194,3 +195,19 @@ def test_a_batch_cut_short_by_a_crash_is_read_again_and_counts_once(
         again.step(LATE)
     assert again.engine.acks.acked(CA, "L-7") == 1 and again.engine.acks.pending() == 0
     assert backbone.findings() == []  # neither overdue nor late: the ack counted once, in time
+
+
+def test_the_operator_page_of_a_restarted_reconciler_shows_what_was_open_before_its_snapshot(
+    backbone: Backbone, copy: PartitionedCopy, tmp_path: Path
+) -> None:
+    path = tmp_path / "kept.sqlite3"
+    first = started(backbone.runner(probes={CA: copy}, snapshot=path), LATE)
+    del copy.rows["L-4"]
+    first.step(LATE)  # found, its repair sent, not applied
+    first.step(LATE)  # its finding read back, committed
+    first.engine.snapshot.close()
+    again = backbone.runner(snapshot=path, log=second_process(backbone))
+    again.board = Board()
+    again.start()
+    [case] = again.board.snapshot().open
+    assert (case.detection.kind, case.detection.envelope.listing_id) == ("stale_copy", "L-4")
