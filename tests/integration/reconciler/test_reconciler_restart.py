@@ -167,3 +167,35 @@ def repairs_of(world: Live, listing_id: str) -> list[ViewChanged]:
     return [e for m in read_all(world.connection, [world.topics.views(CA)])
             if isinstance(e := decode_message(m).event, ViewChanged)
             and e.envelope.agency == "reconciler" and e.envelope.listing_id == listing_id]  # fmt: skip
+
+
+def test_a_repair_in_flight_when_the_leader_leaves_is_awaited_and_reported_once_by_the_next(
+    world: Live,
+) -> None:
+    """The copy's sink is down while the leader finds a row deleted by hand and sends its repair; the
+    leader leaves, another reconciler takes the lease, then the sink comes back and applies it: the
+    new leader sends no second repair, and reports the first one's acknowledgement, once."""
+    sink = threading.Event()
+    world.start_sink(halt=sink, digest_interval_s=0.5)
+    for i in range(3):
+        world.record(world.book.issue(f"L-{i}", measures=("flight_ban",)))
+    wait_for("the copy to hold every listing", lambda: world.rows() == world.expected())
+    sink.set()
+    first = threading.Event()
+    leader = world.start_reconciler("r1", lease=True, stop=first)
+    wait_for("the leader to replay", lambda: leader.replayed)
+    execute(world.url, "DELETE FROM copy_rows WHERE listing_id = 'L-1'")
+    wait_for("the leader's repair", lambda: len(repairs_of(world, "L-1")) == 1)
+    first.set()
+    wait_for("the leader to stop", lambda: any("p50 s" in line for line in world.logs["r1"]))
+    successor = world.start_reconciler("r2", lease=True)
+    wait_for("the successor to replay", lambda: successor.replayed)
+    world.start_sink(digest_interval_s=0.5)
+    wait_for("the repair applied", lambda: world.rows() == world.expected())
+    kinds = lambda: Counter(f.kind for f in world.findings() if f.envelope.listing_id == "L-1")  # noqa: E731
+    wait_for("its acknowledgement", lambda: kinds()["repaired"] == 1)
+    threading.Event().wait(2)  # a few more checks of the successor
+    assert kinds() == Counter({"stale_copy": 1, "repaired": 1})
+    assert len(repairs_of(world, "L-1")) == 1
+    published = [line.split()[1] for line in world.logs["r2"] if line.startswith("FINDING") and "L-1" in line]
+    assert published == ["repaired"]  # by the successor: the repair its predecessor sent
