@@ -15,10 +15,17 @@ the reconciler's probe questions as a copy's server does) with one listing stale
 `antientropy.narrow` from the copy's published digest to that one listing, and the bytes its
 answers weigh (JSON, as over HTTP), the digest included.
 
+The reconciler's other inputs (`reconciler_backlog.py`): `--acks` acknowledgements, `--findings`
+closed pairs of findings and `--digests` digests are written straight to their topics. The
+reconciler restarts three times: from the expected views alone (what the snapshot held before
+it kept the other inputs: it reads that backlog from its start), then from the snapshot that
+first restart committed (only the tail), then from one holding an acknowledgement of every
+listing, generated into it (the state of a copy of N listings, without N acks in the topic).
+
 Next to the raw confluent-kafka produce/consume rate of the same run (the machine is shared
 and loaded: compare ratios and trends, not absolute figures).
 
-    python benchmarks/bench_restart.py [--listings 1000000 3000000] [--tail 2000]
+    python benchmarks/bench_restart.py [--listings 1000000 3000000] [--tail 2000] [--acks 300000]
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kafka_limits import broker, raw_consume, raw_produce
+from benchmarks.reconciler_backlog import snapshot_of, write_backlog
 from services.core.connection import KafkaConnection
 from services.core.copystore.probe import Damage, Leaf
 from services.core.crypto import Keystore
@@ -51,7 +59,8 @@ from services.core.topics import KEEP_FOREVER, Topics, TopicSpec
 from services.core.views import project
 from services.publisher.state import LedgerBook
 from services.reconciler.antientropy import narrow
-from services.reconciler.expected import SCHEMA, TABLES, ExpectedViews
+from services.reconciler.expected import ExpectedViews
+from services.reconciler.kept import SCHEMA, TABLES
 from services.reconciler.probe import MeteredProbe, wire_size
 from tests.support.factory import Ledgerbook, policy_with_keys
 
@@ -197,8 +206,8 @@ def restart_reconciler(
     connection: KafkaConnection, topics: Topics, folder: Path, keys: Path, out: dict[str, object]
 ) -> None:
     """In a fresh process: open the snapshot, read the ledger's tail (the other topics are empty here)."""
-    from services.reconciler.expected import claim_snapshot
     from services.reconciler.kafkalog import KafkaLog
+    from services.reconciler.kept import claim_snapshot
     from services.reconciler.runner import Runner
     from services.reconciler.settings import ReconcilerSettings
 
@@ -212,10 +221,12 @@ def restart_reconciler(
         runner.step()
     out["reconciler_s"] = time.perf_counter() - start
     out["reconciler_listings"] = len(runner.engine.expected)
+    out["reconciler_read"] = runner.read
+    out["reconciler_acked"] = runner.engine.acks.acked(AGENCY, "G-0000001")
     out["reconciler_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["reconciler_cpu_s"] = time.process_time()
     runner.reader.close()
-    runner.engine.expected.close()
+    runner.engine.snapshot.close()
 
 
 def in_child(target: Callable[..., None], *args: object) -> dict[str, Any]:
@@ -232,6 +243,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--listings", type=int, nargs="+", default=[1_000_000, 3_000_000])
     parser.add_argument("--tail", type=int, default=2000)
+    parser.add_argument("--acks", type=int, default=300_000, help="acknowledgements in copies.applied")
+    parser.add_argument("--findings", type=int, default=10_000, help="closed pairs of findings in findings")
+    parser.add_argument("--digests", type=int, default=300, help="digests in copies.digests")
     parser.add_argument("--search-only", type=int, nargs="*", default=[],
                         help="copies of N listings for the search alone: only the stale listing's bucket "
                         "is built (the search touches no other), no broker")  # fmt: skip
@@ -249,7 +263,7 @@ def main() -> None:
         print(f"raw confluent-kafka: produce {produce:,.0f} records/s, consume {consume:,.0f} records/s "
               "(400 B, acks=all; shared, loaded machine)")  # fmt: skip
         for n in args.listings:
-            run(connection, policy, keystore, keys, Path(scratch) / f"n{n}", n, args.tail)
+            run(connection, policy, keystore, keys, Path(scratch) / f"n{n}", n, args.tail, args)
 
 
 def search_only(sizes: list[int]) -> None:
@@ -269,7 +283,7 @@ def search_only(sizes: list[int]) -> None:
 
 
 def run(connection: KafkaConnection, policy: Policy, keystore: Keystore, keys: Path, folder: Path, n: int,
-        tail: int) -> None:  # fmt: skip
+        tail: int, args: argparse.Namespace) -> None:  # fmt: skip
     topics = Topics(f"r{uuid.uuid4().hex[:8]}.")
     create_topics(connection, topics.specs(policy.issuers, policy.enforcers), 3, 1)
     book, producer = Ledgerbook(keystore), EventProducer(connection)
@@ -291,10 +305,23 @@ def run(connection: KafkaConnection, policy: Policy, keystore: Keystore, keys: P
     print(f"  publisher restart -> first command answered: {pub.get('publisher_s', float('nan')):.2f} s, "
           f"peak RSS {pub.get('publisher_rss_mb', 0):.0f} MB, {pub.get('publisher_cpu_s', 0):.1f} CPU-s, "
           f"lookups ok: {pub.get('publisher_ok')}")  # fmt: skip
-    rec = in_child(restart_reconciler, connection, topics, folder, keys)
-    print(f"  reconciler restart -> tail read: {rec.get('reconciler_s', float('nan')):.2f} s, "
-          f"peak RSS {rec.get('reconciler_rss_mb', 0):.0f} MB, {rec.get('reconciler_cpu_s', 0):.1f} CPU-s, "
-          f"{rec.get('reconciler_listings', 0):,} listings expected")  # fmt: skip
+    began = time.perf_counter()
+    write_backlog(connection, topics, AGENCY, args.acks, args.findings, args.digests)
+    backlog = args.acks + 2 * args.findings + args.digests
+    print(f"  backlog of {args.acks:,} acks, {2 * args.findings:,} findings, {args.digests:,} digests "
+          f"written in {time.perf_counter() - began:.0f} s")  # fmt: skip
+    for how in ("from the expected views alone: the backlog read from its start",
+                "from the snapshot that restart committed: only the tail",
+                f"from a snapshot holding an ack of each of the {n:,} listings"):  # fmt: skip
+        if how.startswith("from a snapshot holding"):
+            snapshot_of(files(folder, topics)[1], connection, topics, AGENCY, n, 0)
+        rec = in_child(restart_reconciler, connection, topics, folder, keys)
+        took, read = rec.get("reconciler_s", float("nan")), rec.get("reconciler_read", 0)
+        rss, cpu = rec.get("reconciler_rss_mb", 0), rec.get("reconciler_cpu_s", 0)
+        listings, acked = rec.get("reconciler_listings", 0), rec.get("reconciler_acked")
+        print(f"  reconciler restart {how} -> ready {took:.2f} s ({read:,} records read, "
+              f"{read / took:,.0f}/s; backlog {backlog:,}), peak RSS {rss:.0f} MB, {cpu:.1f} CPU-s, "
+              f"{listings:,} listings, G-0000001 acked v{acked}")  # fmt: skip
     search(folder, topics, n, policy)
 
 

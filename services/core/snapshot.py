@@ -19,13 +19,20 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 log = logging.getLogger("accord.snapshot")
 Partition = tuple[str, int]
+RETRY_S = 0.2
+NO_LEADER_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 SLOTS = 16  # snapshots of one name one host may hold at once (an HTTP server, import workers, a standby)
 PLUMBING = """
 CREATE TABLE IF NOT EXISTS positions (topic TEXT NOT NULL, partition INTEGER NOT NULL,
@@ -98,8 +105,7 @@ def resume_from(
     log; else (it is emptied) where each partition starts now. A partition the snapshot has not
     read starts at its log start offset too (retention may have moved it past 0)."""
     stored, cluster = snapshot.positions(), client.list_topics(timeout=timeout).cluster_id or ""
-    bounds = {tp: client.get_watermark_offsets(TopicPartition(*tp), timeout=timeout, cached=False)
-              for tp in {*partitions, *stored}}  # fmt: skip
+    bounds = {tp: watermarks(client, tp, timeout) for tp in {*partitions, *stored}}
     why = _foreign(snapshot, stored, cluster, bounds)
     if why is not None:
         if why:
@@ -107,6 +113,26 @@ def resume_from(
         snapshot.forget(cluster)
         stored = {}
     return {tp: stored.get(tp, bounds[tp][0]) for tp in partitions}
+
+
+def watermarks(client: Consumer, tp: Partition, timeout: float) -> tuple[int, int]:
+    """A partition's low and high watermarks as the broker answers now. A topic created a moment ago
+    may have no leader yet (NOT_LEADER_FOR_PARTITION, seen starting the Luoshan demo under load):
+    asked again until `timeout`, then the error is raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = client.get_watermark_offsets(TopicPartition(*tp), timeout=timeout, cached=False)
+        except KafkaException as e:
+            error = e.args[0]
+            if not (error.retriable() or error.code() in NO_LEADER_YET) or time.monotonic() > deadline:
+                raise
+            found = None
+        if found is not None:
+            return int(found[0]), int(found[1])
+        if time.monotonic() > deadline:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"no watermarks of {tp} in {timeout} s"))
+        time.sleep(RETRY_S)
 
 
 def _foreign(

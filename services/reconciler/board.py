@@ -11,7 +11,6 @@ the lock. Listing timelines are kept for the most recently touched `TIMELINES` l
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,7 +19,7 @@ from services.core.events import CopyApplied, CopyDigest, Event, Finding, Listin
 from services.core.topics import RECONCILER
 from services.reconciler import findings
 from services.reconciler.consistency import Summary
-from services.reconciler.repair import REPAIR_NAMESPACE
+from services.reconciler.repair import repair_id
 
 Times = dict[tuple[str, str], Summary]  # (agency, family) -> time to consistency
 TIMELINES = 10_000
@@ -138,7 +137,7 @@ class Board:
             fid = finding.finding_id
             for kind in (*findings.CLOSERS, findings.ESCALATED):
                 self._follow_ups[findings.finding_id(kind, fid)] = (kind, fid)
-            self._follow_ups[str(uuid.uuid5(REPAIR_NAMESPACE, fid))] = ("repair", fid)
+            self._follow_ups[repair_id(fid)] = ("repair", fid)
         kind, detection = self._follow_ups.pop(finding.finding_id, ("", ""))
         case = self._open.get(detection)
         if case is not None and kind == findings.ESCALATED:

@@ -9,7 +9,7 @@ given its inputs and `now`, which is what the unit and property tests rely on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,10 +18,11 @@ from services.core.digest import MODULUS
 from services.core.events import CopyApplied, CopyDigest, Finding, ListingState, ViewChanged
 from services.core.listing import ENDED
 from services.core.policy import Policy
-from services.core.snapshot import Snapshot
+from services.core.serde import decode, encode
+from services.core.snapshot import Partition, Snapshot
 from services.core.topics import RECONCILER
-from services.reconciler import findings
-from services.reconciler.acks import AckTracker, Settled, Sla
+from services.reconciler import findings, kept
+from services.reconciler.acks import AckTracker, Applied, Settled, Sla, applied_of
 from services.reconciler.antientropy import Suspect, narrow
 from services.reconciler.consistency import CHANGE, CHANGED, ConsistencyTimes
 from services.reconciler.expected import ExpectedViews
@@ -69,12 +70,15 @@ class Reconciler:
         self, policy: Policy, agencies: Iterable[str], timing: Timing, snapshot: Snapshot | None = None
     ) -> None:
         self.timing = timing
-        self.expected = ExpectedViews(policy, agencies, snapshot=snapshot)
-        self.acks = AckTracker(timing.sla)
-        self.repairs = RepairBook(timing.repair_sla)
+        self.snapshot = snapshot or Snapshot(":memory:", kept.SCHEMA, kept.TABLES)
+        self._db = self.snapshot.db
+        self._committed = -1  # `total_changes` of the snapshot's connection at the last commit
+        self.expected = ExpectedViews(policy, agencies, snapshot=self.snapshot)
+        self.acks = AckTracker(timing.sla, self._db)
+        self.repairs = RepairBook(timing.repair_sla, self._db)
         self.objections = ObjectionWatch()
         self.times = ConsistencyTimes()
-        self.book = FindingBook()
+        self.book = FindingBook(self._db)
         self.digests: dict[str, CopyDigest] = {}
         self._read_up_to: dict[str, dict[int, int]] = {a: {} for a in self.expected.agencies}
         self._repaired: set[tuple[object, ...]] = set()  # differences whose repair the copy acknowledged
@@ -83,11 +87,31 @@ class Reconciler:
 
     # --- what the runner reads -----------------------------------------------------
 
-    def resume(self) -> None:
-        """After the expected views were opened from their snapshot: watch the objections they hold."""
+    def resume(self, views_read: Mapping[str, Mapping[int, int]] | None = None) -> None:
+        """After the snapshot was opened (and perhaps emptied: it was of another log): what it holds
+        in memory as well (bucket sums, open detections and repairs, digests), the objections it
+        holds watched, and `views_read` (agency -> partition -> next offset) as read already."""
         self.expected.reload()
+        self.book.reload()
+        self.repairs.reload()
+        self.objections = ObjectionWatch()
         for state in self.expected.objected():
             self.objections.update(state)
+        self.digests = {}
+        for (raw,) in self._db.execute("SELECT raw FROM digests").fetchall():
+            digest = decode(raw, "digests")
+            assert isinstance(digest, CopyDigest)
+            self.digests[digest.copy_agency] = digest
+        self._read_up_to = {a: dict((views_read or {}).get(a, {})) for a in self.expected.agencies}
+
+    def commit(self, positions: Mapping[Partition, int]) -> None:
+        """Make all of the above durable with the positions of every partition it reflects."""
+        self.expected.commit(positions)
+        self._committed = self._db.total_changes
+
+    def changed(self) -> bool:
+        """Whether anything was written since the last commit (a tick's findings, repairs, marks)."""
+        return self._db.total_changes != self._committed
 
     def on_state(self, state: ListingState, at: datetime, raw: bytes | None = None) -> None:
         if self.expected.update(state, at, raw):
@@ -100,7 +124,7 @@ class Reconciler:
         if change.envelope.agency != RECONCILER:
             self._record(self.acks.expect(change, at))
             return Outcome()
-        settled = self.repairs.delivered(change, partition, offset)
+        settled = self.repairs.delivered(change.envelope.event_id, partition, offset)
         if settled is None:
             return Outcome()
         return self.novel(Outcome(findings=[self._repaired_by(*settled)]))
@@ -110,26 +134,47 @@ class Reconciler:
         settled = self.acks.acknowledge(applied)
         self._record(settled)
         out = Outcome(findings=[findings.acknowledged_late(s, applied.applied_at) for s in settled if s.late])
-        repair = self.repairs.acknowledged(applied)
+        ack, key = applied_of(applied), (applied.copy_agency, applied.envelope.listing_id)
+        repair = self.repairs.acknowledged(ack, key)
         if repair is not None:
-            out.findings.append(self._repaired_by(repair, applied))
+            out.findings.append(self._repaired_by(repair, ack))
         return self.novel(out)
 
-    def _repaired_by(self, repair: Repair, applied: CopyApplied) -> Finding:
+    def _repaired_by(self, repair: Repair, applied: Applied) -> Finding:
         """The copy acknowledged a repair: time it from when the copy went wrong, and say so."""
         detection = repair.detection
         self._repaired.add(self._signatures.pop(detection.finding_id, ()))
         since = detection.since or detection.detected_at
         family = findings.family_of(detection)
-        self.times.add(applied.copy_agency, family, max(0.0, (applied.applied_at - since).total_seconds()))
+        self.times.add(detection.copy_agency, family, max(0.0, (applied.applied_at - since).total_seconds()))
         return findings.repaired(detection, applied.applied_at)
 
-    def on_digest(self, digest: CopyDigest) -> None:
+    def on_digest(self, digest: CopyDigest, raw: bytes | None = None) -> None:
         self.digests[digest.copy_agency] = digest
+        self._db.execute(
+            "INSERT OR REPLACE INTO digests VALUES (?, ?)", (digest.copy_agency, raw or encode(digest))
+        )
 
-    def on_finding(self, finding: Finding) -> None:
-        """A finding read back from the log (ours, or another reconciler's before us)."""
-        self.book.read(finding)
+    def on_finding(self, finding: Finding) -> Outcome:
+        """A finding read back from the log (ours, or another reconciler's before us). A stale
+        listing's detection we did not make: its repair is awaited here too (`RepairBook.adopt`),
+        and settled at once if the copy's acknowledgement of it was read first."""
+        if self.book.seen(finding.finding_id):
+            return Outcome()
+        self._noted(finding)
+        if finding.kind not in findings.STALE_KINDS or not self.book.is_open(finding.finding_id):
+            return Outcome()
+        latest = self.acks.last(finding.copy_agency, finding.envelope.listing_id)
+        repair = self.repairs.adopt(finding, latest)
+        if repair is None or latest is None:
+            return Outcome()
+        return self.novel(Outcome(findings=[self._repaired_by(repair, latest)]))
+
+    def _noted(self, finding: Finding) -> None:
+        """A finding is in the log: the book knows it, and a detection it closes awaits no repair."""
+        closed = self.book.note(finding)
+        if closed is not None:
+            self.repairs.forget(closed)
 
     def _record(self, settled: list[Settled]) -> None:
         for s in settled:
@@ -137,7 +182,12 @@ class Reconciler:
 
     def novel(self, out: Outcome) -> Outcome:
         """The outcome less findings already in the log: a restart or a takeover never repeats one."""
-        out.findings = self.book.novel(out.findings)
+        fresh = []
+        for finding in out.findings:
+            if not self.book.seen(finding.finding_id):
+                self._noted(finding)
+                fresh.append(finding)
+        out.findings = fresh
         return out
 
     # --- what the runner asks, on time ----------------------------------------------
@@ -170,9 +220,12 @@ class Reconciler:
         return self.expected.digest(agency).hex_buckets() == copy_buckets
 
     def resolve(self, agency: str, now: datetime, how: str) -> Outcome:
-        """The copy was just proved equal to its view: every finding still open about it is closed."""
-        out = Outcome(findings=[findings.resolved(d, now, how) for d in self.book.open_for(agency)])
-        return self.novel(out)
+        """The copy was just proved equal to its view: every finding still open about it is closed,
+        but one whose repair is in flight and not escalated: the copy may hold it already (a sink
+        can apply a repair between its sending and the rescan, seen under load), and its
+        acknowledgement closes it, once, as repaired."""
+        settled = [d for d in self.book.open_for(agency) if not self.repairs.awaited(d.finding_id)]
+        return self.novel(Outcome(findings=[findings.resolved(d, now, how) for d in settled]))
 
     def reconcile(
         self,
@@ -314,6 +367,6 @@ class Reconciler:
             out.findings.append(findings.escalated(detection, now))
         row = self.expected.row(diff.agency, diff.listing_id) if diff.expected else None
         change = repair_change(diff, detection, row, self.expected.state(diff.listing_id), now)
-        self.repairs.open(detection, change, now)
+        self.repairs.open(detection, now)
         out.findings.append(detection)
         out.repairs.append(change)

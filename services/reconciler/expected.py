@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from services.core.copystore.probe import Leaf
 from services.core.digest import DEFAULT_BUCKETS, FINEST_SPLIT, MODULUS, Digest, bucket_of
@@ -47,11 +46,6 @@ CREATE TABLE IF NOT EXISTS buckets (agency TEXT NOT NULL, bucket INTEGER NOT NUL
 
 
 TABLES = ("known", "leaves", "buckets")
-
-
-def claim_snapshot(folder: Path | None, name: str) -> Snapshot:
-    """The reconciler's snapshot under `folder`, one of its own (a standby holds another)."""
-    return Snapshot.claimed(folder, name, SCHEMA, TABLES)
 
 
 class ExpectedViews:

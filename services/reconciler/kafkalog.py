@@ -12,7 +12,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from services.core.connection import KafkaConnection
 from services.core.errors import ConfigurationError
@@ -21,6 +21,7 @@ from services.core.snapshot import Snapshot, resume_from
 from services.reconciler.ports import Partition, Record
 
 TOPIC_WAIT_S = 15.0
+FRESH_END_S = 5.0
 
 
 def from_the_start(reader: Consumer, names: list[str], wait_s: float = TOPIC_WAIT_S) -> list[TopicPartition]:
@@ -68,9 +69,15 @@ class KafkaLog:
     def read(self, limit: int, timeout: float) -> list[Record]:
         return [record_of(msg) for msg in self._reader.consume(num_messages=limit, timeout=timeout)]
 
-    def end(self, topic: str, partition: int) -> int:
-        _, high = self._reader.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-        return int(high)
+    def end(self, topic: str, partition: int, fresh: bool = False) -> int:
+        where = TopicPartition(topic, partition)
+        if not fresh:
+            return int(self._reader.get_watermark_offsets(where, cached=True)[1])
+        try:
+            found = self._reader.get_watermark_offsets(where, timeout=FRESH_END_S, cached=False)
+        except KafkaException:
+            return -1
+        return -1 if found is None else int(found[1])  # None: the broker did not answer in time
 
     def close(self) -> None:
         self._reader.close()

@@ -42,8 +42,9 @@ class LogReader(Protocol):
         """Up to `limit` records, waiting at most `timeout` seconds for the first."""
         ...
 
-    def end(self, topic: str, partition: int) -> int:
-        """The partition's end offset as last heard (cheap; negative when not known yet)."""
+    def end(self, topic: str, partition: int, fresh: bool = False) -> int:
+        """The partition's end offset as last heard (cheap; negative when not known yet), or, `fresh`,
+        as the broker answers now (negative when it does not)."""
         ...
 
     def close(self) -> None: ...

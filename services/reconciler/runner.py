@@ -1,13 +1,13 @@
 """`accord reconcile run`: read the backbone, feed the engine, publish what it finds and repairs.
 
 Its reader (on Kafka one plain consumer, `kafkalog.py`) reads `ledger`, every `views.<agency>`, every copy's
-`copies.applied.<agency>` and `copies.digests.<agency>`, and `findings` from the beginning
-(the reconciler's state is rebuilt from the log on start, like every other view of it; the
-findings tell it what was already published, so a restart repeats none), all but `ledger`:
-what it folds from the ledger (the expected views, `expected.py`) is a snapshot on disk
-committed with the ledger positions after each batch, so a restart reads only its tail. It acts only once
+`copies.applied.<agency>` and `copies.digests.<agency>`, and `findings` (the findings tell it what was
+already published, so a restart repeats none). All it folds from them is a snapshot on disk (`kept.py`)
+committed with the position of every partition after each batch, so a restart reads only the log's
+tail (the whole log when there is no snapshot, or it was of another log). It acts only once
 it has read as far as the log reached when it started, and only while it holds the lease
-(`lease.py`), so a second reconciler stands by warm instead of repairing everything twice. Deadlines and
+(`lease.py`), so a second reconciler stands by warm instead of repairing everything twice; taking the
+lease over, it first reads the findings its predecessor published. Deadlines and
 anti-entropy then run on time, however busy the input: a deadline is judged only up to
 the horizon the acknowledgements have been read to, so a reconciler behind on its input
 never mistakes its own lag for a copy's fault. A bad message goes to `rejected` and the
@@ -48,8 +48,9 @@ from services.core.snapshot import Snapshot
 from services.core.topics import RECONCILER, Topics, copy_key
 from services.reconciler.board import Board
 from services.reconciler.engine import Outcome, PassReport, Reconciler
-from services.reconciler.expected import claim_snapshot
 from services.reconciler.kafkalog import KafkaLog
+from services.reconciler.kept import claim_snapshot
+from services.reconciler.open_findings import Unsent
 from services.reconciler.ports import Holder, LogReader, Outbox, Partition, Record
 from services.reconciler.repair import repair_key
 from services.reconciler.settings import ReconcilerSettings
@@ -62,7 +63,7 @@ DAWN = datetime.min.replace(tzinfo=UTC)
 
 
 def subscription(topics: Topics, agencies: list[str]) -> list[str]:
-    """Every topic the reconciler reads, all from the start."""
+    """Every topic the reconciler reads."""
     return [topics.ledger, *map(topics.views, agencies), *topics.all_copies_applied(agencies),
             *topics.all_copies_digests(agencies), topics.findings]  # fmt: skip
 
@@ -78,7 +79,7 @@ def on_kafka(
     snapshots: Path | None = None,
 ) -> Runner:
     """A runner on the real backbone: a `KafkaLog` reader and a confirmed-delivery producer; its
-    expected views in a snapshot of its own under `snapshots` (None: in memory, read from offset 0)."""
+    state in a snapshot of its own under `snapshots` (None: in memory, the log read from its start)."""
     connection = kafka.connection
     reader, outbox = (
         KafkaLog(connection),
@@ -122,6 +123,9 @@ class Runner:
         self.read = 0
         self.tracker = Progress("reconciler", settings.stall_after_s)
         self._compared: dict[str, str] = {}  # agency -> time of its last digest comparison
+        self._unsent = Unsent(self.engine.snapshot.db)  # decided while another may be publishing
+        self._takeover: dict[Partition, int] | None = None  # `findings`' end when the lease was taken
+        self._ticking = False  # a tick publishes all it decided, once allowed to (`tick`)
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -136,18 +140,30 @@ class Runner:
             self.engine.expected.close()
 
     def start(self) -> None:
-        """Open every input from its start (the ledger from where the snapshot of the expected views
-        left off) and note how far the log reached then."""
-        expected = self.engine.expected
-        ends = self.reader.open(subscription(self.topics, expected.agencies), expected.snapshot)
-        self.engine.resume()  # the snapshot may have been emptied: it was of another log
-        self._read_to = expected.snapshot.positions()
+        """Open every input from where the snapshot left off (from its start if it was emptied, of
+        another log, or new) and note how far the log reached then."""
+        snapshot, agencies = self.engine.snapshot, self.engine.expected.agencies
+        ends = self.reader.open(subscription(self.topics, agencies), snapshot)
+        self._read_to = snapshot.positions()
+        views = {self.topics.views(a): a for a in agencies}
+        read: dict[str, dict[int, int]] = {}
+        for (topic, partition), offset in self._read_to.items():
+            if topic in views:
+                read.setdefault(views[topic], {})[partition] = offset
+        self.engine.resume(read)
+        self._unsent.reload()
+        if self.board is not None:  # what was open before the snapshot, shown as open cases again
+            for detection in self.engine.book.detections():
+                self.board.note(detection, detection.detected_at)
+            for digest in self.engine.digests.values():
+                self.board.note(digest, digest.taken_at)
         for topic, _ in ends:
             self._partitions[topic] = self._partitions.get(topic, 0) + 1
         self._replay_to = {tp: high for tp, high in ends.items() if high > 0}
 
     def step(self, now: datetime | None = None) -> None:
-        """Read one batch; once the log as it was at the start is read, act on time.
+        """Read one batch; once the log as it was at the start is read, act on time; then commit what
+        was read and decided with the positions read (a crash before that reads the batch again).
 
         `now` (a test's) is otherwise the time after the batch is read: a digest read in it may
         have been taken a moment ago, and must not look taken after the check that reads it."""
@@ -156,13 +172,11 @@ class Runner:
             self.handle(record)
         if batch:
             self.tracker.advance(read=len(batch))
-        if any(record.topic == self.topics.ledger for record in batch):
-            self.engine.expected.commit(
-                {tp: offset for tp, offset in self._read_to.items() if tp[0] == self.topics.ledger}
-            )
         if self._caught_up_once():
             at = now or datetime.now(UTC)
             self.tick(at, self.acks_horizon(at))
+        if batch or self.engine.changed():
+            self.engine.commit(self._read_to)
 
     def _caught_up_once(self) -> bool:
         """True once everything in the log when we started is read (findings included): before
@@ -208,9 +222,10 @@ class Runner:
             self._acks_at[(topic, partition)] = at
             self.publish(self.engine.on_applied(event))
         elif isinstance(event, CopyDigest):
-            self.engine.on_digest(event)
+            self.engine.on_digest(event, record.value)
         elif isinstance(event, Finding):
-            self.engine.on_finding(event)
+            self._unsent.drop(event.finding_id)  # in the log: whoever published it, not again
+            self.publish(self.engine.on_finding(event))
         else:
             self.log(f"ignored a {type(event).__name__} on {topic}: not an input of the reconciler")
 
@@ -238,10 +253,41 @@ class Runner:
     def _acting(self) -> bool:
         return self.lease is None or self.lease.held()
 
-    def tick(self, now: datetime, acks_read_to: datetime | None = None) -> None:
-        self._show(now)
+    def _publishing(self) -> bool:
+        """Whether this runner may publish findings and repairs now: it holds the lease, has read
+        the log as it was at the start, and has read `findings` as far as they reached when it
+        took the lease (what the reconciler before it published, it must know first)."""
         if not self._acting():
+            if self._takeover is not None:
+                self.log("lost the lease: standing by")
+            self._takeover = None
+            return False
+        if not self.replayed:
+            return False
+        if self._takeover is None:
+            found = [(self.topics.findings, p) for p in range(self._partitions.get(self.topics.findings, 0))]
+            ends = {tp: self.reader.end(*tp, fresh=True) for tp in found}
+            if any(end < 0 for end in ends.values()):
+                return False  # not known yet: asked again next time
+            self._takeover = ends
+            self.log(f"holds the lease: acts once the findings are read to {sorted(ends.values())}")
+        return all(self._read_to.get(tp, 0) >= end for tp, end in self._takeover.items())
+
+    def tick(self, now: datetime, acks_read_to: datetime | None = None) -> None:
+        """Act on time, while publishing is allowed; what a tick decides is then published whole
+        (the lease is asked once: a rebalance waits for this runner's next poll of it)."""
+        self._show(now)
+        if not self._publishing():
             return
+        self._ticking = True
+        try:
+            self._act(now, acks_read_to)
+        finally:
+            self._ticking = False
+
+    def _act(self, now: datetime, acks_read_to: datetime | None) -> None:
+        if self._unsent:
+            self.publish(Outcome(findings=self._unsent.take()))
         if self._due("check", self.settings.check_interval_s):
             self.publish(self.engine.check(now, acks_read_to))
             for agency, probe in self.probes.items():
@@ -385,7 +431,14 @@ class Runner:
                      f"{report.unexplained}, {report.bytes_exchanged} bytes exchanged")  # fmt: skip
 
     def publish(self, outcome: Outcome) -> None:
-        if not (outcome.findings or outcome.repairs) or not self._acting():
+        """Send what the engine decided. Findings decided while this runner may not publish (a
+        standby, a replay, a takeover still reading) are kept, and sent once it may, unless read in
+        the log first: the engine counts them as published, so none is lost to a lease handover.
+        Repairs are planned only in a tick, which runs only while publishing is allowed."""
+        if not (outcome.findings or outcome.repairs):
+            return
+        if not (self._ticking or self._publishing()):
+            self._unsent.hold(outcome.findings)
             return
         for finding in outcome.findings:
             metrics.FINDINGS.labels(finding.kind).inc()

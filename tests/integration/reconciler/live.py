@@ -109,12 +109,16 @@ class Live:
         stop: threading.Event | None = None,
         log: Callable[[str], None] | None = None,
         board: Board | None = None,
+        snapshots: Path | None = None,
     ) -> Runner:
+        """A reconciler in a thread of this process (its snapshot under `snapshots`; None: in memory)."""
         kafka = KafkaSettings.of(self.as_("reconciler"), namespace=self.topics.namespace)
         probe = StoreProbe(open_store(self.url, CA))
         held = Lease(kafka.connection, self.topics.ledger, config.lease_session_s) if lease else None
         lines = self.logs.setdefault(name, [])
-        runner = on_kafka(kafka, config, self.policy, {CA: probe}, log or lines.append, held, board)
+        runner = on_kafka(
+            kafka, config, self.policy, {CA: probe}, log or lines.append, held, board, snapshots
+        )
         halt = stop or self.stop
         self.stops.append(halt)
 

@@ -67,7 +67,7 @@ class MemoryLog:
             self.idle()
         return batch
 
-    def end(self, topic: str, partition: int) -> int:
+    def end(self, topic: str, partition: int, fresh: bool = False) -> int:
         return len(self._topic(topic)[partition])
 
     def close(self) -> None:

@@ -141,6 +141,33 @@ def test_a_repair_not_acknowledged_in_time_is_escalated_once(world: World) -> No
     assert world.engine.check(T0 + 200 * S).findings == []
 
 
+def test_a_rescan_finding_the_copy_right_before_its_repair_is_acknowledged_leaves_it_to_the_ack(
+    world: World,
+) -> None:
+    """The sink applied the repair between its sending and a deep rescan in the same pass (seen in
+    the two-reconcilers integration test): the detection is closed once, by the acknowledgement."""
+    world.record(world.book.issue("L-1"), T0)
+    del world.copies[CA].rows["L-1"]
+    outcome, _ = reconcile(world, CA, 100 * S)
+    [repair] = outcome.repairs
+    ack = world.copies[CA].apply(repair)  # applied, its ack not read yet
+    assert world.engine.resolve(CA, T0 + 101 * S, "a rescan equals its view").findings == []
+    world.emit(repair, T0 + 100 * S, deliver=False)
+    [closed] = world.engine.on_applied(ack).findings
+    assert closed.kind == "repaired"
+    assert world.engine.resolve(CA, T0 + 102 * S, "a rescan equals its view").findings == []
+
+
+def test_a_copy_right_again_closes_a_detection_whose_repair_was_escalated(world: World) -> None:
+    world.record(world.book.issue("L-1"), T0)
+    del world.copies[CA].rows["L-1"]
+    outcome, _ = reconcile(world, CA, 100 * S)
+    world.emit(outcome.repairs[0], T0 + 100 * S, deliver=False)  # never applied
+    [escalation] = world.engine.check(T0 + 131 * S).findings
+    [closed] = world.engine.resolve(CA, T0 + 140 * S, "a rescan equals its view").findings
+    assert (escalation.kind, closed.kind) == ("escalated", "resolved") and len(world.engine.repairs) == 0
+
+
 def test_a_difference_that_returns_after_its_repair_is_escalated(world: World) -> None:
     world.record(world.book.issue("L-1"), T0)
     row = world.copies[CA].rows.pop("L-1")
@@ -209,10 +236,11 @@ def test_after_a_restart_nothing_is_published_twice_and_what_is_right_again_is_r
     for finding in published:
         again.engine.on_finding(finding)
     redo, _ = again.engine.reconcile(CA, world.copies[CA].digest(), world.copies[CA], T0 + 200 * S)
-    assert redo.findings == [] and len(redo.repairs) == 1  # the repair is re-sent, its finding not
+    assert redo.findings == [] and redo.repairs == []  # its repair is awaited, not sent again
     assert again.engine.on_applied(applied(change, 0, T0 + 150 * S)).findings == []  # read in the replay
-    [acked] = again.engine.check(T0 + 211 * S).findings  # not a missing ack again: resolved
+    escalated, acked = again.engine.check(T0 + 211 * S).findings  # not a missing ack again: resolved
     assert (acked.kind, acked.envelope.listing_id) == ("resolved", "L-1")
+    assert (escalated.kind, escalated.envelope.listing_id) == ("escalated", "L-2")  # never applied
     assert "acknowledged v1" in acked.detail and missing.finding_id in acked.detail
     [fixed] = again.engine.resolve(CA, T0 + 212 * S, "a rescan of the copy's rows equals its view").findings
     assert (fixed.kind, fixed.envelope.listing_id, fixed.detected_at) == ("resolved", "L-2", T0 + 212 * S)

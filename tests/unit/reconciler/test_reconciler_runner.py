@@ -22,7 +22,7 @@ from services.core.serde import decode
 from services.core.snapshot import Snapshot
 from services.core.topics import Topics, copy_key
 from services.core.views import view_change
-from services.reconciler.expected import SCHEMA, TABLES
+from services.reconciler.kept import SCHEMA, TABLES
 from services.reconciler.repair import repair_key
 from services.reconciler.runner import Runner
 from services.reconciler.settings import ReconcilerSettings
@@ -71,10 +71,13 @@ class Backbone:
         lease: Flag | None = None,
         probes: dict[str, MemoryCopy] | None = None,
         snapshot: Path | None = None,
+        log: MemoryLog | None = None,
     ) -> Runner:
+        """A runner over the log (`log`: another reader and outbox of the same topics, a second process)."""
         clock = iter(range(0, 10**6, 3600))  # every check due at every tick
         kept = Snapshot(snapshot, SCHEMA, TABLES) if snapshot else None
-        return Runner(self.topics, SETTINGS, self.policy, probes or {}, lambda _: None, self.log, self.log,
+        port = log or self.log
+        return Runner(self.topics, SETTINGS, self.policy, probes or {}, lambda _: None, port, port,
                       lease, clock=lambda: float(next(clock)), snapshot=kept)  # fmt: skip
 
     def findings(self) -> list[tuple[str, str, str]]:
