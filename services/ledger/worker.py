@@ -110,6 +110,7 @@ class Ledger:
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
         self.ready_at: float | None = None  # monotonic time of the last completed recovery
+        self.catch_up: Lag | None = None  # the input's ends first measured after it: see `caught_up`
         self.handled_at = self.watched_at = 0.0
 
     def _table(self, name: str, partitions: int) -> ConfirmedTable:
@@ -215,7 +216,7 @@ class Ledger:
         """Ask for the soonest due expiries (at most `expiries_per_tick`) and every overdue gap,
         then report progress. A backlog of due listings drains over the following ticks."""
         now = self.settings.options.now()
-        if self.settled():
+        if self.settled() and self.caught_up():
             await self.expire(self.index.due(now, self.settings.options.expiries_per_tick), now)
         await self.check_held(datetime.now(UTC))
         await self.watch(time.monotonic())
@@ -229,6 +230,15 @@ class Ledger:
         recovering = self.app.rebalancing or getattr(self.app, "in_recovery", False)
         return self.ready_at is not None and not recovering
 
+    def caught_up(self) -> bool:
+        """Whether the worker has handled its input up to where it ended when first measured after the
+        last recovery. Input read again after a restart may hold decisions already published but not
+        yet in the tables (they are never ahead of them): a correction that moved a listing's expiry
+        later. Expiring before it is read again would end the listing at the time it no longer has."""
+        if self.catch_up is None:
+            return False
+        return all(self.positions.get(tp, 0) >= end for tp, end in self.catch_up.items())
+
     def measure_lag(self, now: float) -> None:
         """Every `LAG_EVERY_S`, in a task of its own (the broker's answer never delays the timer): how
         much of its input (the partitions assigned to this worker: not another's) it has not handled."""
@@ -237,6 +247,7 @@ class Ledger:
         self.lag_at = now
 
         async def measure() -> None:
+            recovery = self.ready_at
             mine = [tp for tp in self.app.consumer.assignment() if tp.topic in self.ctx.authors]
             try:  # one request on Faust's own connection, answered in its consumer's thread
                 ends = await self.app.consumer.highwaters(*mine) if mine else {}
@@ -247,6 +258,8 @@ class Ledger:
             at = self.positions
             self.lag = {(tp.topic, tp.partition): max(0, end - at.get((tp.topic, tp.partition), 0))
                         for tp, end in ends.items()}  # fmt: skip
+            if self.catch_up is None and recovery is not None and recovery == self.ready_at:
+                self.catch_up = {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
         self.in_background(measure())
 
@@ -356,6 +369,7 @@ class Ledger:
 
         Nothing else to rebuild: the expiry index is a table, recovered with its partitions."""
         self.ready_at = time.monotonic()
+        self.catch_up, self.lag_at = None, 0.0  # measured on the next tick: expiries wait for it
         for tp in self.app.consumer.assignment():
             if tp.topic in self.ctx.authors:
                 stored = self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0")

@@ -67,3 +67,39 @@ def test_a_listing_expiring_after_a_kill_9_mid_stream_still_expires_once(backbon
     asked = [e for e in backbone.read(backbone.topics.listings(BACKBONE)) if isinstance(e, ListingExpired)]
     assert Counter(e.envelope.listing_id for e in asked) == Counter({f"K-{i:04d}": 1 for i in range(ISSUED)})
     assert all(e.expired_at == (moved_to if e.envelope.listing_id in later else due_at) for e in asked)
+
+
+def test_input_read_again_after_a_restart_is_read_before_anything_expires(backbone: Backbone) -> None:
+    """Corrections that moved listings' expiry later wait unread, behind a backlog of other issues,
+    while the worker is down; it restarts with its clock past the old time: every listing ends at the
+    time its correction gave it. The worker reads its input up to where it ended after the recovery
+    before it asks for any expiry (`Ledger.caught_up`). Here Faust's fetch buffer alone already puts
+    the backlog before the backbone's new expiries (the test passed with that wait removed): it holds
+    the outcome, not the wait, which guards input decided before a stop but not yet in the tables."""
+    book = backbone.book()
+    due_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    moved_to, far = due_at + timedelta(hours=1), due_at + timedelta(days=30)
+    count, backlog = 40, 1000
+    backbone.publish([book.issue(f"M-{i:04d}", expires_at=due_at) for i in range(count)])
+    backbone.start_ledger(store="rocksdb://")
+    wait_for("the issues decided", lambda: len(decided(backbone)) >= count, TIMEOUT, every=0.5)
+    backbone.kill("ledger", signal.SIGTERM)
+    backbone.publish([book.issue(f"F-{i:05d}", expires_at=far) for i in range(backlog)])
+    backbone.publish([book.correct(f"M-{i:04d}", expires_at=moved_to) for i in range(count)])
+    backbone.start_ledger(store="rocksdb://", ACCORD_LEDGER_CLOCK_OFFSET_S=str(AHEAD.total_seconds()))
+
+    def all_expired() -> dict[str, ListingState] | None:
+        backbone.assert_alive()
+        ended = {
+            s.envelope.listing_id: s
+            for s in backbone.read(backbone.topics.ledger)
+            if isinstance(s, ListingState) and s.status == "expired"
+        }
+        return ended if len(ended) == count else None
+
+    ended = wait_for(f"all {count} listings expired", all_expired, TIMEOUT, every=1.0)
+    early = sorted(lid for lid, s in ended.items() if s.expires_at != moved_to)
+    assert early == [], f"{len(early)} expired at the time their unread correction had moved: {early[:5]}"
+    assert {(lid, s.envelope.version) for lid, s in ended.items()} == {
+        (f"M-{i:04d}", 3) for i in range(count)
+    }
