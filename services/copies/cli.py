@@ -154,8 +154,12 @@ def render(result: CheckAnswer) -> str:
 @click.option("--port", default=8090, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               envvar="ACCORD_COPY_SERVE_WORKERS", help="processes answering on the port")  # fmt: skip
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              envvar="ACCORD_COPY_SERVE_ACCESS_LOG", help="log each request")  # fmt: skip
 @LOG_JSON
-def serve(agency: str, store: str, host: str, port: int, workers: int, log_json: bool) -> None:
+def serve(
+    agency: str, store: str, host: str, port: int, workers: int, access_log: bool, log_json: bool
+) -> None:
     """Serve GET/POST /check (officers of AGENCY), /probe/* (the reconciler) and GET /health over HTTP."""
     import uvicorn
 
@@ -163,6 +167,7 @@ def serve(agency: str, store: str, host: str, port: int, workers: int, log_json:
 
     try:
         as_json = logs.configure(logging.INFO, as_json=log_json)
-        run_server(agency, store, host, port, workers, None if as_json else uvicorn.config.LOGGING_CONFIG)
+        log_config = None if as_json else uvicorn.config.LOGGING_CONFIG
+        run_server(agency, store, host, port, workers, log_config, access_log)
     except AccordError as e:
         raise click.ClickException(str(e)) from e

@@ -8,10 +8,10 @@ decisions be unit-tested with in-process stand-ins (tests/unit/copies/fakes.py) 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from services.core.cloudevent import source
 from services.core.connection import KafkaConnection
@@ -56,11 +56,23 @@ class ViewFeed(Protocol):
     def close(self) -> None: ...
 
 
+Delivery = Callable[[KafkaError | None, Any], None]
+
+
 class Reporter(Protocol):
     """Sends what the copy reports (acknowledgements, refusals, digests); `EventProducer` is one."""
 
-    def send(self, topic: str, key: str, event: Event, *, encoded: bytes | None = None) -> None:
-        """Queue `event` (`encoded`: its bytes, already encoded) for `topic` under `key`."""
+    def send(
+        self,
+        topic: str,
+        key: str,
+        event: Event,
+        on_delivery: Delivery | None = None,
+        *,
+        encoded: bytes | None = None,
+    ) -> None:
+        """Queue `event` (`encoded`: its bytes, already encoded) for `topic` under `key`; `on_delivery`
+        is called with the broker's refusal (or None) from a later `poll` or `flush`."""
         ...
 
     def flush(self) -> None:

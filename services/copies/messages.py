@@ -116,7 +116,7 @@ def _without_request(ack: CopyApplied) -> CopyApplied:
     return ack.model_copy(update={"envelope": ack.envelope.model_copy(update={"request_id": None})})
 
 
-def _long(n: int) -> bytes:
+def _varint(n: int) -> bytes:
     """Avro's zig-zag varint."""
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
@@ -127,9 +127,16 @@ def _long(n: int) -> bytes:
     return bytes(out)
 
 
+_SMALL = tuple(_varint(n) for n in range(1024))  # lengths, versions, partitions: looked up, not computed
+
+
+def _long(n: int) -> bytes:
+    return _SMALL[n] if 0 <= n < 1024 else _varint(n)
+
+
 def _string(text: str) -> bytes:
     data = text.encode()
-    return _long(len(data)) + data
+    return _SMALL[len(data)] + data if len(data) < 1024 else _varint(len(data)) + data
 
 
 @lru_cache(maxsize=64)

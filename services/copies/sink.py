@@ -4,10 +4,14 @@ The database holds the position: the sink assigns itself every partition and see
 offsets the store recorded with the last change it applied, so a restart neither loses nor
 repeats a change. It reads a batch, decides each message (apply, pass over, refuse), and
 takes the whole batch in ONE transaction with its positions and its acknowledgements;
-the acknowledgements are sent after the commit and cleared once the broker confirms them,
-so a crash in between re-sends them (same ids, same bytes) instead of losing them. Only
-then does it commit the positions to its consumer group too, asynchronously, so standard
-lag tools see the copy's lag; the group's offsets are never read back.
+the acknowledgements are sent after the commit and each is cleared from the store once the
+broker confirmed it, so a crash in between re-sends them (same ids, same bytes) instead of
+losing them. The sink does not wait for those confirmations batch by batch (a round trip
+and the producer's linger each time): it goes on with the next batch and clears what was
+confirmed so far, and waits for every one when it runs out of changes, or when more than
+`IN_FLIGHT_BATCHES` batches' worth are unconfirmed; one the broker refused stops it (the
+next start re-sends it). It commits the positions to its consumer group too, asynchronously,
+so standard lag tools see the copy's lag; the group's offsets are never read back.
 
 Between batches it re-verifies its rows, one bucket at a time, within a budget of rows per
 minute (`verify_rows_per_minute`), so a hand edit reaches the digest without a full rescan.
@@ -26,6 +30,8 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 
+from confluent_kafka import KafkaError
+
 from services.copies import messages
 from services.copies.check import freshness
 from services.copies.clients import Record, Reporter, ViewFeed
@@ -34,7 +40,7 @@ from services.core import metrics, serde
 from services.core.clock import Clock, utc_now
 from services.core.copystore import Applied, Change, CopyStore, Holding, Refusal
 from services.core.digest import DEFAULT_BUCKETS
-from services.core.errors import ContractError
+from services.core.errors import BrokerUnavailable, ContractError
 from services.core.events import CopyApplied, Event, ViewChanged
 from services.core.health import Health, Progress
 from services.core.policy import Policy
@@ -44,6 +50,7 @@ from services.core.topics import copy_key
 
 log = logging.getLogger("accord.copy")
 STEP_ROWS = 50  # what one verification step costs beyond the rows it reads (a transaction, a query)
+IN_FLIGHT_BATCHES = 4  # unconfirmed acknowledgements, in batches, beyond which the sink waits for the broker
 
 
 class Budget:
@@ -89,6 +96,9 @@ class Sink:
         self.budget = Budget(self.options.verify_rows_per_minute)
         self.next_step = random.randrange(DEFAULT_BUCKETS + 1)  # restarts do not favour low buckets
         self.reports: dict[tuple[int, int], tuple[Event, bytes]] = {}
+        self.in_flight = 0  # sent, neither confirmed nor refused yet
+        self.confirmed: list[tuple[int, int]] = []  # (partition, offset) confirmed, still in the outbox
+        self.refused: list[str] = []  # what the broker refused to take, and why
         self.last_digest = 0.0
         self.applied = 0
         self.applied_at_digest = 0
@@ -96,6 +106,8 @@ class Sink:
         self.positions: dict[int, int] = {}  # next offset per partition, as the store records them
         self.last_applied_at: datetime | None = None
         self.round_at = clock()  # when the loop last came round (a poll began or ended)
+        self.counted = metrics.COPY_APPLIED.labels(agency)  # the agency's series, looked up once
+        self.latency = metrics.APPLY_LATENCY.labels(agency)
 
     def start(self) -> None:
         """Re-send what a crash left unconfirmed, then read on from the store's own positions."""
@@ -119,6 +131,8 @@ class Sink:
         batch = self.feed.fetch(self.options.poll_s, self.options.batch)
         if batch:
             self._take(batch)
+        elif self.in_flight or self.confirmed:
+            self._clear(wait=True)  # out of changes: every acknowledgement confirmed and cleared
         self._verify()
         caught_up = not batch and self.applied > self.applied_at_digest
         if caught_up or time.monotonic() - self.last_digest >= self.options.digest_interval_s:
@@ -131,25 +145,23 @@ class Sink:
         self.reports = {}  # (partition, offset) -> the acknowledgement or refusal built for it
         items = [self._item(record) for record in batch]
         outcomes = self.store.take(items)
-        taken = []
+        taken, now = [], time.time()
         for record, item, outcome in zip(batch, items, outcomes, strict=True):
             self._note(item, outcome)
-            if outcome is Applied.APPLIED:
-                self._applied(record)
+            if outcome is Applied.APPLIED and record.timestamp_ms > 0:
+                self.latency.observe(max(0.0, now - record.timestamp_ms / 1000))
             if outcome is not Applied.REPEATED and (item.partition, item.offset) in self.reports:
                 taken.append((item.partition, item.offset, *self.reports[item.partition, item.offset]))
+        applied = outcomes.count(Applied.APPLIED)
+        if applied:
+            self.last_applied_at = self.clock()
+            self.counted.inc(applied)
         self._send(taken)
+        self._clear(wait=self.in_flight > IN_FLIGHT_BATCHES * self.options.batch)
         positions, read = self.store.positions(), {r.partition for r in batch}
         self.positions.update(positions)
         self.progress.advance(handled=len(batch))
         self.feed.commit(self.topic, {p: o for p, o in positions.items() if p in read})
-
-    def _applied(self, record: Record) -> None:
-        self.last_applied_at = self.clock()
-        metrics.COPY_APPLIED.labels(self.agency).inc()
-        if record.timestamp_ms > 0:
-            latency = max(0.0, time.time() - record.timestamp_ms / 1000)
-            metrics.APPLY_LATENCY.labels(self.agency).observe(latency)
 
     def health(self) -> Health:
         """Progress against the view topic's end, behind the SLA when its freshness says stale, and
@@ -214,19 +226,47 @@ class Sink:
         """Send every acknowledgement or refusal a crash left kept, as kept (same bytes, same id)."""
         unsent = self.store.unsent_acks()
         self._send([(p, o, serde.decode(data, "copy outbox"), data) for p, o, data in unsent])
+        self._clear(wait=True)
 
     def _send(self, reports: list[tuple[int, int, Event, bytes]]) -> None:
-        """Send the very bytes kept in the store, wait for the broker, then forget them there."""
-        for _, _, event, data in reports:
+        """Send the very bytes kept in the store; each is forgotten there once the broker confirmed it."""
+        applied_to = self.topics.copies_applied(self.agency)
+        for partition, offset, event, data in reports:
             lid = event.envelope.listing_id
             if isinstance(event, CopyApplied):
-                topic, key = self.topics.copies_applied(self.agency), copy_key(self.agency, lid)
+                topic, key = applied_to, copy_key(self.agency, lid)
             else:
                 topic, key = self.topics.rejected, lid
-            self.reporter.send(topic, key, event, encoded=data)
-        if reports:
+            self.reporter.send(topic, key, event, encoded=data, on_delivery=self._delivery(partition, offset))
+        self.in_flight += len(reports)
+
+    def _delivery(self, partition: int, offset: int) -> Callable[[KafkaError | None, object], None]:
+        """What the producer calls once the broker confirmed, or refused, the report kept there."""
+
+        def delivered(error: KafkaError | None, _: object) -> None:
+            self.in_flight -= 1
+            if error is None:
+                self.confirmed.append((partition, offset))
+            else:
+                self.refused.append(f"partition {partition} offset {offset}: {error}")
+
+        return delivered
+
+    def _clear(self, wait: bool) -> None:
+        """Forget in the store the reports the broker confirmed so far (`wait`: every one sent)."""
+        if wait:
             self.reporter.flush()
-            self.store.acks_sent([(p, o) for p, o, _, _ in reports])
+        else:
+            self.reporter.poll(0)
+        if self.refused:
+            first, count = self.refused[0], len(self.refused)
+            raise BrokerUnavailable(
+                f"the broker refused {count} reports of the copy of {self.agency} (kept: re-sent at the "
+                f"next start), {first}"
+            )
+        confirmed, self.confirmed = self.confirmed, []
+        if confirmed:
+            self.store.acks_sent(confirmed)
 
     def _verify(self) -> None:
         """Rolling re-verification: the next buckets, as many as the budget allows now (one round at most)."""
@@ -258,6 +298,10 @@ class Sink:
 
     def close(self) -> None:
         try:
-            self.reporter.close()
+            if self.in_flight or self.confirmed:
+                self._clear(wait=True)
         finally:
-            self.feed.close()
+            try:
+                self.reporter.close()
+            finally:
+                self.feed.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from json.encoder import encode_basestring_ascii
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -67,7 +67,8 @@ def rendered(raw: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
     write around them), not rendered a second time."""
     cells = of_raw(raw)
     texts = dict(zip(COLUMNS, cells, strict=True))
-    parts = [f"{_key(c)}:{texts[c] if c in JSON_COLUMNS else _scalar(raw[c])}" for c in sorted(raw)]
+    order = _SORTED if len(raw) == len(COLUMNS) else [(c, _key(c) + ":") for c in sorted(raw)]
+    parts = [key + (texts[c] if c in JSON_COLUMNS else _scalar(raw[c])) for c, key in order]
     return cells, hashlib.sha256(("{" + ",".join(parts) + "}").encode()).hexdigest()
 
 
@@ -102,10 +103,18 @@ def readable(values: tuple[Any, ...]) -> str | None:
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _key = encode_basestring_ascii  # what the encoder writes for a str: a key, or a text column
+_SORTED = [(c, _key(c) + ":") for c in sorted(COLUMNS)]  # a row's keys as the canonical JSON writes them
+# `_CANONICAL`'s C encoder, made once: `encode` builds a new one (and a circular-reference check)
+# for every value, which cost more than the encoding of a row's three small JSON columns.
+_C_ENCODER = (
+    c_make_encoder(None, _CANONICAL.default, _key, None, ":", ",", True, False, True)
+    if c_make_encoder is not None
+    else None
+)
 
 
 def _dumps(value: Any) -> str:
-    return _CANONICAL.encode(value)
+    return "".join(_C_ENCODER(value, 0)) if _C_ENCODER is not None else _CANONICAL.encode(value)
 
 
 def _scalar(value: Any) -> str:

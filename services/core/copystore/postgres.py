@@ -19,6 +19,8 @@ from services.core.copystore.sql import SqlCopyStore, schema
 
 # `INSERT INTO table (columns) VALUES (?, …)` and what follows it (an ON CONFLICT clause, or nothing)
 INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \([?, ]+\)(.*)", re.DOTALL)
+# `… column IN (?, ?, …) …` whose only parameters are the list's
+IN_LIST = re.compile(r"([^?]*) IN \((?:\?, )*\?\)([^?]*)", re.DOTALL)
 
 
 def _placeholders(sql: str) -> str:
@@ -38,6 +40,12 @@ class _PgCursor:
         self._cur, self._staged = cur, staged
 
     def execute(self, sql: str, params: Any = (), /) -> Any:
+        """An `IN (?, ?, …)` list goes as one array, `= ANY(%s)`: psycopg parses every new query text
+        anew, and a batch's lists (of 1 to 500 ids) each made a new one, 7 ms to parse."""
+        listed = IN_LIST.fullmatch(sql)
+        if listed is not None:
+            head, tail = listed.groups()
+            return self._cur.execute(f"{head} = ANY(%s){tail}", (list(params),))
         return self._cur.execute(_placeholders(sql), params)
 
     def executemany(self, sql: str, params: Any, /) -> Any:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.copies.clients import Record
+from confluent_kafka import KafkaError
+
+from services.copies.clients import Delivery, Record
 from services.core.errors import BrokerUnavailable
 from services.core.events import Event, ViewChanged
 from services.core.kafka import partition_for
@@ -65,22 +67,38 @@ class FakeFeed:
 
 @dataclass
 class FakeReporter:
-    """Keeps what is sent; `failing` makes `flush` fail as a broker that does not confirm would."""
+    """Keeps what is sent; `failing` makes `flush` fail as a broker that does not confirm would,
+    `refusing` reports every message refused (as a broker denying the topic would)."""
 
     sent: list[tuple[str, str, Event]] = field(default_factory=list)
-    queued: list[tuple[str, str, Event]] = field(default_factory=list)
+    queued: list[tuple[str, str, Event, Delivery | None]] = field(default_factory=list)
     failing: bool = False
+    refusing: bool = False
 
-    def send(self, topic: str, key: str, event: Event, *, encoded: bytes | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        key: str,
+        event: Event,
+        on_delivery: Delivery | None = None,
+        *,
+        encoded: bytes | None = None,
+    ) -> None:
         assert encoded is None or encoded == encode(event), "the bytes sent are not the event's"
-        self.queued.append((topic, key, event))
+        self.queued.append((topic, key, event, on_delivery))
 
     def flush(self) -> None:
+        """Confirms every queued message to its `on_delivery` (or refuses it); `failing`: loses them."""
         if self.failing:
             self.queued.clear()  # lost with the producer
             raise BrokerUnavailable("no confirmation (test)")
-        self.sent += self.queued
-        self.queued.clear()
+        queued, self.queued = self.queued, []
+        refusal = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED) if self.refusing else None
+        for topic, key, event, on_delivery in queued:
+            if refusal is None:
+                self.sent.append((topic, key, event))
+            if on_delivery is not None:
+                on_delivery(refusal, None)
 
     def poll(self, timeout: float) -> None:
         self.flush()

@@ -1,5 +1,5 @@
-"""`GET /check` is served by a plain Starlette route ahead of FastAPI's: it must answer exactly as
-FastAPI's declaration of it would (the same guard, 401/403 bodies, 422 for a missing subject) and as
+"""`GET /check` is answered in front of FastAPI (`FrontLine`): it must answer exactly as FastAPI's
+declaration of it would (the same guard, 401/403 bodies, 422 for a missing subject) and as
 `POST /check` does, while OpenAPI still documents it. The app is driven in-process (no server) on a
 real SQLite copy and a real credentials file; tests/integration/copies/test_copy_http.py runs it
 under uvicorn."""
@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.copies.http import build_http
+from services.copies.http import FrontLine, build_http
 from services.core.copystore import open_store
 from services.core.credentials import FileCredentials
 from services.core.crypto import pseudonymise
@@ -47,7 +47,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Http, dict[str, str]]]:
 class Http:
     """Requests to the ASGI app in this process, through httpx's own ASGI transport."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FrontLine | FastAPI) -> None:
         self.app = app
 
     def get(self, path: str, **options: Any) -> httpx.Response:
@@ -116,3 +116,27 @@ def test_openapi_still_documents_get_check(served: tuple[Http, dict[str, str]]) 
     assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "CheckAnswer"
     )
+
+
+def test_the_front_line_answers_in_the_bytes_of_the_fastapi_route(
+    served: tuple[Http, dict[str, str]],
+) -> None:
+    http, tokens = served
+    assert isinstance(http.app, FrontLine)
+    route = Http(http.app.app)  # the FastAPI app alone: its declaration of GET /check answers
+    ref = pseudonymise(NATIONAL_ID, KEY)
+    queries = [
+        f"subject_ref={ref}",
+        "subject_ref=",
+        f"subject_ref=s-1&subject_ref={ref}",
+        "subject_ref=a%2Bb",
+    ]
+    headers = [bearer(tokens["officer"]), {"Authorization": f"bearer  {tokens['officer']} "}, {}]
+    for query in queries:
+        for header in headers:
+            front, behind = (
+                http.get(f"/check?{query}", headers=header),
+                route.get(f"/check?{query}", headers=header),
+            )
+            assert (front.status_code, front.content) == (behind.status_code, behind.content), (query, header)
+            assert front.headers["content-type"] == behind.headers["content-type"]

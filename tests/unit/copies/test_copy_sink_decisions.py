@@ -176,6 +176,49 @@ def test_acknowledgements_the_broker_did_not_confirm_are_re_sent_unchanged_by_th
     assert copy.unsent_acks() == []
 
 
+def test_acknowledgements_the_broker_refused_stop_the_sink_and_stay_kept_for_the_next(
+    copy: CopyStore, feed: FakeFeed
+) -> None:
+    for i in range(3):
+        feed.change(upsert(row(f"L-{i}")))
+    sink = sink_on(copy, feed, FakeReporter(refusing=True), batch=100)
+    with pytest.raises(BrokerUnavailable, match="refused 3 reports"):
+        sink.poll()
+    kept = copy.unsent_acks()
+    assert len(kept) == 3 and len(list(copy.rows())) == 3  # applied, and its reports kept
+
+    again = FakeReporter()
+    sink_on(copy, feed, again).poll()
+    assert [encode(e) for e in again.on(TOPICS.copies_applied(AGENCY))] == [ack for _, _, ack in kept]
+    assert copy.unsent_acks() == []
+
+
+def test_acknowledgements_are_cleared_as_confirmed_without_waiting_batch_by_batch(
+    copy: CopyStore, feed: FakeFeed
+) -> None:
+    for i in range(6):
+        feed.change(upsert(row(f"L-{i}")))
+    reporter = Unhurried()
+    sink = sink_on(copy, feed, reporter, batch=2)
+    assert sink.poll() == 2 and sink.poll() == 2  # nothing confirmed yet: the sink did not wait
+    assert len(copy.unsent_acks()) == 4 and sink.in_flight == 4
+    reporter.confirm()  # the broker confirms the first four; the next batch clears them
+    assert sink.poll() == 2 and len(copy.unsent_acks()) == 2
+    assert sink.poll() == 0  # out of changes: waits for every confirmation, clears the outbox
+    assert copy.unsent_acks() == [] and sink.in_flight == 0
+    assert len(reporter.on(TOPICS.copies_applied(AGENCY))) == 6
+
+
+class Unhurried(FakeReporter):
+    """A broker that confirms only when told (`confirm`) or waited for (`flush`)."""
+
+    def poll(self, timeout: float) -> None:
+        pass
+
+    def confirm(self) -> None:
+        self.flush()
+
+
 def test_the_sink_seeks_to_the_store_s_positions_and_digests_what_it_holds(
     copy: CopyStore, feed: FakeFeed
 ) -> None:
