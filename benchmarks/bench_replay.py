@@ -172,8 +172,8 @@ def replay(connection: KafkaConnection, topic: str, events: int, processes: int)
     at = datetime.now(UTC)
     for n in sorted({1, processes}):
         fold = partial(replay_to, connection, [topic], policy, at, processes=n)
-        _, past = timed(f"state-at, {n} process(es)", total, fold, base)
-        assert len(past.replica.states) == listings and not past.replica.refused and not past.undecodable
+        _, past = timed(f"state-at (fold, views' digests), {n} proc", total, fold, base)
+        assert sum(past.statuses.values()) == listings and not past.refused and not past.undecodable
 
 
 def verification(connection: KafkaConnection, topic: str, events: int, processes: int) -> None:

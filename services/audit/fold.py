@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from services.audit.replay import Replayed
 from services.core.events import ListingEvent, ListingState
@@ -91,7 +91,8 @@ class LedgerReplica:
         offer(listing, item, self.policy, self)
 
     def event_of(self, item: Replayed) -> ListingEvent | None:
-        return item.event if is_listing_event(item.event) else None
+        """Its listing event: `feed` lets no other kind into the fold."""
+        return cast(ListingEvent, item.event)
 
     def on_applied(self, item: Replayed, before: ListingState | None, after: ListingState) -> None:
         if self.on_change is not None:
