@@ -87,7 +87,10 @@ class LedgerReplica:
         """Admit one event as the ledger would; applying it may release held successors."""
         if not is_listing_event(item.event):
             return  # the audit's replays read listing topics only: nothing else applies to a listing
-        listing = self.listings.setdefault(item.event.envelope.listing_id, Listing())
+        listing_id = item.event.envelope.listing_id
+        listing = self.listings.get(listing_id)
+        if listing is None:  # not `setdefault`: that would make a Listing for every event
+            listing = self.listings[listing_id] = Listing()
         offer(listing, item, self.policy, self)
 
     def event_of(self, item: Replayed) -> ListingEvent | None:
