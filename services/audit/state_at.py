@@ -91,10 +91,9 @@ class Folding:
     def report(self) -> PastState:
         """The past state to hand back: the views' digests and what `wanted` asks for, not the fold."""
         past, states = self.past, self.replica.states
+        in_order = [state for _, state in sorted(states.items())]
         for agency in past.policy.enforcers:
-            rows = [
-                row for _, state in sorted(states.items()) if (row := project(state, agency, past.policy))
-            ]
+            rows = [row for state in in_order if (row := project(state, agency, past.policy)) is not None]
             past.digests[agency] = expected_digest(rows)
             if agency == past.wanted.agency:
                 past.rows = rows
