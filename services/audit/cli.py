@@ -149,8 +149,8 @@ def state_at(
     names = listing_topics(topics, policy)
     refused = refused_positions(connection, topics.rejected)
     with ProgressBar("replaying", size_of(connection, names)) as meter:
-        axis = cast(TimeAxis, clock)
-        past = past_state.replay_to(connection, names, policy, when, axis, refused, meter, processes)
+        axis, wanted = cast(TimeAxis, clock), past_state.Wanted(agency, show_ledger, compare)
+        past = past_state.replay_to(connection, names, policy, when, axis, refused, meter, processes, wanted)
     tables = [summary_table(past)]
     if show_ledger:
         tables.insert(0, ledger_table(past))

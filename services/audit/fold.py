@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from services.audit.replay import Replayed
 from services.core.events import ListingEvent, ListingState
@@ -87,11 +87,15 @@ class LedgerReplica:
         """Admit one event as the ledger would; applying it may release held successors."""
         if not is_listing_event(item.event):
             return  # the audit's replays read listing topics only: nothing else applies to a listing
-        listing = self.listings.setdefault(item.event.envelope.listing_id, Listing())
+        listing_id = item.event.envelope.listing_id
+        listing = self.listings.get(listing_id)
+        if listing is None:  # not `setdefault`: that would make a Listing for every event
+            listing = self.listings[listing_id] = Listing()
         offer(listing, item, self.policy, self)
 
     def event_of(self, item: Replayed) -> ListingEvent | None:
-        return item.event if is_listing_event(item.event) else None
+        """Its listing event: `feed` lets no other kind into the fold."""
+        return cast(ListingEvent, item.event)
 
     def on_applied(self, item: Replayed, before: ListingState | None, after: ListingState) -> None:
         if self.on_change is not None:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from services.audit.output import Report, Table
 from services.audit.replay import Meter, Undecodable, decoded, messages
-from services.audit.state_at import expected_digest, replay_to
+from services.audit.state_at import Wanted, replay_to
 from services.core.connection import KafkaConnection
 from services.core.copystore import Applied, open_store
 from services.core.errors import ConfigurationError
@@ -102,9 +102,12 @@ def check_against_log(
     meter: Meter | None = None,
 ) -> Rebuilt:
     """Compare the rebuilt copy with X's view as the listing log implies it now."""
-    truth = replay_to(connection, listing_names, policy, END_OF_TIME, refused=refused, meter=meter)
+    wanted = Wanted(agency=result.agency)
+    truth = replay_to(
+        connection, listing_names, policy, END_OF_TIME, refused=refused, meter=meter, wanted=wanted
+    )
     expected = truth.view(result.agency)
-    result.expected_root = expected_digest(expected).root()
+    result.expected_root = truth.digests[result.agency].root()
     result.differences = differences(built, expected)
     return result
 

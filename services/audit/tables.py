@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.audit.output import Report, Row, Table
-from services.audit.state_at import Behind, PastState, expected_digest
+from services.audit.state_at import Behind, PastState
 from services.audit.story import lag
 from services.audit.verify import Verification
 
@@ -68,7 +68,7 @@ def ledger_table(past: PastState) -> Table:
             "recorded": s.envelope.recorded_at,
             "end_reason": s.end_reason,
         }
-        for lid, s in sorted(past.replica.states.items())
+        for lid, s in sorted(past.states.items())
     ]
     return Table("ledger", f"The ledger at {past.at:%Y-%m-%d %H:%M:%S}", LEDGER_COLUMNS, rows)
 
@@ -76,8 +76,8 @@ def ledger_table(past: PastState) -> Table:
 def summary_table(past: PastState) -> Table:
     rows: list[Row] = []
     for agency in past.policy.enforcers:
-        view = past.view(agency)
-        rows.append({"agency": agency, "rows": len(view), "root": expected_digest(view).root()})
+        digest = past.digests[agency]
+        rows.append({"agency": agency, "rows": digest.rows, "root": digest.root()})
     return Table("views", "Expected views (rows, digest root)", SUMMARY_COLUMNS, rows)
 
 
@@ -99,20 +99,16 @@ def stale_table(past: PastState, stale: list[Behind]) -> Table:
 
 
 def state_notes(past: PastState) -> list[str]:
-    counts: dict[str, int] = {}
-    for state in past.replica.states.values():
-        counts[state.status] = counts.get(state.status, 0) + 1
-    statuses = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items())) or "no listings"
+    statuses = ", ".join(f"{n:,} {status}" for status, n in sorted(past.statuses.items())) or "no listings"
     notes = [f"ledger at {past.at.isoformat()}: {statuses}; {past.later:,} later events left out"]
     if past.rejected:
         notes.append(f"{past.rejected} events skipped because the ledger refused them (topic rejected)")
     if past.misplaced:
         notes.append(f"{past.misplaced} events skipped: on a partition other than their listing's own")
-    if past.replica.refused:
-        notes.append(f"{len(past.replica.refused)} events the ledger's order rules refuse were not applied")
-    held = past.replica.held_events()
-    if held:
-        notes.append(f"{len(held)} events wait for a version missing at T, e.g. at {held[0].position}")
+    if past.refused:
+        notes.append(f"{past.refused} events the ledger's order rules refuse were not applied")
+    if past.held:
+        notes.append(f"{len(past.held)} events wait for a version missing at T, e.g. at {past.held[0]}")
     notes += [f"undecodable: {bad.position}: {bad.reason}" for bad in past.undecodable]
     return notes
 

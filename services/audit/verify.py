@@ -20,13 +20,14 @@ from functools import partial
 
 from services.audit.parallel import Share, fan_out, shares
 from services.audit.replay import Meter, Placements, Replayed, Undecodable, decoded, gc_paused, messages
+from services.audit.signatures import SignatureChecks
 from services.core.admission import Placement, misplaced
 from services.core.connection import KafkaConnection
 from services.core.kafka import partition_counts
 from services.core.listing import is_listing_event
 from services.core.policy import Policy
 from services.core.position import Position
-from services.core.sealing import check_seal
+from services.core.sealing import SignatureClaim, claim_of
 
 REFUSED = "the ledger refuses it; someone wrote it there"
 
@@ -72,6 +73,15 @@ def _fault(item: Replayed, code: str, reason: str) -> Broken:
 
 def check_event(item: Replayed, owner: str, policy: Policy) -> Broken | None:
     """Whether one event may stand where it is: right topic, intact hash, its agency's signature."""
+    claim = claim_event(item, owner, policy)
+    if not isinstance(claim, SignatureClaim):
+        return claim
+    fault = claim.fault()
+    return None if fault is None else _fault(item, *fault)
+
+
+def claim_event(item: Replayed, owner: str, policy: Policy) -> Broken | SignatureClaim:
+    """`check_event` up to the signature: the fault found, or the signature claim left to check."""
     event = item.event
     actor = event.envelope.agency
     if not is_listing_event(event):
@@ -79,8 +89,8 @@ def check_event(item: Replayed, owner: str, policy: Policy) -> Broken | None:
     if actor != owner:
         return _fault(item, "wrong_topic", f"{actor} wrote on {owner}'s listing topic")
     agency = policy.agency_by_id.get(actor)
-    fault = check_seal(item.decoded, agency.public_key if agency is not None else "")
-    return None if fault is None else _fault(item, *fault)
+    claim = claim_of(item.decoded, agency.public_key if agency is not None else "")
+    return claim if isinstance(claim, SignatureClaim) else _fault(item, *claim)
 
 
 def check_placement(item: Replayed, placements: Placements) -> Broken | None:
@@ -173,29 +183,51 @@ def _verify_share(
     partitions: Share | None,
     meter: Meter | None,
 ) -> Verification:
-    """The check of the partitions numbered in `partitions` (all if None) of every listing topic."""
-    result = Verification()
-    placements = Placements(partition_counts(connection, owners))
-    chains: dict[str, list[Link]] = {}
+    """The check of the partitions numbered in `partitions` (all if None) of every listing topic;
+    the signatures are checked in threads meanwhile (`SignatureChecks`), every one of them."""
+    share = _Share(Placements(partition_counts(connection, owners)))
 
     def undecodable(bad: Undecodable) -> None:
-        result.events += 1
-        result.broken.append(Broken(bad.position, "undecodable", bad.reason))
+        share.result.events += 1
+        share.result.broken.append(Broken(bad.position, "undecodable", bad.reason))
 
-    with gc_paused():
+    with gc_paused(), SignatureChecks(share.signed) as signatures:
         for item in decoded(messages(connection, list(owners), meter, partitions), on_bad=undecodable):
-            result.events += 1
-            fault = check_event(item, owners[item.position.topic], policy)
-            misplaced_at = None if fault is not None else check_placement(item, placements)
-            result.broken += [f for f in (fault, misplaced_at) if f is not None]
-            if is_listing_event(item.event) and misplaced_at is None:
-                env = item.event.envelope
-                link = Link(env.version, env.hash, env.prev_hash, env.event_id, item.position)
-                chains.setdefault(env.listing_id, []).append(link)
-    for listing, links in chains.items():
-        result.broken += chain_breaks(listing, links)
-    result.listings = len(chains)
-    return result
+            share.result.events += 1
+            claim = claim_event(item, owners[item.position.topic], policy)
+            if isinstance(claim, SignatureClaim):
+                signatures.add(item, claim)
+            else:
+                share.checked(item, claim)
+        signatures.finish()
+    return share.verification()
+
+
+@dataclass
+class _Share:
+    """One process's verification as its events' checks come in (signatures later than the rest)."""
+
+    placements: Placements
+    result: Verification = field(default_factory=Verification)
+    chains: dict[str, list[Link]] = field(default_factory=dict)
+
+    def signed(self, item: Replayed, fault: tuple[str, str] | None) -> None:
+        self.checked(item, None if fault is None else _fault(item, *fault))
+
+    def checked(self, item: Replayed, fault: Broken | None) -> None:
+        """Record an event's fault, if any; a sound one's placement; its link, unless misplaced."""
+        misplaced_at = None if fault is not None else check_placement(item, self.placements)
+        self.result.broken += [f for f in (fault, misplaced_at) if f is not None]
+        if is_listing_event(item.event) and misplaced_at is None:
+            env = item.event.envelope
+            link = Link(env.version, env.hash, env.prev_hash, env.event_id, item.position)
+            self.chains.setdefault(env.listing_id, []).append(link)
+
+    def verification(self) -> Verification:
+        for listing, links in self.chains.items():
+            self.result.broken += chain_breaks(listing, links)
+        self.result.listings = len(self.chains)
+        return self.result
 
 
 def merged(parts: list[Verification]) -> Verification:

@@ -187,8 +187,26 @@ def seal(event: E, prev_hash: str, private: Ed25519PrivateKey) -> E:
     return seal_encoded(event, prev_hash, private).event
 
 
-def check_seal(decoded: Decoded, public_key: str) -> tuple[str, str] | None:
-    """None if the event's hash and signature hold; else (reason code, sentence).
+@dataclass(frozen=True)
+class SignatureClaim:
+    """What is left of a seal check once the hash held and a key is registered: that the signature
+    over the hash is the agency's. Checking it (Ed25519, the costly part) may wait, or run in a
+    thread: cryptography releases the GIL while it verifies."""
+
+    digest: str
+    signature: str
+    public_key: str
+    agency: str
+
+    def fault(self) -> tuple[str, str] | None:
+        """None if the signature is the agency's; else (reason code, sentence)."""
+        if verify_signature(self.digest, self.signature, self.public_key):
+            return None
+        return "bad_signature", f"the signature is not {self.agency}'s: forged or unsigned"
+
+
+def claim_of(decoded: Decoded, public_key: str) -> tuple[str, str] | SignatureClaim:
+    """The seal's hash and key checked: the fault (reason code, sentence), or the signature to check.
 
     The hash is taken over the body as received when `decoded` carries it (`decode_full`
     does), else over the record encoded again; public keys are parsed once (`crypto.public_key`)."""
@@ -200,9 +218,13 @@ def check_seal(decoded: Decoded, public_key: str) -> tuple[str, str] | None:
         return "bad_hash", "the event's hash does not match its content: it was altered or never hashed"
     if not public_key:
         return "unknown_key", f"no public key is registered for agency {envelope['agency']}"
-    if not verify_signature(expected, envelope["signature"], public_key):
-        return "bad_signature", f"the signature is not {envelope['agency']}'s: forged or unsigned"
-    return None
+    return SignatureClaim(expected, envelope["signature"], public_key, envelope["agency"])
+
+
+def check_seal(decoded: Decoded, public_key: str) -> tuple[str, str] | None:
+    """None if the event's hash and signature hold; else (reason code, sentence)."""
+    claim = claim_of(decoded, public_key)
+    return claim.fault() if isinstance(claim, SignatureClaim) else claim
 
 
 def seal_refusal(decoded: Decoded, policy: Policy) -> Decision | None:

@@ -8,10 +8,11 @@ say which topic, partition and offset held the bad bytes.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastavro
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
@@ -98,10 +99,10 @@ def encode(event: Event) -> bytes:
     return MARKER + writer.fingerprint + body_bytes(writer.schema, to_record(event))
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(NamedTuple):
     """A decoded message: the event, plus its writer schema, raw record and Avro body (the bytes
-    after the single-object header, as received) for verification."""
+    after the single-object header, as received) for verification. A tuple, not a dataclass: a
+    replay makes one per message, and a frozen dataclass's `__init__` costs a microsecond."""
 
     event: Event
     writer: WriterSchema
@@ -109,39 +110,70 @@ class Decoded:
     body: bytes = b""
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How to decode bodies of one writer schema: the reader schema to resolve to (None when the
+    writer is the current version) and the model that validates the record."""
+
+    writer: WriterSchema
+    reader: Schema | None
+    model: Callable[[dict[str, Any]], Any]
+
+
+@cache
+def _plans() -> dict[bytes, Plan]:
+    """Each known fingerprint's plan, worked out once per process instead of once per message."""
+    known = registry()
+    plans = {}
+    for print_, writer in known.by_fingerprint.items():
+        reader = known.writer(writer.name)
+        validator = ALL_EVENTS[writer.name].__pydantic_validator__
+        plans[print_] = Plan(writer, None if reader is writer else reader.schema, validator.validate_python)
+    return plans
+
+
 def _where(topic: str, partition: int, offset: int) -> str:
     return f"{topic}[{partition}]@{offset}"
 
 
 def decode_full(data: bytes | None, topic: str = "?", partition: int = -1, offset: int = -1) -> Decoded:
-    """Decode one message, resolving its writer schema to the current reader schema."""
-    where = _where(topic, partition, offset)
-    if data is None or not data.startswith(MARKER):
-        raise ContractError(f"{where}: not an Avro single-object message (missing C3 01 marker)")
-    if len(data) < HEADER_LEN:
-        raise ContractError(f"{where}: truncated single-object header ({len(data)} of {HEADER_LEN} bytes)")
-    writer = registry().by_fingerprint.get(data[2:HEADER_LEN])
-    if writer is None:
-        raise ContractError(f"{where}: unknown schema fingerprint {data[2:HEADER_LEN].hex()}")
-    reader = registry().writer(writer.name)
+    """Decode one message, resolving its writer schema to the current reader schema.
+
+    Every record is validated by its pydantic model (`validate_python`, what `model_validate`
+    calls): Avro types the values, the model still checks bounds, literals, enums, time zones
+    and unknown fields. Where the bytes are is spelt only when something is wrong."""
+    if data is None or (plan := _plans().get(data[2:HEADER_LEN])) is None or data[:2] != MARKER:
+        raise ContractError(_refusal(data, _where(topic, partition, offset)))
+    body = data[HEADER_LEN:]
+    stream = io.BytesIO(body)
     try:
-        body = io.BytesIO(data[HEADER_LEN:])
-        raw = fastavro.schemaless_reader(body, writer.schema, None)
-        assert isinstance(raw, dict)
-        if body.tell() != len(data) - HEADER_LEN:
-            raise ContractError(f"{where}: {len(data) - HEADER_LEN - body.tell()} trailing bytes")
-        record = raw if writer is reader else _read(data, writer, reader)
-        event = ALL_EVENTS[writer.name].model_validate(record)
+        raw = fastavro.schemaless_reader(stream, plan.writer.schema, None)
+        assert isinstance(raw, dict)  # every accord schema is a record
+        if stream.tell() != len(body):
+            trailing = len(body) - stream.tell()
+            raise ContractError(f"{_where(topic, partition, offset)}: {trailing} trailing bytes")
+        record = raw if plan.reader is None else _read(body, plan)
+        event = plan.model(record)
     except ContractError:
         raise
     except Exception as e:  # fastavro and pydantic raise many types for bad bytes
-        raise ContractError(f"{where}: undecodable accord.{writer.name}: {e}") from e
-    return Decoded(event, writer, raw, data[HEADER_LEN:])
+        where = _where(topic, partition, offset)
+        raise ContractError(f"{where}: undecodable accord.{plan.writer.name}: {e}") from e
+    return Decoded(event, plan.writer, raw, body)
 
 
-def _read(data: bytes, writer: WriterSchema, reader: WriterSchema) -> Any:
+def _refusal(data: bytes | None, where: str) -> str:
+    """Why bytes without a known single-object header are not a message of the contract."""
+    if data is None or not data.startswith(MARKER):
+        return f"{where}: not an Avro single-object message (missing C3 01 marker)"
+    if len(data) < HEADER_LEN:
+        return f"{where}: truncated single-object header ({len(data)} of {HEADER_LEN} bytes)"
+    return f"{where}: unknown schema fingerprint {data[2:HEADER_LEN].hex()}"
+
+
+def _read(body: bytes, plan: Plan) -> Any:
     """Schema resolution from an older (or newer) writer schema to the current reader schema."""
-    return fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer.schema, reader.schema)
+    return fastavro.schemaless_reader(io.BytesIO(body), plan.writer.schema, plan.reader)
 
 
 def decode(data: bytes | None, topic: str = "?", partition: int = -1, offset: int = -1) -> Event:
