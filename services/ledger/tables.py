@@ -157,6 +157,7 @@ class Batch:
     previous: Batch | None
     decisions: list[Awaitable[Any]] = field(default_factory=list)
     writes: list[Write] = field(default_factory=list)
+    unsent: set[int] = field(default_factory=set)  # partitions whose writes `_send` gave up (`given_up`)
     sent: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     stored: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -181,11 +182,19 @@ class Batch:
         """The changelog record of this batch's last write of each key, in a partition this worker
         still holds. A later batch's write of the key does not excuse this one: this batch is acked
         once its own are stored, and a crash before the later batch's flush must find this value."""
+        self.unsent = self.given_up()
         return {write: write.send() for write in self.leaves()}
 
     def leaves(self) -> list[Write]:
         """What the batch leaves behind: its last write of each key, in partitions still held here."""
         return [write for write in finals(self.writes) if write.table.held_here(write.partition)]
+
+    def given_up(self) -> set[int]:
+        """The partitions taken away (a rebalance) with writes of this batch not yet sent: their input
+        must not be acked, or a commit could pass it with its state in no changelog and no store."""
+        return {
+            write.partition for write in finals(self.writes) if not write.table.held_here(write.partition)
+        }
 
     def _store(self, written: Iterable[Write], offsets: list[int]) -> None:
         """Write the confirmed records into the store, then each partition's changelog offset (a

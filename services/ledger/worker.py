@@ -170,7 +170,8 @@ class Ledger:
         async def confirmed() -> None:
             await batch.flush()
             for event in events:
-                await ack(event)
+                if event.message.partition not in batch.unsent:  # else read again by its new owner
+                    await ack(event)
 
         self.in_background(confirmed())
 

@@ -62,3 +62,20 @@ def test_a_deleted_key_is_flushed_as_a_tombstone() -> None:
     sends, present = asyncio.run(scenario())
     assert sends == [None]
     assert not present
+
+
+def test_a_batch_gives_up_the_partitions_taken_away_before_it_sent_their_writes() -> None:
+    """A rebalance took the partition away while the batch waited for its decisions: it sends nothing
+    there, and names the partition, whose input the worker then does not ack (`Ledger.confirm`)."""
+
+    async def scenario() -> tuple[list[bytes | None], set[int], list[bytes | None], set[int]]:
+        listings = table("listings")
+        batch = Batch(None)
+        written(batch, listings, (b"L-1", b"v1"))
+        held = ([w.value for w in batch.leaves()], batch.given_up())
+        listings.lost = {EVENT.message.partition}
+        return *held, [w.value for w in batch.leaves()], batch.given_up()
+
+    held_leaves, held_given_up, lost_leaves, lost_given_up = asyncio.run(scenario())
+    assert (held_leaves, held_given_up) == ([b"v1"], set())
+    assert (lost_leaves, lost_given_up) == ([], {1})
