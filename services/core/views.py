@@ -88,7 +88,7 @@ def entitled_fields(state: ListingState, allowed: list[str]) -> dict[str, str]:
 def _entitled_names(allowed: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
     """An agency's entitled names, sorted, each an attribute (None) or a catalogue detail (its field):
     worked out once per agency, not per view change. Names that are neither are never shown."""
-    names = [(name, None) for name in allowed if name in ATTRIBUTE_FIELDS]
+    names: list[tuple[str, str | None]] = [(name, None) for name in allowed if name in ATTRIBUTE_FIELDS]
     names += [(name, name.removeprefix("details.")) for name in allowed if name.startswith("details.")]
     return tuple(sorted(names))
 
