@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from services.core import rules
 from services.core.errors import RuleViolation
 from services.core.events import Event, ListingEvent, ListingState
-from services.core.listing import Decision, admit, is_listing_event, refuse
+from services.core.listing import Decision, admit, evolve, is_listing_event, refuse
 from services.core.partitioner import partition_of
 from services.core.policy import Policy
 
@@ -78,12 +78,16 @@ def misplaced(listing_id: str, placement: Placement) -> Decision | None:
 
 
 def judge(state: ListingState | None, event: ListingEvent, policy: Policy) -> Decision:
-    """Apply, duplicate, hold (its predecessor is not read yet) or refuse, with the reason."""
+    """Apply (with the listing it makes), duplicate, hold (its predecessor is not read yet) or refuse.
+
+    A change's next state is built once, before the content rules (a correction is judged by the
+    listing it makes); an issue's after them (the rules judge the event's own content first)."""
     decision = admit(state, event, policy)
     if decision.action != "apply":
         return decision
+    after = None if state is None else evolve(state, event)
     try:
-        rules.check_event(state, event, policy)
+        rules.check_event(state, event, policy, after)
     except RuleViolation as e:
         return refuse(e.code, e.message)
-    return decision
+    return Decision("apply", after=evolve(state, event) if after is None else after)

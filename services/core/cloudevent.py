@@ -52,20 +52,32 @@ def rfc3339(at: datetime) -> str:
 
 
 def cloudevent_headers(event: Event, written_by: str) -> list[tuple[str, bytes]]:
-    """The binary-mode headers of `event` from `written_by` (a `source`), in its type's current schema."""
-    kind, schema = _of_type(type(event).__name__)
+    """The binary-mode headers of `event` from `written_by` (a `source`), in its type's current schema.
+
+    What depends only on the type and the writer is encoded once (`_fixed`), then the event's id,
+    subject and time; an empty value is left out (a digest names no listing)."""
     envelope = event.envelope
+    varying = (
+        (ID_HEADER, envelope.event_id),
+        ("ce_subject", envelope.listing_id),
+        ("ce_time", rfc3339(envelope.occurred_at)),
+    )
+    return [*_fixed(type(event).__name__, written_by), *((n, v.encode()) for n, v in varying if v)]
+
+
+@cache
+def _fixed(name: str, written_by: str) -> tuple[tuple[str, bytes], ...]:
+    """The headers shared by every event of record `name` from `written_by`, encoded: one process
+    has one registry and a handful of writers, so this stays small."""
+    kind, schema = _of_type(name)
     attributes = {
         "ce_specversion": SPEC_VERSION,
-        ID_HEADER: envelope.event_id,
         "ce_source": written_by,
         TYPE_HEADER: kind,
-        "ce_subject": envelope.listing_id,  # left out when empty (a digest names no listing)
-        "ce_time": rfc3339(envelope.occurred_at),
         "content-type": CONTENT_TYPE,
         "ce_dataschema": schema,
     }
-    return [(name, value.encode()) for name, value in attributes.items() if value]
+    return tuple((header, value.encode()) for header, value in attributes.items() if value)
 
 
 @cache

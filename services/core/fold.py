@@ -25,7 +25,7 @@ from typing import Generic, Protocol, TypeVar
 
 from services.core.admission import judge
 from services.core.events import ListingEvent, ListingState
-from services.core.listing import Action, Decision, evolve
+from services.core.listing import Action, Decision
 from services.core.policy import Policy
 
 M = TypeVar("M")
@@ -75,7 +75,8 @@ def _judge(listing: Listing[M], msg: M, policy: Policy, verdicts: Verdicts[M]) -
         return None
     decision = judge(listing.state, event, policy)
     if decision.action == "apply":
-        before, listing.state = listing.state, evolve(listing.state, event)
+        assert decision.after is not None  # `judge` hands over the listing an applied event makes
+        before, listing.state = listing.state, decision.after
         verdicts.on_applied(msg, before, listing.state)
     elif decision.action == "duplicate":
         verdicts.on_duplicate(msg, event, listing.state)

@@ -7,7 +7,7 @@ it back until the gap before it fills, or refuse it), then `evolve` to apply it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeGuard
 
 from services.core.events import (
@@ -92,11 +92,14 @@ def open_objections(state: ListingState) -> list[Objection]:
 
 @dataclass(frozen=True)
 class Decision:
-    """What the ledger does with one event. `code`/`reason` explain a refusal or hold."""
+    """What the ledger does with one event. `code`/`reason` explain a refusal or hold; `after`, once
+    `admission.judge` has ruled "apply", is the listing the event makes (built once, for the rules
+    and for the fold)."""
 
     action: Action
     code: str = ""
     reason: str = ""
+    after: ListingState | None = field(default=None, compare=False, repr=False)
 
 
 APPLY = Decision("apply")

@@ -236,10 +236,14 @@ def check_change(
     return state
 
 
-def check_event(state: ListingState | None, event: Event, policy: Policy) -> None:
+def check_event(
+    state: ListingState | None, event: Event, policy: Policy, after: ListingState | None = None
+) -> None:
     """The content rules for one listing event, given the listing before it (for the ledger too).
 
-    Order, version and authority are `listing.admit`'s; seals are `sealing`'s.
+    `after`, the listing the event makes, when the caller has built it already (`admission.judge`
+    keeps it for the fold, so a correction is not evolved twice). Order, version and authority are
+    `listing.admit`'s; seals are `sealing`'s.
     """
     if isinstance(event, ListingIssued):
         check_notice(event.notice_served_at, event.envelope.occurred_at)
@@ -248,7 +252,7 @@ def check_event(state: ListingState | None, event: Event, policy: Policy) -> Non
     elif state is None:
         return
     elif isinstance(event, ListingCorrected):
-        check_correction(state, event, policy)
+        check_correction(state, event, policy, after)
         if event.expires_at is not None:
             check_expiry_ahead(event.expires_at, event.envelope.occurred_at)
     elif isinstance(event, ExemptionGranted):
@@ -259,11 +263,14 @@ def check_event(state: ListingState | None, event: Event, policy: Policy) -> Non
         check_resolution(state, event.objection_id, event.outcome, event.required_action)
 
 
-def check_correction(state: ListingState, event: ListingCorrected, policy: Policy) -> None:
+def check_correction(
+    state: ListingState, event: ListingCorrected, policy: Policy, after: ListingState | None = None
+) -> None:
+    """A correction changes something, and the listing it makes (`after`, if already built) is lawful."""
     changes = event.model_dump(exclude={"envelope", "expected_version", "reason"}, exclude_none=True)
     if not changes:
         raise RuleViolation("empty_correction", "a correction must change at least one field")
-    check_listing_content(evolve(state, event), policy)
+    check_listing_content(evolve(state, event) if after is None else after, policy)
 
 
 def check_exemption(state: ListingState, exemption: Exemption) -> None:
