@@ -179,7 +179,7 @@ def test_an_import_killed_mid_stream_and_run_again_publishes_every_line_exactly_
     time.sleep(2)  # and nothing of the killed import is left sending (its workers died with it)
     assert sum(end_offsets(backbone.connection, [topic]).values()) - before == sent_then
     assert 0 < sent_then < len(lines), "the kill must land in the middle of the stream"
-    again = subprocess.run([ACCORD, "publish", "import", str(path), "--wait", "15"], env=env,
+    again = subprocess.run([ACCORD, "publish", "import", str(path), "--wait", "60"], env=env,
                            capture_output=True, text=True, timeout=600)  # fmt: skip
     report = json.loads(again.stdout)
     assert again.returncode == 0, again.stdout[-3000:]
