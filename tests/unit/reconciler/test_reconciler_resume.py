@@ -19,7 +19,14 @@ from services.reconciler.repair import repair_key
 from services.reconciler.runner import Runner
 from tests.support.factory import T0, Ledgerbook, policy_with_keys
 from tests.unit.reconciler.memory_log import Flag, MemoryLog
-from tests.unit.reconciler.test_reconciler_runner import CA, LATE, Backbone, PartitionedCopy, started
+from tests.unit.reconciler.test_reconciler_runner import (
+    CA,
+    LATE,
+    Backbone,
+    PartitionedCopy,
+    acknowledged_copy,
+    started,
+)
 
 
 @pytest.fixture
@@ -31,13 +38,7 @@ def backbone(tmp_path: Path) -> Backbone:
 @pytest.fixture
 def copy(backbone: Backbone) -> PartitionedCopy:
     """Civil aviation's copy of six listings, each acknowledged."""
-    copy = PartitionedCopy(CA)
-    for i in range(6):
-        for agency, (change, partition, offset) in backbone.record(backbone.book.issue(f"L-{i}")).items():
-            if agency == CA:
-                copy.take(change, partition, offset)
-            backbone.ack(change, partition, offset)
-    return copy
+    return acknowledged_copy(backbone)
 
 
 def second_process(backbone: Backbone) -> MemoryLog:

@@ -195,13 +195,19 @@ class PartitionedCopy(MemoryCopy):
         return dict(self.read_to)
 
 
-def test_a_repair_goes_to_the_listings_own_partition_under_its_repair_key(backbone: Backbone) -> None:
+def acknowledged_copy(backbone: Backbone, listings: int = 6) -> PartitionedCopy:
+    """Civil aviation's copy of `listings` issued listings, each change acknowledged by its copy."""
     copy = PartitionedCopy(CA)
-    for i in range(6):
+    for i in range(listings):
         for agency, (change, partition, offset) in backbone.record(backbone.book.issue(f"L-{i}")).items():
             if agency == CA:
                 copy.take(change, partition, offset)
             backbone.ack(change, partition, offset)
+    return copy
+
+
+def test_a_repair_goes_to_the_listings_own_partition_under_its_repair_key(backbone: Backbone) -> None:
+    copy = acknowledged_copy(backbone)
     del copy.rows["L-4"]  # deleted by hand: only the rows can tell
     started(backbone.runner(probes={CA: copy}), LATE)
     assert ("stale_copy", CA, "L-4") in backbone.findings()
