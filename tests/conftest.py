@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from services.core.connection import SECURITY_VARIABLES, KafkaConnection
 from services.core.settings import KafkaSettings
@@ -32,6 +33,11 @@ from services.localkafka.broker import LocalKafka, free_ports
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 pytest_plugins = ["tests.support.copy_stores"]  # `url` and `store`: one of each copy database
+
+# Hypothesis judges a test by what it finds, not by this machine's speed: its deadline and its
+# "input generation is slow" check failed good tests when other work shared the two cores.
+settings.register_profile("accord", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("accord")
 
 
 # --- Local state -------------------------------------------------------------------

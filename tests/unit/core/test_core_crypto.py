@@ -23,6 +23,8 @@ from services.core.crypto import (
     normalise_national_id,
     pseudonymise,
     public_key_of,
+    sign,
+    verify_signature,
 )
 from services.core.errors import ConfigurationError
 from services.core.events import ALL_EVENTS, Envelope, Event
@@ -40,6 +42,39 @@ def keystore(tmp_path_factory: pytest.TempPathFactory) -> Keystore:
     store = Keystore(tmp_path_factory.mktemp("keys"))
     store.create(["court", "luoshan-police"])
     return store
+
+
+# --- the Ed25519 primitive: libsodium signs and checks what OpenSSL does ------------------------
+
+
+@settings(max_examples=50)
+@given(seed=st.binary(min_size=32, max_size=32), digest=st.binary(min_size=32, max_size=32))
+def test_libsodium_signs_exactly_as_openssl_and_each_checks_the_other(seed: bytes, digest: bytes) -> None:
+    """Events sealed before the switch must still check out, and anyone checking with OpenSSL
+    must accept ours: Ed25519 is deterministic, so the two signatures are byte for byte equal."""
+    private = Ed25519PrivateKey.from_private_bytes(seed)
+    theirs = base64.b64encode(private.sign(digest)).decode()
+    assert sign(private, digest.hex()) == theirs
+    assert verify_signature(digest.hex(), theirs, public_key_of(private))
+    private.public_key().verify(base64.b64decode(sign(private, digest.hex())), digest)  # raises if not
+
+
+def test_a_signature_of_another_digest_key_or_length_is_refused() -> None:
+    private, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    digest = "ab" * 32
+    signature = sign(private, digest)
+    raw = base64.b64decode(signature)
+    assert verify_signature(digest, signature, public_key_of(private))
+    assert not verify_signature("ac" + digest[2:], signature, public_key_of(private))
+    assert not verify_signature(digest, signature, public_key_of(other))
+    # A signature one byte short, over a "digest" that starts with that byte: libsodium alone
+    # would read the two as the signature of the digest's tail, which the key did sign.
+    tail = bytes(31)
+    signed_tail = private.sign(tail)
+    shifted = (signed_tail[63:] + tail).hex()
+    assert not verify_signature(shifted, base64.b64encode(signed_tail[:63]).decode(), public_key_of(private))
+    assert not verify_signature(digest, base64.b64encode(raw + b"\x00").decode(), public_key_of(private))
+    assert not verify_signature("not hex", signature, public_key_of(private))
 
 
 # --- pseudonyms and masking ---------------------------------------------------------------------
