@@ -21,6 +21,7 @@ from services.core.commands import (
 )
 from services.core.crypto import mask_id, mask_name, pseudonymise
 from services.core.errors import RuleViolation
+from services.core.ids import name_id
 from services.core.events import (
     Envelope,
     Exemption,
@@ -175,4 +176,4 @@ def exemption_of(command: ExemptCommand, env: Envelope) -> Exemption:
 
 def derived_id(kind: str, event_id: str) -> str:
     """Ids minted by a command derive from its event id, so a retry mints the same ones."""
-    return str(uuid.uuid5(uuid.UUID(event_id), kind))
+    return name_id(uuid.UUID(event_id), kind)
