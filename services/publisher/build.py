@@ -21,7 +21,6 @@ from services.core.commands import (
 )
 from services.core.crypto import mask_id, mask_name, pseudonymise
 from services.core.errors import RuleViolation
-from services.core.ids import name_id
 from services.core.events import (
     Envelope,
     Exemption,
@@ -34,6 +33,7 @@ from services.core.events import (
     ObjectionFiled,
     ObjectionResolved,
 )
+from services.core.ids import name_id
 from services.core.policy import Policy
 from services.core.rules import (
     check_change,

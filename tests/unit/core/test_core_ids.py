@@ -20,5 +20,6 @@ def test_a_name_id_is_the_uuid5_of_the_namespace_and_the_name(namespace: uuid.UU
 def test_the_ids_a_command_derives_are_the_uuid5s_they_always_were() -> None:
     event_id = event_id_of("court", "import-ghij")
     assert event_id == str(uuid.uuid5(COMMAND_NAMESPACE, "event|court|import-ghij"))
-    assert listing_id_of("court", "import-ghij") == str(uuid.uuid5(COMMAND_NAMESPACE, "listing|court|import-ghij"))
+    listing = str(uuid.uuid5(COMMAND_NAMESPACE, "listing|court|import-ghij"))
+    assert listing_id_of("court", "import-ghij") == listing
     assert derived_id("objection", event_id) == str(uuid.uuid5(uuid.UUID(event_id), "objection"))
