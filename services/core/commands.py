@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from services.core.events import Int, RevocationReason
+from services.core.ids import name_id
 
 COMMAND_NAMESPACE = uuid.UUID("0b5c3f1e-7d8a-4f26-9e41-6a2d9c7b1f53")
 AgencyId = str
@@ -31,13 +32,13 @@ DebtKind = Literal["campus_loan", "commercial_loan", "judgment_debt", "tax", "wa
 @lru_cache(maxsize=4096)  # a command's ids are asked for many times while it is checked and sent
 def event_id_of(agency: str, request_id: str) -> str:
     """Deterministic: the same agency retrying the same request gets the same event id."""
-    return str(uuid.uuid5(COMMAND_NAMESPACE, f"event|{agency}|{request_id}"))
+    return name_id(COMMAND_NAMESPACE, f"event|{agency}|{request_id}")
 
 
 @lru_cache(maxsize=4096)
 def listing_id_of(agency: str, request_id: str) -> str:
     """The id of the listing an issue command creates: a retried issue targets the same listing."""
-    return str(uuid.uuid5(COMMAND_NAMESPACE, f"listing|{agency}|{request_id}"))
+    return name_id(COMMAND_NAMESPACE, f"listing|{agency}|{request_id}")
 
 
 def _new_request_id() -> str:

@@ -33,6 +33,7 @@ from services.core.events import (
     ObjectionFiled,
     ObjectionResolved,
 )
+from services.core.ids import name_id
 from services.core.policy import Policy
 from services.core.rules import (
     check_change,
@@ -175,4 +176,4 @@ def exemption_of(command: ExemptCommand, env: Envelope) -> Exemption:
 
 def derived_id(kind: str, event_id: str) -> str:
     """Ids minted by a command derive from its event id, so a retry mints the same ones."""
-    return str(uuid.uuid5(uuid.UUID(event_id), kind))
+    return name_id(uuid.UUID(event_id), kind)

@@ -239,7 +239,7 @@ class LedgerReader:
             self.undecodable += 1
             return
         if isinstance(event, ListingState):
-            self.book.take_state(event)
+            self.book.take_state(event, msg.value())
         elif isinstance(event, Rejected):
             self.book.take_rejected(event)
 

@@ -98,8 +98,11 @@ class LedgerBook:
 
     # --- what the reader writes ---------------------------------------------------------
 
-    def take_state(self, state: ListingState) -> None:
-        """A record of `ledger`: never go back to an older version (a re-stated or replayed one)."""
+    def take_state(self, state: ListingState, raw: bytes | None = None) -> None:
+        """A record of `ledger`: never go back to an older version (a re-stated or replayed one).
+
+        `raw`, the record's bytes as read (which decoded to `state`), is kept as it is: encoding
+        the state again cost as much as decoding it, on the thread an import's lines wait for."""
         listing_id = state.envelope.listing_id
         with self._lock:
             known = self._db.execute(
@@ -107,9 +110,9 @@ class LedgerBook:
             ).fetchone()
             if known is not None and known[0] > state.envelope.version:
                 return
-            ids = state.event_ids
+            ids, kept = state.event_ids, raw or encode(state)
             self._db.execute("INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?)",
-                             (listing_id, state.envelope.version, len(ids), encode(state)))  # fmt: skip
+                             (listing_id, state.envelope.version, len(ids), kept))  # fmt: skip
             first = known[1] if known else 0
             new = [(e, listing_id, first + n + 1) for n, e in enumerate(ids[first:])]
             self._db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?)", new)

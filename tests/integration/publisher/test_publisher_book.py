@@ -27,9 +27,9 @@ class CountingBook(LedgerBook):
 
     taken = 0
 
-    def take_state(self, state: ListingState) -> None:
+    def take_state(self, state: ListingState, raw: bytes | None = None) -> None:
         self.taken += 1
-        super().take_state(state)
+        super().take_state(state, raw)
 
 
 def fresh_topics(backbone: Backbone) -> Topics:

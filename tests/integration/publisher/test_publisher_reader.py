@@ -20,9 +20,9 @@ TIMEOUT_S = 1.0  # a fresh SASL_SSL client and its metadata take more than 0.3 s
 
 
 class SlowBook(LedgerBook):
-    def take_state(self, state: ListingState) -> None:
+    def take_state(self, state: ListingState, raw: bytes | None = None) -> None:
         time.sleep(0.001)  # 4,000 states take at least 4 s: more than three timeouts
-        super().take_state(state)
+        super().take_state(state, raw)
 
 
 def test_a_ledger_longer_than_the_timeout_to_read_is_read_to_its_end(backbone: Backbone) -> None:

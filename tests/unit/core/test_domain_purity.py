@@ -24,6 +24,7 @@ DOMAIN = (
     "services.core.admission",
     "services.core.fold",
     "services.core.crypto",
+    "services.core.ids",
     "services.core.rejections",
     "services.core.errors",
     "services.core.topics",

@@ -165,3 +165,14 @@ def test_two_processes_never_write_the_same_book(tmp_path: Path) -> None:
     assert third.path == first.path  # released with its process (or its close)
     second.close()
     third.close()
+
+
+def test_a_state_is_kept_as_the_bytes_it_was_read_as_and_reads_back_as_that_state(keystore: Keystore) -> None:
+    issue = samples.issue()
+    _, states = chain(keystore, [issue])
+    read = encode(states[0])  # what the reader got from `ledger`
+    book = LedgerBook(AUTHORS)
+    book.take_state(states[0], read)
+    kept = book.snapshot.db.execute("SELECT raw FROM states WHERE listing_id = ?", (issue.listing_id,))
+    assert kept.fetchone()[0] == read  # not encoded a second time
+    assert book.state(issue.listing_id) == states[0]
