@@ -17,6 +17,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
+from benchmarks.generated_state import acked, bulk
 from services.core.connection import KafkaConnection
 from services.core.digest import DEFAULT_BUCKETS
 from services.core.events import CopyApplied, CopyDigest, Envelope
@@ -88,12 +89,14 @@ def snapshot_of(
     path: Path, connection: KafkaConnection, topics: Topics, agency: str, acks: int, pairs: int
 ) -> None:
     """Into the snapshot at `path`: what reading the backlog leaves, and each partition's end."""
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA synchronous=OFF")
-    chunk = 100_000
-    for start in range(0, acks, chunk):
-        rows = [(agency, f"G-{i:07}", micros(AT)) for i in range(start, min(acks, start + chunk))]
-        db.executemany("INSERT OR REPLACE INTO acks VALUES (?, ?, 1, 1, 'upsert', ?, 0, 0)", rows)
+    with bulk(path) as db:
+        _kept(db, connection, topics, agency, acks, pairs)
+
+
+def _kept(
+    db: sqlite3.Connection, connection: KafkaConnection, topics: Topics, agency: str, acks: int, pairs: int
+) -> None:
+    acked(db, agency, acks, micros(AT))
     seen = [(findings.finding_id(findings.STALE_COPY, agency, f"G-{i:07}", 1, None, AT.isoformat()),)
             for i in range(pairs)]  # fmt: skip
     db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", seen)
@@ -104,5 +107,3 @@ def snapshot_of(
     ends = end_offsets(connection, inputs)
     db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
                    [(tp.topic, tp.partition, high) for tp, high in ends.items()])  # fmt: skip
-    db.commit()
-    db.close()

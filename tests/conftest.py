@@ -15,6 +15,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -30,6 +31,7 @@ from hypothesis import HealthCheck, settings
 from services.core.connection import SECURITY_VARIABLES, KafkaConnection
 from services.core.settings import KafkaSettings
 from services.localkafka.broker import LocalKafka, free_ports
+from tests.support.reaper import reaped
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 pytest_plugins = ["tests.support.copy_stores"]  # `url` and `store`: one of each copy database
@@ -81,13 +83,22 @@ def kafka_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaConne
             with _session_environment(KafkaConnection(bootstrap)) as connection:
                 yield connection
     else:
-        broker = LocalKafka(tmp_path_factory.mktemp("kafka"), heap_mb=SESSION_HEAP_MB)
-        try:
-            broker.start()
+        with local_broker(tmp_path_factory.mktemp("kafka")) as broker:
             admin = broker.connection()
             assert admin is not None
             with _session_environment(admin) as connection:
                 yield connection
+
+
+@contextlib.contextmanager
+def local_broker(folder: Path) -> Iterator[LocalKafka]:
+    """The session's own broker in `folder`, stopped when the session ends, pass or fail, and by a
+    watcher (`tests/support/reaper.py`) should the session be killed before it could stop it."""
+    broker = LocalKafka(folder, heap_mb=SESSION_HEAP_MB)
+    with reaped(broker.pid_file, f"{broker.state_dir}/node-", signal.SIGTERM):
+        try:
+            broker.start()
+            yield broker
         finally:
             broker.stop()
 
@@ -257,6 +268,7 @@ class _PostgresCluster:
         self.data = self.root / "data"
         self.port = free_ports(1)[0]
         self.started = False
+        self._watcher = contextlib.ExitStack()
 
     def _run(self, *command: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -274,7 +286,18 @@ class _PostgresCluster:
         log = self.root / "postgres.log"
         return log.read_text(errors="replace")[-4000:] if log.is_file() else ""
 
+    @property
+    def postmaster_pid(self) -> int | None:
+        """The running postmaster's pid (the first line of its pid file), None if there is none."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        return None
+
     def start(self) -> str:
+        """Initialise and start the cluster; a watcher stops it (fast shutdown) and removes its folder
+        should this process die before `stop` (pg_ctl daemonises the postmaster: it outlives us)."""
+        pid_file = self.data / "postmaster.pid"
+        self._watcher.enter_context(reaped(pid_file, str(self.data), signal.SIGINT, True, (self.root,)))
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
@@ -298,3 +321,4 @@ class _PostgresCluster:
                 self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+            self._watcher.close()
