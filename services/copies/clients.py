@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from services.core.cloudevent import source
+from services.core.cloudevent import Encoded, source
 from services.core.connection import KafkaConnection
 from services.core.errors import ConfigurationError
 from services.core.events import Event
@@ -73,6 +73,12 @@ class Reporter(Protocol):
     ) -> None:
         """Queue `event` (`encoded`: its bytes, already encoded) for `topic` under `key`; `on_delivery`
         is called with the broker's refusal (or None) from a later `poll` or `flush`."""
+        ...
+
+    def send_encoded(
+        self, topic: str, key: str, message: Encoded, on_delivery: Delivery | None = None
+    ) -> None:
+        """Queue an event already encoded (an acknowledgement written without its model), as `send`."""
         ...
 
     def flush(self) -> None:

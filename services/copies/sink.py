@@ -38,10 +38,11 @@ from services.copies.clients import Record, Reporter, ViewFeed
 from services.copies.settings import CopySettings
 from services.core import metrics, serde
 from services.core.clock import Clock, utc_now
+from services.core.cloudevent import Encoded
 from services.core.copystore import Applied, Change, CopyStore, Holding, Refusal
 from services.core.digest import DEFAULT_BUCKETS
 from services.core.errors import BrokerUnavailable, ContractError
-from services.core.events import CopyApplied, Event, ViewChanged
+from services.core.events import Event, ViewChanged
 from services.core.health import Health, Progress
 from services.core.policy import Policy
 from services.core.position import Position
@@ -95,7 +96,8 @@ class Sink:
         self.topic = self.topics.views(agency)
         self.budget = Budget(self.options.verify_rows_per_minute)
         self.next_step = random.randrange(DEFAULT_BUCKETS + 1)  # restarts do not favour low buckets
-        self.reports: dict[tuple[int, int], tuple[Event, bytes]] = {}
+        self.reports: dict[tuple[int, int], Encoded] = {}
+        self.acks = messages.Acknowledgements(agency, clock())  # the batch's, dated when it is taken
         self.in_flight = 0  # sent, neither confirmed nor refused yet
         self.confirmed: list[tuple[int, int]] = []  # (partition, offset) confirmed, still in the outbox
         self.refused: list[str] = []  # what the broker refused to take, and why
@@ -143,6 +145,7 @@ class Sink:
     def _take(self, batch: list[Record]) -> None:
         """The batch in one transaction; then what it must report, sent; then the group told."""
         self.reports = {}  # (partition, offset) -> the acknowledgement or refusal built for it
+        self.acks = messages.Acknowledgements(self.agency, self.clock())
         items = [self._item(record) for record in batch]
         outcomes = self.store.take(items)
         taken, now = [], time.time()
@@ -151,7 +154,7 @@ class Sink:
             if outcome is Applied.APPLIED and record.timestamp_ms > 0:
                 self.latency.observe(max(0.0, now - record.timestamp_ms / 1000))
             if outcome is not Applied.REPEATED and (item.partition, item.offset) in self.reports:
-                taken.append((item.partition, item.offset, *self.reports[item.partition, item.offset]))
+                taken.append((item.partition, item.offset, self.reports[item.partition, item.offset]))
         applied = outcomes.count(Applied.APPLIED)
         if applied:
             self.last_applied_at = self.clock()
@@ -192,18 +195,15 @@ class Sink:
         if fault is not None:
             return self._refusal(record, *fault)
         assert isinstance(event, ViewChanged)
-        return Change(
-            event, record.partition, record.offset, partial(self._ack, event, record.partition, record.offset)
-        )
+        lid, partition, offset = event.envelope.listing_id, record.partition, record.offset
+        return Change(event, partition, offset, partial(self._ack, lid, partition, offset))
 
-    def _ack(self, change: ViewChanged, partition: int, offset: int, held: Holding) -> bytes:
+    def _ack(self, listing_id: str, partition: int, offset: int, held: Holding) -> bytes:
         """What the copy holds once it took the change: the change itself, or, when the change was
         older than what it knew (a repair the ledger overtook), what it kept instead."""
-        lid, at = change.envelope.listing_id, self.clock()
-        ack = messages.holding(lid, held.version, held.row, partition, offset, self.agency, at, held.row_hash)
-        encoded = messages.encode_applied(ack)
-        self.reports[partition, offset] = (ack, encoded)
-        return encoded
+        ack = self.acks.of(listing_id, held.version, held.row_hash, partition, offset)
+        self.reports[partition, offset] = ack
+        return ack.value
 
     def _refusal(self, record: Record, code: str, reason: str) -> Refusal:
         where = Position(self.topic, record.partition, record.offset)
@@ -211,7 +211,7 @@ class Sink:
         log.warning("copy of %s refuses %s[%d]@%d: %s", self.agency, record.topic, record.partition,
                     record.offset, reason)  # fmt: skip
         encoded = serde.encode(refused)
-        self.reports[record.partition, record.offset] = (refused, encoded)
+        self.reports[record.partition, record.offset] = Encoded.of(refused, encoded)
         return Refusal(record.partition, record.offset, encoded)
 
     def _note(self, item: Change | Refusal, outcome: Applied) -> None:
@@ -225,19 +225,18 @@ class Sink:
     def _send_outbox(self) -> None:
         """Send every acknowledgement or refusal a crash left kept, as kept (same bytes, same id)."""
         unsent = self.store.unsent_acks()
-        self._send([(p, o, serde.decode(data, "copy outbox"), data) for p, o, data in unsent])
+        self._send([(p, o, Encoded.of(serde.decode(data, "copy outbox"), data)) for p, o, data in unsent])
         self._clear(wait=True)
 
-    def _send(self, reports: list[tuple[int, int, Event, bytes]]) -> None:
+    def _send(self, reports: list[tuple[int, int, Encoded]]) -> None:
         """Send the very bytes kept in the store; each is forgotten there once the broker confirmed it."""
         applied_to = self.topics.copies_applied(self.agency)
-        for partition, offset, event, data in reports:
-            lid = event.envelope.listing_id
-            if isinstance(event, CopyApplied):
-                topic, key = applied_to, copy_key(self.agency, lid)
+        for partition, offset, report in reports:
+            if report.name == messages.APPLIED:
+                topic, key = applied_to, copy_key(self.agency, report.subject)
             else:
-                topic, key = self.topics.rejected, lid
-            self.reporter.send(topic, key, event, encoded=data, on_delivery=self._delivery(partition, offset))
+                topic, key = self.topics.rejected, report.subject
+            self.reporter.send_encoded(topic, key, report, self._delivery(partition, offset))
         self.in_flight += len(reports)
 
     def _delivery(self, partition: int, offset: int) -> Callable[[KafkaError | None, object], None]:
