@@ -81,13 +81,15 @@ class Reporter(Protocol):
         """Queue an event already encoded (an acknowledgement written without its model), as `send`."""
         ...
 
-    def flush(self) -> None:
-        """Wait until the broker confirmed every message sent; `BrokerUnavailable` otherwise."""
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until the broker confirmed every message sent; `BrokerUnavailable` after `timeout`."""
         ...
 
     def poll(self, timeout: float) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait up to `timeout` for what is queued (`BrokerUnavailable` if some stays), then release."""
+        ...
 
 
 class KafkaViewFeed:

@@ -27,6 +27,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime
 from functools import partial
 
@@ -52,6 +53,7 @@ from services.core.topics import copy_key
 log = logging.getLogger("accord.copy")
 STEP_ROWS = 50  # what one verification step costs beyond the rows it reads (a transaction, a query)
 IN_FLIGHT_BATCHES = 4  # unconfirmed acknowledgements, in batches, beyond which the sink waits for the broker
+CLOSE_WAIT_S = 5.0  # how long a closing sink waits for the broker to confirm what it sent
 
 
 class Budget:
@@ -296,11 +298,27 @@ class Sink:
         self.applied_at_digest = self.applied
 
     def close(self) -> None:
+        """Wait at most `CLOSE_WAIT_S` for the broker to confirm what was sent, forget in the store
+        what it confirmed, then release the clients without waiting again. Nothing is lost: what the
+        broker did not confirm stays kept in the store and the next start re-sends it, same bytes,
+        same ids (`_send_outbox`); a broker that is down costs the close seconds, not minutes."""
         try:
-            if self.in_flight or self.confirmed:
-                self._clear(wait=True)
+            self._settle()
         finally:
             try:
-                self.reporter.close()
+                self.reporter.close(0)  # anything still queued is kept in the store, or a digest
+            except BrokerUnavailable as e:
+                log.info("copy of %s closed its producer with messages unconfirmed: %s", self.agency, e)
             finally:
                 self.feed.close()
+
+    def _settle(self) -> None:
+        with suppress(BrokerUnavailable):  # what stays unconfirmed is said below
+            self.reporter.flush(CLOSE_WAIT_S)
+        confirmed, self.confirmed = self.confirmed, []
+        if confirmed:
+            self.store.acks_sent(confirmed)
+        if self.in_flight or self.refused:
+            log.warning("copy of %s closes with %d reports (acknowledgements, refusals) the broker did not "
+                        "confirm within %.0f s and %d it refused: kept in its store, re-sent at the next "
+                        "start", self.agency, self.in_flight, CLOSE_WAIT_S, len(self.refused))  # fmt: skip

@@ -223,11 +223,15 @@ class EventProducer:
         self._producer.poll(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Wait for what is queued, then release the client now: one left to the garbage collector
-        keeps reconnecting, and logging about it, to a broker that may be long gone."""
+        """Wait up to `timeout` for what is queued, then release the client now: one left to the
+        garbage collector keeps reconnecting, and logging about it, to a broker that may be long gone.
+        What the broker did not confirm by then is purged first (`BrokerUnavailable` says how many):
+        librdkafka's close waits for every queued message, with the broker down for ever."""
         try:
             self.flush(timeout)
         finally:
+            if len(self._producer):
+                self._producer.purge()
             self._producer.close()
 
 

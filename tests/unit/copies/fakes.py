@@ -96,7 +96,7 @@ class FakeReporter:
         assert message == Encoded.of(event, message.value), "the headers do not say what the bytes do"
         self.queued.append((topic, key, event, on_delivery))
 
-    def flush(self) -> None:
+    def flush(self, timeout: float = 30.0) -> None:
         """Confirms every queued message to its `on_delivery` (or refuses it); `failing`: loses them."""
         if self.failing:
             self.queued.clear()  # lost with the producer
@@ -112,7 +112,7 @@ class FakeReporter:
     def poll(self, timeout: float) -> None:
         self.flush()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         self.flush()
 
     def on(self, topic: str) -> list[Event]:
