@@ -126,8 +126,9 @@ class BatchWriter:
 
     def _write(self) -> None:
         replaced = {lid: s for lid, s in self.listings.items() if s.held is not _UNREAD}
-        self._write_rows(replaced)
-        self._write_buckets(replaced)
+        buckets = {lid: bucket_of(lid, self.size) for lid in replaced}  # each worked out once
+        self._write_rows(replaced, buckets)
+        self._write_buckets(replaced, buckets)
         delivered = [(lid, s.known) for lid, s in self.listings.items() if s.delivered]
         self.cur.executemany(
             "INSERT INTO copy_versions (listing_id, version) VALUES (?, ?) ON CONFLICT (listing_id) "
@@ -150,21 +151,21 @@ class BatchWriter:
                 (datetime.now(UTC).isoformat(),),
             )
 
-    def _write_rows(self, replaced: dict[str, _Listing]) -> None:
+    def _write_rows(self, replaced: dict[str, _Listing], buckets: dict[str, int]) -> None:
         gone = [(lid,) for lid, s in replaced.items() if s.existed]
         self.cur.executemany("DELETE FROM copy_rows WHERE listing_id = ?", gone)
         self.cur.executemany(
             f"INSERT INTO copy_rows ({ROW_COLUMNS}, bucket, leaf) VALUES ({', '.join('?' * 11)})",
-            [(*s.columns, bucket_of(lid, self.size), f"{s.value:064x}")
+            [(*s.columns, buckets[lid], f"{s.value:064x}")
              for lid, s in replaced.items() if s.held],
         )  # fmt: skip
 
-    def _write_buckets(self, replaced: dict[str, _Listing]) -> None:
+    def _write_buckets(self, replaced: dict[str, _Listing], buckets: dict[str, int]) -> None:
         """Each replaced listing takes out the leaf `apply` added for it (from the bucket its id falls
         in: a hand-edited bucket column cannot mislead this) and adds the leaf of its new row."""
         deltas: dict[int, list[int]] = {}
         for lid, s in replaced.items():
-            delta = deltas.setdefault(bucket_of(lid, self.size), [0, 0])
+            delta = deltas.setdefault(buckets[lid], [0, 0])
             if s.stored is not None:
                 delta[0], delta[1] = delta[0] - s.stored, delta[1] - 1
             if s.held:
