@@ -146,6 +146,15 @@ def test_a_change_for_another_agency_is_refused_and_changes_nothing(store: CopyS
     assert list(store.rows()) == []
 
 
+def test_an_upsert_of_a_row_no_copy_may_hold_is_refused_and_changes_nothing(store: CopyStore) -> None:
+    """The row is no longer validated again as a `ViewRow`: its one narrower rule is checked here."""
+    revoked = upsert(row("L-1")).model_copy(update={"status": "revoked"})
+    with pytest.raises(ContractError, match="an upsert with status 'revoked'"):
+        store.take([Change(upsert(row("L-2")), 0, 0), Change(revoked, 0, 1)])
+    assert store.positions() == {}
+    assert list(store.rows()) == []
+
+
 def test_a_store_belongs_to_one_agency(url: str) -> None:
     open_store(url, AGENCY).close()
     with pytest.raises(ConfigurationError, match=f"holds the copy of {AGENCY}"):
