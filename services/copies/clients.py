@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from services.core.cloudevent import source
+from services.core.cloudevent import Encoded, source
 from services.core.connection import KafkaConnection
 from services.core.errors import ConfigurationError
 from services.core.events import Event
@@ -75,13 +75,21 @@ class Reporter(Protocol):
         is called with the broker's refusal (or None) from a later `poll` or `flush`."""
         ...
 
-    def flush(self) -> None:
-        """Wait until the broker confirmed every message sent; `BrokerUnavailable` otherwise."""
+    def send_encoded(
+        self, topic: str, key: str, message: Encoded, on_delivery: Delivery | None = None
+    ) -> None:
+        """Queue an event already encoded (an acknowledgement written without its model), as `send`."""
+        ...
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until the broker confirmed every message sent; `BrokerUnavailable` after `timeout`."""
         ...
 
     def poll(self, timeout: float) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait up to `timeout` for what is queued (`BrokerUnavailable` if some stays), then release."""
+        ...
 
 
 class KafkaViewFeed:

@@ -27,6 +27,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime
 from functools import partial
 
@@ -38,10 +39,11 @@ from services.copies.clients import Record, Reporter, ViewFeed
 from services.copies.settings import CopySettings
 from services.core import metrics, serde
 from services.core.clock import Clock, utc_now
+from services.core.cloudevent import Encoded
 from services.core.copystore import Applied, Change, CopyStore, Holding, Refusal
 from services.core.digest import DEFAULT_BUCKETS
 from services.core.errors import BrokerUnavailable, ContractError
-from services.core.events import CopyApplied, Event, ViewChanged
+from services.core.events import Event, ViewChanged
 from services.core.health import Health, Progress
 from services.core.policy import Policy
 from services.core.position import Position
@@ -51,6 +53,7 @@ from services.core.topics import copy_key
 log = logging.getLogger("accord.copy")
 STEP_ROWS = 50  # what one verification step costs beyond the rows it reads (a transaction, a query)
 IN_FLIGHT_BATCHES = 4  # unconfirmed acknowledgements, in batches, beyond which the sink waits for the broker
+CLOSE_WAIT_S = 5.0  # how long a closing sink waits for the broker to confirm what it sent
 
 
 class Budget:
@@ -95,7 +98,8 @@ class Sink:
         self.topic = self.topics.views(agency)
         self.budget = Budget(self.options.verify_rows_per_minute)
         self.next_step = random.randrange(DEFAULT_BUCKETS + 1)  # restarts do not favour low buckets
-        self.reports: dict[tuple[int, int], tuple[Event, bytes]] = {}
+        self.reports: dict[tuple[int, int], Encoded] = {}
+        self.acks = messages.Acknowledgements(agency, clock())  # the batch's, dated when it is taken
         self.in_flight = 0  # sent, neither confirmed nor refused yet
         self.confirmed: list[tuple[int, int]] = []  # (partition, offset) confirmed, still in the outbox
         self.refused: list[str] = []  # what the broker refused to take, and why
@@ -143,6 +147,7 @@ class Sink:
     def _take(self, batch: list[Record]) -> None:
         """The batch in one transaction; then what it must report, sent; then the group told."""
         self.reports = {}  # (partition, offset) -> the acknowledgement or refusal built for it
+        self.acks = messages.Acknowledgements(self.agency, self.clock())
         items = [self._item(record) for record in batch]
         outcomes = self.store.take(items)
         taken, now = [], time.time()
@@ -151,7 +156,7 @@ class Sink:
             if outcome is Applied.APPLIED and record.timestamp_ms > 0:
                 self.latency.observe(max(0.0, now - record.timestamp_ms / 1000))
             if outcome is not Applied.REPEATED and (item.partition, item.offset) in self.reports:
-                taken.append((item.partition, item.offset, *self.reports[item.partition, item.offset]))
+                taken.append((item.partition, item.offset, self.reports[item.partition, item.offset]))
         applied = outcomes.count(Applied.APPLIED)
         if applied:
             self.last_applied_at = self.clock()
@@ -192,18 +197,15 @@ class Sink:
         if fault is not None:
             return self._refusal(record, *fault)
         assert isinstance(event, ViewChanged)
-        return Change(
-            event, record.partition, record.offset, partial(self._ack, event, record.partition, record.offset)
-        )
+        lid, partition, offset = event.envelope.listing_id, record.partition, record.offset
+        return Change(event, partition, offset, partial(self._ack, lid, partition, offset))
 
-    def _ack(self, change: ViewChanged, partition: int, offset: int, held: Holding) -> bytes:
+    def _ack(self, listing_id: str, partition: int, offset: int, held: Holding) -> bytes:
         """What the copy holds once it took the change: the change itself, or, when the change was
         older than what it knew (a repair the ledger overtook), what it kept instead."""
-        lid, at = change.envelope.listing_id, self.clock()
-        ack = messages.holding(lid, held.version, held.row, partition, offset, self.agency, at, held.row_hash)
-        encoded = messages.encode_applied(ack)
-        self.reports[partition, offset] = (ack, encoded)
-        return encoded
+        ack = self.acks.of(listing_id, held.version, held.row_hash, partition, offset)
+        self.reports[partition, offset] = ack
+        return ack.value
 
     def _refusal(self, record: Record, code: str, reason: str) -> Refusal:
         where = Position(self.topic, record.partition, record.offset)
@@ -211,7 +213,7 @@ class Sink:
         log.warning("copy of %s refuses %s[%d]@%d: %s", self.agency, record.topic, record.partition,
                     record.offset, reason)  # fmt: skip
         encoded = serde.encode(refused)
-        self.reports[record.partition, record.offset] = (refused, encoded)
+        self.reports[record.partition, record.offset] = Encoded.of(refused, encoded)
         return Refusal(record.partition, record.offset, encoded)
 
     def _note(self, item: Change | Refusal, outcome: Applied) -> None:
@@ -225,19 +227,18 @@ class Sink:
     def _send_outbox(self) -> None:
         """Send every acknowledgement or refusal a crash left kept, as kept (same bytes, same id)."""
         unsent = self.store.unsent_acks()
-        self._send([(p, o, serde.decode(data, "copy outbox"), data) for p, o, data in unsent])
+        self._send([(p, o, Encoded.of(serde.decode(data, "copy outbox"), data)) for p, o, data in unsent])
         self._clear(wait=True)
 
-    def _send(self, reports: list[tuple[int, int, Event, bytes]]) -> None:
+    def _send(self, reports: list[tuple[int, int, Encoded]]) -> None:
         """Send the very bytes kept in the store; each is forgotten there once the broker confirmed it."""
         applied_to = self.topics.copies_applied(self.agency)
-        for partition, offset, event, data in reports:
-            lid = event.envelope.listing_id
-            if isinstance(event, CopyApplied):
-                topic, key = applied_to, copy_key(self.agency, lid)
+        for partition, offset, report in reports:
+            if report.name == messages.APPLIED:
+                topic, key = applied_to, copy_key(self.agency, report.subject)
             else:
-                topic, key = self.topics.rejected, lid
-            self.reporter.send(topic, key, event, encoded=data, on_delivery=self._delivery(partition, offset))
+                topic, key = self.topics.rejected, report.subject
+            self.reporter.send_encoded(topic, key, report, self._delivery(partition, offset))
         self.in_flight += len(reports)
 
     def _delivery(self, partition: int, offset: int) -> Callable[[KafkaError | None, object], None]:
@@ -297,11 +298,27 @@ class Sink:
         self.applied_at_digest = self.applied
 
     def close(self) -> None:
+        """Wait at most `CLOSE_WAIT_S` for the broker to confirm what was sent, forget in the store
+        what it confirmed, then release the clients without waiting again. Nothing is lost: what the
+        broker did not confirm stays kept in the store and the next start re-sends it, same bytes,
+        same ids (`_send_outbox`); a broker that is down costs the close seconds, not minutes."""
         try:
-            if self.in_flight or self.confirmed:
-                self._clear(wait=True)
+            self._settle()
         finally:
             try:
-                self.reporter.close()
+                self.reporter.close(0)  # anything still queued is kept in the store, or a digest
+            except BrokerUnavailable as e:
+                log.info("copy of %s closed its producer with messages unconfirmed: %s", self.agency, e)
             finally:
                 self.feed.close()
+
+    def _settle(self) -> None:
+        with suppress(BrokerUnavailable):  # what stays unconfirmed is said below
+            self.reporter.flush(CLOSE_WAIT_S)
+        confirmed, self.confirmed = self.confirmed, []
+        if confirmed:
+            self.store.acks_sent(confirmed)
+        if self.in_flight or self.refused:
+            log.warning("copy of %s closes with %d reports (acknowledgements, refusals) the broker did not "
+                        "confirm within %.0f s and %d it refused: kept in its store, re-sent at the next "
+                        "start", self.agency, self.in_flight, CLOSE_WAIT_S, len(self.refused))  # fmt: skip

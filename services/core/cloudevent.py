@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
+from typing import NamedTuple
 from urllib.parse import quote
 
 from services.core.events import Event
@@ -47,22 +48,41 @@ def data_schema(writer: WriterSchema) -> str:
     return f"urn:accord:schema:accord.{writer.name}:v{writer.version}:{writer.fingerprint.hex()}"
 
 
+@lru_cache(maxsize=16)
 def rfc3339(at: datetime) -> str:
+    """Cached: a copy's acknowledgements of one batch, thousands a second, share one time."""
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def cloudevent_headers(event: Event, written_by: str) -> list[tuple[str, bytes]]:
-    """The binary-mode headers of `event` from `written_by` (a `source`), in its type's current schema.
+class Encoded(NamedTuple):
+    """An event already encoded (`value`), with what its headers carry: its record name, id, subject
+    and time. A copy builds its acknowledgements' bytes straight from their fields, no model made."""
 
-    What depends only on the type and the writer is encoded once (`_fixed`), then the event's id,
-    subject and time; an empty value is left out (a digest names no listing)."""
-    envelope = event.envelope
-    varying = (
-        (ID_HEADER, envelope.event_id),
-        ("ce_subject", envelope.listing_id),
-        ("ce_time", rfc3339(envelope.occurred_at)),
-    )
-    return [*_fixed(type(event).__name__, written_by), *((n, v.encode()) for n, v in varying if v)]
+    name: str
+    event_id: str
+    subject: str
+    occurred_at: datetime
+    value: bytes
+
+    @classmethod
+    def of(cls, event: Event, value: bytes) -> Encoded:
+        """`event`, whose encoding is `value`."""
+        env = event.envelope
+        return cls(type(event).__name__, env.event_id, env.listing_id, env.occurred_at, value)
+
+
+def cloudevent_headers(event: Event, written_by: str) -> list[tuple[str, bytes]]:
+    """The binary-mode headers of `event` from `written_by` (a `source`), in its type's current schema."""
+    env = event.envelope
+    return headers(type(event).__name__, written_by, env.event_id, env.listing_id, env.occurred_at)
+
+
+def headers(name: str, written_by: str, event_id: str, subject: str, at: datetime) -> list[tuple[str, bytes]]:
+    """The headers of an event of record `name`: what depends only on the type and the writer is
+    encoded once (`_fixed`), then the event's id, subject and time; an empty value is left out (a
+    digest names no listing)."""
+    varying = ((ID_HEADER, event_id), ("ce_subject", subject), ("ce_time", rfc3339(at)))
+    return [*_fixed(name, written_by), *((n, v.encode()) for n, v in varying if v)]
 
 
 @cache

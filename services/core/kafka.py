@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic  # type: ignore[attr-defined]
 
-from services.core.cloudevent import UNNAMED, cloudevent_headers
+from services.core.cloudevent import UNNAMED, Encoded, cloudevent_headers, headers
 from services.core.connection import KafkaConnection
 from services.core.errors import BrokerUnavailable, ConfigurationError
 from services.core.events import Event
@@ -179,6 +179,11 @@ class EventProducer:
         where: dict[str, Any] = {} if partition is None else {"partition": partition}
         self._produce(topic, value=value, key=key.encode(), headers=headers, on_delivery=on_delivery, **where)
 
+    def send_encoded(self, topic: str, key: str, message: Encoded, on_delivery: Any = None) -> None:
+        """Queue one event already encoded, with the headers its fields give (see `send`)."""
+        ce = headers(message.name, self._source, message.event_id, message.subject, message.occurred_at)
+        self._produce(topic, value=message.value, key=key.encode(), headers=ce, on_delivery=on_delivery)
+
     def send_record(
         self, topic: str, partition: int, key: bytes, value: bytes | None, on_delivery: Any
     ) -> None:
@@ -218,11 +223,15 @@ class EventProducer:
         self._producer.poll(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Wait for what is queued, then release the client now: one left to the garbage collector
-        keeps reconnecting, and logging about it, to a broker that may be long gone."""
+        """Wait up to `timeout` for what is queued, then release the client now: one left to the
+        garbage collector keeps reconnecting, and logging about it, to a broker that may be long gone.
+        What the broker did not confirm by then is purged first (`BrokerUnavailable` says how many):
+        librdkafka's close waits for every queued message, with the broker down for ever."""
         try:
             self.flush(timeout)
         finally:
+            if len(self._producer):
+                self._producer.purge()
             self._producer.close()
 
 

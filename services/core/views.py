@@ -12,7 +12,7 @@ import json
 import uuid
 from datetime import datetime
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime
 
@@ -71,6 +71,21 @@ class ViewRow(Model):
             expires_at=change.expires_at,
             exemptions=change.exemptions,
         )
+
+
+ROW_FIELDS = ("status", "subject_ref", "measures", "fields", "effective_from", "expires_at", "exemptions")
+
+
+def row_data(change: ViewChanged) -> dict[str, Any]:
+    """`ViewRow.from_change(change).model_dump(mode="json")` from one dump of the change, no row model
+    built: the row's fields are the change's, of the same types, validated when it was decoded. The
+    row's one narrower rule, a live status, is the caller's to check (a copy refuses others first)."""
+    data = change.model_dump(mode="json", include=_INCLUDED)
+    envelope = data.pop("envelope")
+    return {"listing_id": envelope["listing_id"], "version": envelope["version"], **data}
+
+
+_INCLUDED: dict[str, Any] = {"envelope": {"listing_id", "version"}, **dict.fromkeys(ROW_FIELDS, True)}
 
 
 def entitled_fields(state: ListingState, allowed: list[str]) -> dict[str, str]:

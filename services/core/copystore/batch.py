@@ -19,7 +19,7 @@ from services.core.copystore.columns import ROW_COLUMNS, Cursor, hex_or_none
 from services.core.copystore.port import Applied, Change, Holding, Refusal, StoreError, judge
 from services.core.digest import MODULUS, bucket_of, leaf
 from services.core.events import ViewChanged
-from services.core.views import ViewRow
+from services.core.views import row_data
 
 CHUNK = 500  # ids per IN (...) list: well under every database's limit on parameters
 
@@ -33,7 +33,7 @@ class _Listing:
     known: int  # newest version delivered
     stored: int | None  # the leaf `apply` added for the stored row; None: no row, or one never added
     existed: bool  # a row was stored before the batch
-    row: ViewRow | None = _UNREAD  # the row the batch leaves, once it replaced the stored one
+    held: Any = _UNREAD  # the row_hash of the row the batch leaves ("": none), once it replaced it
     value: int = 0  # that row's leaf
     columns: tuple[Any, ...] = ()  # and its column values
     delivered: bool = False
@@ -96,25 +96,27 @@ class BatchWriter:
     def _replace(self, state: _Listing, change: ViewChanged) -> Holding:
         """The listing's row becomes the change's (or none); its JSON is rendered once, for the
         columns, the row hash and the leaf alike."""
-        state.known, state.delivered, self.applied = max(state.known, change.envelope.version), True, True
-        state.row = row = ViewRow.from_change(change) if change.op == "upsert" else None
-        if row is None:
-            return Holding(None, change.envelope.version)
-        state.columns, row_hash = columns.rendered(row.model_dump(mode="json"))
-        state.value = leaf(row.listing_id, row.version, row.status, row_hash)
-        return Holding(row, change.envelope.version, row_hash)
+        version = change.envelope.version
+        state.known, state.delivered, self.applied = max(state.known, version), True, True
+        if change.op != "upsert":
+            state.held = ""
+            return Holding(version)
+        state.columns, state.held = columns.rendered(row_data(change))
+        state.value = leaf(change.envelope.listing_id, version, change.status, state.held)
+        return Holding(version, state.held)
 
     def _holding(self, listing_id: str, state: _Listing) -> Holding:
-        """What the copy holds of a listing, for the acknowledgement of a change it passed over."""
-        row = state.row
-        if row is _UNREAD:
-            self.cur.execute(f"SELECT {ROW_COLUMNS} FROM copy_rows WHERE listing_id = ?", (listing_id,))
-            found = self.cur.fetchone()
-            try:
-                row = columns.decode(tuple(found)) if found else None
-            except StoreError:
-                row = None  # a damaged row: the acknowledgement says no row, the reconciler finds it
-        return Holding(row, row.version if row is not None else state.known)
+        """What the copy holds of a listing, for the acknowledgement of a change it passed over (a row
+        the batch replaced is at the newest version delivered: an older change is never applied)."""
+        if state.held is not _UNREAD:
+            return Holding(state.known, state.held)
+        self.cur.execute(f"SELECT {ROW_COLUMNS} FROM copy_rows WHERE listing_id = ?", (listing_id,))
+        found = self.cur.fetchone()
+        try:
+            row = columns.decode(tuple(found)) if found else None
+        except StoreError:
+            row = None  # a damaged row: the acknowledgement says no row, the reconciler finds it
+        return Holding(row.version, row.row_hash()) if row is not None else Holding(state.known)
 
     def _keep(self, partition: int, offset: int, ack: bytes | None) -> None:
         if ack is not None:
@@ -123,9 +125,10 @@ class BatchWriter:
     # --- writes ------------------------------------------------------------------------
 
     def _write(self) -> None:
-        replaced = {lid: s for lid, s in self.listings.items() if s.row is not _UNREAD}
-        self._write_rows(replaced)
-        self._write_buckets(replaced)
+        replaced = {lid: s for lid, s in self.listings.items() if s.held is not _UNREAD}
+        buckets = {lid: bucket_of(lid, self.size) for lid in replaced}  # each worked out once
+        self._write_rows(replaced, buckets)
+        self._write_buckets(replaced, buckets)
         delivered = [(lid, s.known) for lid, s in self.listings.items() if s.delivered]
         self.cur.executemany(
             "INSERT INTO copy_versions (listing_id, version) VALUES (?, ?) ON CONFLICT (listing_id) "
@@ -148,24 +151,24 @@ class BatchWriter:
                 (datetime.now(UTC).isoformat(),),
             )
 
-    def _write_rows(self, replaced: dict[str, _Listing]) -> None:
+    def _write_rows(self, replaced: dict[str, _Listing], buckets: dict[str, int]) -> None:
         gone = [(lid,) for lid, s in replaced.items() if s.existed]
         self.cur.executemany("DELETE FROM copy_rows WHERE listing_id = ?", gone)
         self.cur.executemany(
             f"INSERT INTO copy_rows ({ROW_COLUMNS}, bucket, leaf) VALUES ({', '.join('?' * 11)})",
-            [(*s.columns, bucket_of(lid, self.size), f"{s.value:064x}")
-             for lid, s in replaced.items() if s.row is not None],
+            [(*s.columns, buckets[lid], f"{s.value:064x}")
+             for lid, s in replaced.items() if s.held],
         )  # fmt: skip
 
-    def _write_buckets(self, replaced: dict[str, _Listing]) -> None:
+    def _write_buckets(self, replaced: dict[str, _Listing], buckets: dict[str, int]) -> None:
         """Each replaced listing takes out the leaf `apply` added for it (from the bucket its id falls
         in: a hand-edited bucket column cannot mislead this) and adds the leaf of its new row."""
         deltas: dict[int, list[int]] = {}
         for lid, s in replaced.items():
-            delta = deltas.setdefault(bucket_of(lid, self.size), [0, 0])
+            delta = deltas.setdefault(buckets[lid], [0, 0])
             if s.stored is not None:
                 delta[0], delta[1] = delta[0] - s.stored, delta[1] - 1
-            if s.row is not None:
+            if s.held:
                 delta[0], delta[1] = delta[0] + s.value, delta[1] + 1
         if not deltas:
             return

@@ -34,11 +34,11 @@ class Applied(StrEnum):
 
 
 class Holding(NamedTuple):
-    """What the copy holds of one listing after `apply`: its row (None: no row) at a version."""
+    """What the copy holds of one listing after `apply`: the `row_hash()` of its row ("": no row), at
+    a version. The hash is all an acknowledgement says of the row, so no row model is built for it."""
 
-    row: ViewRow | None
     version: int
-    row_hash: str = ""  # the row's `row_hash()` when the store computed it already ("" otherwise)
+    row_hash: str = ""
 
 
 # Builds the acknowledgement kept with the change, from what the copy holds once the change is taken.

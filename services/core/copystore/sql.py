@@ -29,7 +29,7 @@ from services.core.copystore.verify import set_bucket, verify
 from services.core.digest import DEFAULT_BUCKETS, MODULUS, Digest, bucket_of, leaf
 from services.core.errors import ConfigurationError, ContractError
 from services.core.events import ViewChanged
-from services.core.views import ViewRow
+from services.core.views import LIVE, ViewRow
 
 SCHEMA_VERSION = "1"
 
@@ -108,13 +108,23 @@ class SqlCopyStore:
 
     def take(self, batch: Sequence[Change | Refusal]) -> list[Applied]:
         for item in batch:
-            if isinstance(item, Change) and item.change.view_agency != self.agency:
-                raise ContractError(
-                    f"a view change for {item.change.view_agency} reached the copy of {self.agency} "
-                    f"(partition {item.partition}, offset {item.offset})"
-                )
+            if isinstance(item, Change):
+                self._admissible(item)
         with self._lock, self._write() as cur:
             return BatchWriter(cur, self.size).take(batch)
+
+    def _admissible(self, item: Change) -> None:
+        """A change for another agency, or an upsert of a row no copy may hold, is a caller's bug: the
+        sink refuses both before (`messages.fault`), with a record of why."""
+        change, where = item.change, f"(partition {item.partition}, offset {item.offset})"
+        if change.view_agency != self.agency:
+            raise ContractError(
+                f"a view change for {change.view_agency} reached the copy of {self.agency} {where}"
+            )
+        if change.op == "upsert" and change.status not in LIVE:
+            raise ContractError(
+                f"an upsert with status {change.status!r} reached the copy of {self.agency} {where}"
+            )
 
     def apply(
         self, change: ViewChanged, partition: int, offset: int, ack: Acknowledge | None = None

@@ -8,17 +8,20 @@ equal to the one its expected view implies.
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import Producer
 
 from services.copies import messages
+from services.copies.sink import CLOSE_WAIT_S
 from services.core.connection import KafkaConnection
 from services.core.copystore import CopyStore, open_store
 from services.core.digest import Digest, leaf
 from services.core.events import CopyApplied, CopyDigest, Event, Rejected
-from services.core.kafka import consumer, decode_message, producer_config, read_all
+from services.core.kafka import EventProducer, consumer, decode_message, producer_config, read_all
 from services.core.serde import encode
 from services.core.topics import Topics, copy_key
 from tests.integration.copies.support import (
@@ -26,6 +29,7 @@ from tests.integration.copies.support import (
     group_offsets,
     make_topics,
     open_sink,
+    real_sink,
     send,
     wait_until,
 )
@@ -213,3 +217,27 @@ def test_a_commit_the_group_refused_is_sent_again_once_it_can_land(
         assert sum(wait_until("the refused commit to land", committed).values()) == 10
     finally:
         sink.close()
+
+
+def test_a_sink_closing_with_its_broker_gone_waits_seconds_and_the_next_start_re_sends(
+    store: CopyStore, topics: Topics, kafka_admin: KafkaConnection, namespace: str
+) -> None:
+    """Its acknowledgements' producer loses the broker (a real client, its address now dead): the
+    close is bounded (before: a 30 s flush, another in the producer's close, then librdkafka's
+    close waiting for ever) and what was not confirmed goes out, unchanged, from the next start."""
+    send(kafka_admin, topics.views(AGENCY), [upsert(row(f"L-{i}")) for i in range(5)])
+    sink = real_sink(store, kafka_admin, namespace)
+    sink.start()
+    sink.reporter.close()
+    sink.reporter = EventProducer(replace(kafka_admin, bootstrap="127.0.0.1:1"))  # nothing listens there
+    caught_up(sink, kafka_admin)
+    kept = store.unsent_acks()
+    started = time.monotonic()
+    sink.close()
+    assert time.monotonic() - started < CLOSE_WAIT_S + 10  # generous for a loaded machine; before: never
+    assert len(kept) == 5 and store.unsent_acks() == kept
+
+    open_sink(store, kafka_admin, namespace).close()
+    acks = [e for e in read(kafka_admin, topics.copies_applied(AGENCY)) if isinstance(e, CopyApplied)]
+    assert sorted(encode(a) for a in acks) == sorted(ack for _, _, ack in kept)
+    assert store.unsent_acks() == []

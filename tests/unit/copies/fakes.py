@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError
 
 from services.copies.clients import Delivery, Record
+from services.core.cloudevent import Encoded
 from services.core.errors import BrokerUnavailable
 from services.core.events import Event, ViewChanged
 from services.core.kafka import partition_for
-from services.core.serde import encode
+from services.core.serde import decode, encode
 
 
 @dataclass
@@ -87,7 +88,15 @@ class FakeReporter:
         assert encoded is None or encoded == encode(event), "the bytes sent are not the event's"
         self.queued.append((topic, key, event, on_delivery))
 
-    def flush(self) -> None:
+    def send_encoded(
+        self, topic: str, key: str, message: Encoded, on_delivery: Delivery | None = None
+    ) -> None:
+        """Keeps the event the bytes decode to, once checked against what its headers would say."""
+        event = decode(message.value)
+        assert message == Encoded.of(event, message.value), "the headers do not say what the bytes do"
+        self.queued.append((topic, key, event, on_delivery))
+
+    def flush(self, timeout: float = 30.0) -> None:
         """Confirms every queued message to its `on_delivery` (or refuses it); `failing`: loses them."""
         if self.failing:
             self.queued.clear()  # lost with the producer
@@ -103,7 +112,7 @@ class FakeReporter:
     def poll(self, timeout: float) -> None:
         self.flush()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         self.flush()
 
     def on(self, topic: str) -> list[Event]:

@@ -176,6 +176,37 @@ def test_acknowledgements_the_broker_did_not_confirm_are_re_sent_unchanged_by_th
     assert copy.unsent_acks() == []
 
 
+class Down(FakeReporter):
+    """A producer whose broker went down: it queues, confirms nothing, and a flush times out."""
+
+    def poll(self, timeout: float) -> None:
+        pass
+
+    def flush(self, timeout: float = 30.0) -> None:
+        raise BrokerUnavailable(f"{len(self.queued)} messages not confirmed within {timeout} s (test)")
+
+
+def test_a_sink_closing_unconfirmed_says_so_and_keeps_them_for_the_next_start(
+    copy: CopyStore, feed: FakeFeed, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(4):
+        feed.change(upsert(row(f"L-{i}")))
+    sink = sink_on(copy, feed, FakeReporter(), batch=2)
+    sink.reporter = Down()
+    assert sink.poll() == 2  # sent, not waited for (fewer than IN_FLIGHT_BATCHES batches' worth)
+    sink.close()  # no error: what the broker did not confirm is kept
+    assert "closes with 2 reports" in caplog.text and "re-sent at the next start" in caplog.text
+    kept = copy.unsent_acks()
+    assert len(kept) == 2
+
+    again = FakeReporter()
+    restarted = sink_on(copy, feed, again)
+    drain(restarted)
+    sent = [encode(e) for e in again.on(TOPICS.copies_applied(AGENCY))]
+    assert sent[:2] == [ack for _, _, ack in kept] and len(sent) == 4  # re-sent first, unchanged
+    assert copy.unsent_acks() == []
+
+
 def test_acknowledgements_the_broker_refused_stop_the_sink_and_stay_kept_for_the_next(
     copy: CopyStore, feed: FakeFeed
 ) -> None:

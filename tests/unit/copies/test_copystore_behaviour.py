@@ -146,6 +146,15 @@ def test_a_change_for_another_agency_is_refused_and_changes_nothing(store: CopyS
     assert list(store.rows()) == []
 
 
+def test_an_upsert_of_a_row_no_copy_may_hold_is_refused_and_changes_nothing(store: CopyStore) -> None:
+    """The row is no longer validated again as a `ViewRow`: its one narrower rule is checked here."""
+    revoked = upsert(row("L-1")).model_copy(update={"status": "revoked"})
+    with pytest.raises(ContractError, match="an upsert with status 'revoked'"):
+        store.take([Change(upsert(row("L-2")), 0, 0), Change(revoked, 0, 1)])
+    assert store.positions() == {}
+    assert list(store.rows()) == []
+
+
 def test_a_store_belongs_to_one_agency(url: str) -> None:
     open_store(url, AGENCY).close()
     with pytest.raises(ConfigurationError, match=f"holds the copy of {AGENCY}"):
@@ -298,10 +307,10 @@ def test_edits_and_deletions_by_hand_are_folded_into_the_digest_by_reindex(
 def test_an_older_change_is_never_applied_and_is_acknowledged_with_what_the_copy_holds(
     store: CopyStore,
 ) -> None:
-    seen: list[tuple[ViewRow | None, int]] = []
+    seen: list[Holding] = []
 
     def ack(held: Holding) -> bytes:
-        seen.append((held.row, held.version))
+        seen.append(held)
         return b"ack"
 
     store.apply(upsert(row("L-1", 2)), 0, 0)
@@ -309,11 +318,11 @@ def test_an_older_change_is_never_applied_and_is_acknowledged_with_what_the_copy
     assert store.apply(by_reconciler(upsert(row("L-1", 2))), 0, 2, ack=ack) is Applied.OVERTAKEN
     assert store.apply(upsert(row("L-1", 1)), 0, 3, ack=ack) is Applied.OVERTAKEN  # a replayed old change
     assert store.row("L-1") is None and store.positions() == {0: 4}
-    assert seen == [(None, 3), (None, 3)]
+    assert seen == [Holding(3, ""), Holding(3, "")]  # no row, at the version of the delete
     assert [offset for _, offset, _ in store.unsent_acks()] == [2, 3]
     store.apply(upsert(row("L-2", 4)), 1, 0)
     assert store.apply(by_reconciler(upsert(row("L-2", 3))), 1, 1, ack=ack) is Applied.OVERTAKEN
-    assert seen[-1] == (row("L-2", 4), 4) and store.row("L-2") == row("L-2", 4)
+    assert seen[-1] == Holding(4, row("L-2", 4).row_hash()) and store.row("L-2") == row("L-2", 4)
 
 
 def test_a_damaged_row_is_answered_as_damaged_recorded_and_forgotten_once_repaired(
