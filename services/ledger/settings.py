@@ -36,9 +36,6 @@ class LedgerOptions(BaseSettings):
         ge=0,
         description="how long the producer waits to fill a batch (fewer, larger requests)",
     )
-    max_unflushed_batches: int = Field(
-        default=64, gt=0, description="batches kept in memory until the broker confirms them; more wait"
-    )
     seal_threads: int = Field(
         default=2, ge=0, description="threads checking a batch's signatures ahead; 0: on the loop's thread"
     )

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections import deque
 from collections.abc import Awaitable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -219,32 +218,6 @@ class Batch:
             persisted[place] = max(persisted.get(place, -1), offset)
         for (table, partition), offset in persisted.items():
             table.data.set_persisted_offset(TP(table.changelog_name, partition), offset)
-
-
-class Unflushed:
-    """The batches begun and not yet stored, oldest first, at most `bound` of them.
-
-    Each holds its table writes in memory (the overlay) and its sends in the producer's queue
-    until the broker confirms them; with a slow broker the agent would go on taking input and
-    the overlay grow without end. `room` makes it wait for the oldest batch's flush instead."""
-
-    def __init__(self, bound: int) -> None:
-        self.bound = bound
-        self.batches: deque[Batch] = deque()
-
-    def add(self, batch: Batch) -> None:
-        self.batches.append(batch)
-
-    async def room(self) -> None:
-        """Return once fewer than `bound` batches wait for their flush (at once, normally)."""
-        self._forget_stored()
-        while len(self.batches) >= self.bound:
-            await asyncio.shield(self.batches[0].stored)
-            self._forget_stored()
-
-    def _forget_stored(self) -> None:
-        while self.batches and self.batches[0].stored.done():
-            self.batches.popleft()
 
 
 def finals(writes: Iterable[Write]) -> list[Write]:

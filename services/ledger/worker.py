@@ -43,7 +43,7 @@ from services.ledger.record import Entry, Inbound, decode_held, encode_held
 from services.ledger.refetch import committed, read_range
 from services.ledger.seals import Seals
 from services.ledger.settings import LedgerSettings
-from services.ledger.tables import CURRENT, Batch, ConfirmedTable, Unflushed, current, rocksdb_options
+from services.ledger.tables import CURRENT, Batch, ConfirmedTable, current, rocksdb_options
 
 log = logging.getLogger("accord.ledger")
 HEALTH_FILE = "health.json"
@@ -109,7 +109,6 @@ class Ledger:
         self.listings.outbox = self.held.outbox = self.expiring.outbox = self.outbox
         self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
         self.last: Batch | None = None  # the batch begun last: the next one flushes after it
-        self.unflushed = Unflushed(settings.options.max_unflushed_batches)
         self.gaps_asked: dict[bytes, datetime] = {}
         self.gaps: faust.TopicT | None = None  # the internal topic of give-up requests (build_app)
         self.ready_at: float | None = None  # monotonic time of the last completed recovery
@@ -126,7 +125,6 @@ class Ledger:
         """A new batch for the current task: its sends and table writes, flushed after the last one's."""
         batch = self.last = Batch(self.last)
         CURRENT.set(batch)
-        self.unflushed.add(batch)
         return batch
 
     def send(self, outbound: Outbound) -> asyncio.Future[int]:
@@ -141,9 +139,7 @@ class Ledger:
 
         Each source partition's next offset is written to the table once per batch, not per message:
         the batch is acked only when all its writes are confirmed, so a crash in the middle re-reads
-        it whole, and what was already applied is re-stated as a duplicate at the same position.
-        With `max_unflushed_batches` waiting for their flush it first waits for the oldest."""
-        await self.unflushed.room()
+        it whole, and what was already applied is re-stated as a duplicate at the same position."""
         self.begin()
         positions: dict[bytes, tuple[int, faust.EventT[bytes]]] = {}
         messages = [_consumed(event) for event in events]

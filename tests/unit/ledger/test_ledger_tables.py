@@ -14,7 +14,7 @@ import weakref
 import faust
 from faust.streams import _current_event
 
-from services.ledger.tables import CURRENT, At, Batch, ConfirmedTable, Unflushed
+from services.ledger.tables import CURRENT, At, Batch, ConfirmedTable
 
 EVENT = At(At.Message(1))  # the agent writes in an event of the listing's partition
 
@@ -79,28 +79,3 @@ def test_a_batch_gives_up_the_partitions_taken_away_before_it_sent_their_writes(
     held_leaves, held_given_up, lost_leaves, lost_given_up = asyncio.run(scenario())
     assert (held_leaves, held_given_up) == ([b"v1"], set())
     assert (lost_leaves, lost_given_up) == ([], {1})
-
-
-def test_the_agent_waits_for_the_oldest_flush_once_the_bound_of_unflushed_batches_is_reached() -> None:
-    """A slow broker must not let the overlay grow without end: with `bound` batches unflushed, the
-    next one waits until the oldest is stored (its flush done), and not for any later one."""
-
-    async def scenario() -> tuple[bool, bool, bool, int]:
-        unflushed = Unflushed(2)
-        first = Batch(None)
-        second = Batch(first)
-        unflushed.add(first)
-        await unflushed.room()  # one of two: room at once
-        unflushed.add(second)
-        waiting = asyncio.ensure_future(unflushed.room())
-        for _ in range(5):
-            await asyncio.sleep(0)
-        blocked = not waiting.done()
-        await first.flush()  # nothing to send: its store writes done at once
-        await asyncio.wait_for(waiting, timeout=10)
-        return blocked, first.stored.done(), second.stored.done(), len(unflushed.batches)
-
-    blocked, first_stored, second_stored, left = asyncio.run(scenario())
-    assert blocked
-    assert first_stored and not second_stored
-    assert left == 1  # the stored batch is let go of; the other still counts
