@@ -39,6 +39,7 @@ from benchmarks.bench_publish import broker
 from services.core.connection import KafkaConnection
 from services.core.events import Event
 from services.core.kafka import consumer, read_all
+from services.ledger.worker import HEALTH_FILE
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.support.factory import Ledgerbook
 
@@ -89,6 +90,7 @@ class Drain:
     last: float
     cpu: float
     rss: list[float]
+    batches: int = 0  # batches the workers handled (their last health report's count), 0: unknown
 
     @property
     def rate(self) -> float:
@@ -102,6 +104,7 @@ class Drain:
             f"start -> first decision {self.first - self.started:.1f} s); "
             f"{self.events / max(self.cpu, 1e-9):,.0f} events per CPU second of the workers; "
             f"peak RSS {', '.join(f'{r:.0f}' for r in self.rss)} MB"
+            + (f"; {self.events / self.batches:,.1f} events a batch" if self.batches else "")
         )
 
 
@@ -161,9 +164,19 @@ def drain(
     finally:
         watcher.close()
     cpu = sum(cpu_s(pid) for pid in pids) - cpu_at_first
+    time.sleep(1.5)  # a tick or two: each worker's health report counts every batch
     backbone.stop_all()
     stamps = decided_at(backbone)
-    return Drain(workers, events, started, min(stamps), max(stamps), cpu, peak)
+    batches = sum(batches_of(backbone.folder / f"ledger-{n}" / HEALTH_FILE) for n in range(workers))
+    return Drain(workers, events, started, min(stamps), max(stamps), cpu, peak, batches)
+
+
+def batches_of(report: Path) -> int:
+    """How many batches a worker handled, as its last health report counts them (0 if none)."""
+    try:
+        return int(json.loads(report.read_text()).get("batches", 0))
+    except (OSError, ValueError):
+        return 0
 
 
 def noop(backbone: Backbone, events: int, timeout: float) -> Drain:

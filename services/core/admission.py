@@ -6,7 +6,7 @@ not by care. (The publisher asks the ledger itself: it reads `ledger` and `rejec
 
 `gate` looks at the message alone (a listing event, on its author's topic, keyed by
 its listing, on its listing's own partition); the caller then checks that it is sealed
-by its agency's key (`sealing.seal_refusal`: it hashes Avro bytes, so it stays out of
+by its agency's key (`sealing.check_seal`: it hashes Avro bytes, so it stays out of
 the domain); `judge` looks at it against the listing's state (`listing.admit` for order
 and authority, then `rules.check_event` for content). Pure: no Kafka, no Avro.
 

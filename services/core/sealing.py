@@ -25,8 +25,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.core.crypto import chain_hash, sign, verify_signature
 from services.core.events import Event
-from services.core.listing import Decision, refuse
-from services.core.policy import Policy
 from services.core.serde import MARKER, Decoded, WriterSchema, body_bytes, registry, to_record
 
 E = TypeVar("E", bound=Event)
@@ -225,10 +223,3 @@ def check_seal(decoded: Decoded, public_key: str) -> tuple[str, str] | None:
     """None if the event's hash and signature hold; else (reason code, sentence)."""
     claim = claim_of(decoded, public_key)
     return claim.fault() if isinstance(claim, SignatureClaim) else claim
-
-
-def seal_refusal(decoded: Decoded, policy: Policy) -> Decision | None:
-    """The refusal of an event whose seal does not hold under its agency's registered key."""
-    agency = policy.agency_by_id.get(decoded.event.envelope.agency)
-    fault = check_seal(decoded, agency.public_key if agency else "")
-    return refuse(*fault) if fault is not None else None

@@ -115,23 +115,30 @@ def holds(state: ListingState | None, agency: str, policy: Policy) -> bool:
 
 def project(state: ListingState | None, agency: str, policy: Policy) -> ViewRow | None:
     """The row `agency`'s copy must hold for this listing, or None if it may hold nothing."""
+    held = _row_of(state, agency, policy)
+    return None if held is None else ViewRow(**held)
+
+
+def _row_of(state: ListingState | None, agency: str, policy: Policy) -> dict[str, Any] | None:
+    """What `project` makes a `ViewRow` of, as its fields: an upsert is built from them directly
+    (`view_change`), validated once as the `ViewChanged` it is, not first as a row."""
     if state is None or state.status not in LIVE:
         return None
     measures = policy.enforced_by(agency, state.measures)
     if not measures:
         return None
     allowed = policy.agency_by_id[agency].fields
-    return ViewRow(
-        listing_id=state.envelope.listing_id,
-        version=state.envelope.version,
-        status=state.status,  # type: ignore[arg-type]  # narrowed by LIVE above
-        subject_ref=state.subject_ref,
-        measures=measures,
-        fields=entitled_fields(state, allowed),
-        effective_from=state.effective_from,
-        expires_at=state.expires_at,
-        exemptions=[e for e in state.exemptions if e.measure in measures],
-    )
+    return {
+        "listing_id": state.envelope.listing_id,
+        "version": state.envelope.version,
+        "status": state.status,
+        "subject_ref": state.subject_ref,
+        "measures": measures,
+        "fields": entitled_fields(state, allowed),
+        "effective_from": state.effective_from,
+        "expires_at": state.expires_at,
+        "exemptions": [e for e in state.exemptions if e.measure in measures],
+    }
 
 
 def view_event_id(listing_id: str, version: int, agency: str) -> str:
@@ -157,9 +164,10 @@ def _delete_reason(after: ListingState, agency: str) -> str:
 def view_change(
     before: ListingState | None, after: ListingState, agency: str, policy: Policy, at: datetime
 ) -> ViewChanged | None:
-    """The change `agency` must receive when a listing goes from `before` to `after`, if any."""
-    row = project(after, agency, policy)
-    if row is None and project(before, agency, policy) is None:
+    """The change `agency` must receive when a listing goes from `before` to `after`, if any: an
+    upsert is `upsert_change(project(after, ...))`, built without the intermediate row."""
+    row = _row_of(after, agency, policy)
+    if row is None and not holds(before, agency, policy):
         return None
     env = Envelope(
         event_id=view_event_id(after.envelope.listing_id, after.envelope.version, agency),
@@ -171,7 +179,9 @@ def view_change(
     )
     if row is None:
         return delete_change(after, env, agency, reason=_delete_reason(after, agency))
-    return upsert_change(row, env, agency, reason=f"{type_of_change(before, after)}")
+    del row["listing_id"], row["version"]  # the envelope's
+    reason = type_of_change(before, after)
+    return ViewChanged(envelope=env, view_agency=agency, op="upsert", reason=reason, **row)
 
 
 def upsert_change(row: ViewRow, env: Envelope, agency: str, reason: str) -> ViewChanged:

@@ -9,6 +9,9 @@ Order of checks: the bytes must decode; `admission.gate` then asks for a listing
 on its author's topic, keyed by its listing, on its listing's partition, with a seal
 that holds; `admission.judge` rules on versions, authority and content. A refusal at
 any step goes to `rejected` with the reason and the raw payload, and processing goes on.
+The worker may open a message ahead of its turn (`opened`: decoded, hash and key checked) and
+check its signature in a thread (`seals`); it hands `handle` the `Read` that makes, which
+`parse` judges exactly as the one it would make itself (`read_now`).
 
 An event already applied comes back two ways. Read again at the position it was applied
 from, it is the ledger's own re-reading after a crash (Faust re-delivers what it had not
@@ -29,12 +32,12 @@ from services.core.admission import Placement, gate
 from services.core.errors import ContractError
 from services.core.events import Envelope, Event, ListingEvent, ListingExpired, ListingState
 from services.core.fold import Listing, offer
-from services.core.listing import Decision, is_listing_event
+from services.core.listing import Decision, is_listing_event, refuse
 from services.core.policy import Policy
 from services.core.position import Position
 from services.core.rejections import rejected
-from services.core.sealing import seal_refusal
-from services.core.serde import decode_full
+from services.core.sealing import SignatureClaim, claim_of
+from services.core.serde import Decoded, decode_full
 from services.core.topics import BACKBONE, Topics
 from services.core.views import LIVE, view_change
 from services.ledger.record import Entry, Inbound
@@ -80,11 +83,44 @@ class Handled:
     applied: int = 0
 
 
-def handle(msg: Inbound, entry: Entry | None, held: list[Inbound], ctx: Context) -> Handled:
-    """Process `msg` against its listing; apply any held message whose turn has come (`core.fold`)."""
+Fault = tuple[str, str] | None  # a seal's fault (reason code, sentence); None: the seal holds
+
+
+@dataclass(frozen=True)
+class Read:
+    """A message opened: its decoding (or why it has none) and its seal's fault (None: it holds)."""
+
+    decoded: Decoded | ContractError
+    fault: Fault = None
+
+
+def opened(msg: Inbound, ctx: Context) -> tuple[Decoded | ContractError, Fault | SignatureClaim]:
+    """The message decoded and its seal's hash and key checked: what is left is a fault, or the
+    signature to check (`SignatureClaim.fault`, the costly part, which the worker runs in threads)."""
+    try:
+        decoded = decode_full(msg.payload, msg.topic, msg.partition, msg.offset)
+    except ContractError as e:
+        return e, None
+    agency = ctx.policy.agency_by_id.get(decoded.event.envelope.agency)
+    return decoded, claim_of(decoded, agency.public_key if agency else "")
+
+
+def read_now(msg: Inbound, ctx: Context) -> Read:
+    """The message opened and its signature checked, here and now."""
+    decoded, claim = opened(msg, ctx)
+    return Read(decoded, claim.fault() if isinstance(claim, SignatureClaim) else claim)
+
+
+def handle(
+    msg: Inbound, entry: Entry | None, held: list[Inbound], ctx: Context, read: Read | None = None
+) -> Handled:
+    """Process `msg` against its listing; apply any held message whose turn has come (`core.fold`).
+
+    `read`: `msg` already opened and its signature checked (else it is, here); held messages
+    released by it are read here."""
     handled = Handled(entry, list(held))
     listing = Listing(entry.state if entry else None, handled.held)
-    handled.applied = offer(listing, msg, ctx.policy, _Verdicts(handled, ctx))
+    handled.applied = offer(listing, msg, ctx.policy, _Verdicts(handled, ctx, msg, read))
     return handled
 
 
@@ -94,9 +130,11 @@ class _Verdicts:
 
     handled: Handled
     ctx: Context
+    msg: Inbound
+    read: Read | None
 
     def event_of(self, msg: Inbound) -> ListingEvent | None:
-        parsed = parse(msg, self.ctx)
+        parsed = parse(msg, self.ctx, self.read if msg is self.msg else None)
         if isinstance(parsed, Outbound):
             self.handled.out.append(parsed)
             return None
@@ -136,15 +174,18 @@ def _asked_again(event: ListingEvent) -> bool:
     return isinstance(event, ListingExpired) and event.envelope.agency == BACKBONE
 
 
-def parse(msg: Inbound, ctx: Context) -> ListingEvent | Outbound:
-    """The message's listing event, or the `Rejected` that says why it is not one we may consider."""
-    try:
-        decoded = decode_full(msg.payload, msg.topic, msg.partition, msg.offset)
-    except ContractError as e:
-        return reject(msg, ctx, "undecodable", str(e))
-    event = decoded.event
+def parse(msg: Inbound, ctx: Context, read: Read | None = None) -> ListingEvent | Outbound:
+    """The message's listing event, or the `Rejected` that says why it is not one we may consider.
+
+    `read`: the message already opened (`read_now` if not); its seal's fault counts only once the
+    gate let the message through, as if the seal were checked after it."""
+    read = read or read_now(msg, ctx)
+    if isinstance(read.decoded, ContractError):
+        return reject(msg, ctx, "undecodable", str(read.decoded))
+    event = read.decoded.event
     placement = Placement(msg.partition, ctx.partitions)
-    refusal = gate(event, msg.topic, msg.key, ctx.authors, placement) or seal_refusal(decoded, ctx.policy)
+    sealed = refuse(*read.fault) if read.fault is not None else None
+    refusal = gate(event, msg.topic, msg.key, ctx.authors, placement) or sealed
     if refusal is not None:
         # A bad listing id cannot key the rejection; the message's own key does.
         env = event.envelope if refusal.code != "bad_listing_id" else None

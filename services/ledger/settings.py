@@ -36,6 +36,9 @@ class LedgerOptions(BaseSettings):
         ge=0,
         description="how long the producer waits to fill a batch (fewer, larger requests)",
     )
+    seal_threads: int = Field(
+        default=2, ge=0, description="threads checking a batch's signatures ahead; 0: on the loop's thread"
+    )
     batch_wait_s: float = Field(
         default=0.01, gt=0, description="how long a batch waits to fill before it is handled as it is"
     )

@@ -36,11 +36,12 @@ from services.core.policy import Policy
 from services.core.topics import BACKBONE
 from services.core.views import LIVE
 from services.ledger.expiry import Due, ExpiryIndex, expiry_of, ordered
-from services.ledger.handler import Context, Handled, Outbound, give_up, handle, overdue
+from services.ledger.handler import Context, Handled, Outbound, Read, give_up, handle, overdue
 from services.ledger.layout import app_id
 from services.ledger.outbox import Outbox
 from services.ledger.record import Entry, Inbound, decode_held, encode_held
 from services.ledger.refetch import committed, read_range
+from services.ledger.seals import Seals
 from services.ledger.settings import LedgerSettings
 from services.ledger.tables import CURRENT, Batch, ConfirmedTable, current, rocksdb_options
 
@@ -104,6 +105,7 @@ class Ledger:
         self.lag: Lag | None = {}  # the last measurement of the input still unread (None: unknown)
         self.lag_at = 0.0
         self.outbox = Outbox(settings.kafka.connection, settings.options.linger_s, self.source)
+        self.seals = Seals(settings.options.seal_threads)
         self.listings.outbox = self.held.outbox = self.expiring.outbox = self.outbox
         self.background: set[asyncio.Task[None]] = set()  # tasks the worker must keep a reference to
         self.last: Batch | None = None  # the batch begun last: the next one flushes after it
@@ -140,9 +142,10 @@ class Ledger:
         it whole, and what was already applied is re-stated as a duplicate at the same position."""
         self.begin()
         positions: dict[bytes, tuple[int, faust.EventT[bytes]]] = {}
-        for event in events:
+        messages = [_consumed(event) for event in events]
+        ahead = self.seals.start(messages, self.ctx)  # their signatures checked in threads meanwhile
+        for event, msg, opened in zip(events, messages, ahead, strict=True):
             _current_event.set(weakref.ref(event))  # Faust's tables store a write in its event's partition
-            msg = _consumed(event)
             position = POSITION + f"{msg.topic}:{msg.partition}".encode()
             expected = (
                 positions[position][0]
@@ -152,13 +155,14 @@ class Ledger:
             if msg.offset > expected:
                 for earlier in await self.skipped(msg, expected):
                     await self.process(earlier)
-            await self.process(msg)
+            await self.process(msg, await opened.read())
             positions[position] = (max(expected, msg.offset + 1), event)
             self.positions[(msg.topic, msg.partition)] = max(expected, msg.offset + 1)
         for position, (offset, event) in positions.items():
             _current_event.set(weakref.ref(event))
             self.listings[position] = str(offset).encode()
         self.handled_at = time.monotonic()
+        self.progress.count(batches=1)
 
     def confirm(
         self, events: Sequence[faust.EventT[bytes]], ack: Callable[[faust.EventT[bytes]], Awaitable[Any]]
@@ -192,11 +196,12 @@ class Ledger:
         self.progress.count(refetched=len(missed))
         return missed
 
-    async def process(self, msg: Inbound) -> None:
+    async def process(self, msg: Inbound, read: Read | None = None) -> None:
+        """Decide `msg` (`read`: opened ahead, its signature checked; else here), write, send."""
         key = msg.key or b""
         waiting = decode_held(self.held.stored(key))
         entry = None if key.startswith(POSITION) else Entry.decode(self.listings.stored(key))
-        outcome = handle(msg, entry, waiting, self.ctx)
+        outcome = handle(msg, entry, waiting, self.ctx, read)
         if outcome.applied and outcome.entry is not None:
             self.listings[key] = outcome.entry.encode()
         if not key.startswith(POSITION):

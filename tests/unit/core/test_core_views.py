@@ -36,6 +36,7 @@ from services.core.views import (
     ViewRow,
     entitled_fields,
     project,
+    upsert_change,
     view_change,
     view_event_id,
     views_of,
@@ -166,6 +167,26 @@ def test_issue_sends_each_entitled_agency_its_row_and_others_nothing(state: List
         assert change is not None
         assert (change.op, change.view_agency) == ("upsert", agency)
         assert ViewRow.from_change(change) == project(state, agency, POLICY)
+
+
+@FAST
+@given(state=listings(), measures=st.lists(st.sampled_from(MEASURES), min_size=1, max_size=3, unique=True))
+def test_an_upsert_is_the_upsert_of_the_projected_row_field_for_field(
+    state: ListingState, measures: list[str]
+) -> None:
+    """`view_change` builds an upsert without the row: it must be the very one `upsert_change` makes
+    of `project`'s row (what the reconciler's repairs send), envelope and reason included."""
+    after = apply(state, ListingCorrected, reason="r", measures=measures)
+    for before, now in ((None, state), (state, after)):
+        for agency in AGENCIES:
+            change = view_change(before, now, agency, POLICY, AT)
+            row = project(now, agency, POLICY)
+            if row is None or change is None:
+                assert row is None and (change is None or change.op == "delete")
+                continue
+            assert change == upsert_change(row, change.envelope, agency, change.reason)
+            assert change.reason == ("issued" if before is None else f"version {now.envelope.version}")
+            assert change.envelope.listing_id == row.listing_id and change.envelope.version == row.version
 
 
 @FAST
