@@ -1,7 +1,7 @@
 """A batch's signatures checked in threads while the loop's thread decides: `Seals.start`.
 
 Ed25519 verification is the costliest check the ledger makes of a message (about a fifth of
-the worker's CPU), and cryptography releases the GIL while it verifies. So as a batch arrives,
+the worker's CPU), and libsodium (through cffi) releases the GIL while it verifies. So as a batch arrives,
 each message is opened on the loop's thread (`handler.opened`: decoded, hash and key checked)
 and its signature handed to a small pool, a chunk of messages per task; the worker awaits each
 message's `Read` only when its turn comes, by when it is normally done. Every signature is still

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import faust
+from aiokafka.errors import IllegalStateError
 from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faust.streams import _current_event
@@ -359,6 +360,8 @@ class Ledger:
         ends = await asyncio.to_thread(end_offsets, connection, topics)
         commits = await asyncio.to_thread(committed, connection, app_id(self.settings.kafka), parts)
         for tp, part in zip(assigned, parts, strict=True):
+            if tp not in self.app.consumer.assignment():  # a rebalance took it while we asked the broker
+                continue
             own = int(self.listings.get(POSITION + f"{tp.topic}:{tp.partition}".encode(), b"0"))
             expected = min(own, commits.get(part, 0))
             waiting = ends.get(part, 0) - expected
@@ -366,8 +369,12 @@ class Ledger:
                 log.warning(
                     "%s[%d]: %d messages from %d unread while idle: seeking back", *tp, waiting, expected
                 )
-                self.app.consumer.resume_partitions({tp})
-                await self.app.consumer.seek(tp, expected)
+                try:
+                    self.app.consumer.resume_partitions({tp})
+                    await self.app.consumer.seek(tp, expected)
+                except IllegalStateError:  # taken by a rebalance meanwhile: its next owner reads it
+                    log.info("%s[%d]: no longer assigned, not sought back", *tp)
+                    continue
                 self.progress.count(reseeks=1)
 
     async def recovered(self) -> None:
