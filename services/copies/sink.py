@@ -292,10 +292,17 @@ class Sink:
         digest, positions = self.store.digest(), self.store.positions()
         event = messages.digest_of(self.agency, digest, positions, self.clock())
         self.feed.commit(self.topic, positions)
-        self.reporter.send(self.topics.copies_digests(self.agency), self.agency, event)
+        self.reporter.send(self.topics.copies_digests(self.agency), self.agency, event, self._digest_sent)
         self.reporter.poll(0)
         self.last_digest = time.monotonic()
         self.applied_at_digest = self.applied
+
+    def _digest_sent(self, error: KafkaError | None, _: object) -> None:
+        """A digest the broker refused is only said: the next one, at most `digest_interval_s` later,
+        stands for it (a digest is the copy's state then, not a change to keep)."""
+        if error is not None:
+            log.warning("copy of %s: its digest was not published (%s); the next one replaces it",
+                        self.agency, error)  # fmt: skip
 
     def close(self) -> None:
         """Wait at most `CLOSE_WAIT_S` for the broker to confirm what was sent, forget in the store

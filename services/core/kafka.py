@@ -151,6 +151,28 @@ class Delivered:
     offset: int
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A record sent without a delivery callback that the broker refused, or never confirmed within
+    librdkafka's delivery timeout: as it was sent, so its sender can decide to keep or re-send it."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    reason: str
+
+
+class DeliveryRefused(BrokerUnavailable):
+    """`flush` found sends that failed: a send without a callback is never dropped unsaid."""
+
+    def __init__(self, refused: list[Refused]) -> None:
+        first = refused[0]
+        super().__init__(
+            f"the broker refused {len(refused)} messages, the first to {first.topic}: {first.reason}"
+        )
+        self.refused = refused
+
+
 class EventProducer:
     """Produces events and, on `send_sync`/`flush`, waits until the broker confirmed each one.
 
@@ -159,6 +181,7 @@ class EventProducer:
     def __init__(self, connection: KafkaConnection, source: str = UNNAMED, **extra: Any) -> None:
         self._producer = Producer(producer_config(connection, **extra))
         self._source = source
+        self._refused: list[Refused] = []  # failed sends that had no callback, until `flush` says so
 
     def send(
         self,
@@ -172,17 +195,25 @@ class EventProducer:
     ) -> None:
         """Queue one event; call `flush` to wait for it. Never blocks for long on a full queue.
 
+        Without `on_delivery`, a failed delivery is kept and the next `flush` raises `DeliveryRefused`
+        with it (librdkafka reports it only to a callback: `flush` alone counts what is queued).
         `partition`, when given, overrides the key's partition (see `partition_for`); `encoded`,
         when given, is `serde.encode(event)` already done (a copy keeps its acknowledgements so)."""
         value = encode(event) if encoded is None else encoded
         headers: list[tuple[str, str | bytes | None]] = [*cloudevent_headers(event, self._source)]
         where: dict[str, Any] = {} if partition is None else {"partition": partition}
-        self._produce(topic, value=value, key=key.encode(), headers=headers, on_delivery=on_delivery, **where)
+        report = self._note if on_delivery is None else on_delivery
+        self._produce(topic, value=value, key=key.encode(), headers=headers, on_delivery=report, **where)
+
+    def _note(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._refused.append(Refused(msg.topic() or "", msg.key() or b"", msg.value() or b"", err.str()))
 
     def send_encoded(self, topic: str, key: str, message: Encoded, on_delivery: Any = None) -> None:
         """Queue one event already encoded, with the headers its fields give (see `send`)."""
         ce = headers(message.name, self._source, message.event_id, message.subject, message.occurred_at)
-        self._produce(topic, value=message.value, key=key.encode(), headers=ce, on_delivery=on_delivery)
+        report = self._note if on_delivery is None else on_delivery
+        self._produce(topic, value=message.value, key=key.encode(), headers=ce, on_delivery=report)
 
     def send_record(
         self, topic: str, partition: int, key: bytes, value: bytes | None, on_delivery: Any
@@ -215,7 +246,12 @@ class EventProducer:
         return Delivered(msg.topic() or topic, msg.partition() or 0, msg.offset() or 0)
 
     def flush(self, timeout: float = 30.0) -> None:
+        """Wait up to `timeout` for every queued message; `DeliveryRefused` names the sends without a
+        callback that failed since the last flush, `BrokerUnavailable` what is still unconfirmed."""
         remaining = self._producer.flush(timeout)
+        refused, self._refused = self._refused, []
+        if refused:
+            raise DeliveryRefused(refused)
         if remaining:
             raise BrokerUnavailable(f"{remaining} messages not confirmed within {timeout} s")
 

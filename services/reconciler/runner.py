@@ -33,16 +33,17 @@ from services.core.errors import AccordError, ContractError
 from services.core.events import (
     CopyApplied,
     CopyDigest,
+    Event,
     Finding,
     ListingState,
     ViewChanged,
 )  # fmt: skip
 from services.core.health import Health, Progress
-from services.core.kafka import EventProducer, partition_for
+from services.core.kafka import DeliveryRefused, EventProducer, Refused, partition_for
 from services.core.policy import Policy
 from services.core.position import Position
 from services.core.rejections import rejected
-from services.core.serde import decode_full
+from services.core.serde import decode, decode_full
 from services.core.settings import KafkaSettings
 from services.core.snapshot import Snapshot
 from services.core.topics import RECONCILER, Topics, copy_key
@@ -126,6 +127,8 @@ class Runner:
         self._unsent = Unsent(self.engine.snapshot.db)  # decided while another may be publishing
         self._takeover: dict[Partition, int] | None = None  # `findings`' end when the lease was taken
         self._ticking = False  # a tick publishes all it decided, once allowed to (`tick`)
+        self._again = Outcome()  # repairs the broker refused, sent again at the next tick
+        self._refusals: list[tuple[str, Event]] = []  # `rejected` records refused, likewise
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -134,7 +137,7 @@ class Runner:
                 self.step()
         finally:
             self.reader.close()
-            self.producer.flush()
+            self._flush()
             self.log(self.progress())
             self.log(self.engine.times.table())
             self.engine.expected.close()
@@ -286,8 +289,14 @@ class Runner:
             self._ticking = False
 
     def _act(self, now: datetime, acks_read_to: datetime | None) -> None:
-        if self._unsent:
-            self.publish(Outcome(findings=self._unsent.take()))
+        if self._unsent or self._again.repairs:
+            again, self._again = self._again, Outcome()
+            self.publish(Outcome(findings=self._unsent.take(), repairs=again.repairs))
+        if self._refusals:
+            refusals, self._refusals = self._refusals, []
+            for key, refusal in refusals:
+                self.producer.send(self.topics.rejected, key, refusal)
+            self._flush()
         if self._due("check", self.settings.check_interval_s):
             self.publish(self.engine.check(now, acks_read_to))
             for agency, probe in self.probes.items():
@@ -452,4 +461,24 @@ class Runner:
                 partition_for(listing_id, self._partitions[topic]) if topic in self._partitions else None
             )
             self.producer.send(topic, repair_key(listing_id), change, partition=partition)
-        self.producer.flush()
+        self._flush()
+
+    def _flush(self) -> None:
+        """Wait for the broker to confirm what was sent. What it refused is kept, never dropped: a
+        finding among the unsent (in the snapshot, so a restart keeps it too), a repair or a
+        `rejected` record in memory; each is sent again at the next tick."""
+        try:
+            self.producer.flush()
+        except DeliveryRefused as e:
+            self.log(f"{e}: kept, sent again at the next tick")
+            for refused in e.refused:
+                self._keep(refused)
+
+    def _keep(self, refused: Refused) -> None:
+        event = decode(refused.value, refused.topic)
+        if isinstance(event, Finding):
+            self._unsent.hold([event])
+        elif isinstance(event, ViewChanged):
+            self._again.repairs.append(event)
+        else:
+            self._refusals.append((refused.key.decode(errors="replace"), event))

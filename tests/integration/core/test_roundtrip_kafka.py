@@ -9,17 +9,19 @@ retention Kafka must apply to each.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Message, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from services.core.cloudevent import ID_HEADER, TYPE_HEADER, event_type
 from services.core.connection import KafkaConnection
 from services.core.errors import ContractError
 from services.core.events import ALL_EVENTS, Event
 from services.core.kafka import (
+    DeliveryRefused,
     EventProducer,
     admin_client,
     create_topics,
@@ -27,7 +29,7 @@ from services.core.kafka import (
     read_all,
 )
 from services.core.policy import load_policy
-from services.core.serde import MARKER, encode, registry
+from services.core.serde import MARKER, decode, encode, registry
 from services.core.topics import BACKBONE, Topics, TopicSpec
 from tests.support.golden.samples import SAMPLES
 
@@ -89,6 +91,32 @@ def test_send_sync_reports_where_the_event_landed(kafka_admin: KafkaConnection, 
     assert (first.topic, second.partition, second.offset) == (topic, first.partition, first.offset + 1)
     landed = [m for m in read(kafka_admin, topic) if m.offset() == second.offset]
     assert decode_message(landed[0]).event == SAMPLES["ListingState"]
+
+
+def test_a_send_the_broker_refuses_is_named_at_flush_with_its_bytes_never_dropped_unsaid(
+    kafka_admin: KafkaConnection, topics: Topics
+) -> None:
+    """A topic whose records may be at most 2 KiB refuses a 20 KiB one (random, so lz4 cannot
+    shrink it): librdkafka reports that only to a delivery callback, so a send without one used to
+    vanish while `flush` returned as if all went out."""
+    topic = topics.ledger
+    admin = admin_client(kafka_admin)  # kept: a client collected mid-call fails its futures
+    admin.create_topics([NewTopic(topic, 1, 1, config={"max.message.bytes": "2048"})])[topic].result(30)
+    producer, big = (
+        EventProducer(kafka_admin),
+        SAMPLES["Rejected"].model_copy(update={"payload": os.urandom(20_000)}),
+    )
+    producer.send(topic, "small", SAMPLES["ListingState"])
+    producer.flush()  # its own batch: the broker's limit is per batch of records
+    producer.send(topic, "big", big)
+    with pytest.raises(DeliveryRefused) as refusal:
+        producer.flush()
+    [refused] = refusal.value.refused
+    assert (refused.topic, refused.key, decode(refused.value)) == (topic, b"big", big)
+    assert "too large" in refused.reason.lower() and topic in str(refusal.value)
+    assert [m.key() for m in read(kafka_admin, topic)] == [b"small"]
+    producer.flush()  # said once: the next flush has nothing to refuse
+    producer.close()
 
 
 def test_closing_delivers_what_was_queued_and_releases_the_client(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.core.events import Event
-from services.core.kafka import partition_for
+from services.core.kafka import DeliveryRefused, Refused, partition_for
 from services.core.serde import decode, encode
 from services.core.snapshot import Snapshot
 from services.reconciler.ports import Partition, Record
@@ -29,6 +29,7 @@ class MemoryLog:
     queued: list[tuple[str, str, Event, int | None]] = field(default_factory=list)
     positions: dict[Partition, int] = field(default_factory=dict)
     closed: bool = False
+    refusing: set[str] = field(default_factory=set)  # topics whose sends the "broker" refuses at flush
 
     def append(
         self, topic: str, key: str, value: bytes | Event, at: datetime | None, partition: int | None = None
@@ -79,9 +80,16 @@ class MemoryLog:
         self.queued.append((topic, key, event, partition))
 
     def flush(self) -> None:
+        """Append what was sent, but refuse what went to a `refusing` topic, as `EventProducer` does."""
+        refused = [
+            Refused(t, k.encode(), encode(e), "denied") for t, k, e, _ in self.queued if t in self.refusing
+        ]
         for topic, key, event, partition in self.queued:
-            self.append(topic, key, event, self.at, partition)
+            if topic not in self.refusing:
+                self.append(topic, key, event, self.at, partition)
         self.queued.clear()
+        if refused:
+            raise DeliveryRefused(refused)
 
 
 @dataclass

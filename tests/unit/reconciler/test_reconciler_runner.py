@@ -220,6 +220,42 @@ def test_a_repair_goes_to_the_listings_own_partition_under_its_repair_key(backbo
     )
 
 
+def test_a_finding_the_broker_refused_is_kept_across_a_restart_and_published_once_it_accepts(
+    backbone: Backbone, tmp_path: Path
+) -> None:
+    """`flush` raising `DeliveryRefused`: the finding was never in the log, so it is held (in the
+    snapshot: a restart keeps it) and published at a later tick, once."""
+    backbone.record(backbone.book.issue("L-1", measures=("flight_ban",)))
+    backbone.log.refusing = {backbone.topics.findings}
+    first = started(backbone.runner(snapshot=tmp_path / "expected.sqlite3"), LATE, steps=2)
+    assert backbone.findings() == []
+    first.engine.expected.commit(dict(backbone.log.positions))  # as a batch would: the held finding with it
+    first.engine.expected.close()
+    backbone.log.refusing = set()
+    started(backbone.runner(snapshot=tmp_path / "expected.sqlite3"), LATE, steps=3)
+    assert backbone.findings() == [("missing_ack", CA, "L-1")]
+
+
+def test_a_repair_and_a_rejection_the_broker_refused_are_sent_again_at_the_next_tick(
+    backbone: Backbone,
+) -> None:
+    copy = acknowledged_copy(backbone)
+    del copy.rows["L-4"]
+    backbone.log.append(backbone.topics.views(CA), "L-0", b"garbage", T0)
+    backbone.log.refusing = {backbone.topics.views(CA), backbone.topics.rejected}
+    runner = started(backbone.runner(probes={CA: copy}), LATE)
+    views = backbone.topics.views(CA)
+    repaired = [r for r in backbone.log.records(views) if r.key == repair_key("L-4").encode()]
+    assert repaired == [] and backbone.log.events(backbone.topics.rejected) == []
+    backbone.log.refusing = set()
+    runner.step(LATE)
+    backbone.log.flush()
+    repaired = [r for r in backbone.log.records(views) if r.key == repair_key("L-4").encode()]
+    assert [r.partition for r in repaired] == [partition_for("L-4", 3)]
+    [rejected] = backbone.log.events(backbone.topics.rejected)
+    assert isinstance(rejected, Rejected) and rejected.payload == b"garbage"
+
+
 def test_acks_are_judged_only_up_to_the_last_one_read_while_more_are_waiting(backbone: Backbone) -> None:
     landed = backbone.record(backbone.book.issue("L-1", measures=("flight_ban",)))
     runner = started(backbone.runner(), T0)
