@@ -30,6 +30,7 @@ from services.core.digest import DEFAULT_BUCKETS, FINEST_SPLIT, MODULUS, bucket_
 from services.core.snapshot import Snapshot
 from services.core.topics import Topics
 from services.publisher.state import LedgerBook
+from services.reconciler.expected import LISTINGS
 from services.reconciler.kept import SCHEMA, TABLES
 
 AGENCY = "civil-aviation"
@@ -96,6 +97,8 @@ def build(folder: Path, n: int, raw: bytes, cluster: str, topics: Topics, only: 
         for db in (book, expected):
             db.execute("INSERT INTO meta VALUES ('cluster', ?)", (cluster,))
             db.execute("INSERT INTO positions VALUES (?, 0, 0)", (topics.ledger,))
+        known = n if only is None else len(members[only])
+        expected.execute("INSERT INTO meta VALUES (?, ?)", (LISTINGS, str(known)))  # as `ExpectedViews` does
 
 
 def _spots(n: int) -> tuple[array[int], list[array[int]]]:

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS buckets (agency TEXT NOT NULL, bucket INTEGER NOT NUL
 
 
 TABLES = ("known", "leaves", "buckets")
+LISTINGS = "listings"  # the `meta` row holding how many rows `known` has, committed with them
 
 
 class ExpectedViews:
@@ -71,12 +72,15 @@ class ExpectedViews:
         self._digests = {agency: Digest(size) for agency in agencies}
         self._rows: dict[tuple[str, int], int] = {}  # (agency, bucket) -> leaves in it
         self._dirty: set[tuple[str, int]] = set()  # buckets changed since the last commit
+        self._listings = 0  # rows of `known`, kept as they come: a count(*) reads them all (10 M)
         self.reload()
 
     def reload(self) -> None:
         """The bucket sums as last committed (none: an empty snapshot, or one `resume_from` emptied)."""
         self._digests = {agency: Digest(self.size) for agency in self._digests}
         self._rows, self._dirty = {}, set()
+        counted = self.snapshot.meta(LISTINGS)
+        self._listings = int(counted) if counted is not None else self._count()
         for agency, bucket, total, rows in self._db.execute("SELECT agency, bucket, sum, rows FROM buckets"):
             digest = self._digests.get(agency)
             if digest is not None and bucket < self.size:
@@ -90,6 +94,7 @@ class ExpectedViews:
                              [(a, b, f"{self._digests[a].buckets[b]:064x}", self._rows.get((a, b), 0))
                               for a, b in self._dirty])  # fmt: skip
         self._dirty.clear()
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (LISTINGS, str(self._listings)))
         self.snapshot.commit(positions)
 
     @property
@@ -102,6 +107,7 @@ class ExpectedViews:
         old = self._db.execute("SELECT version FROM known WHERE listing_id = ?", (listing_id,)).fetchone()
         if old is not None and old[0] >= state.envelope.version:
             return False
+        self._listings += old is None
         self._db.execute("INSERT OR REPLACE INTO known VALUES (?, ?, ?, ?, ?, ?)",
                          (listing_id, state.envelope.version, state.status, at.isoformat(),
                           raw or encode(state), awaits_outcome(state)))  # fmt: skip
@@ -185,6 +191,11 @@ class ExpectedViews:
         return [f"{total:064x}" for total in sums]
 
     def __len__(self) -> int:
+        """Listings known, without reading them (the progress line asks every minute)."""
+        return self._listings
+
+    def _count(self) -> int:
+        """Once, for a snapshot written before the count was kept with it (or just emptied)."""
         return int(self._db.execute("SELECT count(*) FROM known").fetchone()[0])
 
     def close(self) -> None:
