@@ -156,21 +156,21 @@ def test_a_producer_whose_delivery_timed_out_is_replaced_and_delivers_again(worl
     timeout or a fatal error), and the next send after the broker's return lands."""
     producer = ConfirmingProducer(world.connection, TIMEOUT_S)
     topic, book = world.topics.listings("court"), Ledgerbook(world.keystore)
-    try:
-        producer.send(topic, "L-0", book.issue("L-0"))
+
+    def delivers(listing_id: str) -> bool:
+        try:
+            return producer.send(topic, listing_id, book.issue(listing_id)).offset >= 0
+        except BrokerUnavailable:
+            return False
+
+    try:  # a fresh broker can still be loading its coordinators: the first send may time out too
+        until("a first delivery", lambda: delivers("L-0"), 60.0)
         before = producer._producer
         world.cluster.stop()
         with pytest.raises(BrokerUnavailable, match="may or may not be in the log"):
             producer.send(topic, "L-1", book.issue("L-1"))
         assert producer._producer is not before  # the producer that timed out is gone
         world.cluster.start()
-
-        def delivers() -> bool:
-            try:
-                return producer.send(topic, "L-2", book.issue("L-2")).offset >= 0
-            except BrokerUnavailable:
-                return False
-
-        until("a delivery after the broker's return", delivers, BACK_WITHIN_S)
+        until("a delivery after the broker's return", lambda: delivers("L-2"), BACK_WITHIN_S)
     finally:
         producer.close()
