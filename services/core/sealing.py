@@ -189,7 +189,7 @@ def seal(event: E, prev_hash: str, private: Ed25519PrivateKey) -> E:
 class SignatureClaim:
     """What is left of a seal check once the hash held and a key is registered: that the signature
     over the hash is the agency's. Checking it (Ed25519, the costly part) may wait, or run in a
-    thread: cryptography releases the GIL while it verifies."""
+    thread: libsodium (through cffi) releases the GIL while it verifies."""
 
     digest: str
     signature: str
