@@ -33,27 +33,26 @@ from services.core.errors import AccordError, ContractError
 from services.core.events import (
     CopyApplied,
     CopyDigest,
-    Event,
     Finding,
     ListingState,
     ViewChanged,
 )  # fmt: skip
 from services.core.health import Health, Progress
-from services.core.kafka import DeliveryRefused, EventProducer, Refused, partition_for
+from services.core.kafka import EventProducer
 from services.core.policy import Policy
 from services.core.position import Position
 from services.core.rejections import rejected
-from services.core.serde import decode, decode_full
+from services.core.serde import decode_full
 from services.core.settings import KafkaSettings
 from services.core.snapshot import Snapshot
-from services.core.topics import RECONCILER, Topics, copy_key
+from services.core.topics import RECONCILER, Topics
 from services.reconciler.board import Board
 from services.reconciler.engine import Outcome, PassReport, Reconciler
 from services.reconciler.kafkalog import KafkaLog
 from services.reconciler.kept import claim_snapshot
 from services.reconciler.open_findings import Unsent
 from services.reconciler.ports import Holder, LogReader, Outbox, Partition, Record
-from services.reconciler.repair import repair_key
+from services.reconciler.publishing import Publication
 from services.reconciler.settings import ReconcilerSettings
 
 BATCH = 500
@@ -110,7 +109,7 @@ class Runner:
         snapshot: Snapshot | None = None,
     ) -> None:
         self.topics, self.settings, self.probes, self.log = topics, settings, probes, log
-        self.reader, self.producer, self.lease, self.clock = reader, outbox, lease, clock
+        self.reader, self.lease, self.clock = reader, lease, clock
         self.board = board  # what the operator page shows (`board.py`), if one is served
         self.engine = Reconciler(policy, policy.enforcers, settings.timing(), snapshot)
         self._last: dict[str, float] = {}
@@ -127,8 +126,7 @@ class Runner:
         self._unsent = Unsent(self.engine.snapshot.db)  # decided while another may be publishing
         self._takeover: dict[Partition, int] | None = None  # `findings`' end when the lease was taken
         self._ticking = False  # a tick publishes all it decided, once allowed to (`tick`)
-        self._again = Outcome()  # repairs the broker refused, sent again at the next tick
-        self._refusals: list[tuple[str, Event]] = []  # `rejected` records refused, likewise
+        self.out = Publication(topics, outbox, self._unsent, self._partitions, log)
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -137,7 +135,7 @@ class Runner:
                 self.step()
         finally:
             self.reader.close()
-            self._flush()
+            self.out.flush()
             self.log(self.progress())
             self.log(self.engine.times.table())
             self.engine.expected.close()
@@ -249,7 +247,7 @@ class Runner:
         where = Position(record.topic, record.partition, record.offset)
         refusal = rejected(RECONCILER, where, "contract", str(error), record.value, datetime.now(UTC), key)
         if self._acting():
-            self.producer.send(self.topics.rejected, key, refusal)
+            self.out.reject(key, refusal)
 
     # --- acting, on time -------------------------------------------------------------
 
@@ -289,14 +287,8 @@ class Runner:
             self._ticking = False
 
     def _act(self, now: datetime, acks_read_to: datetime | None) -> None:
-        if self._unsent or self._again.repairs:
-            again, self._again = self._again, Outcome()
-            self.publish(Outcome(findings=self._unsent.take(), repairs=again.repairs))
-        if self._refusals:
-            refusals, self._refusals = self._refusals, []
-            for key, refusal in refusals:
-                self.producer.send(self.topics.rejected, key, refusal)
-            self._flush()
+        if self.out.kept():
+            self.out.send_kept()
         if self._due("check", self.settings.check_interval_s):
             self.publish(self.engine.check(now, acks_read_to))
             for agency, probe in self.probes.items():
@@ -449,36 +441,4 @@ class Runner:
         if not (self._ticking or self._publishing()):
             self._unsent.hold(outcome.findings)
             return
-        for finding in outcome.findings:
-            metrics.FINDINGS.labels(finding.kind).inc()
-            listing_id = finding.envelope.listing_id
-            self.log(f"FINDING {finding.kind} {finding.copy_agency} {listing_id}: {finding.detail}")
-            self.producer.send(self.topics.findings, copy_key(finding.copy_agency, listing_id), finding)
-        for change in outcome.repairs:
-            metrics.REPAIRS.labels(change.view_agency).inc()
-            topic, listing_id = self.topics.views(change.view_agency), change.envelope.listing_id
-            partition = (
-                partition_for(listing_id, self._partitions[topic]) if topic in self._partitions else None
-            )
-            self.producer.send(topic, repair_key(listing_id), change, partition=partition)
-        self._flush()
-
-    def _flush(self) -> None:
-        """Wait for the broker to confirm what was sent. What it refused is kept, never dropped: a
-        finding among the unsent (in the snapshot, so a restart keeps it too), a repair or a
-        `rejected` record in memory; each is sent again at the next tick."""
-        try:
-            self.producer.flush()
-        except DeliveryRefused as e:
-            self.log(f"{e}: kept, sent again at the next tick")
-            for refused in e.refused:
-                self._keep(refused)
-
-    def _keep(self, refused: Refused) -> None:
-        event = decode(refused.value, refused.topic)
-        if isinstance(event, Finding):
-            self._unsent.hold([event])
-        elif isinstance(event, ViewChanged):
-            self._again.repairs.append(event)
-        else:
-            self._refusals.append((refused.key.decode(errors="replace"), event))
+        self.out.send(outcome)
