@@ -1,4 +1,4 @@
-"""Signatures checked in threads: every one checked, each answer the one a check in turn gives, in order."""
+"""Signatures checked in worker processes: each checked, answered as a check in turn answers it, in order."""
 
 from __future__ import annotations
 
