@@ -122,6 +122,14 @@ class AckTracker:
     def __init__(self, sla: Sla, db: sqlite3.Connection | None = None) -> None:
         self.sla = sla
         self._db = db or in_memory(SCHEMA)
+        self._pending: dict[str, int] = {}  # agency -> changes awaited, kept as they come
+        self.reload()
+
+    def reload(self) -> None:
+        """Count the changes awaited, once (opened, or the snapshot emptied): the operator page asks
+        every second, and a copy down for hours leaves millions awaited to count each time."""
+        query = "SELECT agency, count(*) FROM awaited GROUP BY agency"
+        self._pending = {agency: int(n) for agency, n in self._db.execute(query).fetchall()}
 
     def expect(self, change: ViewChanged, emitted_at: datetime) -> list[Settled]:
         """A view change was emitted; settled at once if its acknowledgement was read first."""
@@ -137,8 +145,9 @@ class AckTracker:
         applied = self.last(*key)
         if applied is not None and applied.version >= version:
             return [_settle(wanted, applied.applied_at, late=False)]  # nothing was reported yet
-        self._db.execute("INSERT OR IGNORE INTO awaited VALUES (?, ?, ?, ?, ?, ?, 0)",
-                         (*key, version, change.op, micros(emitted_at), micros(deadline)))  # fmt: skip
+        row = (*key, version, change.op, micros(emitted_at), micros(deadline))
+        added = self._db.execute("INSERT OR IGNORE INTO awaited VALUES (?, ?, ?, ?, ?, ?, 0)", row)
+        self._pending[key[0]] = self._pending.get(key[0], 0) + added.rowcount  # 0: awaited already
         return []
 
     def acknowledge(self, applied: CopyApplied) -> list[Settled]:
@@ -156,7 +165,8 @@ class AckTracker:
             )
         where = "agency = ? AND listing_id = ? AND version <= ?"
         done = list(self._awaited(where, (*key, version)))
-        self._db.execute(f"DELETE FROM awaited WHERE {where}", (*key, version))
+        settled = self._db.execute(f"DELETE FROM awaited WHERE {where}", (*key, version))
+        self._pending[key[0]] = self._pending.get(key[0], 0) - settled.rowcount
         return [_settle(wanted, applied.applied_at, late) for wanted, late in done]
 
     def _awaited(self, where: str, args: tuple[object, ...]) -> Iterator[tuple[Expectation, bool]]:
@@ -200,11 +210,11 @@ class AckTracker:
         return int(row[0]) if row else 0
 
     def pending(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM awaited").fetchone()[0])
+        return sum(self._pending.values())
 
     def pending_by_agency(self) -> dict[str, int]:
         """Changes awaiting acknowledgement, per copy (for the operator page)."""
-        return dict(self._db.execute("SELECT agency, count(*) FROM awaited GROUP BY agency").fetchall())
+        return {agency: n for agency, n in self._pending.items() if n}
 
 
 def _settle(wanted: Expectation, at: datetime, late: bool) -> Settled:

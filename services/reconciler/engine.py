@@ -92,6 +92,7 @@ class Reconciler:
         in memory as well (bucket sums, open detections and repairs, digests), the objections it
         holds watched, and `views_read` (agency -> partition -> next offset) as read already."""
         self.expected.reload()
+        self.acks.reload()
         self.book.reload()
         self.repairs.reload()
         self.objections = ObjectionWatch()

@@ -96,3 +96,21 @@ def test_an_acknowledgement_read_before_its_change_settles_it(ledgerbook: Ledger
     tracker.acknowledge(applied(upsert, 0, T0 + 4 * S))
     [settled] = tracker.expect(upsert, T0)
     assert settled.seconds == 4.0 and tracker.overdue(T0 + 3600 * S) == []
+
+
+def test_the_changes_awaited_are_counted_as_they_come_not_read_each_time(ledgerbook: Ledgerbook) -> None:
+    """The operator page asks every second; a copy down for hours leaves millions awaited."""
+    tracker = AckTracker(SLA)
+    upserts = {}
+    for n in range(4):
+        upserts[n], delete = changes(ledgerbook, f"L-{n}")
+        tracker.expect(upserts[n], T0)
+        tracker.expect(upserts[n], T0)  # read again: awaited once
+        tracker.expect(delete, T0 + S)
+    tracker.acknowledge(applied(delete, 0, T0 + 2 * S))  # settles both changes of L-3
+    tracker.acknowledge(applied(upserts[0], 0, T0 + 2 * S))
+    statements: list[str] = []
+    tracker._db.set_trace_callback(statements.append)
+    assert tracker.pending_by_agency() == {"civil-aviation": 5} and tracker.pending() == 5
+    assert statements == []
+    assert AckTracker(SLA, tracker._db).pending_by_agency() == {"civil-aviation": 5}  # counted once, opened
