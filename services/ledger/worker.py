@@ -39,7 +39,7 @@ from services.core.views import LIVE
 from services.ledger.expiry import Due, ExpiryIndex, expiry_of, ordered
 from services.ledger.handler import Context, Handled, Outbound, Read, give_up, handle, overdue
 from services.ledger.layout import app_id
-from services.ledger.outbox import Outbox
+from services.ledger.outbox import Deliveries, Outbox
 from services.ledger.record import Entry, Inbound, decode_held, encode_held
 from services.ledger.refetch import committed, read_range
 from services.ledger.seals import Seals
@@ -128,12 +128,10 @@ class Ledger:
         CURRENT.set(batch)
         return batch
 
-    def send(self, outbound: Outbound) -> asyncio.Future[int]:
-        """Through the ledger's own producer (see outbox); in a batch, its flush waits for the delivery."""
-        sent = self.outbox.send(outbound.topic, outbound.key, outbound.event, outbound.encoded)
-        if (batch := CURRENT.get(None)) is not None:
-            batch.decisions.append(sent)
-        return sent
+    def send(self, outbound: Outbound, deliveries: Deliveries) -> None:
+        """Through the ledger's own producer (see outbox), counted in `deliveries` (a batch's
+        decisions, whose flush waits for them)."""
+        self.outbox.send(outbound.topic, outbound.key, outbound.event, deliveries, outbound.encoded)
 
     async def step(self, events: Sequence[faust.EventT[bytes]]) -> None:
         """Process a batch of messages in order, first re-reading any that Faust skipped (see refetch).
@@ -216,8 +214,9 @@ class Ledger:
         """Write the listing's held messages if they changed, and send what the outcome publishes."""
         if outcome.held != waiting:
             _write_held(self.held, key, outcome.held)
+        decisions = current().decisions
         for outbound in outcome.out:
-            self.send(outbound)
+            self.send(outbound, decisions)
 
     async def tick(self) -> None:
         """Ask for the soonest due expiries (at most `expiries_per_tick`) and every overdue gap,
@@ -284,8 +283,10 @@ class Ledger:
         agent keeps deciding meanwhile."""
         states = [state for d in due if (state := self.still_due(d)) is not None]
         expiries = await asyncio.to_thread(lambda: [expiry_of(s, now, self.backbone_key) for s in states])
-        topic = self.ctx.topics.listings(BACKBONE)
-        await asyncio.gather(*(self.send(Outbound(topic, e.envelope.listing_id, e)) for e in expiries))
+        topic, sent = self.ctx.topics.listings(BACKBONE), Deliveries()
+        for expiry in expiries:
+            self.send(Outbound(topic, expiry.envelope.listing_id, expiry), sent)
+        await sent.confirmed()
         for expired in expiries:
             self.index.written(expired.envelope.listing_id)
         self.progress.count(expiries_asked=len(expiries))
