@@ -20,6 +20,7 @@ import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,6 +29,7 @@ from aiokafka.errors import IllegalStateError
 from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faust.streams import _current_event
+from prometheus_client import Counter
 
 from services.core import cloudevent, metrics
 from services.core.events import ListingState, Rejected
@@ -142,6 +144,7 @@ class Ledger:
         self.begin()
         positions: dict[bytes, tuple[int, faust.EventT[bytes]]] = {}
         messages = [_consumed(event) for event in events]
+        handled = applied = 0
         ahead = self.seals.start(messages, self.ctx)  # their signatures checked in threads meanwhile
         for event, msg, opened in zip(events, messages, ahead, strict=True):
             _current_event.set(weakref.ref(event))  # Faust's tables store a write in its event's partition
@@ -153,15 +156,15 @@ class Ledger:
             )
             if msg.offset > expected:
                 for earlier in await self.skipped(msg, expected):
-                    await self.process(earlier)
-            await self.process(msg, await opened.read())
+                    handled, applied = handled + 1, applied + await self.process(earlier)
+            handled, applied = handled + 1, applied + await self.process(msg, await opened.read())
             positions[position] = (max(expected, msg.offset + 1), event)
             self.positions[(msg.topic, msg.partition)] = max(expected, msg.offset + 1)
         for position, (offset, event) in positions.items():
             _current_event.set(weakref.ref(event))
             self.listings[position] = str(offset).encode()
         self.handled_at = time.monotonic()
-        self.progress.count(batches=1)
+        self.progress.advance(handled=handled, applied=applied, batches=1)  # once a batch: a lock and a clock
 
     def confirm(
         self, events: Sequence[faust.EventT[bytes]], ack: Callable[[faust.EventT[bytes]], Awaitable[Any]]
@@ -195,8 +198,9 @@ class Ledger:
         self.progress.count(refetched=len(missed))
         return missed
 
-    async def process(self, msg: Inbound, read: Read | None = None) -> None:
-        """Decide `msg` (`read`: opened ahead, its signature checked; else here), write, send."""
+    async def process(self, msg: Inbound, read: Read | None = None) -> int:
+        """Decide `msg` (`read`: opened ahead, its signature checked; else here), write, send; how
+        many events it applied (held ones released included)."""
         key = msg.key or b""
         waiting = decode_held(self.held.stored(key))
         entry = None if key.startswith(POSITION) else Entry.decode(self.listings.stored(key))
@@ -208,7 +212,8 @@ class Ledger:
             self.index.follow(entry.state if entry else None, after, bool(outcome.applied))
             self.index.tidy(msg.partition, self.state_of)
         await self.emit(key, waiting, outcome)
-        _count(self.progress, outcome)
+        _count(outcome)
+        return outcome.applied
 
     async def emit(self, key: bytes, waiting: list[Inbound], outcome: Handled) -> None:
         """Write the listing's held messages if they changed, and send what the outcome publishes."""
@@ -411,17 +416,23 @@ def _write_held(held: faust.types.TableT[bytes, bytes], key: bytes, messages: li
         del held[key]
 
 
-def _count(progress: Progress, outcome: Handled) -> None:
-    """One message handled: an advance of the ledger, and what became of it, for the metrics."""
-    progress.advance(handled=1, applied=outcome.applied)
+def _count(outcome: Handled) -> None:
+    """What became of one message handled, for the metrics."""
     refused = _refusals(outcome)
     kind = "admitted" if outcome.applied else "refused" if refused else "held" if outcome.held else "ignored"
-    metrics.EVENTS_HANDLED.labels("ledger", kind).inc()
+    _series(metrics.EVENTS_HANDLED, kind).inc()
 
 
 def _refusals(outcome: Handled) -> int:
     """Count the refusals an outcome publishes, by reason code; how many there are."""
     refused = [o.event for o in outcome.out if isinstance(o.event, Rejected)]
     for event in refused:
-        metrics.EVENTS_REFUSED.labels("ledger", event.reason_code).inc()
+        _series(metrics.EVENTS_REFUSED, event.reason_code).inc()
     return len(refused)
+
+
+@cache
+def _series(counter: Counter, label: str) -> Counter:
+    """The ledger's series of `counter` for `label`, looked up once (`labels` takes a lock and
+    checks its labels: 3 of the 4 µs of counting one event)."""
+    return counter.labels("ledger", label)
