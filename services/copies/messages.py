@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from functools import cache, lru_cache
 
 from services.core import serde
+from services.core.avrowriter import long_of as _long
 from services.core.cloudevent import Encoded
 from services.core.digest import Digest
 from services.core.events import CopyApplied, CopyDigest, Envelope, Event, ViewChanged
@@ -142,27 +143,9 @@ def _bound() -> bool:
     return bound
 
 
-def _varint(n: int) -> bytes:
-    """Avro's zig-zag varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-_SMALL = tuple(_varint(n) for n in range(1024))  # lengths, versions, partitions: looked up, not computed
-
-
-def _long(n: int) -> bytes:
-    return _SMALL[n] if 0 <= n < 1024 else _varint(n)
-
-
 def _string(text: str) -> bytes:
     data = text.encode()
-    return _SMALL[len(data)] + data if len(data) < 1024 else _varint(len(data)) + data
+    return _long(len(data)) + data
 
 
 @lru_cache(maxsize=8)

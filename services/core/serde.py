@@ -18,6 +18,7 @@ import fastavro
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 from fastavro.types import Schema
 
+from services.core.avrowriter import writer_for
 from services.core.errors import ContractError
 from services.core.events import ALL_EVENTS, Event
 from services.core.resources import data_path
@@ -94,9 +95,18 @@ def body_bytes(schema: Schema, record: dict[str, Any]) -> bytes:
 
 
 def encode(event: Event) -> bytes:
-    """Single-object encoding of `event` with the current schema of its type."""
+    """Single-object encoding of `event` with the current schema of its type: fastavro's bytes,
+    written from the model by the schema's compiled writer (`avrowriter`), where it has one."""
     writer = registry().writer(type(event).__name__)
-    return MARKER + writer.fingerprint + body_bytes(writer.schema, to_record(event))
+    write = _body_writer(writer.name)
+    body = write(event) if write is not None else body_bytes(writer.schema, to_record(event))
+    return MARKER + writer.fingerprint + body
+
+
+@cache
+def _body_writer(name: str) -> Callable[[Event], bytes] | None:
+    """The compiled writer of the current schema named `name` (None: fastavro writes it)."""
+    return writer_for(registry().writer(name).schema)
 
 
 class Decoded(NamedTuple):

@@ -20,6 +20,8 @@ from services.core import serde
 from services.core.events import ListingState
 from services.core.position import Position
 
+_HEADER = json.JSONEncoder(separators=(",", ":"))  # `json.dumps` with separators makes one each call
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -43,7 +45,7 @@ class Entry:
 
     def encode(self) -> bytes:
         header = {"ever": sorted(self.ever), "read_at": [list(p) for p in self.read_at]}
-        return json.dumps(header, separators=(",", ":")).encode() + b"\n" + self.state_bytes
+        return _HEADER.encode(header).encode() + b"\n" + self.state_bytes
 
     @classmethod
     def decode(cls, data: bytes | None) -> Entry | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,7 +34,7 @@ from faust.streams import _current_event, current_event
 from faust.types import TP
 
 from services.ledger.layout import TABLES
-from services.ledger.outbox import Outbox
+from services.ledger.outbox import Deliveries, Outbox
 
 # The batch the current asyncio task is handling: the agents interleave on one loop, and each
 # write and send belongs to the batch of the task that made it.
@@ -51,9 +51,11 @@ class Write:
     partition: int
     value: bytes | None
 
-    def send(self) -> asyncio.Future[int]:
-        """Its changelog record, through the ledger's producer: the future holds the record's offset."""
-        return self.table.outbox.send_record(self.table.changelog_name, self.partition, self.key, self.value)
+    def send(self, deliveries: Deliveries) -> None:
+        """Its changelog record, through the ledger's producer, counted in `deliveries`."""
+        self.table.outbox.send_record(
+            self.table.changelog_name, self.partition, self.key, self.value, deliveries
+        )
 
     def latest(self) -> bool:
         """Whether no later write of the key replaced this one (nor a rebalance dropped it)."""
@@ -155,7 +157,8 @@ class Batch:
     after them)."""
 
     previous: Batch | None
-    decisions: list[Awaitable[Any]] = field(default_factory=list)
+    decisions: Deliveries = field(default_factory=Deliveries)  # what it publishes (`ledger`, views...)
+    records: Deliveries = field(default_factory=Deliveries)  # its changelog records
     writes: list[Write] = field(default_factory=list)
     unsent: set[int] = field(default_factory=set)  # partitions whose writes `_send` gave up (`given_up`)
     sent: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -165,25 +168,28 @@ class Batch:
         """Decisions confirmed, then the changelog records, then the store; raises if a delivery failed
         (the worker then stops: the input, never acked, is read again)."""
         try:
-            await asyncio.gather(*self.decisions)
+            await self.decisions.confirmed()
             if self.previous is not None:
                 await self.previous.sent
-            records = self._send()
+            written = self._send()
             self.sent.set_result(None)
-            offsets = await asyncio.gather(*records.values())
+            offsets = await self.records.confirmed()
             if self.previous is not None:
                 await self.previous.stored
-            self._store(records, offsets)
+            self._store(written, offsets)
             self.stored.set_result(None)
         finally:
             self.previous = None  # a long chain of finished batches is never kept alive
 
-    def _send(self) -> dict[Write, asyncio.Future[int]]:
+    def _send(self) -> list[Write]:
         """The changelog record of this batch's last write of each key, in a partition this worker
         still holds. A later batch's write of the key does not excuse this one: this batch is acked
         once its own are stored, and a crash before the later batch's flush must find this value."""
         self.unsent = self.given_up()
-        return {write: write.send() for write in self.leaves()}
+        leaves = self.leaves()
+        for write in leaves:
+            write.send(self.records)
+        return leaves
 
     def leaves(self) -> list[Write]:
         """What the batch leaves behind: its last write of each key, in partitions still held here."""
@@ -196,12 +202,13 @@ class Batch:
             write.partition for write in finals(self.writes) if not write.table.held_here(write.partition)
         }
 
-    def _store(self, written: Iterable[Write], offsets: list[int]) -> None:
+    def _store(self, written: Iterable[Write], offsets: dict[tuple[str, int], int]) -> None:
         """Write the confirmed records into the store, then each partition's changelog offset (a
-        recovery reads the changelog on from there); let go of the writes no later one replaced."""
-        persisted: dict[tuple[ConfirmedTable, int], int] = {}
+        recovery reads the changelog on from there: `offsets`, the last confirmed in each, all this
+        batch's); let go of the writes no later one replaced."""
+        persisted: set[tuple[ConfirmedTable, int]] = set()
         at = At(At.Message(-1))
-        for write, offset in zip(written, offsets, strict=True):
+        for write in written:
             table, key = write.table, write.key
             if not table.held_here(write.partition):
                 continue  # revoked while its record was in flight: the new owner reads it from the changelog
@@ -214,9 +221,9 @@ class Batch:
                 del table.data[key]
             if write.latest():
                 del table.pending[key]
-            place = (table, write.partition)
-            persisted[place] = max(persisted.get(place, -1), offset)
-        for (table, partition), offset in persisted.items():
+            persisted.add((table, write.partition))
+        for table, partition in persisted:
+            offset = offsets[(table.changelog_name, partition)]
             table.data.set_persisted_offset(TP(table.changelog_name, partition), offset)
 
 

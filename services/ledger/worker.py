@@ -20,6 +20,7 @@ import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,6 +29,7 @@ from aiokafka.errors import IllegalStateError
 from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faust.streams import _current_event
+from prometheus_client import Counter
 
 from services.core import cloudevent, metrics
 from services.core.events import ListingState, Rejected
@@ -39,7 +41,7 @@ from services.core.views import LIVE
 from services.ledger.expiry import Due, ExpiryIndex, expiry_of, ordered
 from services.ledger.handler import Context, Handled, Outbound, Read, give_up, handle, overdue
 from services.ledger.layout import app_id
-from services.ledger.outbox import Outbox
+from services.ledger.outbox import Deliveries, Outbox
 from services.ledger.record import Entry, Inbound, decode_held, encode_held
 from services.ledger.refetch import committed, read_range
 from services.ledger.seals import Seals
@@ -128,12 +130,10 @@ class Ledger:
         CURRENT.set(batch)
         return batch
 
-    def send(self, outbound: Outbound) -> asyncio.Future[int]:
-        """Through the ledger's own producer (see outbox); in a batch, its flush waits for the delivery."""
-        sent = self.outbox.send(outbound.topic, outbound.key, outbound.event, outbound.encoded)
-        if (batch := CURRENT.get(None)) is not None:
-            batch.decisions.append(sent)
-        return sent
+    def send(self, outbound: Outbound, deliveries: Deliveries) -> None:
+        """Through the ledger's own producer (see outbox), counted in `deliveries` (a batch's
+        decisions, whose flush waits for them)."""
+        self.outbox.send(outbound.topic, outbound.key, outbound.event, deliveries, outbound.encoded)
 
     async def step(self, events: Sequence[faust.EventT[bytes]]) -> None:
         """Process a batch of messages in order, first re-reading any that Faust skipped (see refetch).
@@ -144,6 +144,7 @@ class Ledger:
         self.begin()
         positions: dict[bytes, tuple[int, faust.EventT[bytes]]] = {}
         messages = [_consumed(event) for event in events]
+        handled = applied = 0
         ahead = self.seals.start(messages, self.ctx)  # their signatures checked in threads meanwhile
         for event, msg, opened in zip(events, messages, ahead, strict=True):
             _current_event.set(weakref.ref(event))  # Faust's tables store a write in its event's partition
@@ -155,15 +156,15 @@ class Ledger:
             )
             if msg.offset > expected:
                 for earlier in await self.skipped(msg, expected):
-                    await self.process(earlier)
-            await self.process(msg, await opened.read())
+                    handled, applied = handled + 1, applied + await self.process(earlier)
+            handled, applied = handled + 1, applied + await self.process(msg, await opened.read())
             positions[position] = (max(expected, msg.offset + 1), event)
             self.positions[(msg.topic, msg.partition)] = max(expected, msg.offset + 1)
         for position, (offset, event) in positions.items():
             _current_event.set(weakref.ref(event))
             self.listings[position] = str(offset).encode()
         self.handled_at = time.monotonic()
-        self.progress.count(batches=1)
+        self.progress.advance(handled=handled, applied=applied, batches=1)  # once a batch: a lock and a clock
 
     def confirm(
         self, events: Sequence[faust.EventT[bytes]], ack: Callable[[faust.EventT[bytes]], Awaitable[Any]]
@@ -197,8 +198,9 @@ class Ledger:
         self.progress.count(refetched=len(missed))
         return missed
 
-    async def process(self, msg: Inbound, read: Read | None = None) -> None:
-        """Decide `msg` (`read`: opened ahead, its signature checked; else here), write, send."""
+    async def process(self, msg: Inbound, read: Read | None = None) -> int:
+        """Decide `msg` (`read`: opened ahead, its signature checked; else here), write, send; how
+        many events it applied (held ones released included)."""
         key = msg.key or b""
         waiting = decode_held(self.held.stored(key))
         entry = None if key.startswith(POSITION) else Entry.decode(self.listings.stored(key))
@@ -210,14 +212,16 @@ class Ledger:
             self.index.follow(entry.state if entry else None, after, bool(outcome.applied))
             self.index.tidy(msg.partition, self.state_of)
         await self.emit(key, waiting, outcome)
-        _count(self.progress, outcome)
+        _count(outcome)
+        return outcome.applied
 
     async def emit(self, key: bytes, waiting: list[Inbound], outcome: Handled) -> None:
         """Write the listing's held messages if they changed, and send what the outcome publishes."""
         if outcome.held != waiting:
             _write_held(self.held, key, outcome.held)
+        decisions = current().decisions
         for outbound in outcome.out:
-            self.send(outbound)
+            self.send(outbound, decisions)
 
     async def tick(self) -> None:
         """Ask for the soonest due expiries (at most `expiries_per_tick`) and every overdue gap,
@@ -284,8 +288,10 @@ class Ledger:
         agent keeps deciding meanwhile."""
         states = [state for d in due if (state := self.still_due(d)) is not None]
         expiries = await asyncio.to_thread(lambda: [expiry_of(s, now, self.backbone_key) for s in states])
-        topic = self.ctx.topics.listings(BACKBONE)
-        await asyncio.gather(*(self.send(Outbound(topic, e.envelope.listing_id, e)) for e in expiries))
+        topic, sent = self.ctx.topics.listings(BACKBONE), Deliveries()
+        for expiry in expiries:
+            self.send(Outbound(topic, expiry.envelope.listing_id, expiry), sent)
+        await sent.confirmed()
         for expired in expiries:
             self.index.written(expired.envelope.listing_id)
         self.progress.count(expiries_asked=len(expiries))
@@ -410,17 +416,23 @@ def _write_held(held: faust.types.TableT[bytes, bytes], key: bytes, messages: li
         del held[key]
 
 
-def _count(progress: Progress, outcome: Handled) -> None:
-    """One message handled: an advance of the ledger, and what became of it, for the metrics."""
-    progress.advance(handled=1, applied=outcome.applied)
+def _count(outcome: Handled) -> None:
+    """What became of one message handled, for the metrics."""
     refused = _refusals(outcome)
     kind = "admitted" if outcome.applied else "refused" if refused else "held" if outcome.held else "ignored"
-    metrics.EVENTS_HANDLED.labels("ledger", kind).inc()
+    _series(metrics.EVENTS_HANDLED, kind).inc()
 
 
 def _refusals(outcome: Handled) -> int:
     """Count the refusals an outcome publishes, by reason code; how many there are."""
     refused = [o.event for o in outcome.out if isinstance(o.event, Rejected)]
     for event in refused:
-        metrics.EVENTS_REFUSED.labels("ledger", event.reason_code).inc()
+        _series(metrics.EVENTS_REFUSED, event.reason_code).inc()
     return len(refused)
+
+
+@cache
+def _series(counter: Counter, label: str) -> Counter:
+    """The ledger's series of `counter` for `label`, looked up once (`labels` takes a lock and
+    checks its labels: 3 of the 4 µs of counting one event)."""
+    return counter.labels("ledger", label)

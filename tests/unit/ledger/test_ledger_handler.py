@@ -20,47 +20,18 @@ from services.core.partitioner import partition_of
 from services.core.policy import Policy
 from services.core.sealing import seal
 from services.core.serde import encode
-from services.core.topics import BACKBONE, Topics
+from services.core.topics import BACKBONE
 from services.core.views import project, view_change
 from services.ledger.expiry import expiry_of
 from services.ledger.handler import Context, Outbound, affected, give_up, handle
 from services.ledger.record import Entry, Inbound
-from tests.support.factory import T0, Ledgerbook, policy_with_keys
-
-TOPICS = Topics("t.")
-PARTITIONS = 3
-_offsets = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def trusted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Policy, Ledgerbook]:
-    policy, keystore = policy_with_keys(tmp_path_factory.mktemp("keys"))
-    return policy, Ledgerbook(keystore)
-
-
-@pytest.fixture
-def ctx(trusted: tuple[Policy, Ledgerbook]) -> Context:
-    return Context(trusted[0], TOPICS, PARTITIONS)
+from tests.support.factory import T0, Ledgerbook
+from tests.unit.ledger.messages import PARTITIONS, TOPICS, inbound
 
 
 @pytest.fixture
 def book(trusted: tuple[Policy, Ledgerbook]) -> Ledgerbook:
     return Ledgerbook(trusted[1].keystore)
-
-
-def inbound(
-    event: Event, topic: str | None = None, key: str | None = None, partition: int | None = None
-) -> Inbound:
-    env = event.envelope
-    keyed = (key or env.listing_id).encode()
-    return Inbound(
-        topic=topic or TOPICS.listings(env.agency),
-        partition=partition_of(keyed, PARTITIONS) if partition is None else partition,
-        offset=next(_offsets),
-        key=keyed,
-        payload=encode(event),
-        timestamp=T0,
-    )
 
 
 class Ledger:

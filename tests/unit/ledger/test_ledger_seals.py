@@ -8,48 +8,17 @@ both ways and compare every message's outcome, and check the refusals, their ord
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 
-from services.core.events import Event, Rejected
-from services.core.partitioner import partition_of
+from services.core.events import Rejected
 from services.core.policy import Policy
 from services.core.sealing import seal
-from services.core.serde import encode
-from services.core.topics import Topics
 from services.ledger.handler import Context, Handled, handle
 from services.ledger.record import Entry, Inbound
 from services.ledger.seals import CHUNK, Seals
-from tests.support.factory import T0, Ledgerbook, policy_with_keys
-
-TOPICS = Topics("t.")
-PARTITIONS = 3
-_offsets = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def trusted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Policy, Ledgerbook]:
-    policy, keystore = policy_with_keys(tmp_path_factory.mktemp("keys"))
-    return policy, Ledgerbook(keystore)
-
-
-@pytest.fixture
-def ctx(trusted: tuple[Policy, Ledgerbook]) -> Context:
-    return Context(trusted[0], TOPICS, PARTITIONS)
-
-
-def inbound(event: Event, topic: str | None = None, payload: bytes | None = None) -> Inbound:
-    env = event.envelope
-    key = env.listing_id.encode()
-    return Inbound(
-        topic=topic or TOPICS.listings(env.agency),
-        partition=partition_of(key, PARTITIONS),
-        offset=next(_offsets),
-        key=key,
-        payload=encode(event) if payload is None else payload,
-        timestamp=T0,
-    )
+from tests.support.factory import Ledgerbook
+from tests.unit.ledger.messages import TOPICS, inbound
 
 
 def a_batch(book: Ledgerbook) -> tuple[list[Inbound], dict[int, str]]:
