@@ -8,9 +8,9 @@ a real `Sink` on the real clients draining them (from `start` until the store's 
 the topic's end) into a SQLite file and into PostgreSQL (a throwaway cluster, as the test suite
 starts it, when `--pg` is not given), next to raw confluent-kafka produce/consume rates measured
 in the same run. Uses KAFKA_BOOTSTRAP_SERVERS (its super user) or starts a local secured broker.
-The process keeps none of the generated changes once sent (a sink holds none: 40,000 models
-walked by every full garbage collection cost the sink a tenth of its CPU here), and its garbage
-collector is settled as `accord copy run` settles it (`core.collector`).
+The process keeps none of the generated changes once sent (a sink holds none, and every full
+garbage collection walked those 40,000 models), and its garbage collector is settled as
+`accord copy run` settles it (`core.collector`).
 """
 
 from __future__ import annotations
