@@ -15,7 +15,7 @@ from services.copies.clients import kafka_clients
 from services.copies.lag import view_lag
 from services.copies.settings import CopySettings
 from services.copies.sink import Sink
-from services.core import logs
+from services.core import collector, logs
 from services.core.cli_input import read_identifier, refuse_flags
 from services.core.clock import utc_now
 from services.core.copystore import CopyStore, open_store
@@ -77,6 +77,7 @@ def run(agency: str, store: str, ops: str | None, log_json: bool) -> None:
         feed, reporter = kafka_clients(settings.kafka.connection, agency, settings.kafka.topics.namespace)
         sink = Sink(agency, copy_store, settings, load_policy(), feed, reporter)
         endpoint = serve_ops(ops, sink.health)
+        collector.settle()
         sink.run(lambda: bool(stopping))
     except AccordError as e:  # the store or the broker failed: stop loudly, a supervisor restarts us
         raise click.ClickException(str(e)) from e

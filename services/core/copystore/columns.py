@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
+from collections.abc import Callable
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Protocol
 
@@ -58,18 +60,22 @@ def encode(row: ViewRow) -> tuple[Any, ...]:
 
 def of_raw(raw: dict[str, Any]) -> tuple[Any, ...]:
     """The column values of a row as JSON-mode data (`model_dump(mode="json")`, `raw_row`)."""
-    return tuple(_dumps(raw[c]) if c in JSON_COLUMNS else raw[c] for c in COLUMNS)
+    cells = list(_PICK(raw))
+    for at in _JSON_AT:
+        cells[at] = _dumps(cells[at])
+    return tuple(cells)
 
 
 def rendered(raw: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
     """`(of_raw(raw), row_hash(raw))` of an intact row, its JSON rendered once: the canonical text
-    the hash covers is put together from the column texts (what `json.dumps(sort_keys=True)` would
-    write around them), not rendered a second time."""
+    the hash covers is the column texts filled into what `json.dumps(sort_keys=True)` writes around
+    them (`_CANONICAL_ROW`), not rendered a second time. (A row with keys beyond the columns, which
+    no model makes, is hashed the general way.)"""
     cells = of_raw(raw)
-    texts = dict(zip(COLUMNS, cells, strict=True))
-    order = _SORTED if len(raw) == len(COLUMNS) else [(c, _key(c) + ":") for c in sorted(raw)]
-    parts = [key + (texts[c] if c in JSON_COLUMNS else _scalar(raw[c])) for c, key in order]
-    return cells, hashlib.sha256(("{" + ",".join(parts) + "}").encode()).hexdigest()
+    if len(raw) != len(COLUMNS):
+        return cells, row_hash(raw)
+    texts = tuple([cells[at] if text else _scalar(cells[at]) for at, text in _SORTED_AT])
+    return cells, hashlib.sha256((_CANONICAL_ROW % texts).encode()).hexdigest()
 
 
 def raw_row(values: tuple[Any, ...]) -> dict[str, Any]:
@@ -79,8 +85,7 @@ def raw_row(values: tuple[Any, ...]) -> dict[str, Any]:
 
 def row_hash(raw: dict[str, Any]) -> str:
     """`ViewRow.row_hash` of an intact row, computed without validating it."""
-    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256("".join(_LENIENT_ENCODER(raw, 0)).encode()).hexdigest()
 
 
 def decode(values: tuple[Any, ...]) -> ViewRow:
@@ -103,18 +108,32 @@ def readable(values: tuple[Any, ...]) -> str | None:
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _key = encode_basestring_ascii  # what the encoder writes for a str: a key, or a text column
-_SORTED = [(c, _key(c) + ":") for c in sorted(COLUMNS)]  # a row's keys as the canonical JSON writes them
-# `_CANONICAL`'s C encoder, made once: `encode` builds a new one (and a circular-reference check)
-# for every value, which cost more than the encoding of a row's three small JSON columns.
-_C_ENCODER = (
-    c_make_encoder(None, _CANONICAL.default, _key, None, ":", ",", True, False, True)
-    if c_make_encoder is not None
-    else None
-)
+_PICK = operator.itemgetter(*COLUMNS)
+_JSON_AT = tuple(at for at, c in enumerate(COLUMNS) if c in JSON_COLUMNS)
+# Where each key of an intact row's canonical JSON (keys sorted) finds its value among the columns,
+# and whether that column holds JSON text already; the text around the values, with a %s for each.
+_SORTED_AT = tuple((COLUMNS.index(c), c in JSON_COLUMNS) for c in sorted(COLUMNS))
+_CANONICAL_ROW = "{" + ",".join(_key(c) + ":%s" for c in sorted(COLUMNS)) + "}"
+
+
+def _encoder(default: Callable[[Any], Any]) -> Callable[[Any, int], list[str]]:
+    """What `json.dumps(sort_keys=True, separators=(",", ":"), default=default)` runs, made once:
+    `dumps` builds a new C encoder (and a circular-reference check) for every value, which cost
+    more than the encoding of a row's three small JSON columns. (Values here are JSON data, read
+    or dumped: never circular.)"""
+    if c_make_encoder is not None:
+        return c_make_encoder(None, default, _key, None, ":", ",", True, False, True)  # type: ignore[no-any-return]
+    fallback = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=default)
+    return lambda value, _: [fallback.encode(value)]
+
+
+_C_ENCODER = _encoder(_CANONICAL.default)
+# `row_hash`'s: a hand edit may leave in a column what JSON cannot hold (a blob); it is hashed as text.
+_LENIENT_ENCODER = _encoder(str)
 
 
 def _dumps(value: Any) -> str:
-    return "".join(_C_ENCODER(value, 0)) if _C_ENCODER is not None else _CANONICAL.encode(value)
+    return "".join(_C_ENCODER(value, 0))
 
 
 def _scalar(value: Any) -> str:

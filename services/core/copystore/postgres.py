@@ -36,10 +36,15 @@ class _PgCursor:
     A batch's INSERTs go through COPY: straight into the table, or, for an upsert, into a temporary
     staging table that one `INSERT … SELECT … ON CONFLICT` then merges. A statement per row, even
     pipelined by `executemany`, cost the sink six times the client CPU and more of the server's.
-    (The shared statements never insert one key twice in a batch, which ON CONFLICT would refuse.)"""
+    (The shared statements never insert one key twice in a batch, which ON CONFLICT would refuse.)
+    A staging table is emptied by the commit (`ON COMMIT DELETE ROWS`: truncated, no dead rows
+    left in a table no autovacuum visits); one transaction that merges into the same table twice
+    empties it itself before the second (one cursor serves one transaction)."""
 
-    def __init__(self, cur: psycopg.Cursor[Any], staged: set[str]) -> None:
-        self._cur, self._staged = cur, staged
+    def __init__(self, cur: psycopg.Cursor[Any], staged: frozenset[str]) -> None:
+        self._cur, self._staged = cur, staged  # `staged`: made by transactions committed before
+        self.created: set[str] = set()  # staging tables this transaction made (gone if it rolls back)
+        self._filled: set[str] = set()  # staging tables this transaction filled
 
     def execute(self, sql: str, params: Any = (), /) -> Any:
         """An `IN (?, ?, …)` list goes as one array, `= ANY(%s)`: psycopg parses every new query text
@@ -67,7 +72,6 @@ class _PgCursor:
                 copy.write_row(row)
         if target != table:
             self._cur.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {target}{conflict}")
-            self._cur.execute(f"DELETE FROM {target}")
         return None
 
     def _delete(self, table: str, key: str, other: str | None, keys: list[tuple[Any, ...]]) -> Any:
@@ -81,13 +85,17 @@ class _PgCursor:
         )
 
     def _staging(self, table: str) -> str:
-        """The session's temporary twin of `table`, emptied at every commit."""
+        """The session's temporary twin of `table`, empty: emptied at every commit, and here when this
+        transaction filled it already."""
         staging = f"staging_{table}"
-        if staging not in self._staged:
+        if staging not in self._staged and staging not in self.created:
             self._cur.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
             )
-            self._staged.add(staging)
+            self.created.add(staging)
+        elif staging in self._filled:
+            self._cur.execute(f"DELETE FROM {staging}")
+        self._filled.add(staging)
         return staging
 
     def fetchone(self) -> Any:
@@ -103,7 +111,7 @@ class PostgresCopyStore(SqlCopyStore):
         self.where = url.split("@")[-1]  # never echo a password into a log
         try:
             self._db = psycopg.connect(url, autocommit=True)
-            self._staged: set[str] = set()  # staging tables made in this session (see `_PgCursor`)
+            self._staged: frozenset[str] = frozenset()  # staging tables this session made and committed
         except psycopg.Error as e:
             raise StoreError(f"cannot connect to the PostgreSQL copy at {self.where}: {e}") from e
         self._init(schema("BYTEA"))
@@ -112,7 +120,9 @@ class PostgresCopyStore(SqlCopyStore):
     def _write(self) -> Iterator[Cursor]:
         try:
             with self._db.transaction(), self._db.cursor() as cur:
-                yield _PgCursor(cur, self._staged)
+                pg = _PgCursor(cur, self._staged)
+                yield pg
+            self._staged |= pg.created  # committed: they exist for the session (see `_PgCursor`)
         except psycopg.Error as e:
             raise StoreError(f"write to the PostgreSQL copy at {self.where} failed: {e}") from e
 

@@ -408,3 +408,20 @@ def test_a_version_edited_into_text_is_folded_in_not_a_crash(store: CopyStore, u
     step = store.verify(bucket_of("L-1"))
     assert step.rows == ["L-1"] and step.buckets == [bucket_of("L-1")]
     assert store.digest().hex_buckets() != expected_digest([row("L-1")]).hex_buckets()
+
+
+def test_a_batch_that_failed_in_its_writes_leaves_the_store_usable(store: CopyStore, url: str) -> None:
+    """The first batch fails after some of its writes (PostgreSQL made its staging tables in that
+    transaction, so the rollback took them too); the next batch is taken all the same."""
+    execute(url, "ALTER TABLE copy_outbox RENAME TO copy_outbox_away")
+    with pytest.raises(StoreError, match="copy_outbox"):
+        store.take([Change(upsert(row("L-1")), 0, 0, ack=lambda _: b"a0"), Change(delete("L-2", 1), 0, 1)])
+    execute(url, "ALTER TABLE copy_outbox_away RENAME TO copy_outbox")
+    batch: list[Change | Refusal] = [
+        Change(upsert(row("L-1")), 0, 0, ack=lambda _: b"a0"),
+        Change(delete("L-2", 1), 0, 1),
+    ]
+    assert store.take(batch) == [Applied.APPLIED, Applied.APPLIED]
+    assert list(store.rows()) == [row("L-1")] and store.positions() == {0: 2}
+    assert store.unsent_acks() == [(0, 0, b"a0")] and store.delivered_version("L-2") == 1
+    assert store.digest().hex_buckets() == expected_digest([row("L-1")]).hex_buckets()
