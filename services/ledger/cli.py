@@ -27,7 +27,7 @@ def run(data_dir: Path | None, store: str | None, ops: str | None, log_json: boo
     """Run the worker until stopped; it exits non-zero if a handler ever fails."""
     import faust
 
-    from services.core import logs
+    from services.core import collector, logs
     from services.ledger.app import build_app
     from services.ledger.layout import prepare
     from services.ledger.settings import LedgerSettings
@@ -47,6 +47,7 @@ def run(data_dir: Path | None, store: str | None, ops: str | None, log_json: boo
     worker = faust.Worker(app, loglevel=settings.options.log_level, quiet=True)
     if not sys.stdout.isatty():
         worker.spinner = None  # its cursor codes only garble a log file
+    collector.settle()  # set up: what exists now lives as long as the worker
     worker.execute_from_commandline()
 
 

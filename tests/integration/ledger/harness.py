@@ -251,6 +251,18 @@ def taken_positions(backbone: Backbone, topic: str) -> set[tuple[int, int]]:
     return taken
 
 
+def described(backbone: Backbone, topic: str, positions: list[tuple[int, int]]) -> list[str]:
+    """What the view messages at `positions` were (listing, version, sender), for a failure message."""
+    wanted, found = set(positions[:10]), {}
+    for msg in read_all(backbone.connection, [topic]):
+        where = (msg.partition() or 0, msg.offset() or 0)
+        if where in wanted:
+            change = decode_message(msg).event
+            assert isinstance(change, ViewChanged)
+            found[where] = f"{where}: {change.envelope.listing_id} v{change.envelope.version} {change.op}"
+    return [found.get(where, f"{where}: not in {topic}") for where in sorted(wanted)]
+
+
 def applied_once(backbone: Backbone, agency: str) -> None:
     """Every message of views.<agency> was applied, and none twice.
 
@@ -267,4 +279,6 @@ def applied_once(backbone: Backbone, agency: str) -> None:
             acked.add((event.partition, event.offset))
     twice = {k: v for k, v in acks.items() if len(v) > 1}
     assert not twice, f"{agency} applied {len(twice)} positions more than once"
+    extra = sorted(acked - positions)
+    assert not extra, f"{agency}: acknowledged, yet re-emitted or unread: {described(backbone, topic, extra)}"
     assert acked == positions, f"{agency}: {len(positions - acked)} view changes never acknowledged"
