@@ -126,7 +126,7 @@ class Runner:
         self._unsent = Unsent(self.engine.snapshot.db)  # decided while another may be publishing
         self._takeover: dict[Partition, int] | None = None  # `findings`' end when the lease was taken
         self._ticking = False  # a tick publishes all it decided, once allowed to (`tick`)
-        self.out = Publication(topics, outbox, self._unsent, self._partitions, log)
+        self.out = Publication(topics, outbox, self._unsent, self._partitions, log, clock)
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -176,7 +176,8 @@ class Runner:
         if self._caught_up_once():
             at = now or datetime.now(UTC)
             self.tick(at, self.acks_horizon(at))
-        if batch or self.engine.changed():
+        self.out.flush()  # a `rejected` record queued is confirmed (or kept) before its input's position
+        if batch or self.engine.changed():  # is committed, and a finding refused now is held with it
             self.engine.commit(self._read_to)
 
     def _caught_up_once(self) -> bool:
@@ -287,7 +288,7 @@ class Runner:
             self._ticking = False
 
     def _act(self, now: datetime, acks_read_to: datetime | None) -> None:
-        if self.out.kept():
+        if self.out.due():
             self.out.send_kept()
         if self._due("check", self.settings.check_interval_s):
             self.publish(self.engine.check(now, acks_read_to))
@@ -329,7 +330,7 @@ class Runner:
         lag = {tp: max(0, self.reader.end(*tp) - read_to.get(tp, 0)) for tp in partitions}
         self.tracker.note(replayed=self.replayed, findings_open=len(self.engine.book),
                             repairs_open=len(self.engine.repairs))  # fmt: skip
-        health = self.tracker.judge(lag)
+        health = self.tracker.judge(lag, self.out.trouble())
         metrics.record(health, lag)
         return health
 

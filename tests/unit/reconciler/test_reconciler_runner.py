@@ -8,6 +8,7 @@ wiring is proven by `tests/integration/reconciler/`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -72,13 +73,15 @@ class Backbone:
         probes: dict[str, MemoryCopy] | None = None,
         snapshot: Path | None = None,
         log: MemoryLog | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> Runner:
-        """A runner over the log (`log`: another reader and outbox of the same topics, a second process)."""
-        clock = iter(range(0, 10**6, 3600))  # every check due at every tick
+        """A runner over the log (`log`: another reader and outbox of the same topics, a second
+        process); its `clock` jumps an hour a reading unless given: every check due at every tick."""
+        hours = iter(range(0, 10**6, 3600))
         kept = Snapshot(snapshot, SCHEMA, TABLES) if snapshot else None
         port = log or self.log
         return Runner(self.topics, SETTINGS, self.policy, probes or {}, lambda _: None, port, port,
-                      lease, clock=lambda: float(next(clock)), snapshot=kept)  # fmt: skip
+                      lease, clock=clock or (lambda: float(next(hours))), snapshot=kept)  # fmt: skip
 
     def findings(self) -> list[tuple[str, str, str]]:
         found = [e for e in self.log.events(self.topics.findings) if isinstance(e, Finding)]
@@ -252,6 +255,46 @@ def test_a_repair_and_a_rejection_the_broker_refused_are_sent_again_at_the_next_
     backbone.log.flush()
     repaired = [r for r in backbone.log.records(views) if r.key == repair_key("L-4").encode()]
     assert [r.partition for r in repaired] == [partition_for("L-4", 3)]
+    [rejected] = backbone.log.events(backbone.topics.rejected)
+    assert isinstance(rejected, Rejected) and rejected.payload == b"garbage"
+
+
+def test_a_send_the_broker_keeps_refusing_is_tried_after_a_doubling_wait_and_shown_in_health(
+    backbone: Backbone,
+) -> None:
+    """A record refused for good (too large for its topic, an ACL taken away) is kept, but not
+    re-sent at every tick: after 1 s, then 2, 4…; from the third refusal in a row health says why."""
+    now = [0.0]
+    backbone.record(backbone.book.issue("L-1", measures=("flight_ban",)))
+    backbone.log.refusing = {backbone.topics.findings}
+    runner = started(backbone.runner(clock=lambda: now[0]), LATE)  # refused once: again from t=1
+    assert runner.health().healthy
+
+    def refusals_at(t: float) -> str:
+        now[0] = t
+        runner.step(LATE)
+        return " ".join(runner.health().reasons)
+
+    assert refusals_at(0.9) == ""  # not due: nothing sent
+    assert refusals_at(1.0) == ""  # refused twice: again from t=3
+    assert refusals_at(2.9) == ""
+    assert "refused 3 sends in a row (denied)" in refusals_at(3.0)  # again from t=7
+    backbone.log.refusing = set()
+    assert "refused 3 sends in a row" in refusals_at(6.9)
+    assert backbone.findings() == []
+    assert refusals_at(7.0) == ""
+    assert backbone.findings() == [("missing_ack", CA, "L-1")]
+
+
+def test_a_rejected_record_is_confirmed_before_the_position_of_its_input_is_committed(
+    backbone: Backbone,
+) -> None:
+    """Mid-replay no tick flushes; the step must, or a crash after its commit loses the record."""
+    for i in range(3):
+        backbone.log.append(backbone.topics.views(CA), f"L-{i}", b"garbage", T0)
+    backbone.log.per_read = 1
+    runner = started(backbone.runner(), LATE)
+    assert not runner.replayed
     [rejected] = backbone.log.events(backbone.topics.rejected)
     assert isinstance(rejected, Rejected) and rejected.payload == b"garbage"
 
