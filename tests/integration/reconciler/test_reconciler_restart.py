@@ -23,7 +23,7 @@ from services.core.kafka import decode_message, producer_config, read_all
 from services.core.serde import encode
 from services.core.topics import copy_key
 from services.reconciler import findings
-from tests.integration.reconciler.live import CA, Live, live, wait_for
+from tests.integration.reconciler.live import CA, FAST, Live, live, wait_for
 from tests.unit.copies.test_copystore_behaviour import execute
 
 REPO = Path(__file__).resolve().parents[3]
@@ -182,13 +182,16 @@ def test_a_repair_in_flight_when_the_leader_leaves_is_awaited_and_reported_once_
     wait_for("the copy to hold every listing", lambda: world.rows() == world.expected())
     sink.set()
     first = threading.Event()
-    leader = world.start_reconciler("r1", lease=True, stop=first)
+    # The repair's SLA outlasts the hand-over, so its acknowledgement, not an escalation and then a
+    # rescan, closes the case (under load r2 and the sink once took over the 5 s of FAST to come up).
+    patient = FAST.model_copy(update={"repair_sla_s": 120})
+    leader = world.start_reconciler("r1", patient, lease=True, stop=first)
     wait_for("the leader to replay", lambda: leader.replayed)
     execute(world.url, "DELETE FROM copy_rows WHERE listing_id = 'L-1'")
     wait_for("the leader's repair", lambda: len(repairs_of(world, "L-1")) == 1)
     first.set()
     wait_for("the leader to stop", lambda: any("p50 s" in line for line in world.logs["r1"]))
-    successor = world.start_reconciler("r2", lease=True)
+    successor = world.start_reconciler("r2", patient, lease=True)
     wait_for("the successor to replay", lambda: successor.replayed)
     world.start_sink(digest_interval_s=0.5)
     wait_for("the repair applied", lambda: world.rows() == world.expected())
