@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import faust
+from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event, current_event
 from faust.types import TP
 
@@ -109,14 +110,27 @@ class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
         return default if value is None else value
 
     def stored(self, key: bytes) -> bytes | None:
-        """The value of `key`: its pending write, else the store's (in the current event's partition:
-        one lookup, where Faust's own `get` makes two, whether the key is there, then its value)."""
+        """The value of `key`: its pending write, else the store's (in the current event's partition).
+
+        Straight from the store's own lookup (`_read`): keys and values are raw bytes (`app.RAW`), so
+        Faust's serializers would return them as they are, and its `get` raises and catches a
+        `KeyError` for every key not there yet, which is most of a new listing's reads."""
         write = self.pending.get(key)
         if write is not None:
             return write.value
-        value = self.data.get(key)
+        value = self._read(key)
         assert value is None or isinstance(value, bytes)
         return value
+
+    @cached_property
+    def _read(self) -> Callable[[bytes], bytes | None]:
+        """The store's own lookup of a raw key: RocksDB's `_get`, the memory store's dict (its `_get`
+        is the base class's stub, which answers None for every key)."""
+        store = self.data
+        if isinstance(store, MemoryStore):
+            return store.data.get
+        read: Callable[[bytes], bytes | None] = store._get  # type: ignore[attr-defined]
+        return read
 
     def _pend(self, key: bytes, value: bytes | None) -> None:
         event = current_event()

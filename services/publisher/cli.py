@@ -27,7 +27,7 @@ import click
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from services.core import cloudevent
+from services.core import cloudevent, collector
 from services.core.cli_input import ask, refuse_flags
 from services.core.commands import (
     CorrectCommand,
@@ -339,6 +339,7 @@ def _import_here(settings: PublisherSettings, source: Source, wait: float, share
             settings.options.publish_timeout_s,
             cloudevent.source(settings.kafka.topics.namespace, publisher.signer.agency),
         )
+        collector.settle()  # set up: what exists now lives as long as the import
         try:
             return import_file(publisher, producer, key, source, wait, seen, share)
         finally:

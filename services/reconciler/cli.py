@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from services.core import logs
+from services.core import collector, logs
 from services.core.copystore.probe import StoreProbe
 from services.core.credentials import FileCredentials
 from services.core.errors import AccordError
@@ -109,6 +109,7 @@ def run(copies: tuple[str, ...], address: str | None, ops: str | None, log_json:
         board, server = (None, None) if where is None else _serve(*where)
         runner = on_kafka(kafka, settings, policy, probes, _log, lease, board, settings.snapshot_folder())
         endpoint = serve_ops(ops, runner.health)
+        collector.settle()  # set up: what exists now lives as long as the reconciler
         try:
             runner.run(stop)
         finally:

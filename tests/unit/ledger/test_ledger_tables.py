@@ -79,3 +79,17 @@ def test_a_batch_gives_up_the_partitions_taken_away_before_it_sent_their_writes(
     held_leaves, held_given_up, lost_leaves, lost_given_up = asyncio.run(scenario())
     assert (held_leaves, held_given_up) == ([b"v1"], set())
     assert (lost_leaves, lost_given_up) == ([], {1})
+
+
+def test_a_key_in_the_store_is_read_from_it_and_a_missing_one_is_none() -> None:
+    """`stored` bypasses Faust's `get` for the store's own lookup: it must still find what the store
+    holds (a value stored by an earlier batch, or recovered from the changelog)."""
+
+    async def scenario() -> tuple[bytes | None, bytes | None, bool]:
+        listings = table("stored")
+        _current_event.set(weakref.ref(EVENT))  # type: ignore[arg-type]
+        listings.data[b"L-1"] = b"v1"  # as recovery writes it: straight into the store
+        return listings.stored(b"L-1"), listings.get(b"L-2"), b"L-1" in listings
+
+    have, missing, present = asyncio.run(scenario())
+    assert (have, missing, present) == (b"v1", None, True)
