@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.core.crypto import chain_hash, sign, verify_signature
 from services.core.events import Event
-from services.core.serde import MARKER, Decoded, WriterSchema, body_bytes, registry, to_record
+from services.core.serde import MARKER, Decoded, WriterSchema, body_bytes, body_writer, registry, to_record
 
 E = TypeVar("E", bound=Event)
 
@@ -162,22 +162,33 @@ class Sealed(Generic[E]):
 
 def seal_encoded(event: E, prev_hash: str, private: Ed25519PrivateKey) -> Sealed[E]:
     """`event` linked to `prev_hash`, hashed and signed with the current writer schema, and its
-    bytes: the record is made and written once, and the seal spliced into those bytes."""
+    bytes: the body is written once, with its seal blank, and the seal spliced into those bytes."""
     writer = registry().writer(type(event).__name__)
-    record = to_record(event)
-    record["envelope"] = {**record["envelope"], "prev_hash": prev_hash, "hash": "", "signature": ""}
-    blank = body_bytes(writer.schema, record)
+    linked = event if event.envelope.prev_hash == prev_hash else _enveloped(event, prev_hash=prev_hash)
+    span = span_of(writer)
+    blank = _blank_body(writer, span, linked)
     digest = chain_hash(prev_hash, blank)
     signature = sign(private, digest)
-    span = span_of(writer)
-    if span is not None:
-        body = span.spliced(blank, digest, signature)
-    else:
-        record["envelope"] = {**record["envelope"], "hash": digest, "signature": signature}
-        body = body_bytes(writer.schema, record)
-    seal_fields = {"prev_hash": prev_hash, "hash": digest, "signature": signature}
-    envelope = event.envelope.model_copy(update=seal_fields)
-    return Sealed(event.model_copy(update={"envelope": envelope}), MARKER + writer.fingerprint + body)
+    sealed = _enveloped(linked, hash=digest, signature=signature)
+    body = (
+        span.spliced(blank, digest, signature)
+        if span is not None
+        else body_bytes(writer.schema, to_record(sealed))
+    )
+    return Sealed(sealed, MARKER + writer.fingerprint + body)
+
+
+def _enveloped(event: E, **fields: str) -> E:
+    return event.model_copy(update={"envelope": event.envelope.model_copy(update=fields)})
+
+
+def _blank_body(writer: WriterSchema, span: SealSpan | None, event: Event) -> bytes:
+    """`event`'s body with its seal blank: written by the schema's compiled writer (a quarter of
+    fastavro's time from a record, and no record to make) where there are one and a span."""
+    write = body_writer(writer.name)
+    if write is not None and span is not None:
+        return span.blanked(write(event))
+    return body_bytes(writer.schema, _blank_seal(to_record(event)))
 
 
 def seal(event: E, prev_hash: str, private: Ed25519PrivateKey) -> E:

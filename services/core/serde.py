@@ -98,13 +98,13 @@ def encode(event: Event) -> bytes:
     """Single-object encoding of `event` with the current schema of its type: fastavro's bytes,
     written from the model by the schema's compiled writer (`avrowriter`), where it has one."""
     writer = registry().writer(type(event).__name__)
-    write = _body_writer(writer.name)
+    write = body_writer(writer.name)
     body = write(event) if write is not None else body_bytes(writer.schema, to_record(event))
     return MARKER + writer.fingerprint + body
 
 
 @cache
-def _body_writer(name: str) -> Callable[[Event], bytes] | None:
+def body_writer(name: str) -> Callable[[Event], bytes] | None:
     """The compiled writer of the current schema named `name` (None: fastavro writes it)."""
     return writer_for(registry().writer(name).schema)
 
