@@ -21,10 +21,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from services.core.connection import KafkaConnection
 from services.core.crypto import AgencyKey, Keystore
-from services.core.kafka import decode_message, read_all
+from services.core.kafka import consumer, decode_message, end_offsets, read_all
 from services.core.policy import Policy
 from services.core.serde import Decoded
 from services.core.topics import BACKBONE, Topics
@@ -45,6 +46,8 @@ class Backbone:
     keystore: Keystore
     ledger: harness.Backbone
     opened: list[Publisher] = field(default_factory=list)
+    probe: Consumer | None = None
+    partitions: dict[tuple[str, ...], list[TopicPartition]] = field(default_factory=dict)
 
     @property
     def listing_topics(self) -> list[str]:
@@ -65,6 +68,26 @@ class Backbone:
                          clock=clock, **settings)  # fmt: skip
         self.opened.append(made)
         return made
+
+    def records_in(self, topics: list[str]) -> int:
+        """How many records `topics` hold now (their high watermarks, summed), asked on one client kept
+        for the test: `end_offsets` makes a client per question, a TLS and SCRAM handshake each, which
+        made a test that asks hundreds of times spend most of its time connecting."""
+        names = tuple(topics)
+        if names not in self.partitions:
+            self.partitions[names] = list(end_offsets(self.connection, names))
+        if self.probe is None:
+            self.probe = consumer(self.connection, self.connection.group("watermarks"))
+        probe = self.probe
+        return sum(
+            probe.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in self.partitions[names]
+        )
+
+    def close(self) -> None:
+        for publisher in self.opened:
+            publisher.close()
+        if self.probe is not None:
+            self.probe.close()
 
     def published(self, *listing_ids: str) -> list[Decoded]:
         """Every event now in the listing topics about `listing_ids`, read back from the broker."""
@@ -93,8 +116,7 @@ def backbone(ledgered: harness.Backbone) -> Iterator[Backbone]:
     try:
         yield made
     finally:
-        for publisher in made.opened:
-            publisher.close()
+        made.close()
 
 
 def closed_port() -> int:

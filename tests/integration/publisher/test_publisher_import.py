@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from services.cli import main
 from services.core.commands import event_id_of, listing_id_of
-from services.core.kafka import decode_message, end_offsets, read_all
+from services.core.kafka import decode_message, read_all
 from services.publisher.importfile import Commands, import_id_of, read_lines
 from tests.integration.publisher.conftest import Backbone
 from tests.unit.publisher.samples import issue_line
@@ -151,12 +151,21 @@ def test_an_identifier_on_the_command_line_is_refused(publisher_env: dict[str, s
     assert "420102199005171234" not in result.output
 
 
+KILL_AFTER = 100  # events seen on the broker before the SIGKILL: the import has begun, far from its end
+RERUN_WAIT_S = 15  # the re-run's --wait: the silence after which it sends again what never reached the log
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_an_import_killed_mid_stream_and_run_again_publishes_every_line_exactly_once(
     backbone: Backbone, publisher_env: dict[str, str], tmp_path: Path, workers: int
 ) -> None:
-    """Killed with SIGKILL while it streams (its workers die with it), then run again in one process."""
-    count = 2400  # issues, every third corrected by the next line: long enough to be killed mid-stream
+    """Killed with SIGKILL while it streams (its workers die with it), then run again in one process.
+
+    The kill comes once the test has seen KILL_AFTER of its events on the broker (asked every
+    10 ms on one client), so it lands mid-stream whatever the machine's load; the journal (bulk.JOURNAL_STEP
+    lines ahead of what is sent) then names lines the killed run never sent, which the re-run waits
+    RERUN_WAIT_S of silence for before it sends them: what a re-run after a crash always does."""
+    count = 900  # issues, every third corrected by the next line: 1,200 lines, the kill after ~100
     lines: list[dict[str, Any]] = []
     for n in range(count):
         lines.append(issue_fields(n, request_id=f"{tmp_path.name}-{n}") if n % 3 == 0 else issue_fields(n))
@@ -166,20 +175,25 @@ def test_an_import_killed_mid_stream_and_run_again_publishes_every_line_exactly_
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     env = {**os.environ, **publisher_env, "ACCORD_STATE_DIR": str(tmp_path / "state")}
     topic = backbone.topics.listings("court")
-    before = sum(end_offsets(backbone.connection, [topic]).values())
+    before = backbone.records_in([topic])
+
+    def sent() -> int:
+        return backbone.records_in([topic]) - before
+
     command = [ACCORD, "publish", "import", str(path), "--workers", str(workers)]
     crashed = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    while sum(end_offsets(backbone.connection, [topic]).values()) - before < 300 and crashed.poll() is None:
-        time.sleep(0.02)
+    while sent() < KILL_AFTER and crashed.poll() is None:
+        time.sleep(0.01)
     os.kill(crashed.pid, signal.SIGKILL)
     crashed.wait()
     assert crashed.returncode == -signal.SIGKILL
     time.sleep(1)  # what the kernel had taken from the killed process's sockets reaches the broker
-    sent_then = sum(end_offsets(backbone.connection, [topic]).values()) - before
+    sent_then = sent()
     time.sleep(2)  # and nothing of the killed import is left sending (its workers died with it)
-    assert sum(end_offsets(backbone.connection, [topic]).values()) - before == sent_then
+    assert sent() == sent_then
     assert 0 < sent_then < len(lines), "the kill must land in the middle of the stream"
-    again = subprocess.run([ACCORD, "publish", "import", str(path), "--wait", "60"], env=env,
+    print(f"killed after {sent_then} of {len(lines)} lines reached the broker")
+    again = subprocess.run([ACCORD, "publish", "import", str(path), "--wait", str(RERUN_WAIT_S)], env=env,
                            capture_output=True, text=True, timeout=600)  # fmt: skip
     report = json.loads(again.stdout)
     assert again.returncode == 0, again.stdout[-3000:]
@@ -190,8 +204,9 @@ def test_an_import_killed_mid_stream_and_run_again_publishes_every_line_exactly_
                  if m.key() in {listing.encode() for listing in expected.values()}]  # fmt: skip
     assert sorted(e.event_id for e in published) == sorted(expected)  # each line once, none missing
     reader, applied = backbone.publisher(), []
+    reader.catch_up()  # to the ledger's end, once: every verdict of the re-run is in
     for listing in set(expected.values()):
-        state = reader.current(listing)
+        state = reader.book.state(listing)
         assert state is not None
         applied.extend(state.event_ids)
     assert sorted(applied) == sorted(expected)  # the ledger applied every line, each once

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from services.core.commands import AnyCommand
 from services.core.errors import AccessDenied, RuleViolation
-from services.core.kafka import end_offsets
 from services.publisher.client import Publisher
 from tests.integration.publisher.conftest import Backbone
 from tests.unit.publisher import samples
@@ -62,7 +61,7 @@ class Run:
 
     def published_count(self) -> int:
         """Events in the listing topics: only this run's publisher writes there while it runs."""
-        return sum(end_offsets(self.backbone.connection, self.backbone.listing_topics).values())
+        return self.backbone.records_in(self.backbone.listing_topics)
 
     def step(self, command: AnyCommand) -> None:
         before = self.published_count()
