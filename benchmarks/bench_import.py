@@ -56,7 +56,7 @@ CPU: dict[str, float] = {}  # CPU seconds of the import's processes (the CLI and
 
 def lines(count: int, run: str) -> list[dict[str, Any]]:
     """`count` lines: issues, some corrections and revocations after their issue, a few bad lines."""
-    now, made, n = datetime.now(UTC), [], 0
+    now, made, n = datetime.now(UTC), list[dict[str, Any]](), 0
     while len(made) < count:
         n += 1
         birth = "1990-05-17" if n % 500 else "2015-01-01"  # one in 500 a minor: refused

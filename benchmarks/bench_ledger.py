@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from benchmarks.bench_ledger_recovery import RAW_SIZE, raw_rates
-from benchmarks.bench_publish import broker
+from benchmarks.kafka_limits import broker
 from services.core.connection import KafkaConnection
 from services.core.events import Event
 from services.core.kafka import consumer, read_all
@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 
 def generate(book: Ledgerbook, count: int, corrected: float) -> list[Event]:
     """`count` valid events: issues, each followed by a correction with probability `corrected`."""
-    rng, events, i = random.Random(14), [], 0
+    rng, events, i = random.Random(14), list[Event](), 0
     while len(events) < count:
         listing_id = f"B-{i:07d}"
         events.append(book.issue(listing_id, subject_ref=f"s-bench-{i}"))

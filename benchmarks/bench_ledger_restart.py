@@ -37,7 +37,7 @@ from faust.stores.rocksdb import RocksDBOptions
 
 from benchmarks.bench_ledger import cpu_s, rss_mb
 from benchmarks.bench_ledger_recovery import RAW_SIZE, raw_rates
-from benchmarks.bench_publish import broker
+from benchmarks.kafka_limits import broker
 from services.core.connection import KafkaConnection
 from services.core.events import ListingState
 from services.core.partitioner import partition_of

@@ -27,6 +27,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -111,7 +112,8 @@ def make_publisher(
 
 def raw_rate(backbone: Backbone, count: int) -> float:
     """Events/s of bare confirmed sends, one at a time (the floor under one publisher thread)."""
-    producer, book = EventProducer(backbone.connection, **{"linger.ms": 0}), Ledgerbook(backbone.keystore)
+    unlingered: dict[str, Any] = {"linger.ms": 0}
+    producer, book = EventProducer(backbone.connection, **unlingered), Ledgerbook(backbone.keystore)
     topic = backbone.topics.listings(BACKBONE)  # the ledger refuses these (not the backbone's to issue)
     events = [book.issue(f"raw-{n}") for n in range(count)]
     start = time.perf_counter()

@@ -59,7 +59,7 @@ CHECK_S, CYCLE_S = 1.0, 10.0  # the reconciler's defaults: a check a second, eve
 
 def states(book: Ledgerbook, n: int) -> Iterator[ListingState]:
     """N listings cloned from one sealed issue (sealing a million would dwarf the measurement)."""
-    base = evolve(None, book.issue("L-0000000", measures=("flight_ban", "rail_ban")))  # type: ignore[arg-type]
+    base = evolve(None, book.issue("L-0000000", measures=("flight_ban", "rail_ban")))
     for i in range(n):
         yield base.model_copy(
             update={"envelope": base.envelope.model_copy(update={"listing_id": f"L-{i:07}"})}
@@ -83,7 +83,7 @@ def build(policy: Policy, book: Ledgerbook, n: int, store: CopyStore) -> tuple[R
         engine.on_applied(applied(change, offset, T0))
     built = time.perf_counter() - started
     book.heads[STALE] = book.heads["L-0000000"]  # every clone shares the template's version 1
-    revoked = evolve(stale, book.revoke(STALE))  # type: ignore[arg-type]
+    revoked = evolve(stale, book.revoke(STALE))
     engine.on_state(revoked, T0)
     delete = view_change(stale, revoked, AGENCY, policy, T0)
     assert delete is not None

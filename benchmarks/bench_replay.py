@@ -191,7 +191,7 @@ def verification(connection: KafkaConnection, topic: str, events: int, processes
     """verify over genuinely sealed issues and revocations, each on its listing's own partition."""
     policy, keystore = policy_with_keys(Path(tempfile.mkdtemp(prefix="bench-keys-")))
     book = Ledgerbook(keystore)
-    sealed = [book.issue(f"V-{n:07d}") for n in range(events // 2)]
+    sealed: list[Event] = [book.issue(f"V-{n:07d}") for n in range(events // 2)]
     sealed += [book.revoke(f"V-{n:07d}") for n in range(events // 2)]
     produce_keyed(connection, topic, sealed)
     print(f"verify: {len(sealed):,} sealed events ({events // 2:,} listings x 2)")

@@ -231,10 +231,10 @@ def run(connection: KafkaConnection, policy: Policy, keystore: Keystore, keys: P
     topics = Topics(f"r{uuid.uuid4().hex[:8]}.")
     create_topics(connection, topics.specs(policy.issuers, policy.enforcers), 3, 1)
     book, producer = Ledgerbook(keystore), EventProducer(connection)
-    template = evolve(None, book.issue("template"))  # type: ignore[arg-type]
+    template = evolve(None, book.issue("template"))
     failed: list[object] = []
     for i in range(tail):
-        producer.send(topics.ledger, f"T-{i}", evolve(None, book.issue(f"T-{i}")),  # type: ignore[arg-type]
+        producer.send(topics.ledger, f"T-{i}", evolve(None, book.issue(f"T-{i}")),
                       on_delivery=lambda err, _: failed.append(err) if err is not None else None)  # fmt: skip
     producer.close()
     if failed:  # a send's failure is only told to its callback (seen: 3 of 2,000 lost under load 25)

@@ -126,7 +126,7 @@ def restarted_after_kill(env: dict[str, str], names: list[str]) -> dict[str, Any
     """Until the supervisor has restarted each of `names` once, after its `kill -9`."""
     deadline = time.monotonic() + 60
     while True:
-        services = status_of(env)["services"]
+        services: dict[str, Any] = status_of(env)["services"]
         if all(services[n]["running"] and services[n]["restarts"] == 1 for n in names):
             return services
         assert time.monotonic() < deadline, f"not restarted: {json.dumps(services, indent=1)}"
@@ -137,7 +137,7 @@ def healthy(env: dict[str, str]) -> dict[str, Any]:
     """Until every service's own /health, as `status` asks it on the port `up` gave it, says healthy."""
     deadline = time.monotonic() + 60
     while True:
-        services = status_of(env)["services"]
+        services: dict[str, Any] = status_of(env)["services"]
         if all(s["health"] and s["health"]["healthy"] for s in services.values()):
             return services
         assert time.monotonic() < deadline, f"not healthy: {json.dumps(services, indent=1)}"

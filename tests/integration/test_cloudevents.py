@@ -81,9 +81,13 @@ def test_publisher_ledger_and_copy_messages_parse_as_cloudevents(world: Backbone
         return [m for m in read_all(world.connection, [topic]) if lid in (m.key() or b"").decode()]
 
     published = wait_for("the court's two events", lambda: about_it(topics.listings("court")), WAIT)
-    ledger = wait_for("the ledger's two states", lambda: len(s := about_it(topics.ledger)) >= 2 and s, WAIT)
+    ledger = wait_for(
+        "the ledger's two states", lambda: s if len(s := about_it(topics.ledger)) >= 2 else None, WAIT
+    )
     views = wait_for("civil aviation's view changes", lambda: about_it(topics.views(COPY)), WAIT)
-    acks = wait_for("the acks", lambda: len(a := about_it(topics.copies_applied(COPY))) >= 2 and a, WAIT)
+    acks = wait_for(
+        "the acks", lambda: a if len(a := about_it(topics.copies_applied(COPY))) >= 2 else None, WAIT
+    )
     digest_topic = topics.copies_digests(COPY)
     digests = wait_for("a digest", lambda: list(read_all(world.connection, [digest_topic])), WAIT)
 
@@ -103,8 +107,10 @@ def test_headers_are_never_trusted_the_ledger_writes_its_own_from_the_value(worl
     what the ledger writes about it says what the value says: headers are not copied through."""
     event = world.book().issue(f"L-forged-{uuid.uuid4().hex[:8]}")
     lid, topics = event.envelope.listing_id, world.topics
-    lies = [("ce_id", b"someone-else"), ("ce_type", b"cn.accord.listing.revoked.v2"),
-            ("ce_source", b"urn:accord:luoshan-police"), ("ce_specversion", b"1.0")]  # fmt: skip
+    lies: list[tuple[str, str | bytes | None]] = [
+        ("ce_id", b"someone-else"), ("ce_type", b"cn.accord.listing.revoked.v2"),
+        ("ce_source", b"urn:accord:luoshan-police"), ("ce_specversion", b"1.0"),
+    ]  # fmt: skip
     court = Producer(producer_config(world.connection_as("court")))  # core's settings, not its headers
     court.produce(topics.listings("court"), value=encode(event), key=lid.encode(), headers=lies)
     assert court.flush(WAIT) == 0

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+# confluent_kafka.admin's documented names, imported there without `as` or an __all__ (as in services/core)
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from services.core.connection import KafkaConnection
 from services.core.kafka import admin_client

@@ -19,7 +19,14 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, PartitionMetadata
+
+# confluent_kafka.admin's documented names, imported there without `as` or an __all__ (as in services/core)
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    PartitionMetadata,
+)
 
 from services.core.connection import KafkaConnection
 from services.core.kafka import admin_client

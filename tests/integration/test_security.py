@@ -78,7 +78,7 @@ def first_error(reader: Consumer, seconds: float = 15.0) -> KafkaError | None:
     while time.monotonic() < deadline:
         msg = reader.poll(0.5)
         if msg is not None and msg.error() is not None:
-            return msg.error()  # type: ignore[no-any-return]
+            return msg.error()
         assert msg is None or msg.value() is None, f"read {msg.topic()}[{msg.partition()}]"
     return None
 

@@ -72,7 +72,7 @@ def life(book: Ledgerbook, listing_id: str, rng: random.Random, expiring: list[s
     if rng.random() < 0.1:
         expiring.append(listing_id)
         return [book.issue(listing_id, issuer, tuple(measures), expires_at=datetime.now(UTC) + EXPIRES_IN)]
-    events = [book.issue(listing_id, issuer, tuple(measures), subject_ref=f"s-{listing_id}")]
+    events: list[Event] = [book.issue(listing_id, issuer, tuple(measures), subject_ref=f"s-{listing_id}")]
     for _ in range(rng.randint(0, 3)):
         step = rng.choice(["correct", "exempt", "object"])
         if step == "correct":

@@ -104,9 +104,11 @@ def test_repeated_kill_9_under_load_loses_and_invents_nothing(backbone: Backbone
     final = reference.truths(backbone.events)
     for agency, url in stores.items():
         rows: dict[str, ViewRow] = reference.views(final, agency, backbone.policy)
-        latest = {c.envelope.listing_id: c for c in backbone.read(backbone.topics.views(agency))}
-        assert all(isinstance(c, ViewChanged) for c in latest.values())
-        upserts = {k: ViewRow.from_change(c) for k, c in latest.items() if c.op == "upsert"}  # type: ignore[arg-type]
+        latest: dict[str, ViewChanged] = {}
+        for change in backbone.read(backbone.topics.views(agency)):
+            assert isinstance(change, ViewChanged)
+            latest[change.envelope.listing_id] = change
+        upserts = {k: ViewRow.from_change(c) for k, c in latest.items() if c.op == "upsert"}
         assert upserts == rows
         wait_for_copy(backbone, agency, url, rows, timeout=120)
         applied_once(backbone, agency)

@@ -10,5 +10,7 @@ from confluent_kafka import Message
 
 def as_cloudevent(message: Message) -> BaseCloudEvent:
     """The SDK's reading of `message`, its headers given as the binding's dict of bytes."""
-    headers = {name: value for name, value in message.headers() or [] if isinstance(value, bytes)}
+    pairs = message.headers() or []
+    assert isinstance(pairs, list), "a consumed message's headers are (name, value) pairs"
+    headers = {name: value for name, value in pairs if isinstance(value, bytes)}
     return from_binary(KafkaMessage(headers, message.key(), message.value() or b""), JSONFormat())

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 from services.core.crypto import Keystore, TrustAnchor
 from services.core.events import (
@@ -31,6 +32,7 @@ from services.core.sealing import seal
 from services.core.topics import BACKBONE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+E = TypeVar("E", bound=Event)  # each builder returns its own event type, as `seal` does
 
 
 @cache
@@ -82,7 +84,7 @@ class Ledgerbook:
             recorded_at=self.now,
         )
 
-    def sealed(self, event: Event) -> Event:
+    def sealed(self, event: E) -> E:
         env = event.envelope
         _, prev = self.heads.get(env.listing_id, (0, ""))
         done = seal(event, prev, self.keystore.private(env.agency))
@@ -102,7 +104,7 @@ class Ledgerbook:
         category: str = "judgment_default",
         severity: str = "serious",
         expires_at: datetime | None = None,
-    ) -> Event:
+    ) -> ListingIssued:
         return self.sealed(
             ListingIssued(
                 envelope=self.envelope(listing_id, agency),
@@ -122,7 +124,7 @@ class Ledgerbook:
             )
         )
 
-    def correct(self, listing_id: str, agency: str = "court", **changes: object) -> Event:
+    def correct(self, listing_id: str, agency: str = "court", **changes: object) -> ListingCorrected:
         return self.sealed(
             ListingCorrected(
                 envelope=self.envelope(listing_id, agency),
@@ -132,7 +134,7 @@ class Ledgerbook:
             )
         )
 
-    def revoke(self, listing_id: str, agency: str = "court", reason: str = "mislisting") -> Event:
+    def revoke(self, listing_id: str, agency: str = "court", reason: str = "mislisting") -> ListingRevoked:
         return self.sealed(
             ListingRevoked(
                 envelope=self.envelope(listing_id, agency),
@@ -142,12 +144,12 @@ class Ledgerbook:
             )
         )
 
-    def expire(self, listing_id: str) -> Event:
+    def expire(self, listing_id: str) -> ListingExpired:
         """The backbone's expiry, as the ledger seals it when a listing's time is up."""
         expired = ListingExpired(envelope=self.envelope(listing_id, "backbone"), expired_at=self.now)
         return self.sealed(expired)
 
-    def exempt(self, listing_id: str, measure: str, days: int = 3, agency: str = "court") -> Event:
+    def exempt(self, listing_id: str, measure: str, days: int = 3, agency: str = "court") -> ExemptionGranted:
         return self.sealed(
             ExemptionGranted(
                 envelope=self.envelope(listing_id, agency),
@@ -162,7 +164,7 @@ class Ledgerbook:
             )
         )
 
-    def object(self, listing_id: str, objection_id: str = "obj-1", agency: str = "court") -> Event:
+    def object(self, listing_id: str, objection_id: str = "obj-1", agency: str = "court") -> ObjectionFiled:
         return self.sealed(
             ObjectionFiled(
                 envelope=self.envelope(listing_id, agency),
@@ -176,7 +178,7 @@ class Ledgerbook:
 
     def resolve(
         self, listing_id: str, objection_id: str = "obj-1", agency: str = "court", outcome: str = "dismissed"
-    ) -> Event:
+    ) -> ObjectionResolved:
         return self.sealed(
             ObjectionResolved(
                 envelope=self.envelope(listing_id, agency),

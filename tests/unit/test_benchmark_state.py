@@ -32,7 +32,7 @@ TOPICS = Topics("g.")
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     _, keystore = policy_with_keys(tmp_path_factory.mktemp("keys"))
-    return encode(evolve(None, Ledgerbook(keystore).issue("template")))  # type: ignore[arg-type]
+    return encode(evolve(None, Ledgerbook(keystore).issue("template")))
 
 
 def _built(folder: Path, raw: bytes, only: int | None = None) -> Path:

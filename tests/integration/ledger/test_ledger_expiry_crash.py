@@ -51,7 +51,7 @@ def test_a_listing_expiring_after_a_kill_9_mid_stream_still_expires_once(backbon
     moved_to = due_at + timedelta(hours=1)
     issued = [book.issue(f"K-{i:04d}", expires_at=due_at) for i in range(ISSUED)]
     moved = [book.correct(f"K-{i:04d}", expires_at=moved_to) for i in range(0, 2 * MOVED, 2)]
-    backbone.publish(issued + moved)
+    backbone.publish([*issued, *moved])
     backbone.start_ledger(store="rocksdb://")
 
     def mid_stream() -> bool:

@@ -115,11 +115,12 @@ def test_the_table_changelogs_hold_what_the_store_holds_and_a_restart_recovers_f
     issues = [book.issue(f"C-{i}") for i in range(12)]
     backbone.publish(issues)
     backbone.start_ledger(store="rocksdb://")
-    wait_for(
-        "12 decisions",
-        lambda: backbone.assert_alive() or backbone.count(backbone.topics.ledger) >= 12,
-        TIMEOUT,
-    )
+
+    def decided() -> bool:
+        backbone.assert_alive()
+        return backbone.count(backbone.topics.ledger) >= 12
+
+    wait_for("12 decisions", decided, TIMEOUT)
     backbone.stop_all()
 
     topic = changelog(KafkaSettings.of(backbone.connection, namespace=backbone.namespace), "listings")

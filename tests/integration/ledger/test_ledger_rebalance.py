@@ -31,7 +31,7 @@ TIMEOUT = 300.0
 
 def events(backbone: Backbone, start: int, count: int) -> list[Event]:
     """`count` events of new listings, every third listing corrected once."""
-    book, out = backbone.book(), []
+    book, out = backbone.book(), list[Event]()
     for i in range(start, start + count):
         out.append(book.issue(f"R-{i:05d}", subject_ref=f"s-r-{i}"))
         if i % 3 == 0:

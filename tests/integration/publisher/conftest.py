@@ -53,19 +53,16 @@ class Backbone:
     def listing_topics(self) -> list[str]:
         return [self.topics.listings(a) for a in sorted({*self.policy.issuers, BACKBONE})]
 
-    def publisher(
-        self, clock: Callable[[], datetime] = lambda: NOW, agency: str = "court", **options: float
-    ) -> Publisher:
+    def publisher(self, clock: Callable[[], datetime] = lambda: NOW, agency: str = "court") -> Publisher:
         """`agency`'s publisher as a separate process would have it: its own key, reader, producer and
         locks, connected as `agency`'s own principal (on a secured broker). An agency that issues
         nothing has no publishing principal: its publisher (built only to meet the issuer rule)
         connects as the session's admin."""
-        settings = {"timeout": WAIT, "decision_wait": WAIT, **options}
         signer = AgencyKey(agency, self.keystore.private(agency))
         issuer = agency in self.policy.issuers
         connection = self.ledger.connection_as(agency) if issuer else self.connection
         made = Publisher(connection, self.topics, self.policy, signer, PSEUDONYM_KEY,
-                         clock=clock, **settings)  # fmt: skip
+                         timeout=WAIT, clock=clock, decision_wait=WAIT)  # fmt: skip
         self.opened.append(made)
         return made
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -104,7 +105,8 @@ def test_a_retried_request_is_answered_from_the_log_even_after_a_restart(backbon
     again = first.issue(issue)
     assert again.duplicate and same_event(again) == same_event(original)
     restarted = backbone.publisher()  # a new process knows only what the ledger says
-    for command, receipt in [(issue, original), (correction, corrected)]:
+    answered: list[tuple[AnyCommand, Receipt]] = [(issue, original), (correction, corrected)]
+    for command, receipt in answered:
         answer = restarted.submit(command)
         assert answer.duplicate and same_event(answer) == same_event(receipt)
     ids = [d.event.envelope.event_id for d in backbone.published(original.listing_id)]
@@ -132,7 +134,7 @@ def test_of_concurrent_corrections_against_one_version_exactly_one_wins(backbone
     assert [d.event.envelope.version for d in of_listing(backbone, listing)] == [1, 2]
 
 
-def race(backbone: Backbone, commands: list[AnyCommand]) -> list[Receipt | ConflictError]:
+def race(backbone: Backbone, commands: Sequence[AnyCommand]) -> list[Receipt | ConflictError]:
     """Each command from a publisher process of its own agency, all of them reading the listing
     before any writes (the clock is read between the two): what each one answered."""
     all_have_read = threading.Barrier(len(commands), timeout=30)

@@ -45,7 +45,7 @@ def read_error(backbone: Backbone, agency: str, topic: str) -> KafkaError | None
         for _ in range(30):
             msg = reader.poll(0.5)
             if msg is not None and msg.error() is not None:
-                return msg.error()  # type: ignore[no-any-return]
+                return msg.error()
             assert msg is None or msg.value() is None, f"{agency} read {topic}"
         return None
     finally:

@@ -31,7 +31,7 @@ def test_a_ledger_longer_than_the_timeout_to_read_is_read_to_its_end(backbone: B
     create_topics(backbone.connection, specs, partitions=3, replication=1)
     book, producer = Ledgerbook(backbone.keystore), EventProducer(backbone.connection)
     for i in range(STATES):
-        producer.send(topics.ledger, f"L-{i}", evolve(None, book.issue(f"L-{i}")))  # type: ignore[arg-type]
+        producer.send(topics.ledger, f"L-{i}", evolve(None, book.issue(f"L-{i}")))
     producer.close()
     slow = SlowBook({})
     reader = LedgerReader(backbone.connection, [topics.ledger, topics.rejected], slow, TIMEOUT_S)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from services.core.commands import AnyCommand
 from services.core.errors import Forbidden, RuleViolation
 from tests.integration.publisher.conftest import Backbone
 from tests.unit.publisher import samples
@@ -45,8 +46,10 @@ def test_a_refused_change_reaches_no_topic(
 def test_a_command_in_another_agencys_name_is_refused_before_anything_is_sent(backbone: Backbone) -> None:
     court = backbone.publisher()
     listing = court.issue(samples.issue()).listing_id
-    posing = [samples.issue(agency="luoshan-police", category="public_security_risk", details={}),
-              samples.revoke(listing, 1, agency="luoshan-police")]  # fmt: skip
+    posing: list[AnyCommand] = [
+        samples.issue(agency="luoshan-police", category="public_security_risk", details={}),
+        samples.revoke(listing, 1, agency="luoshan-police"),
+    ]
     for command in posing:
         with pytest.raises(Forbidden, match="not_your_agency"):
             court.submit(command)

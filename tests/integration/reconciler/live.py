@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,7 +155,7 @@ def _closing(store: CopyStore, run: Callable[[], None]) -> None:
         store.close()
 
 
-def live(admin: KafkaConnection, namespace: str, url: str, folder: Path) -> Iterator[Live]:
+def live(admin: KafkaConnection, namespace: str, url: str, folder: Path) -> Generator[Live, None, None]:
     policy, keystore = policy_with_keys(folder / "keys")
     topics = make_topics(admin, namespace)
     layout = KafkaSettings.of(admin, namespace=namespace, partitions=PARTITIONS, replication_factor=1)

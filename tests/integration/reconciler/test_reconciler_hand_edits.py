@@ -18,6 +18,7 @@ import pytest
 from services.copies.check import answer
 from services.core.connection import KafkaConnection
 from services.core.digest import bucket_of
+from services.core.events import Finding
 from services.reconciler.report import replay
 from tests.integration.reconciler.live import CA, Live, live, wait_for
 from tests.unit.copies.test_copystore_behaviour import execute
@@ -106,9 +107,9 @@ def _dump(world: Live) -> str:
     return "\n".join(["rows that differ:", *lines, "findings:", *kinds, "reconciler log:", *logs])
 
 
-def _repaired(world: Live, wanted: set[str]) -> dict[str, object] | None:
+def _repaired(world: Live, wanted: set[str]) -> dict[str, Finding] | None:
     found = {f.envelope.listing_id: f for f in world.findings() if f.kind == "repaired"}
-    return found if wanted <= set(found) else None  # type: ignore[return-value]
+    return found if wanted <= set(found) else None
 
 
 def test_a_row_corrupted_under_a_check_is_answered_damaged_reported_and_repaired(world: Live) -> None:
@@ -122,7 +123,9 @@ def test_a_row_corrupted_under_a_check_is_answered_damaged_reported_and_repaired
     assert result.advice.startswith("COPY DAMAGED, CONFIRM WITH THE ISSUING AGENCY")
     assert not result.trustworthy
 
-    kinds = lambda: {f.kind for f in world.findings() if f.envelope.listing_id == "L-05"}  # noqa: E731
+    def kinds() -> set[str]:
+        return {f.kind for f in world.findings() if f.envelope.listing_id == "L-05"}
+
     wait_for("a copy_damaged finding and the repair", lambda: {"copy_damaged", "repaired"} <= kinds())
     [damaged] = [f for f in world.findings() if f.kind == "copy_damaged"]
     assert damaged.since is not None and abs((damaged.since - checked_at).total_seconds()) < 1

@@ -99,7 +99,10 @@ def test_a_restart_republishes_nothing_and_closes_what_is_right_again(world: Liv
         world.record(world.book.issue(f"L-{i}", measures=("flight_ban",)))
     first = reconciler_process(world, tmp_path)
     try:
-        kinds = lambda: Counter(f.kind for f in world.findings())  # noqa: E731
+
+        def kinds() -> Counter[str]:
+            return Counter(f.kind for f in world.findings())
+
         wait_for("findings of the first reconciler",
                  lambda: kinds()["missing_ack"] == 5 and kinds()["stale_copy"] == 5, timeout=90)  # fmt: skip
     finally:
@@ -195,10 +198,13 @@ def test_a_repair_in_flight_when_the_leader_leaves_is_awaited_and_reported_once_
     wait_for("the successor to replay", lambda: successor.replayed)
     world.start_sink(digest_interval_s=0.5)
     wait_for("the repair applied", lambda: world.rows() == world.expected())
-    kinds = lambda: Counter(f.kind for f in world.findings() if f.envelope.listing_id == "L-1")  # noqa: E731
-    wait_for("its acknowledgement", lambda: kinds()["repaired"] == 1)
+
+    def kinds_of_l1() -> Counter[str]:
+        return Counter(f.kind for f in world.findings() if f.envelope.listing_id == "L-1")
+
+    wait_for("its acknowledgement", lambda: kinds_of_l1()["repaired"] == 1)
     threading.Event().wait(2)  # a few more checks of the successor
-    assert kinds() == Counter({"stale_copy": 1, "repaired": 1})
+    assert kinds_of_l1() == Counter({"stale_copy": 1, "repaired": 1})
     assert len(repairs_of(world, "L-1")) == 1
     published = [line.split()[1] for line in world.logs["r2"] if line.startswith("FINDING") and "L-1" in line]
     assert published == ["repaired"]  # by the successor: the repair its predecessor sent

@@ -215,7 +215,7 @@ def test_an_acknowledgement_on_another_copys_topic_counts_for_nobody(backbone: B
     backbone.producer.send_sync(backbone.topics.copies_applied(CA), copy_key(RAIL, "L-1"), forged)
     backbone.ack(*landed[CA])
 
-    stop, log = threading.Event(), []
+    stop, log = threading.Event(), list[str]()
     kafka = KafkaSettings.of(backbone.connection, namespace=backbone.topics.namespace)
     runner = threading.Thread(target=on_kafka(kafka, FAST, backbone.policy, {}, log.append).run, args=(stop,))
     runner.start()

@@ -313,7 +313,7 @@ def test_a_stuck_sink_is_unhealthy_though_it_saw_no_work(copy: CopyStore, feed: 
     """Blocked in a write, the sink fetches nothing: the lag it noted last says no work pending."""
     now = [AT]
     kafka = KafkaSettings.of(KafkaConnection("unused:9092"), namespace="t.")
-    settings = CopySettings(kafka, SecretSettings(), CopyOptions(sla_s=2), KeystoreSettings())  # type: ignore[arg-type]
+    settings = CopySettings(kafka, SecretSettings(), CopyOptions(sla_s=2), KeystoreSettings())
     sink = Sink(AGENCY, copy, settings, load_policy(), feed, FakeReporter(), clock=lambda: now[0])
     sink.start()
     sink.poll()

@@ -52,11 +52,9 @@ def test_a_secret_file_is_never_open_to_others_not_even_while_it_is_written(
         descriptor_modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
         return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
 
-    files.os.fdopen = watching  # type: ignore[assignment]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fdopen", watching)  # the `os` that `files` writes through
         files.create_secret(path, "s3cret")
-    finally:
-        files.os.fdopen = real_fdopen
     assert descriptor_modes == [0o600] and mode(path) == 0o600 and path.read_text() == "s3cret"
 
 

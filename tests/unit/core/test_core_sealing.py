@@ -103,6 +103,7 @@ def test_bytes_that_decode_alike_but_differ_from_the_signed_ones_are_refused(key
 def test_a_schema_whose_seal_cannot_be_skipped_to_is_hashed_by_encoding_again() -> None:
     """A field before the seal that is not primitive (here a union): no span, the caller encodes."""
     current = registry().writer("ListingRevoked")
+    assert isinstance(current.schema, dict)  # a record's parsed schema
     schema = dict(current.schema)
     envelope = dict(schema["fields"][0]["type"])
     envelope["fields"] = [{"name": "extra", "type": ["null", "string"]}, *envelope["fields"]]

@@ -21,6 +21,7 @@ from services.core.events import (
     Exemption,
     ExemptionGranted,
     ListingCorrected,
+    ListingEvent,
     ListingExpired,
     ListingIssued,
     ListingRevoked,
@@ -28,7 +29,7 @@ from services.core.events import (
     ObjectionFiled,
     RevocationReason,
 )
-from services.core.listing import ListingEvent, evolve
+from services.core.listing import evolve
 from services.core.policy import Agency, load_policy
 from services.core.views import (
     ATTRIBUTE_FIELDS,

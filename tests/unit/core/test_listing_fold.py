@@ -23,13 +23,14 @@ from services.core.events import (
     LISTING_EVENTS,
     Event,
     ListingCorrected,
+    ListingEvent,
     ListingExpired,
     ListingIssued,
     ListingState,
     ObjectionFiled,
     ObjectionResolved,
 )
-from services.core.listing import Decision, ListingEvent, admit, evolve, open_objections
+from services.core.listing import Decision, admit, evolve, open_objections
 from services.core.policy import Policy
 from services.core.sealing import seal
 from services.core.serde import decode, encode
@@ -107,7 +108,7 @@ PLANS = st.builds(
 
 def build(book: Ledgerbook, plan: Plan, listing_id: str = "L-1") -> list[Event]:
     """The sealed events of `plan`, in order; a resolve with nothing open files an objection."""
-    events = [book.issue(listing_id, agency=plan.issuer, measures=tuple(plan.measures))]
+    events: list[Event] = [book.issue(listing_id, agency=plan.issuer, measures=tuple(plan.measures))]
     for (kind, arg), by_court in zip(plan.steps, plan.acting, strict=False):
         book.now += timedelta(days=1)
         events.append(_planned(book, plan, listing_id, kind, arg, "court" if by_court else plan.issuer))

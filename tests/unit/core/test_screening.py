@@ -11,6 +11,7 @@ import pytest
 from services.core.commands import AnyCommand, Changes
 from services.core.crypto import mask_name
 from services.core.errors import RuleViolation
+from services.core.events import ObjectionFiled
 from services.core.screening import check_free_text, free_text, looks_like_national_id
 from tests.unit.publisher import samples
 from tests.unit.publisher.desk import Desk
@@ -53,6 +54,7 @@ def _listed() -> tuple[Desk, str, str]:
     desk = Desk()
     listing = desk.submit(samples.issue()).envelope.listing_id
     filed = desk.submit(samples.object_(listing))
+    assert isinstance(filed, ObjectionFiled)
     return desk, listing, filed.objection_id
 
 

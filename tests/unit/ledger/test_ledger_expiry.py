@@ -64,8 +64,8 @@ def ordered_dict(table: dict[bytes, bytes]) -> Ordered:
 
 def test_the_index_names_each_due_listing_once(book: Ledgerbook) -> None:
     worker = Worker()
-    soon = evolve(None, book.issue("L-soon", days=10))  # type: ignore[arg-type]
-    late = evolve(None, book.issue("L-late", days=100))  # type: ignore[arg-type]
+    soon = evolve(None, book.issue("L-soon", days=10))
+    late = evolve(None, book.issue("L-late", days=100))
     worker.apply(soon)
     worker.apply(late)
     worker.index.follow(soon, soon, applied=False)  # a duplicate: nothing changes
@@ -81,7 +81,7 @@ def test_the_index_names_each_due_listing_once(book: Ledgerbook) -> None:
 def test_a_due_listing_is_asked_for_until_its_expiry_is_written(book: Ledgerbook) -> None:
     """A tick that could not write the expiry (the worker crashes) forgets nothing."""
     worker = Worker()
-    worker.apply(evolve(None, book.issue("L-1", days=10)))  # type: ignore[arg-type]
+    worker.apply(evolve(None, book.issue("L-1", days=10)))
     assert worker.due(T0 + timedelta(days=11)) == ["L-1"]
     assert worker.due(T0 + timedelta(days=11)) == ["L-1"]
     worker.index.written("L-1")
@@ -92,7 +92,7 @@ def test_a_large_due_set_drains_over_ticks_soonest_first_and_each_once(book: Led
     """A tick asks for at most `limit` expiries: a backlog never runs through the loop in one go."""
     worker = Worker()
     for i in range(25):  # L-24 expires first, L-00 last
-        worker.apply(evolve(None, book.issue(f"L-{i:02d}", expires_at=T0 + timedelta(days=50 - i))))  # type: ignore[arg-type]
+        worker.apply(evolve(None, book.issue(f"L-{i:02d}", expires_at=T0 + timedelta(days=50 - i))))
     now, asked = T0 + timedelta(days=60), []
     while due := worker.due(now, limit=10):
         assert len(due) <= 10
@@ -108,7 +108,7 @@ def test_an_unwritten_expiry_keeps_its_place_within_the_limit(book: Ledgerbook) 
     """What a tick could not write is asked again before anything newer joins the batch."""
     worker = Worker()
     for i in range(4):
-        worker.apply(evolve(None, book.issue(f"M-{i}", expires_at=T0 + timedelta(days=10 + i))))  # type: ignore[arg-type]
+        worker.apply(evolve(None, book.issue(f"M-{i}", expires_at=T0 + timedelta(days=10 + i))))
     now = T0 + timedelta(days=20)
     assert worker.due(now, limit=2) == ["M-0", "M-1"]
     worker.index.written("M-0")
@@ -117,22 +117,22 @@ def test_an_unwritten_expiry_keeps_its_place_within_the_limit(book: Ledgerbook) 
 
 def test_the_index_follows_corrections_and_forgets_ended_listings(book: Ledgerbook) -> None:
     worker = Worker()
-    state = evolve(None, book.issue("L-1", days=10))  # type: ignore[arg-type]
+    state = evolve(None, book.issue("L-1", days=10))
     worker.apply(state)
-    moved = evolve(state, book.correct("L-1", expires_at=T0 + timedelta(days=20)))  # type: ignore[arg-type]
+    moved = evolve(state, book.correct("L-1", expires_at=T0 + timedelta(days=20)))
     worker.apply(moved)
     assert worker.due(T0 + timedelta(days=15)) == []
     assert worker.due(T0 + timedelta(days=20)) == ["L-1"]
-    worker.apply(evolve(moved, book.revoke("L-1")))  # type: ignore[arg-type]
+    worker.apply(evolve(moved, book.revoke("L-1")))
     assert worker.due(T0 + timedelta(days=30)) == [] and worker.table == {}
 
 
 def test_a_listing_whose_expiry_lost_a_race_is_due_again(book: Ledgerbook) -> None:
     worker = Worker()
-    state = evolve(None, book.issue("L-1", days=10))  # type: ignore[arg-type]
+    state = evolve(None, book.issue("L-1", days=10))
     worker.apply(state)
     assert worker.due(T0 + timedelta(days=11)) == ["L-1"]
-    worker.apply(evolve(state, book.correct("L-1", legal_basis="amended")))  # type: ignore[arg-type]
+    worker.apply(evolve(state, book.correct("L-1", legal_basis="amended")))
     worker.index.written("L-1")  # confirmed after the correction was applied: it lost the race
     assert worker.due(T0 + timedelta(days=11)) == ["L-1"]
 
@@ -148,7 +148,7 @@ def test_a_restarted_worker_finds_every_due_listing_without_a_rebuild(book: Ledg
     """The table is all there is: a new index on the recovered table knows what the old one knew."""
     before = Worker()
     for i in range(5):
-        before.apply(evolve(None, book.issue(f"R-{i}", expires_at=T0 + timedelta(days=10 + i))))  # type: ignore[arg-type]
+        before.apply(evolve(None, book.issue(f"R-{i}", expires_at=T0 + timedelta(days=10 + i))))
     assert before.due(T0 + timedelta(days=12), limit=1) == ["R-0"]
     before.index.written("R-0")  # then the worker dies before applying it
     after = Worker(dict(before.table))
@@ -159,7 +159,7 @@ def test_a_key_lost_in_a_crash_is_written_again_when_its_message_is_re_read(book
     """The entry's changelog record landed, the index's did not: the batch is read again, and the
     re-stated message (a duplicate, nothing applied) writes the key the entry has."""
     worker = Worker()
-    state = evolve(None, book.issue("L-1", days=10))  # type: ignore[arg-type]
+    state = evolve(None, book.issue("L-1", days=10))
     worker.entries["L-1"] = state  # what the recovered listings table holds; the index lacks it
     assert worker.due(T0 + timedelta(days=11)) == []
     worker.index.follow(state, state, applied=False)
@@ -170,9 +170,9 @@ def test_a_stale_key_left_by_a_crash_is_skipped_then_deleted_in_its_own_partitio
     """The index's delete of the old key was lost: the tick sees the key no longer matches the entry,
     skips it from then on, and the agent deletes it with the next message of that partition."""
     worker = Worker(partitions=3)
-    state = evolve(None, book.issue("L-1", days=10))  # type: ignore[arg-type]
+    state = evolve(None, book.issue("L-1", days=10))
     worker.apply(state)
-    moved = evolve(state, book.correct("L-1", expires_at=T0 + timedelta(days=20)))  # type: ignore[arg-type]
+    moved = evolve(state, book.correct("L-1", expires_at=T0 + timedelta(days=20)))
     worker.entries["L-1"] = moved
     worker.index.follow(None, moved, applied=False)  # the new key landed, the delete of the old did not
     stale = index_key(state.expires_at, "L-1")
@@ -189,7 +189,7 @@ def test_a_stale_key_left_by_a_crash_is_skipped_then_deleted_in_its_own_partitio
 
 def test_a_stale_key_whose_entry_matches_it_again_is_kept(book: Ledgerbook) -> None:
     worker = Worker(partitions=1)
-    state = evolve(None, book.issue("L-1", days=10))  # type: ignore[arg-type]
+    state = evolve(None, book.issue("L-1", days=10))
     worker.apply(state)
     worker.index.stale(state.expires_at, "L-1")  # e.g. read while a correction moved it and back
     worker.index.tidy(0, worker.entries.get)
@@ -199,7 +199,7 @@ def test_a_stale_key_whose_entry_matches_it_again_is_kept(book: Ledgerbook) -> N
 def test_an_expiry_is_sealed_by_the_backbone_linked_and_admitted(tmp_path: Path) -> None:
     policy, keystore = policy_with_keys(tmp_path)
     own = Ledgerbook(keystore)
-    state = evolve(None, own.issue("L-1", days=10))  # type: ignore[arg-type]
+    state = evolve(None, own.issue("L-1", days=10))
     expired = expiry_of(state, T0 + timedelta(days=10), keystore.private(BACKBONE))
     assert check_seal(decode_full(encode(expired)), policy.agency_by_id[BACKBONE].public_key) is None
     assert (expired.envelope.version, expired.envelope.prev_hash) == (2, state.envelope.hash)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.core.events import Event, ListingState, Rejected, ViewChanged
+from services.core.events import Event, ListingEvent, ListingState, Rejected, ViewChanged
 from services.core.listing import evolve
 from services.core.partitioner import partition_of
 from services.core.policy import Policy
@@ -401,6 +401,7 @@ def test_view_changes_are_asked_only_of_agencies_holding_a_row_before_or_after(
     for first, second in itertools.product(measures, repeat=2):
         listing_id = f"A-{first}-{second}-{ending}"
         before = evolve(None, book.issue(listing_id, measures=(first,), severity="severe"))
+        later: ListingEvent
         if ending == "correct":
             later = book.correct(listing_id, measures=[second])
         else:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from services.core import rules
-from services.core.commands import ExemptCommand, IssueCommand, ObjectCommand, ResolveCommand
+from services.core.commands import AnyCommand, ExemptCommand, IssueCommand, ObjectCommand, ResolveCommand
 from services.core.errors import ConflictError, RuleViolation, UnknownListing
 from services.core.events import ListingIssued, ObjectionFiled
 from services.core.policy import load_policy
@@ -163,13 +163,13 @@ def test_a_redress_against_an_old_version_is_a_conflict(redress: str) -> None:
     filed = desk.submit(samples.object_(listing))
     assert isinstance(filed, ObjectionFiled)
     desk.submit(samples.correct(listing, 2))  # now at version 3: every redress below names 2
-    stale = {
+    stale: dict[str, AnyCommand] = {
         "exempt": samples.exempt(listing, expected_version=2),
         "object": samples.object_(listing, expected_version=2),
         "resolve": samples.resolve(listing, filed.objection_id, "dismissed", "none", expected_version=2),
-    }[redress]
+    }
     with pytest.raises(ConflictError, match="stale_version"):
-        desk.submit(stale)
+        desk.submit(stale[redress])
 
 
 def test_the_listing_may_last_exactly_as_long_as_its_shortest_limit() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core.commands import AnyCommand
 from services.core.crypto import Keystore
 from services.core.events import Envelope, ListingEvent, ListingState, Rejected
 from services.core.listing import evolve
@@ -27,11 +28,11 @@ def keystore(tmp_path: Path) -> Keystore:
     return policy_with_keys(tmp_path)[1]
 
 
-def chain(keystore: Keystore, commands: list[object]) -> tuple[list[ListingEvent], list[ListingState]]:
+def chain(keystore: Keystore, commands: list[AnyCommand]) -> tuple[list[ListingEvent], list[ListingState]]:
     """Events as the publisher seals them, and the ledger's state after each."""
-    desk, events, states = Desk(), [], []
+    desk, events, states = Desk(), list[ListingEvent](), list[ListingState]()
     for command in commands:
-        event = desk.submit(command)  # type: ignore[arg-type]
+        event = desk.submit(command)
         sealed = seal(
             event, events[-1].envelope.hash if events else "", keystore.private(event.envelope.agency)
         )

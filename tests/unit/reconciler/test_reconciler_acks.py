@@ -20,8 +20,8 @@ S = timedelta(seconds=1)
 def changes(book: Ledgerbook, listing_id: str = "L-1") -> tuple[ViewChanged, ViewChanged]:
     """The civil-aviation upsert of an issued listing, then the delete of its revocation."""
     policy = load_policy()
-    issued = evolve(None, book.issue(listing_id))  # type: ignore[arg-type]
-    revoked = evolve(issued, book.revoke(listing_id))  # type: ignore[arg-type]
+    issued = evolve(None, book.issue(listing_id))
+    revoked = evolve(issued, book.revoke(listing_id))
     upsert = view_change(None, issued, "civil-aviation", policy, T0)
     delete = view_change(issued, revoked, "civil-aviation", policy, T0)
     assert upsert is not None and delete is not None

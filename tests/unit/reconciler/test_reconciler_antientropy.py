@@ -24,7 +24,7 @@ def build(folder: Path, listings: int, size: int) -> tuple[ExpectedViews, Memory
     expected = ExpectedViews(policy, ["civil-aviation"], size)
     copy = MemoryCopy("civil-aviation", size=size)
     for i in range(listings):
-        state = evolve(None, book.issue(f"L-{i:05}"))  # type: ignore[arg-type]
+        state = evolve(None, book.issue(f"L-{i:05}"))
         expected.update(state, T0)
         row = project(state, "civil-aviation", policy)
         assert row is not None

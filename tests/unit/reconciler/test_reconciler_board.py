@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from services.core.events import ViewChanged
+from services.core.events import Finding, ViewChanged
 from services.reconciler import findings, page
 from services.reconciler.board import Board
 from services.reconciler.consistency import Summary
@@ -17,13 +17,13 @@ from tests.unit.reconciler.support import World, applied
 CA = "civil-aviation"
 
 
-def detection(listing_id: str = "L-1") -> findings.Finding:
+def detection(listing_id: str = "L-1") -> Finding:
     return findings.make(
         findings.STALE_COPY, f"d-{listing_id}", CA, listing_id, 1, "row deleted", T0, since=T0
     )
 
 
-def repair_of(change: ViewChanged, detected: findings.Finding) -> ViewChanged:
+def repair_of(change: ViewChanged, detected: Finding) -> ViewChanged:
     env = change.envelope.model_copy(
         update={"agency": "reconciler", "event_id": str(uuid.uuid5(REPAIR_NAMESPACE, detected.finding_id))}
     )

@@ -191,7 +191,7 @@ def test_a_copy_ahead_of_what_the_reconciler_read_is_judged_later(world: World) 
 def test_a_ledger_topic_lagging_the_view_topic_is_not_the_copy_s_fault(world: World) -> None:
     world.record(world.book.issue("L-1"), T0)
     before = world.states["L-1"]
-    after: ListingState = evolve(before, world.book.revoke("L-1"))  # type: ignore[arg-type]
+    after: ListingState = evolve(before, world.book.revoke("L-1"))
     world.states["L-1"] = after
     change = view_change(before, after, CA, world.policy, T0 + S)
     assert change is not None

@@ -31,9 +31,9 @@ def _states(folder: Path, listings: int) -> list[ListingState]:
     _, keystore = policy_with_keys(folder / f"keys-{listings}")
     book, states = Ledgerbook(keystore), []
     for i in range(listings):
-        states.append(evolve(None, book.issue(f"L-{i}")))  # type: ignore[arg-type]
+        states.append(evolve(None, book.issue(f"L-{i}")))
     states.append(evolve(states[0], book.correct("L-0", severity="severe")))
-    return states  # type: ignore[return-value]
+    return states
 
 
 def test_listings_are_counted_as_they_come_and_a_restart_reads_the_count_not_the_rows(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.events import Event, Finding, ListingState, Rejected, ViewChanged
+from services.core.events import Finding, ListingEvent, ListingState, Rejected, ViewChanged
 from services.core.kafka import partition_for
 from services.core.listing import evolve
 from services.core.policy import Policy
@@ -46,7 +46,7 @@ class Backbone:
     topics: Topics = field(default_factory=lambda: Topics(""))
     states: dict[str, ListingState] = field(default_factory=dict)
 
-    def record(self, event: Event, at: datetime = T0) -> dict[str, tuple[ViewChanged, int, int]]:
+    def record(self, event: ListingEvent, at: datetime = T0) -> dict[str, tuple[ViewChanged, int, int]]:
         """The ledger's state and every entitled view change of `event`; where each change landed."""
         listing_id = event.envelope.listing_id
         before, after = self.states.get(listing_id), evolve(self.states.get(listing_id), event)
@@ -313,7 +313,7 @@ def test_run_reads_until_stopped_then_flushes_closes_its_reader_and_logs_its_pro
     backbone: Backbone,
 ) -> None:
     backbone.record(backbone.book.issue("L-1", measures=("flight_ban",)))
-    stop, lines = threading.Event(), []
+    stop, lines = threading.Event(), list[str]()
     backbone.log.idle = stop.set
     runner = backbone.runner()
     runner.log = lines.append
@@ -357,15 +357,15 @@ def test_a_batch_of_the_expected_views_cut_short_counts_once_when_read_again(
     one = evolve(None, backbone.book.issue("L-1"))
     two = evolve(None, backbone.book.issue("L-2"))
     views = backbone.runner(snapshot=path).engine.expected
-    views.update(one, T0)  # type: ignore[arg-type]
+    views.update(one, T0)
     views.commit({(backbone.topics.ledger, 0): 1})
-    views.update(two, T0)  # type: ignore[arg-type]
+    views.update(two, T0)
     views.close()  # the process dies before the batch's commit
     again = backbone.runner(snapshot=path).engine.expected
     assert len(again) == 1 and again.snapshot.positions() == {(backbone.topics.ledger, 0): 1}
     for state in (one, two, two):
-        again.update(state, T0)  # type: ignore[arg-type]
+        again.update(state, T0)
     whole = backbone.runner().engine.expected
     for state in (one, two):
-        whole.update(state, T0)  # type: ignore[arg-type]
+        whole.update(state, T0)
     assert again.digest(CA) == whole.digest(CA) and len(again) == 2
