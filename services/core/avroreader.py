@@ -141,7 +141,9 @@ def _compile(schema: dict[str, Any], trace: bool, explain: Reader | None) -> Rea
         "  if pos > size:",  # a string or time read past the end, as slices do without a word
         "   raise Malformed(f'truncated: read to byte {pos} of {size}')",
         " except Exception as e:",
-        "  raise Malformed(f'{reason(e)} in {at}, at byte {start} of {size}') from e" if trace else "  explain(data)",
+        "  raise Malformed(f'{reason(e)} in {at}, at byte {start} of {size}') from e"
+        if trace
+        else "  explain(data)",
         "  raise",
         " return v0, pos",
     ]
@@ -236,7 +238,9 @@ class _Source:
         self.emit(depth + 1, "pos += 1")
         if self.trace:
             self.emit(depth, "if n > size - pos:")
-            self.emit(depth + 1, "raise Malformed(f'truncated: a length of {n} with {size - pos} bytes left')")
+            self.emit(
+                depth + 1, "raise Malformed(f'truncated: a length of {n} with {size - pos} bytes left')"
+            )
         self.emit(depth, f"{var} = data[pos:pos + n]{convert}; pos += n")
 
     def logical(self, schema: dict[str, Any], var: str, depth: int, path: str) -> None:
@@ -254,7 +258,9 @@ class _Source:
         self.long("n", depth)
         self.emit(depth, f"{var} = {LOGICAL[kind]}(n)")
 
-    def record(self, schema: dict[str, Any], var: str, depth: int, within: tuple[str, ...], path: str) -> None:
+    def record(
+        self, schema: dict[str, Any], var: str, depth: int, within: tuple[str, ...], path: str
+    ) -> None:
         """Each field into a local, then one dict of them in the schema's order."""
         name = str(schema["name"])
         if name in within or not schema["fields"]:
@@ -273,7 +279,9 @@ class _Source:
         self.emit(depth + 1, f"{count} = -{count}")
         self.long("n", depth + 1)
         self.emit(depth, f"if {count} > size - pos:")
-        self.emit(depth + 1, f"raise Malformed(f'a block of {{{count}}} items with {{size - pos}} bytes left')")
+        self.emit(
+            depth + 1, f"raise Malformed(f'a block of {{{count}}} items with {{size - pos}} bytes left')"
+        )
 
     def array(self, schema: dict[str, Any], var: str, depth: int, within: tuple[str, ...], path: str) -> None:
         count, item = self.local(), self.local()

@@ -11,8 +11,8 @@ fastavro takes from the end of the list; a varint past 64 bits, which it wraps a
 from __future__ import annotations
 
 import io
-from functools import cache
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 
 import fastavro
@@ -86,7 +86,9 @@ def assert_reads_as_fastavro(schema: Any, body: bytes) -> None:
 @pytest.mark.parametrize(("version", "name"), SCHEMAS)
 @EACH
 @given(data=st.data())
-def test_every_schema_version_is_read_as_fastavro_reads_it(version: int, name: str, data: st.DataObject) -> None:
+def test_every_schema_version_is_read_as_fastavro_reads_it(
+    version: int, name: str, data: st.DataObject
+) -> None:
     schemas = spec(version)
     record = data.draw(values(schemas, schemas.record(name)))
     assert_reads_as_fastavro(schema_of(version, name), written(schema_of(version, name), record))
@@ -141,8 +143,8 @@ def test_extremes_multi_byte_text_and_both_union_branches_are_read_as_fastavro_r
 def test_empty_and_long_arrays_and_maps_are_read_as_fastavro_reads_them() -> None:
     schema = schema_of(CURRENT, "CopyDigest")
     for buckets, positions in (([], {}), ([f"b{i}" for i in range(1500)], {f"{i}": i for i in range(1100)})):
-        record = dict(envelope=envelope(), copy_agency="railway", rows=len(buckets), root="r", buckets=buckets,
-                      positions=positions, taken_at=AT)  # fmt: skip
+        record = dict(envelope=envelope(), copy_agency="railway", rows=len(buckets), root="r",
+                      buckets=buckets, positions=positions, taken_at=AT)  # fmt: skip
         assert_reads_as_fastavro(schema, written(schema, record))
 
 
@@ -195,7 +197,9 @@ def test_garbled_bodies_are_read_as_fastavro_reads_them_or_refused(
 
 @FAST
 @given(body=st.binary(max_size=80), version_name=st.sampled_from(SCHEMAS))
-def test_random_bytes_are_read_as_fastavro_reads_them_or_refused(body: bytes, version_name: tuple[int, str]) -> None:
+def test_random_bytes_are_read_as_fastavro_reads_them_or_refused(
+    body: bytes, version_name: tuple[int, str]
+) -> None:
     assert_same_or_refused(schema_of(*version_name), body)
 
 
@@ -222,7 +226,8 @@ def message(name: str, body: bytes) -> bytes:
 
 
 REVOKED = written(
-    schema_of(CURRENT, "ListingRevoked"), dict(envelope=envelope(), expected_version=1, reason="other", note="n")
+    schema_of(CURRENT, "ListingRevoked"),
+    dict(envelope=envelope(), expected_version=1, reason="other", note="n"),
 )
 PAYLOAD = b"\x02" + b"\x08" + string("n")  # expected_version 1, reason "other" (symbol 4), note "n"
 START = len(REVOKED) - len(PAYLOAD)  # where the payload starts, after the envelope
@@ -237,8 +242,14 @@ START = len(REVOKED) - len(PAYLOAD)  # where the payload starts, after the envel
         (b"\xff" * 9 + b"\x7f", ["varint past 64 bits", "envelope.event_id"]),
         (b"\x03" + REVOKED[1:], ["negative length (-2)", "envelope.event_id"]),
         (b"\x02\xff" + REVOKED[2:], ["bad UTF-8", "envelope.event_id", "byte 0"]),
-        (REVOKED[: START - 1] + b"\x04" + REVOKED[START:], ["branch 2 of a union of 2", "envelope.request_id"]),
-        (REVOKED[: START - 1] + b"\x01" + REVOKED[START:], ["branch -1 of a union of 2", "envelope.request_id"]),
+        (
+            REVOKED[: START - 1] + b"\x04" + REVOKED[START:],
+            ["branch 2 of a union of 2", "envelope.request_id"],
+        ),
+        (
+            REVOKED[: START - 1] + b"\x01" + REVOKED[START:],
+            ["branch -1 of a union of 2", "envelope.request_id"],
+        ),
         (REVOKED[: START + 1] + b"\x0a" + REVOKED[START + 2 :], ["symbol 5 of an enum of 5", "reason"]),
         (REVOKED[: START + 1] + b"\x01" + REVOKED[START + 2 :], ["symbol -1 of an enum of 5", "reason"]),
     ],
