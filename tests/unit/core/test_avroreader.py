@@ -128,7 +128,8 @@ EDGES = [
     applied(applied_at=datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),  # a one-byte time
     applied(applied_at=datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
     applied(applied_at=datetime(1973, 1, 1, tzinfo=UTC)),  # a seven-byte time
-    applied(applied_at=datetime(2600, 1, 1, tzinfo=UTC)),  # a nine-byte time
+    applied(applied_at=datetime(3200, 1, 1, tzinfo=UTC)),  # a nine-byte time
+    applied(applied_at=datetime(1900, 1, 1, tzinfo=UTC)),  # an eight-byte time before the epoch
 ]
 
 
