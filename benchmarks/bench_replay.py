@@ -179,7 +179,7 @@ def replay(connection: KafkaConnection, topic: str, events: int, processes: int,
     timed("produce (pre-encoded, lz4, acks=all)", total, lambda: produce(connection, topic, chain, listings))
     timed("consume only (batched)", total, lambda: count(messages(connection, [topic])), rounds=rounds)
     read = lambda: count(decoded(messages(connection, [topic])))  # noqa: E731
-    base, _ = timed("consume + decode (fastavro + model)", total, read, rounds=rounds)
+    base, _ = timed("consume + decode (Avro + model)", total, read, rounds=rounds)
     at = datetime.now(UTC)
     for n in sorted({1, processes}):
         fold = partial(replay_to, connection, [topic], policy, at, processes=n)
@@ -196,7 +196,7 @@ def verification(connection: KafkaConnection, topic: str, events: int, processes
     produce_keyed(connection, topic, sealed)
     print(f"verify: {len(sealed):,} sealed events ({events // 2:,} listings x 2)")
     read = lambda: count(decoded(messages(connection, [topic])))  # noqa: E731
-    base, _ = timed("consume + decode (fastavro + model)", len(sealed), read, rounds=rounds)
+    base, _ = timed("consume + decode (Avro + model)", len(sealed), read, rounds=rounds)
     for n in sorted({1, processes}):
         check = partial(verify, connection, {topic: "court"}, policy, processes=n)
         _, result = timed(f"verify, {n} process(es)", len(sealed), check, base, rounds)

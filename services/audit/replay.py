@@ -140,7 +140,7 @@ def position_of(msg: Message) -> Position:
 def decoded(
     source: Iterable[Message], on_bad: Callable[[Undecodable], None] | None = None
 ) -> Iterator[Replayed]:
-    """Decode each message with fastavro; hand undecodable ones to `on_bad` and go on."""
+    """Decode each message (`serde.decode_full`); hand undecodable ones to `on_bad` and go on."""
     for msg in source:
         where = position_of(msg)
         try:

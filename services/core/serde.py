@@ -18,6 +18,7 @@ import fastavro
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 from fastavro.types import Schema
 
+from services.core.avroreader import Reader, reader_for
 from services.core.avrowriter import writer_for
 from services.core.errors import ContractError
 from services.core.events import ALL_EVENTS, Event
@@ -123,11 +124,14 @@ class Decoded(NamedTuple):
 @dataclass(frozen=True)
 class Plan:
     """How to decode bodies of one writer schema: the reader schema to resolve to (None when the
-    writer is the current version) and the model that validates the record."""
+    writer is the current version), the model that validates the record, and the compiled reader
+    of the writer schema (`avroreader`; None: fastavro reads it). The record as written is always
+    read (audit verifies seals over it); resolution to the reader schema stays fastavro's."""
 
     writer: WriterSchema
     reader: Schema | None
     model: Callable[[dict[str, Any]], Any]
+    read: Reader | None
 
 
 @cache
@@ -138,7 +142,8 @@ def _plans() -> dict[bytes, Plan]:
     for print_, writer in known.by_fingerprint.items():
         reader = known.writer(writer.name)
         validator = ALL_EVENTS[writer.name].__pydantic_validator__
-        plans[print_] = Plan(writer, None if reader is writer else reader.schema, validator.validate_python)
+        resolve = None if reader is writer else reader.schema
+        plans[print_] = Plan(writer, resolve, validator.validate_python, reader_for(writer.schema))
     return plans
 
 
@@ -155,13 +160,10 @@ def decode_full(data: bytes | None, topic: str = "?", partition: int = -1, offse
     if data is None or (plan := _plans().get(data[2:HEADER_LEN])) is None or data[:2] != MARKER:
         raise ContractError(_refusal(data, _where(topic, partition, offset)))
     body = data[HEADER_LEN:]
-    stream = io.BytesIO(body)
     try:
-        raw = fastavro.schemaless_reader(stream, plan.writer.schema, None)
-        assert isinstance(raw, dict)  # every accord schema is a record
-        if stream.tell() != len(body):
-            trailing = len(body) - stream.tell()
-            raise ContractError(f"{_where(topic, partition, offset)}: {trailing} trailing bytes")
+        raw, end = _raw(body, plan)
+        if end != len(body):
+            raise ContractError(f"{_where(topic, partition, offset)}: {len(body) - end} trailing bytes")
         record = raw if plan.reader is None else _read(body, plan)
         event = plan.model(record)
     except ContractError:
@@ -170,6 +172,16 @@ def decode_full(data: bytes | None, topic: str = "?", partition: int = -1, offse
         where = _where(topic, partition, offset)
         raise ContractError(f"{where}: undecodable accord.{plan.writer.name}: {e}") from e
     return Decoded(event, plan.writer, raw, body)
+
+
+def _raw(body: bytes, plan: Plan) -> tuple[dict[str, Any], int]:
+    """The record of the body under its writer schema, as fastavro reads it, and where it ended."""
+    if plan.read is not None:
+        return plan.read(body)
+    stream = io.BytesIO(body)
+    raw = fastavro.schemaless_reader(stream, plan.writer.schema, None)
+    assert isinstance(raw, dict)  # every accord schema is a record
+    return raw, stream.tell()
 
 
 def _refusal(data: bytes | None, where: str) -> str:
