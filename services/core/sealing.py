@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from services.core.avroreader import Malformed, long_at
 from services.core.crypto import chain_hash, sign, verify_signature
 from services.core.events import Event
 from services.core.serde import MARKER, Decoded, WriterSchema, body_bytes, body_writer, registry, to_record
@@ -74,18 +75,6 @@ def _steps(schema: Any) -> tuple[str, ...] | None:
     return tuple(steps) if "" not in steps and seal_kinds == ["string", "string"] else None
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """A zigzag varint at `pos`: its value, and where the next item starts."""
-    shift = value = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (value >> 1) ^ -(value & 1), pos
-        shift += 7
-
-
 def _string(text: str) -> bytes:
     """An Avro string: its UTF-8 length as a zigzag varint, then the bytes."""
     raw = text.encode()
@@ -108,10 +97,10 @@ class SealSpan:
         pos = 0
         for kind in self.steps:
             if kind in _VARIABLE:
-                length, pos = _varint(body, pos)
+                length, pos = long_at(body, pos)
                 pos += length
             elif kind in _VARINT:
-                pos = _varint(body, pos)[1]
+                pos = long_at(body, pos)[1]
             else:
                 pos += _FIXED[kind]
         return pos
@@ -119,8 +108,8 @@ class SealSpan:
     def blanked(self, body: bytes) -> bytes:
         """`body` with `hash` and `signature` blank: the bytes its hash covers."""
         start = self.start(body)
-        length, pos = _varint(body, start)
-        length, pos = _varint(body, pos + length)
+        length, pos = long_at(body, start)
+        length, pos = long_at(body, pos + length)
         return body[:start] + BLANK_SEAL + body[pos + length :]
 
     def spliced(self, blank: bytes, digest: str, signature: str) -> bytes:
@@ -148,7 +137,7 @@ def hash_of_body(writer: WriterSchema, body: bytes, prev_hash: str) -> str | Non
         return None
     try:
         return chain_hash(prev_hash, span.blanked(body))
-    except IndexError:  # lengths running past the end: not bytes `decode_full` accepted
+    except (IndexError, Malformed):  # lengths running past the end: not bytes `decode_full` accepted
         return None
 
 
