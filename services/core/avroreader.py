@@ -27,11 +27,13 @@ array of values that take no bytes) gets no reader, and `serde` keeps fastavro f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastavro.types import Schema
+
+from services.core.generated import Source
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAYS_SHIFT = date(1970, 1, 1).toordinal()  # fastavro's date: days since the epoch, as an ordinal
@@ -131,7 +133,7 @@ def reader_for(schema: Schema) -> Reader | None:
 
 def _compile(schema: dict[str, Any], trace: bool, explain: Reader | None) -> Reader:
     """The reader's function; with `trace`, one that names the field it is in when it fails."""
-    source = _Source(dict(schema.get("__named_schemas", {})), trace)
+    source = _Source(dict(schema.get("__named_schemas", {})), trace=trace)
     source.value(schema, "v0", 2, (), str(schema.get("name")))
     lines = [
         "def read(data):",
@@ -167,26 +169,10 @@ def _reason(e: Exception) -> str:
 
 
 @dataclass
-class _Source:
-    """The lines of a reader's body, the constants they name, and a counter for local names."""
+class _Source(Source):
+    """Builds a reader's body."""
 
-    named: dict[str, Any]
-    trace: bool
-    lines: list[str] = field(default_factory=list)
-    constants: dict[str, Any] = field(default_factory=dict)
-    count: int = 0
-
-    def local(self) -> str:
-        self.count += 1
-        return f"v{self.count}"
-
-    def emit(self, depth: int, line: str) -> None:
-        self.lines.append(" " * depth + line)
-
-    def constant(self, value: Any) -> str:
-        name = f"c{len(self.constants)}"
-        self.constants[name] = value
-        return name
+    trace: bool = False  # a marker before every value: the field a failure is in
 
     def value(self, schema: Any, var: str, depth: int, within: tuple[str, ...], path: str) -> None:
         """Lines that read a value of `schema` into `var`; `within`: the records being read around

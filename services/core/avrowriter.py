@@ -16,12 +16,14 @@ non-null types, a record that contains itself) gets no writer, and `serde.encode
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from fastavro.types import Schema
+
+from services.core.generated import Source
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 INTEGERS = ("int", "long")
@@ -87,25 +89,8 @@ def writer_for(schema: Schema) -> Callable[[Any], bytes] | None:
 
 
 @dataclass
-class _Source:
-    """The lines of a writer's body, the constants they name, and a counter for local names."""
-
-    named: dict[str, Any]
-    lines: list[str] = field(default_factory=list)
-    constants: dict[str, Any] = field(default_factory=dict)
-    count: int = 0
-
-    def local(self) -> str:
-        self.count += 1
-        return f"v{self.count}"
-
-    def emit(self, depth: int, line: str) -> None:
-        self.lines.append(" " * depth + line)
-
-    def constant(self, value: Any) -> str:
-        name = f"c{len(self.constants)}"
-        self.constants[name] = value
-        return name
+class _Source(Source):
+    """Builds a writer's body."""
 
     def value(self, schema: Any, var: str, depth: int, within: tuple[str, ...]) -> None:
         """Lines that append the encoding of `var`, a value of `schema`; `within`: the records
