@@ -3,7 +3,10 @@
 The database holds the position: the sink assigns itself every partition and seeks to the
 offsets the store recorded with the last change it applied, so a restart neither loses nor
 repeats a change. It reads a batch, decides each message (apply, pass over, refuse), and
-takes the whole batch in ONE transaction with its positions and its acknowledgements;
+takes the whole batch in ONE transaction with its positions and its acknowledgements (on a
+writer thread, while the loop reads and decides the next batch: the database's work and the
+broker's waits overlap the decoding, and a batch read ahead is only ever taken by the next poll,
+so a crash loses nothing the store's positions do not bring back);
 the acknowledgements are sent after the commit and each is cleared from the store once the
 broker confirmed it, so a crash in between re-sends them (same ids, same bytes) instead of
 losing them. The sink does not wait for those confirmations batch by batch (a round trip
@@ -27,7 +30,9 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
@@ -77,6 +82,25 @@ class Budget:
         self.allowance -= rows + STEP_ROWS
 
 
+@dataclass
+class Batch:
+    """One fetch's messages, what the sink decided for each, and what it reports of them: its
+    acknowledgements (written while the store takes the batch, dated then) and refusals."""
+
+    records: list[Record]
+    items: list[Change | Refusal] = field(default_factory=list)
+    reports: dict[tuple[int, int], Encoded] = field(default_factory=dict)  # by (partition, offset)
+    acks: messages.Acknowledgements | None = None  # set when the batch is taken
+
+    def ack(self, listing_id: str, partition: int, offset: int, held: Holding) -> bytes:
+        """What the copy holds once it took the change: the change itself, or, when the change was
+        older than what it knew (a repair the ledger overtook), what it kept instead."""
+        assert self.acks is not None, "acknowledged while taken"
+        ack = self.acks.of(listing_id, held.version, held.row_hash, partition, offset)
+        self.reports[partition, offset] = ack
+        return ack.value
+
+
 class Sink:
     """Applies one agency's view changes to its store and reports what it did."""
 
@@ -98,8 +122,8 @@ class Sink:
         self.topic = self.topics.views(agency)
         self.budget = Budget(self.options.verify_rows_per_minute)
         self.next_step = random.randrange(DEFAULT_BUCKETS + 1)  # restarts do not favour low buckets
-        self.reports: dict[tuple[int, int], Encoded] = {}
-        self.acks = messages.Acknowledgements(agency, clock())  # the batch's, dated when it is taken
+        self.ahead: Batch | None = None  # the next batch, read and decided while the last was taken
+        self.writer: ThreadPoolExecutor | None = None  # takes a batch while the loop reads the next
         self.in_flight = 0  # sent, neither confirmed nor refused yet
         self.confirmed: list[tuple[int, int]] = []  # (partition, offset) confirmed, still in the outbox
         self.refused: list[str] = []  # what the broker refused to take, and why
@@ -130,43 +154,63 @@ class Sink:
             self.close()
 
     def poll(self) -> int:
-        """One batch: take it, send its acknowledgements, re-verify within budget, digest when due."""
+        """One batch: take it, send its acknowledgements, re-verify within budget, digest when due.
+
+        The batch is taken on the writer thread while this one reads and decides the next (decoding
+        holds the interpreter; the database's own work and the broker's waits do not), so the two
+        overlap; the poll returns once its batch is taken, as a poll that read no further would."""
         self.round_at = self.clock()
-        batch = self.feed.fetch(self.options.poll_s, self.options.batch)
-        if batch:
-            self._take(batch)
+        batch, self.ahead = self.ahead or self._read(self.options.poll_s), None
+        if batch.records:
+            self._take_reading_ahead(batch)
         elif self.in_flight or self.confirmed:
             self._clear(wait=True)  # out of changes: every acknowledgement confirmed and cleared
         self._verify()
-        caught_up = not batch and self.applied > self.applied_at_digest
+        caught_up = not batch.records and self.applied > self.applied_at_digest
         if caught_up or time.monotonic() - self.last_digest >= self.options.digest_interval_s:
             self.publish_digest()
         self.round_at = self.clock()
-        return len(batch)
+        return len(batch.records)
 
-    def _take(self, batch: list[Record]) -> None:
-        """The batch in one transaction; then what it must report, sent; then the group told."""
-        self.reports = {}  # (partition, offset) -> the acknowledgement or refusal built for it
-        self.acks = messages.Acknowledgements(self.agency, self.clock())
-        items = [self._item(record) for record in batch]
-        outcomes = self.store.take(items)
-        taken, now = [], time.time()
-        for record, item, outcome in zip(batch, items, outcomes, strict=True):
+    def _read(self, wait_s: float) -> Batch:
+        """The next batch (waiting at most `wait_s` for its first change), each message decided."""
+        batch = Batch(self.feed.fetch(wait_s, self.options.batch))
+        batch.items = [self._item(record, batch) for record in batch.records]
+        return batch
+
+    def _take_reading_ahead(self, batch: Batch) -> None:
+        """`batch` taken on the writer thread while this one reads what is already fetched (no wait);
+        the writer is always idle again when this returns, so nothing else ever shares the store."""
+        if self.writer is None:
+            self.writer = ThreadPoolExecutor(1, thread_name_prefix=f"copy-{self.agency}-writer")
+        taking = self.writer.submit(self._take, batch)
+        try:
+            self.ahead = self._read(0.0)
+        finally:
+            positions = taking.result()
+        self.feed.commit(self.topic, positions)
+
+    def _take(self, batch: Batch) -> dict[int, int]:
+        """The batch in one transaction; then what it must report, sent; the positions it reached."""
+        batch.acks = messages.Acknowledgements(self.agency, self.clock())  # dated when it is taken
+        outcomes = self.store.take(batch.items)
+        taken, now, reports = [], time.time(), batch.reports
+        for record, item, outcome in zip(batch.records, batch.items, outcomes, strict=True):
             self._note(item, outcome)
             if outcome is Applied.APPLIED and record.timestamp_ms > 0:
                 self.latency.observe(max(0.0, now - record.timestamp_ms / 1000))
-            if outcome is not Applied.REPEATED and (item.partition, item.offset) in self.reports:
-                taken.append((item.partition, item.offset, self.reports[item.partition, item.offset]))
+            if outcome is not Applied.REPEATED and (item.partition, item.offset) in reports:
+                taken.append((item.partition, item.offset, reports[item.partition, item.offset]))
         applied = outcomes.count(Applied.APPLIED)
         if applied:
             self.last_applied_at = self.clock()
             self.counted.inc(applied)
         self._send(taken)
         self._clear(wait=self.in_flight > IN_FLIGHT_BATCHES * self.options.batch)
-        positions, read = self.store.positions(), {r.partition for r in batch}
+        positions, read = self.store.positions(), {r.partition for r in batch.records}
         self.positions.update(positions)
-        self.progress.advance(handled=len(batch))
-        self.feed.commit(self.topic, {p: o for p, o in positions.items() if p in read})
+        self.progress.advance(handled=len(batch.records))
+        return {p: o for p, o in positions.items() if p in read}
 
     def health(self) -> Health:
         """Progress against the view topic's end, behind the SLA when its freshness says stale, and
@@ -186,34 +230,27 @@ class Sink:
         metrics.record(health, lag)
         return health
 
-    def _item(self, record: Record) -> Change | Refusal:
+    def _item(self, record: Record, batch: Batch) -> Change | Refusal:
         """What to do with one message: a change to apply, or a refusal to record (and why)."""
         where = (record.topic, record.partition, record.offset)
         try:
             event: Event = serde.decode(record.value, *where)
         except ContractError as e:
-            return self._refusal(record, "undecodable", str(e))
+            return self._refusal(record, batch, "undecodable", str(e))
         fault = messages.fault(event, self.entitled)
         if fault is not None:
-            return self._refusal(record, *fault)
+            return self._refusal(record, batch, *fault)
         assert isinstance(event, ViewChanged)
         lid, partition, offset = event.envelope.listing_id, record.partition, record.offset
-        return Change(event, partition, offset, partial(self._ack, lid, partition, offset))
+        return Change(event, partition, offset, partial(batch.ack, lid, partition, offset))
 
-    def _ack(self, listing_id: str, partition: int, offset: int, held: Holding) -> bytes:
-        """What the copy holds once it took the change: the change itself, or, when the change was
-        older than what it knew (a repair the ledger overtook), what it kept instead."""
-        ack = self.acks.of(listing_id, held.version, held.row_hash, partition, offset)
-        self.reports[partition, offset] = ack
-        return ack.value
-
-    def _refusal(self, record: Record, code: str, reason: str) -> Refusal:
+    def _refusal(self, record: Record, batch: Batch, code: str, reason: str) -> Refusal:
         where = Position(self.topic, record.partition, record.offset)
         refused = rejected(self.agency, where, code, reason, record.value, self.clock())
         log.warning("copy of %s refuses %s[%d]@%d: %s", self.agency, record.topic, record.partition,
                     record.offset, reason)  # fmt: skip
         encoded = serde.encode(refused)
-        self.reports[record.partition, record.offset] = Encoded.of(refused, encoded)
+        batch.reports[record.partition, record.offset] = Encoded.of(refused, encoded)
         return Refusal(record.partition, record.offset, encoded)
 
     def _note(self, item: Change | Refusal, outcome: Applied) -> None:
@@ -310,6 +347,8 @@ class Sink:
         broker did not confirm stays kept in the store and the next start re-sends it, same bytes,
         same ids (`_send_outbox`); a broker that is down costs the close seconds, not minutes."""
         try:
+            if self.writer is not None:
+                self.writer.shutdown(wait=True)  # idle between polls: this only ends its thread
             self._settle()
         finally:
             try:

@@ -224,6 +224,39 @@ def test_acknowledgements_the_broker_refused_stop_the_sink_and_stay_kept_for_the
     assert copy.unsent_acks() == []
 
 
+def test_the_next_batch_is_read_while_one_is_taken_and_taken_by_the_next_poll_once(
+    copy: CopyStore, feed: FakeFeed
+) -> None:
+    places = [feed.append(encode(upsert(row(f"L-{i}"))), f"L-{i}", partition=0) for i in range(7)]
+    reporter = FakeReporter()
+    sink = sink_on(copy, feed, reporter, batch=3)
+    assert sink.poll() == 3
+    assert sorted(r.listing_id for r in copy.rows()) == ["L-0", "L-1", "L-2"]  # its batch, taken
+    assert feed.at[0] == 6 and feed.committed == {0: 3}  # the next one read, not yet taken
+    drain(sink)
+    assert sorted(r.listing_id for r in copy.rows()) == [f"L-{i}" for i in range(7)]
+    acks = reporter.on(TOPICS.copies_applied(AGENCY))
+    assert [(a.partition, a.offset) for a in acks] == places  # each once, in order
+    assert copy.positions() == {0: 7} and feed.committed == {0: 7}
+
+
+def test_a_batch_read_ahead_when_the_writer_failed_is_taken_by_the_next_sink(
+    copy: CopyStore, feed: FakeFeed
+) -> None:
+    for i in range(5):
+        feed.append(encode(upsert(row(f"L-{i}"))), f"L-{i}", partition=0)
+    sink = sink_on(copy, feed, FakeReporter(refusing=True), batch=2)
+    with pytest.raises(BrokerUnavailable, match="refused 2 reports"):
+        sink.poll()
+    assert feed.at[0] == 4 and copy.positions() == {0: 2}  # read ahead, never taken
+    sink.close()
+
+    again = FakeReporter()
+    drain(sink_on(copy, feed, again, batch=2))
+    assert sorted(r.listing_id for r in copy.rows()) == [f"L-{i}" for i in range(5)]
+    assert [a.offset for a in again.on(TOPICS.copies_applied(AGENCY))] == [0, 1, 2, 3, 4]
+
+
 def test_acknowledgements_are_cleared_as_confirmed_without_waiting_batch_by_batch(
     copy: CopyStore, feed: FakeFeed
 ) -> None:
