@@ -19,6 +19,7 @@ from services.core.cloudevent import UNNAMED, Encoded, cloudevent_headers, heade
 from services.core.connection import KafkaConnection
 from services.core.errors import BrokerUnavailable, ConfigurationError
 from services.core.events import Event
+from services.core.partitioner import partition_of
 from services.core.serde import Decoded, decode_full, encode
 from services.core.topics import TopicSpec
 
@@ -123,25 +124,7 @@ def producer_config(connection: KafkaConnection, **extra: Any) -> dict[str, Any]
 def partition_for(key: str, partitions: int) -> int:
     """The partition `producer_config`'s partitioner (murmur2, the Java client's) gives `key`, so a
     message can be sent under another key to the partition its listing's messages are in."""
-    return (_murmur2(key.encode()) & 0x7FFFFFFF) % partitions
-
-
-def _murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), on unsigned 32-bit words."""
-    m, mask = 0x5BD1E995, 0xFFFFFFFF
-    h = (0x9747B28C ^ len(data)) & mask
-    whole = len(data) - len(data) % 4
-    for i in range(0, whole, 4):
-        k = (int.from_bytes(data[i : i + 4], "little") * m) & mask
-        k = ((k ^ (k >> 24)) * m) & mask
-        h = ((h * m) & mask) ^ k
-    tail = data[whole:]
-    if tail:
-        for j in reversed(range(len(tail))):
-            h ^= tail[j] << (8 * j)
-        h = (h * m) & mask
-    h = ((h ^ (h >> 13)) * m) & mask
-    return h ^ (h >> 15)
+    return partition_of(key.encode(), partitions)
 
 
 @dataclass(frozen=True)
