@@ -107,14 +107,20 @@ class SealSpan:
 
     def blanked(self, body: bytes) -> bytes:
         """`body` with `hash` and `signature` blank: the bytes its hash covers."""
-        start = self.start(body)
+        return self.blank_at(body, self.start(body))
+
+    @staticmethod
+    def blank_at(body: bytes, start: int) -> bytes:
+        """`blanked`, its seal found at `start`: a body whose seal is blank already is itself."""
+        if body[start : start + 2] == BLANK_SEAL:
+            return body
         length, pos = long_at(body, start)
         length, pos = long_at(body, pos + length)
         return body[:start] + BLANK_SEAL + body[pos + length :]
 
-    def spliced(self, blank: bytes, digest: str, signature: str) -> bytes:
-        """A body with its seal blank, sealed: the same bytes as encoding the sealed record."""
-        start = self.start(blank)
+    @staticmethod
+    def spliced(blank: bytes, start: int, digest: str, signature: str) -> bytes:
+        """A body with its seal blank at `start`, sealed: the same bytes as encoding the sealed record."""
         return blank[:start] + _string(digest) + _string(signature) + blank[start + len(BLANK_SEAL) :]
 
 
@@ -151,33 +157,35 @@ class Sealed(Generic[E]):
 
 def seal_encoded(event: E, prev_hash: str, private: Ed25519PrivateKey) -> Sealed[E]:
     """`event` linked to `prev_hash`, hashed and signed with the current writer schema, and its
-    bytes: the body is written once, with its seal blank, and the seal spliced into those bytes."""
+    bytes: the body is written once by the schema's compiled writer (a quarter of fastavro's time
+    from a record, and no record to make), the seal found in it once, blanked (an event not sealed
+    yet has it blank already) and the seal spliced in there. A schema without a compiled writer or
+    a span is encoded from records, twice."""
     writer = registry().writer(type(event).__name__)
     linked = event if event.envelope.prev_hash == prev_hash else _enveloped(event, prev_hash=prev_hash)
-    span = span_of(writer)
-    blank = _blank_body(writer, span, linked)
+    span, write = span_of(writer), body_writer(writer.name)
+    if span is None or write is None:
+        return _sealed_from_records(writer, linked, prev_hash, private)
+    body = write(linked)
+    start = span.start(body)
+    blank = span.blank_at(body, start)
     digest = chain_hash(prev_hash, blank)
     signature = sign(private, digest)
     sealed = _enveloped(linked, hash=digest, signature=signature)
-    body = (
-        span.spliced(blank, digest, signature)
-        if span is not None
-        else body_bytes(writer.schema, to_record(sealed))
-    )
-    return Sealed(sealed, MARKER + writer.fingerprint + body)
+    return Sealed(sealed, MARKER + writer.fingerprint + span.spliced(blank, start, digest, signature))
+
+
+def _sealed_from_records(
+    writer: WriterSchema, linked: E, prev_hash: str, private: Ed25519PrivateKey
+) -> Sealed[E]:
+    blank = body_bytes(writer.schema, _blank_seal(to_record(linked)))
+    digest = chain_hash(prev_hash, blank)
+    sealed = _enveloped(linked, hash=digest, signature=sign(private, digest))
+    return Sealed(sealed, MARKER + writer.fingerprint + body_bytes(writer.schema, to_record(sealed)))
 
 
 def _enveloped(event: E, **fields: str) -> E:
     return event.model_copy(update={"envelope": event.envelope.model_copy(update=fields)})
-
-
-def _blank_body(writer: WriterSchema, span: SealSpan | None, event: Event) -> bytes:
-    """`event`'s body with its seal blank: written by the schema's compiled writer (a quarter of
-    fastavro's time from a record, and no record to make) where there are one and a span."""
-    write = body_writer(writer.name)
-    if write is not None and span is not None:
-        return span.blanked(write(event))
-    return body_bytes(writer.schema, _blank_seal(to_record(event)))
 
 
 def seal(event: E, prev_hash: str, private: Ed25519PrivateKey) -> E:
