@@ -31,7 +31,7 @@ from services.demo import luoshan
 from services.demo.drill import Children, backup, restore
 from services.demo.timeline import Timeline
 from services.demo.watch import Watch
-from services.reconciler.findings import REPAIRED, REVOKED_STILL_ACTIVE, STALE_COPY
+from services.reconciler.findings import DIGEST_DRIFT, REPAIRED, REVOKED_STILL_ACTIVE, STALE_COPY
 from services.reconciler.report import replay
 
 CA = "civil-aviation"
@@ -142,6 +142,9 @@ class Story:
         self.applied_everywhere(lid, 2, "the revocation")
         self.restore(listing.subject_ref)
         self.reconciled(lid, listing.subject_ref)
+        # Restoring the rows can make a rolling verification see them before the restarted sink's
+        # digest does (a `digest_drift`): the story ends once every such finding is closed.
+        self.watch.resolved(DIGEST_DRIFT)
 
     def applied_everywhere(self, listing_id: str, version: int, what: str) -> None:
         acks = sorted(

@@ -12,6 +12,7 @@ from services.core.events import CopyApplied, Event, Finding
 from services.core.kafka import consumer
 from services.core.serde import decode
 from services.demo.drill import Children, DrillError
+from services.reconciler.findings import RESOLVED
 from services.reconciler.kafkalog import from_the_start
 
 WAIT_S = 90.0  # generous: the ledger's first start on a busy machine is the slow step
@@ -27,12 +28,29 @@ class Watch:
         self.seen: list[Event] = []
 
     def until(self, wanted: Callable[[Event], bool], what: str) -> Event:
-        checked, deadline = 0, time.monotonic() + WAIT_S
+        """The first event seen that is `wanted`, reading on until one arrives (or the deadline)."""
+        found = self._read_until(lambda: next((e for e in self.seen if wanted(e)), None), what)
+        assert isinstance(found, Event)
+        return found
+
+    def resolved(self, kind: str) -> None:
+        """Read on until every finding of `kind` seen so far is closed by a `resolved` finding (the
+        reconciler closes a digest drift once the copy's next digest agrees with its rows)."""
+
+        def all_closed() -> bool | None:
+            findings = [e for e in self.seen if isinstance(e, Finding)]
+            closed = {f.detail.rsplit(" ", 1)[-1] for f in findings if f.kind == RESOLVED}
+            return all(f.finding_id in closed for f in findings if f.kind == kind) or None
+
+        self._read_until(all_closed, f"every {kind} finding to be resolved")
+
+    def _read_until(self, done: Callable[[], object | None], what: str) -> object:
+        """Read the topics until `done()` answers something other than None; that answer."""
+        deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
-            found = next((e for e in self.seen[checked:] if wanted(e)), None)
-            if found is not None:
-                return found
-            checked = len(self.seen)
+            answer = done()
+            if answer is not None:
+                return answer
             self.children.check()
             for msg in self.reader.consume(num_messages=100, timeout=0.2):
                 if msg.error() is None:
