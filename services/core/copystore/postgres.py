@@ -6,7 +6,6 @@ state, and each `apply` opens an explicit transaction of its own.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,13 +15,7 @@ import psycopg
 from services.core.copystore.columns import Cursor
 from services.core.copystore.port import StoreError
 from services.core.copystore.sql import SqlCopyStore, schema
-
-# `INSERT INTO table (columns) VALUES (?, …)` and what follows it (an ON CONFLICT clause, or nothing)
-INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \([?, ]+\)(.*)", re.DOTALL)
-# `… column IN (?, ?, …) …` whose only parameters are the list's
-IN_LIST = re.compile(r"([^?]*) IN \((?:\?, )*\?\)([^?]*)", re.DOTALL)
-# `DELETE FROM table WHERE key = ?` or `… WHERE key = ? AND other = ?`, repeated for many keys
-DELETE = re.compile(r"DELETE FROM (\w+) WHERE (\w+) = \?(?: AND (\w+) = \?)?")
+from services.core.copystore.statements import DELETE, IN_LIST, INSERT
 
 
 def _placeholders(sql: str) -> str:

@@ -363,6 +363,26 @@ def test_a_batch_in_one_transaction_decides_each_message_as_one_at_a_time_would(
     assert store.delivered_version("L-0") == 2 and store.delivered_version("L-1") == 2
 
 
+def test_a_batch_of_hundreds_of_listings_is_written_whole_as_one_at_a_time_would(store: CopyStore) -> None:
+    """More rows than one statement takes (SQLite writes a batch as multi-row statements of at most
+    999 parameters; PostgreSQL through COPY): replaced, added and deleted rows, none lost."""
+    for i in range(0, 400, 2):
+        store.apply(upsert(row(f"L-{i:03d}")), 1, i // 2)
+    batch: list[Change | Refusal] = [
+        Change(upsert(row(f"L-{i:03d}", 2, case_ref=f"c{i}")) if i % 3 else delete(f"L-{i:03d}", 2), 0, i,
+               ack=lambda held, i=i: f"{i}:{held.version}".encode())
+        for i in range(400)
+    ]  # fmt: skip
+    assert store.take(batch) == [Applied.APPLIED] * 400
+    expected = [row(f"L-{i:03d}", 2, case_ref=f"c{i}") for i in range(400) if i % 3]
+    assert list(store.rows()) == expected
+    assert store.digest().hex_buckets() == store.rescan_digest().hex_buckets()
+    assert store.digest().hex_buckets() == expected_digest(expected).hex_buckets()
+    assert store.positions() == {0: 400, 1: 200}
+    assert [ack for p, _, ack in store.unsent_acks() if p == 0] == [f"{i}:2".encode() for i in range(400)]
+    assert all(store.delivered_version(f"L-{i:03d}") == 2 for i in range(400))
+
+
 def test_a_batch_that_fails_part_way_writes_nothing(store: CopyStore) -> None:
     def broken(_: Holding) -> bytes:
         raise RuntimeError("the acknowledgement could not be built")
