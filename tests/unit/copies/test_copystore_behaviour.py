@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
@@ -368,9 +369,13 @@ def test_a_batch_of_hundreds_of_listings_is_written_whole_as_one_at_a_time_would
     999 parameters; PostgreSQL through COPY): replaced, added and deleted rows, none lost."""
     for i in range(0, 400, 2):
         store.apply(upsert(row(f"L-{i:03d}")), 1, i // 2)
+
+    def acked(i: int) -> Callable[[Holding], bytes]:
+        return lambda held: f"{i}:{held.version}".encode()
+
     batch: list[Change | Refusal] = [
         Change(upsert(row(f"L-{i:03d}", 2, case_ref=f"c{i}")) if i % 3 else delete(f"L-{i:03d}", 2), 0, i,
-               ack=lambda held, i=i: f"{i}:{held.version}".encode())
+               ack=acked(i))
         for i in range(400)
     ]  # fmt: skip
     assert store.take(batch) == [Applied.APPLIED] * 400
