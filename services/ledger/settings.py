@@ -32,7 +32,9 @@ class LedgerOptions(BaseSettings):
     )
     batch_size: int = Field(default=500, gt=0, description="listing messages handled and acked together")
     linger_s: float = Field(
-        default=0.005,
+        # 15 ms against 5: bench_ledger 1,389 / 1,550 -> 1,644 / 1,785 events/s (12,000 events,
+        # alternating runs), at up to 10 ms more before each decision reaches the broker
+        default=0.015,
         ge=0,
         description="how long the producer waits to fill a batch (fewer, larger requests)",
     )
