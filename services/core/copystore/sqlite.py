@@ -44,10 +44,10 @@ class _SqliteCursor:
         if not rows or many is None:
             return self._cur.executemany(sql, rows)
         width = len(rows[0])
-        for start in range(0, len(rows), PARAMETERS // width):
-            chunk = rows[start : start + PARAMETERS // width]
-            values = ", ".join([f"({', '.join('?' * width)})"] * len(chunk))
-            self._cur.execute(many(values), [value for row in chunk for value in row])
+        per, one = PARAMETERS // width, f"({', '.join('?' * width)})"
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            self._cur.execute(many(", ".join([one] * len(chunk))), [value for row in chunk for value in row])
         return None
 
     def fetchone(self) -> Any:
