@@ -61,6 +61,42 @@ class Entry:
         return cls(decoded, frozenset(fields["ever"]), read_at)
 
 
+class DecodedEntries:
+    """The entries of the listings read or written last, decoded once: a listing's next event
+    (a correction, a revocation, an exemption) finds its entry here instead of decoding it again
+    (~28 µs for a listing of a few versions: a tenth of a worker's time on a stream of corrections).
+
+    Each is kept with the bytes it was decoded from and served only for bytes equal to them, so it
+    can never be stale: whatever wrote the table (this worker, a recovery, another owner before a
+    rebalance), other bytes are decoded afresh. At most `most` are kept, the oldest written dropped."""
+
+    def __init__(self, most: int = 4096) -> None:
+        self.most = most
+        self._kept: dict[bytes, tuple[bytes, Entry]] = {}
+
+    def decode(self, key: bytes, data: bytes | None) -> Entry | None:
+        """`Entry.decode(data)`, the stored entry of `key`."""
+        if data is None:
+            return None
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == data:
+            return kept[1]
+        entry = Entry.decode(data)
+        assert entry is not None
+        self.remember(key, data, entry)
+        return entry
+
+    def remember(self, key: bytes, data: bytes, entry: Entry) -> None:
+        """`entry`, just written to the table of `key` as `data` (its `encode()`)."""
+        self._kept.pop(key, None)
+        self._kept[key] = (data, entry)
+        if len(self._kept) > self.most:
+            del self._kept[next(iter(self._kept))]
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
 @dataclass(frozen=True)
 class Inbound:
     """One consumed message, with everything needed to process it again later."""

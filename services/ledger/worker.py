@@ -42,7 +42,7 @@ from services.ledger.expiry import Due, ExpiryIndex, expiry_of, ordered
 from services.ledger.handler import Context, Handled, Outbound, Read, give_up, handle, overdue
 from services.ledger.layout import app_id
 from services.ledger.outbox import Deliveries, Outbox
-from services.ledger.record import Entry, Inbound, decode_held, encode_held
+from services.ledger.record import DecodedEntries, Inbound, decode_held, encode_held
 from services.ledger.refetch import committed, read_range
 from services.ledger.seals import Seals
 from services.ledger.settings import LedgerSettings
@@ -101,6 +101,7 @@ class Ledger:
         self.listings = self._table("listings", partitions)
         self.held = self._table("held", partitions)
         self.expiring = self._table("expiring", partitions)  # the expiry index (see expiry)
+        self.entries = DecodedEntries()  # the listings touched last, decoded (see record)
         self.index = ExpiryIndex(self.expiring, lambda: ordered(self.expiring), partitions)
         self.source = cloudevent.source(settings.kafka.namespace, "ledger")  # of every message it writes
         self.progress = Progress("ledger", settings.options.stall_after_s)
@@ -203,10 +204,12 @@ class Ledger:
         many events it applied (held ones released included)."""
         key = msg.key or b""
         waiting = decode_held(self.held.stored(key))
-        entry = None if key.startswith(POSITION) else Entry.decode(self.listings.stored(key))
+        entry = None if key.startswith(POSITION) else self.entries.decode(key, self.listings.stored(key))
         outcome = handle(msg, entry, waiting, self.ctx, read)
         if outcome.applied and outcome.entry is not None:
-            self.listings[key] = outcome.entry.encode()
+            data = outcome.entry.encode()
+            self.listings[key] = data
+            self.entries.remember(key, data, outcome.entry)
         if not key.startswith(POSITION):
             after = outcome.entry.state if outcome.entry else None
             self.index.follow(entry.state if entry else None, after, bool(outcome.applied))
@@ -311,7 +314,8 @@ class Ledger:
         return state
 
     def state_of(self, listing_id: str) -> ListingState | None:
-        entry = Entry.decode(self.listings.get(listing_id.encode()))
+        key = listing_id.encode()
+        entry = self.entries.decode(key, self.listings.get(key))
         return entry.state if entry else None
 
     async def check_held(self, now: datetime) -> None:

@@ -24,7 +24,7 @@ from services.core.topics import BACKBONE
 from services.core.views import project, view_change
 from services.ledger.expiry import expiry_of
 from services.ledger.handler import Context, Outbound, affected, give_up, handle
-from services.ledger.record import Entry, Inbound
+from services.ledger.record import DecodedEntries, Entry, Inbound
 from tests.support.factory import T0, Ledgerbook
 from tests.unit.ledger.messages import PARTITIONS, TOPICS, inbound
 
@@ -344,6 +344,26 @@ def test_entries_survive_their_table_encoding(ctx: Context, book: Ledgerbook) ->
     assert Entry.decode(None) is None
     older = b"civil-aviation,railway\n" + encode(entry.state)  # an entry written before positions
     assert Entry.decode(older) == Entry(entry.state, entry.ever)
+
+
+def test_a_decoded_entry_is_served_only_for_the_bytes_it_was_decoded_from(
+    ctx: Context, book: Ledgerbook
+) -> None:
+    ledger = Ledger(ctx)
+    ledger.feed(book.issue("L-1"))
+    first = ledger.entries["L-1"]
+    ledger.feed(book.correct("L-1", legal_basis="corrected"))
+    second = ledger.entries["L-1"]
+    entries = DecodedEntries(most=2)
+    entries.remember(b"L-1", first.encode(), first)
+    assert entries.decode(b"L-1", first.encode()) is first  # equal bytes: the entry kept
+    assert entries.decode(b"L-1", second.encode()) == second  # the table changed: decoded afresh
+    assert entries.decode(b"L-1", first.encode()) == first  # and back: never the stale one
+    assert entries.decode(b"L-1", None) is None
+    entries.remember(b"L-2", second.encode(), second)
+    entries.remember(b"L-3", second.encode(), second)
+    assert len(entries) == 2  # bounded: the oldest written went
+    assert entries.decode(b"L-3", second.encode()) is second
 
 
 @settings(max_examples=40, deadline=None)
