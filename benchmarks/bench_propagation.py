@@ -15,7 +15,11 @@ plus railway on PostgreSQL when --pg is given) as real processes, then measures:
 2. revocation latency under load: while `--rate` corrections/s stream in (sealed beforehand,
    offered at that pace; the rate achieved is printed), revokes one
    listing every 0.5 s and times each from its publish to its CopyApplied in every copy
-   (applied_at, same clock): p50/p99 per copy and for "applied everywhere".
+   (applied_at, same clock): p50/p99 per copy and for "applied everywhere", and that split at
+   the ledger's decision (its revoked state's create time): waiting for and in the ledger, then
+   from the decision to the last copy.
+
+The ledger and the sinks run at their deployed settings (`DEPLOYED`), not the suite's.
 """
 
 from __future__ import annotations
@@ -32,13 +36,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka import OFFSET_END, TopicPartition
+from confluent_kafka import OFFSET_END, Message, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kafka_limits import broker, raw_consume, raw_produce
 from services.core.copystore import open_store
-from services.core.events import CopyApplied, Event
+from services.core.events import CopyApplied, Event, ListingState
 from services.core.kafka import consumer, create_topics, decode_message
 from services.core.topics import KEEP_FOREVER, TopicSpec
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
@@ -46,6 +50,14 @@ from tests.support.factory import Ledgerbook
 
 AGENCIES = ("civil-aviation", "railway", "court")
 MEASURES = ("flight_ban", "rail_ban", "high_consumption")
+# The services as deployed, not as the suite runs them (the harness re-verifies a copy's rows five
+# times as fast, sends digests every 2 s and commits every 0.5 s, to see faults sooner).
+DEPLOYED = {
+    "ACCORD_LEDGER_COMMIT_INTERVAL_S": "1.0",
+    "ACCORD_LEDGER_EXPIRY_INTERVAL_S": "1.0",
+    "ACCORD_COPY_DIGEST_INTERVAL_S": "5.0",
+    "ACCORD_COPY_VERIFY_ROWS_PER_MINUTE": "60000",
+}
 
 
 def rows_in(url: str, agency: str) -> int:
@@ -107,26 +119,40 @@ def throughput(
 
 
 class Acks(threading.Thread):
-    """Reads copies.applied from its current end: when each copy applied each delete."""
+    """Reads copies.applied and `ledger` from their current ends: when each copy applied each delete,
+    and when the ledger wrote each of the `revoked` listings' revoked state (its record's create
+    time, the ledger's clock), which splits a revocation's latency at the ledger's decision."""
 
-    def __init__(self, backbone: Backbone) -> None:
+    def __init__(self, backbone: Backbone, revoked: list[str]) -> None:
         super().__init__(daemon=True)
         self.reader = consumer(
             backbone.connection, backbone.connection.group(f"bench-{uuid.uuid4().hex[:6]}")
         )
-        topics = backbone.topics.all_copies_applied(AGENCIES)
+        self.ledger, self.revoked = backbone.topics.ledger, {lid.encode() for lid in revoked}
+        topics = [*backbone.topics.all_copies_applied(AGENCIES), self.ledger]
         self.reader.assign([TopicPartition(t, p, OFFSET_END) for t in topics for p in range(PARTITIONS)])
         self.deletes: dict[tuple[str, str], datetime] = {}
+        self.decided: dict[str, datetime] = {}
         self.stopping = False
 
     def run(self) -> None:
         while not self.stopping:
             for msg in self.reader.consume(500, 0.2):
                 if msg.error() is None:
-                    ack = decode_message(msg).event
-                    if isinstance(ack, CopyApplied) and ack.op == "delete":
-                        self.deletes.setdefault((ack.copy_agency, ack.envelope.listing_id), ack.applied_at)
+                    self.take(msg)
         self.reader.close()
+
+    def take(self, msg: Message) -> None:
+        if msg.topic() == self.ledger:  # only the revoked listings' states are decoded
+            if msg.key() in self.revoked:
+                state = decode_message(msg).event
+                if isinstance(state, ListingState) and state.status == "revoked":
+                    written = datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC)
+                    self.decided.setdefault(state.envelope.listing_id, written)
+            return
+        ack = decode_message(msg).event
+        if isinstance(ack, CopyApplied) and ack.op == "delete":
+            self.deletes.setdefault((ack.copy_agency, ack.envelope.listing_id), ack.applied_at)
 
 
 def steady_load(book: Ledgerbook, listings: list[str], count: int) -> list[Event]:
@@ -156,7 +182,7 @@ def latency(
 ) -> tuple[float, float]:
     """Prints p50/p99 per copy; returns p50 and p99 (s) of "applied in every copy"."""
     targets, steady = listings[:count], listings[count:]
-    acks = Acks(backbone)
+    acks = Acks(backbone, targets)
     acks.start()
     stop = threading.Event()
     corrections = steady_load(book, steady, int(rate * (2 + 0.5 * count + 5)))
@@ -171,6 +197,7 @@ def latency(
         time.sleep(0.5)
     wanted = {(agency, lid) for agency in stores for lid in targets}
     wait_for("every revocation applied in every copy", lambda: wanted <= acks.deletes.keys(), 300)
+    wait_for("the ledger's revoked states", lambda: set(targets) <= acks.decided.keys(), 30)
     stop.set()
     acks.stopping = True
     load.join()
@@ -179,6 +206,11 @@ def latency(
     )
     per_copy = {a: [(acks.deletes[(a, lid)] - sent[lid]).total_seconds() for lid in targets] for a in stores}
     per_copy["all copies"] = [max(per_copy[a][i] for a in stores) for i in range(len(targets))]
+    per_copy["to the decision"] = [(acks.decided[lid] - sent[lid]).total_seconds() for lid in targets]
+    per_copy["decision -> all"] = [
+        everywhere - decided
+        for everywhere, decided in zip(per_copy["all copies"], per_copy["to the decision"], strict=True)
+    ]
     for name, seconds in per_copy.items():
         p50, p99, mean = (
             1000 * x for x in (percentile(seconds, 0.5), percentile(seconds, 0.99), statistics.mean(seconds))
@@ -202,9 +234,9 @@ def main() -> None:
         if args.pg:
             stores["railway"] = args.pg
         try:
-            backbone.start_ledger(store="rocksdb://")
+            backbone.start_ledger(store="rocksdb://", **DEPLOYED)
             for agency, url in stores.items():
-                backbone.start_copy(agency, url)
+                backbone.start_copy(agency, url, **DEPLOYED)
             print("copies: " + ", ".join(f"{a} ({u.split(':')[0]})" for a, u in stores.items()))
             raw_limits(backbone)
             book = backbone.book()

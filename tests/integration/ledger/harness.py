@@ -135,10 +135,10 @@ class Backbone:
         where = {"ACCORD_LEDGER_DATA_DIR": str(self.folder / name), "ACCORD_LEDGER_STORE": store}
         return self.start(name, ["ledger", "run"], **where, **self.as_("ledger"), **env)
 
-    def start_copy(self, agency: str, url: str) -> subprocess.Popen[bytes]:
-        return self.start(
-            f"copy-{agency}", ["copy", "run", "--agency", agency, "--store", url], **self.as_(agency)
-        )
+    def start_copy(self, agency: str, url: str, **env: str) -> subprocess.Popen[bytes]:
+        """A copy sink of `agency` into `url`, as the agency's principal; `env` adds its settings."""
+        args = ["copy", "run", "--agency", agency, "--store", url]
+        return self.start(f"copy-{agency}", args, **self.as_(agency), **env)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)
