@@ -68,11 +68,14 @@ class DecodedEntries:
 
     Each is kept with the bytes it was decoded from and served only for bytes equal to them, so it
     can never be stale: whatever wrote the table (this worker, a recovery, another owner before a
-    rebalance), other bytes are decoded afresh. At most `most` are kept, the oldest written dropped."""
+    rebalance), other bytes are decoded afresh. At most `most` are kept, and at most `most_bytes` of
+    their encodings (an entry grows with its listing's history; decoded, it takes ~7 times its
+    bytes): the oldest written go first."""
 
-    def __init__(self, most: int = 4096) -> None:
-        self.most = most
+    def __init__(self, most: int = 4096, most_bytes: int = 4 << 20) -> None:
+        self.most, self.most_bytes = most, most_bytes
         self._kept: dict[bytes, tuple[bytes, Entry]] = {}
+        self._bytes = 0
 
     def decode(self, key: bytes, data: bytes | None) -> Entry | None:
         """`Entry.decode(data)`, the stored entry of `key`."""
@@ -88,10 +91,16 @@ class DecodedEntries:
 
     def remember(self, key: bytes, data: bytes, entry: Entry) -> None:
         """`entry`, just written to the table of `key` as `data` (its `encode()`)."""
-        self._kept.pop(key, None)
+        self._forget(key)
         self._kept[key] = (data, entry)
-        if len(self._kept) > self.most:
-            del self._kept[next(iter(self._kept))]
+        self._bytes += len(data)
+        while self._kept and (len(self._kept) > self.most or self._bytes > self.most_bytes):
+            self._forget(next(iter(self._kept)))
+
+    def _forget(self, key: bytes) -> None:
+        kept = self._kept.pop(key, None)
+        if kept is not None:
+            self._bytes -= len(kept[0])
 
     def __len__(self) -> int:
         return len(self._kept)

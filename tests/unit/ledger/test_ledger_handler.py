@@ -364,6 +364,12 @@ def test_a_decoded_entry_is_served_only_for_the_bytes_it_was_decoded_from(
     entries.remember(b"L-3", second.encode(), second)
     assert len(entries) == 2  # bounded: the oldest written went
     assert entries.decode(b"L-3", second.encode()) is second
+    by_size = DecodedEntries(most_bytes=len(first.encode()) + len(second.encode()))
+    for key in (b"L-1", b"L-2", b"L-3"):
+        by_size.remember(key, second.encode(), second)
+    assert len(by_size) == 1  # bounded by their bytes too: an entry grows with its history
+    by_size.remember(b"L-4", b"x" * (by_size.most_bytes + 1), second)
+    assert len(by_size) == 0  # one larger than the whole budget is not kept
 
 
 @settings(max_examples=40, deadline=None)
