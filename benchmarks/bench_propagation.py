@@ -41,23 +41,25 @@ from confluent_kafka import OFFSET_END, Message, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kafka_limits import broker, raw_consume, raw_produce
+from services.copies.settings import CopyOptions
 from services.core.copystore import open_store
 from services.core.events import CopyApplied, Event, ListingState
 from services.core.kafka import consumer, create_topics, decode_message
 from services.core.topics import KEEP_FOREVER, TopicSpec
+from services.ledger.settings import LedgerOptions
 from tests.integration.ledger.harness import PARTITIONS, Backbone, wait_for
 from tests.support.factory import Ledgerbook
 
 AGENCIES = ("civil-aviation", "railway", "court")
 MEASURES = ("flight_ban", "rail_ban", "high_consumption")
-# The services as deployed, not as the suite runs them (the harness re-verifies a copy's rows five
-# times as fast, sends digests every 2 s and commits every 0.5 s, to see faults sooner).
+# The services at their own defaults, not as the suite's harness runs them (it re-verifies a copy's
+# rows five times as fast, sends digests every 2 s and commits every 0.5 s, to see faults sooner).
 DEPLOYED = {
-    "ACCORD_LEDGER_COMMIT_INTERVAL_S": "1.0",
-    "ACCORD_LEDGER_EXPIRY_INTERVAL_S": "1.0",
-    "ACCORD_COPY_DIGEST_INTERVAL_S": "5.0",
-    "ACCORD_COPY_VERIFY_ROWS_PER_MINUTE": "60000",
-}
+    **{f"ACCORD_LEDGER_{name.upper()}": str(LedgerOptions.model_fields[name].default)
+       for name in ("commit_interval_s", "expiry_interval_s")},
+    **{f"ACCORD_COPY_{name.upper()}": str(CopyOptions.model_fields[name].default)
+       for name in ("digest_interval_s", "verify_rows_per_minute")},
+}  # fmt: skip
 
 
 def rows_in(url: str, agency: str) -> int:
